@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up a virtualenv, check style and types, and run the suite on SQLite; then again on
+# PostgreSQL when TAJIRI_TEST_DATABASE_URL is set (in CI it defaults to the local server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+.venv/bin/ruff check src tests
+.venv/bin/ruff format --check src tests
+.venv/bin/mypy
+
+run_pytest() {
+  local label=$1; shift
+  echo "== tests on ${label} =="
+  set +e
+  .venv/bin/pytest "$@"
+  local code=$?
+  set -e
+  if [ "$code" -eq 5 ]; then
+    echo "no tests were collected on ${label}: treating that as a failure" >&2
+    return 1
+  fi
+  return "$code"
+}
+
+if [ "${CI:-}" = "true" ] && [ -z "${TAJIRI_TEST_DATABASE_URL:-}" ]; then
+  export TAJIRI_TEST_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+fi
+
+pg_url="${TAJIRI_TEST_DATABASE_URL:-}"
+TAJIRI_TEST_DATABASE_URL="" run_pytest "SQLite" -q "$@"
+if [ -n "$pg_url" ]; then
+  TAJIRI_TEST_DATABASE_URL="$pg_url" run_pytest "PostgreSQL" -q "$@"
+fi

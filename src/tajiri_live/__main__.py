@@ -1,0 +1,3 @@
+from tajiri_live.cli import main
+
+main()

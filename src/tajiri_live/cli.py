@@ -1,0 +1,135 @@
+"""The `tajiri-live` command: one entry point for serving, migrating, jobs and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import click
+
+from tajiri_live.core import migrations
+from tajiri_live.core.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+@click.group()
+def main() -> None:
+    """tajiri-live: livestreaming backend for TAJIRI."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+@click.option(
+    "--migrate/--no-migrate",
+    default=None,
+    help="Apply pending migrations first (default: on for the embedded SQLite).",
+)
+def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
+    """Serve the REST API and WebSockets (and run the scheduled jobs)."""
+    import uvicorn
+
+    settings = _settings()
+    if migrate if migrate is not None else settings.is_embedded_database:
+        migrations.upgrade(settings.resolved_database_url)
+    if settings.is_embedded_database and workers > 1:
+        raise click.UsageError(
+            "SQLite with in-memory backends serves one process; "
+            "set TAJIRI_DATABASE_URL and TAJIRI_REDIS_URL for --workers."
+        )
+    uvicorn.run(
+        "tajiri_live.asgi:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the configured database to the newest schema."""
+    settings = _settings()
+    migrations.upgrade(settings.resolved_database_url)
+    click.echo("database is at the newest revision")
+
+
+@main.command()
+def worker() -> None:
+    """Run the scheduled jobs without serving HTTP (for multi-process deployments)."""
+    import uvloop
+
+    from tajiri_live.app import all_jobs, build_runtime
+
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    async def run() -> None:
+        runtime = build_runtime(settings)
+        scheduler = all_jobs(runtime)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        scheduler.start()
+        click.echo(f"worker running {len(scheduler.jobs)} jobs; Ctrl-C to stop")
+        try:
+            await stop.wait()
+        finally:
+            await scheduler.stop()
+            await runtime.broker.close()
+            await runtime.engine.dispose()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(run())
+
+
+@main.command()
+@click.argument("user_id", type=int)
+@click.option("--first-name")
+@click.option("--last-name")
+@click.option("--username")
+@click.option("--picture")
+@click.option("--admin", is_flag=True, help="Grant the admin role.")
+@click.option("--ttl", type=int, default=None, help="Lifetime in seconds.")
+def token(
+    user_id: int,
+    first_name: str | None,
+    last_name: str | None,
+    username: str | None,
+    picture: str | None,
+    admin: bool,
+    ttl: int | None,
+) -> None:
+    """Print a bearer token for USER_ID signed with the configured key."""
+    from tajiri_live.core.auth import TokenCodec
+
+    if user_id <= 0:
+        raise click.BadParameter("must be a positive user id", param_hint="USER_ID")
+    codec = TokenCodec(_settings())
+    click.echo(
+        codec.encode(
+            user_id,
+            first_name=first_name,
+            last_name=last_name,
+            username=username,
+            picture=picture,
+            admin=admin,
+            ttl_seconds=ttl,
+        )
+    )

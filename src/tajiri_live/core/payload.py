@@ -1,0 +1,94 @@
+"""Read a request body the way the mobile client sends it: JSON, urlencoded or multipart."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from tajiri_live.core.errors import ApiError, ValidationFailed, laravel_errors
+
+_INDEXED = re.compile(r"^(?P<name>[A-Za-z_][\w]*)\[(?P<index>\d*)\]$")
+MAX_JSON_BYTES = 1024 * 1024
+MAX_FILE_BYTES = 32 * 1024 * 1024  # the per-field limits (thumbnails: 5 MB) are lower
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def read_payload(request: Request) -> dict[str, Any]:
+    """The body as a dict; `tags[0]`, `tags[1]` (or `tags[]`) become a list under `tags`."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        async with request.form() as form:
+            items = [(key, await _materialise(value)) for key, value in form.multi_items()]
+        return _collect_form(items)
+    body = await request.body()
+    if not body.strip():
+        return {}
+    if len(body) > MAX_JSON_BYTES:
+        raise ApiError(413, "The request body is too large.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed({"body": ["The request body is not valid JSON."]}) from exc
+    if not isinstance(data, dict):
+        raise ValidationFailed({"body": ["The request body must be a JSON object."]})
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class FilePart:
+    """An uploaded file read into memory (at most MAX_FILE_BYTES + 1 bytes)."""
+
+    filename: str
+    content_type: str | None
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+async def _materialise(value: str | UploadFile) -> str | FilePart | None:
+    if isinstance(value, str):
+        return value
+    if not value.filename and not value.size:
+        return None  # an empty file input
+    return FilePart(value.filename or "", value.content_type, await value.read(MAX_FILE_BYTES + 1))
+
+
+def _collect_form(items: list[tuple[str, str | FilePart | None]]) -> dict[str, Any]:
+    plain: dict[str, Any] = {}
+    indexed: dict[str, list[tuple[int, Any]]] = {}
+    for key, value in items:
+        match = _INDEXED.match(key)
+        if match:
+            bucket = indexed.setdefault(match["name"], [])
+            index = int(match["index"]) if match["index"] else len(bucket)
+            bucket.append((index, value))
+        elif value is not None:
+            plain[key] = value
+    for name, values in indexed.items():
+        plain[name] = [value for _, value in sorted(values, key=lambda pair: pair[0])]
+    return plain
+
+
+def upload(payload: dict[str, Any], field: str) -> FilePart | None:
+    value = payload.pop(field, None)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, FilePart):
+        raise ValidationFailed({field: [f"The {field} must be a file."]})
+    return value
+
+
+def validated(model: type[ModelT], payload: dict[str, Any]) -> ModelT:
+    """Validate with pydantic; failures become a Laravel-style 422."""
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ValidationFailed(laravel_errors(exc.errors())) from exc

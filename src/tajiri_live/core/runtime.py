@@ -1,0 +1,24 @@
+"""What services need at run time, built once by `create_app` (or by the worker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.clock import Clock
+from tajiri_live.core.settings import Settings
+from tajiri_live.realtime.broker import Broker
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    broker: Broker
+    tokens: TokenCodec
+    # user id -> profile tuple last written, so the JIT user sync skips unchanged profiles
+    synced_profiles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)

@@ -1,0 +1,128 @@
+"""Settings from the environment (prefix ``TAJIRI_``), grouped by concern, safe dev defaults."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "secret", "changeme", "change-me", "please-change", "dev"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """All runtime configuration. Every field maps to ``TAJIRI_<FIELD_NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TAJIRI_", extra="ignore")
+
+    # --- process -------------------------------------------------------------------------
+    env: Literal["dev", "test", "production"] = "dev"
+    var_dir: Path = Path("var")
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "info"
+
+    # --- database ------------------------------------------------------------------------
+    # Unset: a SQLite file under var_dir (the embedded default).
+    database_url: str | None = None
+    database_echo: bool = False
+
+    # --- redis (unset: in-memory backends, one process) ------------------------------------
+    redis_url: str | None = None
+
+    # --- auth ----------------------------------------------------------------------------
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_private_key: str | None = None
+    jwt_algorithm: str | None = None  # default: HS256 with a secret, RS256 with a key pair
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_default_ttl_seconds: int = 7 * 24 * 3600
+
+    # --- streams and lifecycle -------------------------------------------------------------
+    pre_live_lead_seconds: int = 15 * 60
+    outro_seconds: int = 5
+    no_show_hours: float = 3.0
+    page_size: int = 20
+    max_page_size: int = 100
+
+    # --- uploads -------------------------------------------------------------------------
+    max_thumbnail_bytes: int = 5 * 1024 * 1024
+
+    # --- ingest and playback ---------------------------------------------------------------
+    rtmp_ingest_url: str = "rtmp://127.0.0.1:1935/live"
+    hls_base_url: str | None = None  # default: {public_base_url}/hls
+
+    # --- real time -------------------------------------------------------------------------
+    websocket_protocol: Literal["plain", "pusher"] = "plain"
+    pusher_app_key: str = "tajiri-live"
+    global_channel: str = "streams"
+
+    # --- scheduled jobs --------------------------------------------------------------------
+    run_jobs: bool = True
+    job_to_pre_live_every_seconds: float = 60.0
+    job_to_ended_every_seconds: float = 2.0
+    job_no_show_every_seconds: float = 300.0
+
+    extra_cors_origins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret_in_production(self) -> Settings:
+        if self.env == "production" and not self.jwt_public_key:
+            secret = self.jwt_secret or ""
+            if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    "TAJIRI_JWT_SECRET must be set to a random value of at least "
+                    f"{MIN_SECRET_LENGTH} characters (or TAJIRI_JWT_PUBLIC_KEY) in production"
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'tajiri.db').resolve()}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def resolved_hls_base_url(self) -> str:
+        return (self.hls_base_url or f"{self.public_base_url.rstrip('/')}/hls").rstrip("/")
+
+    @property
+    def websocket_base_url(self) -> str:
+        base = self.public_base_url.rstrip("/")
+        if base.startswith("https://"):
+            return "wss://" + base.removeprefix("https://")
+        return "ws://" + base.removeprefix("http://")
+
+    @property
+    def media_dir(self) -> Path:
+        return self.var_dir / "storage"
+
+    def signing_algorithm(self) -> str:
+        if self.jwt_algorithm:
+            return self.jwt_algorithm
+        return "RS256" if (self.jwt_public_key or self.jwt_private_key) else "HS256"
+
+    def ensure_dev_secret(self) -> Settings:
+        """In dev with no key configured, generate a secret once and keep it under var_dir.
+
+        `tajiri-live token` and `serve` then agree without any configuration.
+        """
+        if self.jwt_secret or self.jwt_public_key or self.env == "production":
+            return self
+        path = self.var_dir / "jwt_secret"
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return self.model_copy(update={"jwt_secret": path.read_text().strip()})
+
+
+def load_settings() -> Settings:
+    return Settings().ensure_dev_secret()

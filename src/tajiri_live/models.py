@@ -1,0 +1,23 @@
+"""Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
+
+from tajiri_live.analytics.models import StreamAnalytics
+from tajiri_live.core.db import Base
+from tajiri_live.engagement.models import StreamComment
+from tajiri_live.gifts.models import StreamGift, VirtualGift
+from tajiri_live.notifications.models import StreamNotification
+from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
+from tajiri_live.users.models import Follow, User
+
+__all__ = [
+    "Base",
+    "Follow",
+    "LiveStream",
+    "StreamAnalytics",
+    "StreamCoHost",
+    "StreamComment",
+    "StreamGift",
+    "StreamNotification",
+    "StreamViewer",
+    "User",
+    "VirtualGift",
+]

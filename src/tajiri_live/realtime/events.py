@@ -1,0 +1,35 @@
+"""The internal event: one shape for every protocol; encoders turn it into frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Event names as the mobile client knows them (plain protocol and Pusher's mobile path).
+CONNECTED = "connected"  # sent to one socket after it joins
+VIEWER_COUNT_UPDATED = "viewer_count_updated"  # cluster-wide current and peak viewers
+STATUS_CHANGED = "status_changed"  # every lifecycle transition
+NEW_COMMENT = "new_comment"  # a comment was posted
+GIFT_SENT = "gift_sent"  # a paid gift was sent
+REACTION = "reaction"  # a viewer tapped a reaction
+PONG = "pong"  # answer to a client ping
+ERROR = "error"  # a client frame was refused
+
+
+def stream_channel(stream_id: int) -> str:
+    return f"stream.{stream_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened on a channel; `data` is the plain-protocol payload."""
+
+    channel: str
+    name: str
+    data: dict[str, Any]
+    # Also deliver to these channels (e.g. the global feed), encoded once.
+    also: tuple[str, ...] = field(default=())
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return (self.channel, *self.also)

@@ -1,0 +1,30 @@
+"""Path dependencies that load a stream and check who may touch it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path
+
+from tajiri_live.core.dependencies import SessionDep
+from tajiri_live.streams import service
+from tajiri_live.streams.models import LiveStream
+from tajiri_live.users.dependencies import CurrentPrincipal, OptionalPrincipal
+
+StreamId = Annotated[int, Path(ge=1, le=2**62, description="The stream's id")]
+
+
+async def visible_stream(
+    stream_id: StreamId, session: SessionDep, viewer: OptionalPrincipal
+) -> LiveStream:
+    return await service.get_visible_stream(session, stream_id=stream_id, viewer=viewer)
+
+
+async def owned_stream(
+    stream_id: StreamId, session: SessionDep, principal: CurrentPrincipal
+) -> LiveStream:
+    return await service.get_owned_stream(session, stream_id=stream_id, principal=principal)
+
+
+StreamDep = Annotated[LiveStream, Depends(visible_stream)]
+OwnedStreamDep = Annotated[LiveStream, Depends(owned_stream)]

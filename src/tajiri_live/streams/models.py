@@ -1,0 +1,127 @@
+"""Streams, their co-hosts and their viewers' sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from tajiri_live.core.columns import (
+    JSONType,
+    coins,
+    counter,
+    created_at,
+    flag,
+    stream_fk,
+    updated_at,
+    user_fk,
+)
+from tajiri_live.core.db import Base, BigIntId, UTCDateTime
+from tajiri_live.streams.lifecycle import StreamStatus
+
+if TYPE_CHECKING:
+    from tajiri_live.users.models import User
+
+STATUS_VALUES = ", ".join(f"'{s.value}'" for s in StreamStatus)
+PRIVACY_VALUES = ("public", "friends", "private")
+COHOST_STATUSES = ("invited", "accepted", "declined", "removed", "left")
+
+
+class LiveStream(Base):
+    __tablename__ = "live_streams"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({STATUS_VALUES})", name="status"),
+        CheckConstraint("privacy IN ('public', 'friends', 'private')", name="privacy"),
+        Index("ix_live_streams_status_scheduled_at", "status", "scheduled_at"),
+        Index("ix_live_streams_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = user_fk()
+    stream_key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    thumbnail_path: Mapped[str | None] = mapped_column(String(500))
+    category: Mapped[str | None] = mapped_column(String(100), index=True)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    status: Mapped[str] = mapped_column(String(20), default=StreamStatus.SCHEDULED.value)
+    privacy: Mapped[str] = mapped_column(String(20), default="public", server_default="public")
+    recording_path: Mapped[str | None] = mapped_column(String(500))
+    is_recorded: Mapped[bool] = flag(False)
+    allow_comments: Mapped[bool] = flag(True)
+    allow_gifts: Mapped[bool] = flag(True)
+    allow_co_hosts: Mapped[bool] = flag(True)
+    current_viewers: Mapped[int] = counter()
+    peak_viewers: Mapped[int] = counter()
+    total_viewers: Mapped[int] = counter()
+    unique_viewers: Mapped[int] = counter()
+    likes_count: Mapped[int] = counter()
+    comments_count: Mapped[int] = counter()
+    gifts_count: Mapped[int] = counter()
+    shares_count: Mapped[int] = counter()
+    gifts_value: Mapped[int] = coins()
+    scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pre_live_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    live_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When an `ending` stream becomes `ended` unless its encoder comes back first.
+    ending_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    user: Mapped[User] = relationship(lazy="raise")
+    cohosts: Mapped[list[StreamCoHost]] = relationship(
+        lazy="raise", order_by="StreamCoHost.id", viewonly=True
+    )
+
+    @property
+    def status_enum(self) -> StreamStatus:
+        return StreamStatus(self.status)
+
+
+class StreamCoHost(Base):
+    __tablename__ = "stream_co_hosts"
+    __table_args__ = (
+        UniqueConstraint("stream_id", "user_id"),
+        CheckConstraint(
+            "status IN ('invited', 'accepted', 'declined', 'removed', 'left')", name="status"
+        ),
+        Index("ix_stream_co_hosts_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    stream_id: Mapped[int] = stream_fk()
+    user_id: Mapped[int] = user_fk()
+    status: Mapped[str] = mapped_column(String(20), default="invited")
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    user: Mapped[User] = relationship(lazy="raise")
+
+
+class StreamViewer(Base):
+    """One viewing session: a join, its leave, and the time watched."""
+
+    __tablename__ = "stream_viewers"
+    __table_args__ = (
+        Index("ix_stream_viewers_stream_id_joined_at", "stream_id", "joined_at"),
+        Index("ix_stream_viewers_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    stream_id: Mapped[int] = stream_fk()
+    user_id: Mapped[int | None] = user_fk(nullable=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    watch_duration: Mapped[int] = counter()
+    created_at: Mapped[datetime] = created_at()
+
+    user: Mapped[User | None] = relationship(lazy="raise")

@@ -1,0 +1,153 @@
+"""Streams as the client contract spells them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.settings import Settings
+from tajiri_live.realtime.events import stream_channel
+from tajiri_live.streams.lifecycle import StreamStatus
+from tajiri_live.streams.models import LiveStream, StreamCoHost
+from tajiri_live.users.presenters import user_dict
+
+SCHEDULED_LIKE = frozenset({StreamStatus.SCHEDULED, StreamStatus.PRE_LIVE})
+ENDED_LIKE = frozenset({StreamStatus.ENDING, StreamStatus.ENDED, StreamStatus.CANCELLED})
+ACTIVE_LIKE = frozenset({StreamStatus.PRE_LIVE, StreamStatus.LIVE})
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def storage_base_url(settings: Settings) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/storage"
+
+
+def playback_url(stream: LiveStream, settings: Settings) -> str | None:
+    if stream.status != StreamStatus.LIVE:
+        return None
+    return f"{settings.resolved_hls_base_url}/{stream.id}/index.m3u8"
+
+
+def ingest_url(stream: LiveStream, settings: Settings) -> str:
+    return f"{settings.rtmp_ingest_url.rstrip('/')}/{stream.stream_key}"
+
+
+def websocket_info(stream_id: int, settings: Settings) -> dict[str, str]:
+    if settings.websocket_protocol == "pusher":
+        url = f"{settings.websocket_base_url}/app/{settings.pusher_app_key}"
+    else:
+        url = f"{settings.websocket_base_url}/streams/{stream_id}"
+    return {
+        "url": url,
+        "channel": stream_channel(stream_id),
+        "global_channel": settings.global_channel,
+        "protocol": settings.websocket_protocol,
+    }
+
+
+def cohost_dict(cohost: StreamCoHost, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": cohost.id,
+        "stream_id": cohost.stream_id,
+        "user_id": cohost.user_id,
+        "status": cohost.status,
+        "joined_at": iso(cohost.joined_at),
+        "left_at": iso(cohost.left_at),
+        "user": user_dict(cohost.user, storage_base_url=storage_base_url(settings)),
+    }
+
+
+def stream_dict(
+    stream: LiveStream,
+    *,
+    viewer: Principal | None,
+    settings: Settings,
+    is_liked: bool = False,
+) -> dict[str, Any]:
+    is_owner = viewer is not None and viewer.user_id == stream.user_id
+    return {
+        "id": stream.id,
+        "user_id": stream.user_id,
+        "stream_key": stream.stream_key if is_owner else None,
+        "title": stream.title,
+        "description": stream.description,
+        "thumbnail_path": stream.thumbnail_path,
+        "category": stream.category,
+        "tags": list(stream.tags or []),
+        "status": stream.status,
+        "privacy": stream.privacy,
+        "stream_url": ingest_url(stream, settings) if is_owner else None,
+        "playback_url": playback_url(stream, settings),
+        "recording_path": stream.recording_path,
+        "is_recorded": stream.is_recorded,
+        "allow_comments": stream.allow_comments,
+        "allow_gifts": stream.allow_gifts,
+        "allow_co_hosts": stream.allow_co_hosts,
+        "viewers_count": stream.current_viewers,
+        "current_viewers": stream.current_viewers,
+        "peak_viewers": stream.peak_viewers,
+        "total_viewers": stream.total_viewers,
+        "unique_viewers": stream.unique_viewers,
+        "likes_count": stream.likes_count,
+        "comments_count": stream.comments_count,
+        "gifts_count": stream.gifts_count,
+        "shares_count": stream.shares_count,
+        "gifts_value": stream.gifts_value,
+        "scheduled_at": iso(stream.scheduled_at),
+        "pre_live_started_at": iso(stream.pre_live_started_at),
+        "started_at": iso(stream.started_at),
+        "ended_at": iso(stream.ended_at),
+        "cancelled_at": iso(stream.cancelled_at),
+        "duration": stream.duration,
+        "created_at": iso(stream.created_at),
+        "updated_at": iso(stream.updated_at),
+        "user": user_dict(stream.user, storage_base_url=storage_base_url(settings)),
+        "cohosts": [cohost_dict(c, settings) for c in stream.cohosts],
+        "is_liked": is_liked,
+    }
+
+
+def status_info(stream: LiveStream) -> dict[str, Any]:
+    status = stream.status_enum
+    return {
+        "status": status.value,
+        "is_active": status in ACTIVE_LIKE,
+        "is_live": status is StreamStatus.LIVE,
+        "is_ended": status in ENDED_LIKE,
+        "is_scheduled": status in SCHEDULED_LIKE,
+        "started_at": iso(stream.started_at),
+        "ended_at": iso(stream.ended_at),
+        "can_join": status is StreamStatus.LIVE,
+    }
+
+
+def ended_summary(stream: LiveStream) -> dict[str, Any] | None:
+    if stream.status_enum not in ENDED_LIKE:
+        return None
+    return {
+        "ended_at": iso(stream.ended_at),
+        "duration": stream.duration,
+        "total_viewers": stream.total_viewers,
+        "peak_viewers": stream.peak_viewers,
+        "likes_count": stream.likes_count,
+        "comments_count": stream.comments_count,
+    }
+
+
+def status_changed_data(
+    stream: LiveStream, *, old_status: str, status: str, settings: Settings, now: datetime
+) -> dict[str, Any]:
+    on_air = status == StreamStatus.LIVE
+    return {
+        "stream_id": stream.id,
+        "old_status": old_status,
+        "status": status,
+        "started_at": iso(stream.started_at),
+        "ended_at": iso(stream.ended_at),
+        "duration": stream.duration,
+        "playback_url": playback_url(stream, settings) if on_air else None,
+        "timestamp": iso(now),
+    }

@@ -1,0 +1,329 @@
+"""The stream routes of the client contract."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.media import store_image
+from tajiri_live.core.payload import read_payload, upload, validated
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.settings import Settings
+from tajiri_live.streams import presenters, service
+from tajiri_live.streams.dependencies import OwnedStreamDep, StreamDep
+from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
+from tajiri_live.streams.models import LiveStream
+from tajiri_live.streams.schemas import StatusUpdate, StreamCreate, StreamUpdate
+from tajiri_live.users.dependencies import CurrentPrincipal, OptionalPrincipal, ensure_same_user
+
+router = APIRouter(prefix="/streams", tags=["streams"])
+
+CurrentUserIdQuery = Annotated[
+    str | None, Query(description="Ignored for identity; must match the token when both are sent")
+]
+
+
+def _body_doc(model: type[StreamCreate] | type[StreamUpdate]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    multipart = {
+        "type": "object",
+        "properties": {
+            **schema["properties"],
+            "tags[0]": {"type": "string"},
+            "thumbnail": {"type": "string", "format": "binary"},
+        },
+    }
+    return {
+        "requestBody": {
+            "content": {
+                "application/json": {"schema": schema},
+                "multipart/form-data": {"schema": multipart},
+            },
+        }
+    }
+
+
+def _page_links(request: Request, page: service.Page) -> tuple[dict[str, Any], dict[str, Any]]:
+    last_page = max(1, -(-page.total // page.per_page))
+
+    def link(number: int) -> str:
+        return str(request.url.include_query_params(page=number))
+
+    first_index = (page.page - 1) * page.per_page
+    meta = {
+        "current_page": page.page,
+        "last_page": last_page,
+        "per_page": page.per_page,
+        "total": page.total,
+        "from": first_index + 1 if page.items else None,
+        "to": first_index + len(page.items) if page.items else None,
+    }
+    links = {
+        "first": link(1),
+        "last": link(last_page),
+        "prev": link(page.page - 1) if page.page > 1 else None,
+        "next": link(page.page + 1) if page.page < last_page else None,
+    }
+    return meta, links
+
+
+def _stream_data(stream: LiveStream, viewer: Any, settings: Settings) -> dict[str, Any]:
+    return presenters.stream_dict(stream, viewer=viewer, settings=settings)
+
+
+async def _list(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    viewer: Any,
+    *,
+    status: StreamStatus | None,
+    owner_id: int | None,
+    category: str | None,
+    page: int,
+    per_page: int | None,
+) -> dict[str, Any]:
+    settings = runtime.settings
+    size = min(per_page or settings.page_size, settings.max_page_size)
+    result = await service.list_streams(
+        session,
+        viewer=viewer,
+        status=status,
+        owner_id=owner_id,
+        category=category,
+        page=page,
+        per_page=size,
+    )
+    meta, links = _page_links(request, result)
+    return {
+        "success": True,
+        "data": [_stream_data(s, viewer, settings) for s in result.items],
+        "meta": meta,
+        "links": links,
+    }
+
+
+@router.get("", summary="List streams visible to the caller")
+async def list_streams(
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    viewer: OptionalPrincipal,
+    status: StreamStatus | None = None,
+    user_id: int | None = None,
+    category: str | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int | None, Query(ge=1)] = None,
+    current_user_id: CurrentUserIdQuery = None,
+) -> dict[str, Any]:
+    ensure_same_user(current_user_id, viewer, "current_user_id")
+    return await _list(
+        request,
+        session,
+        runtime,
+        viewer,
+        status=status,
+        owner_id=user_id,
+        category=category,
+        page=page,
+        per_page=per_page,
+    )
+
+
+@router.get("/user/{user_id}", summary="A user's streams")
+async def user_streams(
+    request: Request,
+    user_id: int,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    viewer: OptionalPrincipal,
+    status: StreamStatus | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    return await _list(
+        request,
+        session,
+        runtime,
+        viewer,
+        status=status,
+        owner_id=user_id,
+        category=None,
+        page=page,
+        per_page=per_page,
+    )
+
+
+async def _thumbnail(payload: dict[str, Any], runtime: Runtime) -> str | None:
+    file = upload(payload, "thumbnail")
+    if file is None:
+        return None
+    return await store_image(
+        file,
+        field="thumbnail",
+        storage_dir=runtime.settings.media_dir,
+        folder="live-thumbnails",
+        max_bytes=runtime.settings.max_thumbnail_bytes,
+    )
+
+
+@router.post("", status_code=201, summary="Create a stream", openapi_extra=_body_doc(StreamCreate))
+async def create_stream(
+    request: Request, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+) -> JSONResponse:
+    payload = await read_payload(request)
+    ensure_same_user(payload.pop("user_id", None), principal)
+    thumbnail_file_present = "thumbnail" in payload
+    data = validated(StreamCreate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    thumbnail = await _thumbnail(payload, runtime) if thumbnail_file_present else None
+    stream = await service.create_stream(
+        session, runtime=runtime, owner=principal, data=data, thumbnail_path=thumbnail
+    )
+    body = {
+        "success": True,
+        "message": "Stream created.",
+        "data": _stream_data(stream, principal, runtime.settings),
+    }
+    return JSONResponse(body, status_code=201)
+
+
+def _show_body(stream: LiveStream, viewer: Any, settings: Settings) -> dict[str, Any]:
+    on_air = stream.status_enum not in FINAL_STATUSES
+    return {
+        "success": True,
+        "data": _stream_data(stream, viewer, settings),
+        "playback_url": presenters.playback_url(stream, settings),
+        "websocket": presenters.websocket_info(stream.id, settings) if on_air else None,
+        "stream_status_info": presenters.status_info(stream),
+        "ended_summary": presenters.ended_summary(stream),
+    }
+
+
+@router.get("/{stream_id}", summary="One stream, with its status info")
+async def show_stream(
+    stream: StreamDep,
+    runtime: RuntimeDep,
+    viewer: OptionalPrincipal,
+    current_user_id: CurrentUserIdQuery = None,
+) -> dict[str, Any]:
+    ensure_same_user(current_user_id, viewer, "current_user_id")
+    return _show_body(stream, viewer, runtime.settings)
+
+
+@router.put("/{stream_id}", summary="Edit a stream", openapi_extra=_body_doc(StreamUpdate))
+async def update_stream(
+    request: Request,
+    stream: OwnedStreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    payload = await read_payload(request)
+    ensure_same_user(payload.pop("user_id", None), principal)
+    has_thumbnail = "thumbnail" in payload
+    data = validated(StreamUpdate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    thumbnail = await _thumbnail(payload, runtime) if has_thumbnail else None
+    stream = await service.update_stream(
+        session, runtime=runtime, stream=stream, data=data, thumbnail_path=thumbnail
+    )
+    return {
+        "success": True,
+        "message": "Stream updated.",
+        "data": _stream_data(stream, principal, runtime.settings),
+    }
+
+
+@router.delete("/{stream_id}", summary="Delete a stream (not while live)")
+async def delete_stream(stream: OwnedStreamDep, session: SessionDep) -> dict[str, Any]:
+    await service.delete_stream(session, stream=stream)
+    return {"success": True, "message": "Stream deleted."}
+
+
+@router.patch("/{stream_id}/status", summary="Move a stream to another status")
+async def patch_status(
+    request: Request,
+    stream: OwnedStreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    data = validated(StatusUpdate, await read_payload(request))
+    await service.change_status(session, runtime=runtime, stream=stream, target=data.status)
+    return {
+        "success": True,
+        "message": f"Stream is now {stream.status}.",
+        "data": _stream_data(stream, principal, runtime.settings),
+    }
+
+
+@router.post("/{stream_id}/start", summary="Go live")
+async def start_stream(
+    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    await service.start(session, runtime=runtime, stream=stream)
+    return {
+        "success": True,
+        "message": "Stream is live.",
+        "data": _stream_data(stream, principal, runtime.settings),
+        "playback_url": presenters.playback_url(stream, runtime.settings),
+        "websocket": presenters.websocket_info(stream.id, runtime.settings),
+    }
+
+
+@router.post("/{stream_id}/end", summary="End the stream (outro, then ended)")
+async def end_stream(
+    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    await service.end(session, runtime=runtime, stream=stream)
+    return {
+        "success": True,
+        "message": "Stream is ending.",
+        "data": _stream_data(stream, principal, runtime.settings),
+        "analytics": await service.end_analytics(session, stream),
+    }
+
+
+@router.post("/{stream_id}/cancel", summary="Call off a stream that has not finished")
+async def cancel_stream(
+    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+) -> dict[str, Any]:
+    await service.move(session, runtime=runtime, stream=stream, target=StreamStatus.CANCELLED)
+    return {
+        "success": True,
+        "message": "Stream cancelled.",
+        "data": _stream_data(stream, principal, runtime.settings),
+    }
+
+
+@router.get("/{stream_id}/check", summary="Is this stream on air? (flat answer)")
+async def check_stream(stream: StreamDep, runtime: RuntimeDep) -> dict[str, Any]:
+    settings = runtime.settings
+    info = presenters.status_info(stream)
+    ended = bool(info["is_ended"])
+    messages = {
+        StreamStatus.SCHEDULED: "Stream has not started yet.",
+        StreamStatus.PRE_LIVE: "Stream is starting soon.",
+        StreamStatus.LIVE: "Stream is live.",
+        StreamStatus.ENDING: "Stream is ending.",
+        StreamStatus.ENDED: "Stream has ended.",
+        StreamStatus.CANCELLED: "Stream was cancelled.",
+    }
+    return {
+        "success": True,
+        "exists": True,
+        "is_active": info["is_active"],
+        "stream_ended": ended,
+        "stream_id": stream.id,
+        "status": stream.status,
+        "playback_url": presenters.playback_url(stream, settings),
+        "current_viewers": stream.current_viewers,
+        "websocket": None if ended else presenters.websocket_info(stream.id, settings),
+        "ended_at": presenters.iso(stream.ended_at),
+        "duration": stream.duration,
+        "total_viewers": stream.total_viewers,
+        "peak_viewers": stream.peak_viewers,
+        "message": messages[stream.status_enum],
+    }

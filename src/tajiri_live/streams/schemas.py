@@ -1,0 +1,83 @@
+"""Stream request bodies, named by direction. Responses are built by `presenters`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from tajiri_live.streams.lifecycle import StreamStatus
+
+Privacy = Literal["public", "friends", "private"]
+MAX_TAGS = 20
+
+
+def _blank_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _as_tag_list(value: Any) -> Any:
+    if value is None:
+        return []
+    if isinstance(value, str):  # "music, live" from a plain form field
+        return [part for part in (p.strip() for p in value.split(",")) if part]
+    return value
+
+
+OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
+OptionalDateTime = Annotated[datetime | None, BeforeValidator(_blank_to_none)]
+Tags = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=50)]],
+    BeforeValidator(_as_tag_list),
+    Field(max_length=MAX_TAGS),
+]
+
+
+class StreamFields(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    description: Annotated[OptionalText, Field(max_length=5000)] = None
+    category: Annotated[OptionalText, Field(max_length=100)] = None
+    tags: Tags = Field(default_factory=list)
+    privacy: Privacy = "public"
+    is_recorded: bool = False
+    allow_comments: bool = True
+    allow_gifts: bool = True
+    allow_co_hosts: bool = True
+    scheduled_at: OptionalDateTime = None
+
+    @field_validator("scheduled_at")
+    @classmethod
+    def _assume_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+
+class StreamCreate(StreamFields):
+    title: str = Field(min_length=1, max_length=255)
+
+
+class StreamUpdate(StreamFields):
+    """Every field optional; only the fields sent are changed."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=255)
+    privacy: Privacy | None = None  # type: ignore[assignment]
+    is_recorded: bool | None = None  # type: ignore[assignment]
+    allow_comments: bool | None = None  # type: ignore[assignment]
+    allow_gifts: bool | None = None  # type: ignore[assignment]
+    allow_co_hosts: bool | None = None  # type: ignore[assignment]
+    tags: Tags | None = None  # type: ignore[assignment]
+
+
+class StatusUpdate(BaseModel):
+    status: StreamStatus
+
+
+class StreamListQuery(BaseModel):
+    status: StreamStatus | None = None
+    user_id: int | None = None
+    category: str | None = None
+    page: int = Field(default=1, ge=1)
+    per_page: int | None = Field(default=None, ge=1)

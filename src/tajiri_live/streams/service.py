@@ -1,0 +1,443 @@
+"""Stream use cases: create, read, edit, and walk the lifecycle with conditional updates."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
+from tajiri_live.streams import presenters
+from tajiri_live.streams.lifecycle import UNDELETABLE_STATUSES, StreamStatus, path_to
+from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
+from tajiri_live.streams.schemas import StreamCreate, StreamUpdate
+from tajiri_live.users.models import Follow
+
+log = logging.getLogger(__name__)
+
+STREAM_KEY_BYTES = 32  # 43 url-safe characters
+SCHEDULE_GRACE = timedelta(minutes=1)  # clock skew between phone and server
+MAX_TRANSITION_ATTEMPTS = 6
+VISIBLE_COHOST_STATUSES = ("invited", "accepted")
+
+
+def new_stream_key() -> str:
+    return secrets.token_urlsafe(STREAM_KEY_BYTES)
+
+
+def _with_people() -> Sequence[Any]:
+    return (
+        selectinload(LiveStream.user),
+        selectinload(LiveStream.cohosts).selectinload(StreamCoHost.user),
+    )
+
+
+# --- visibility ---------------------------------------------------------------------------
+
+
+def visible_to(viewer: Principal | None) -> ColumnElement[bool]:
+    """Public streams to everyone; `friends` to mutual follows; co-hosts and the owner always."""
+    public = LiveStream.privacy == "public"
+    if viewer is None:
+        return public
+    if viewer.is_admin:
+        return true()
+    uid = viewer.user_id
+    is_cohost = exists().where(
+        StreamCoHost.stream_id == LiveStream.id,
+        StreamCoHost.user_id == uid,
+        StreamCoHost.status.in_(VISIBLE_COHOST_STATUSES),
+    )
+    viewer_follows, owner_follows = aliased(Follow), aliased(Follow)
+    is_mutual = and_(
+        exists().where(
+            viewer_follows.follower_id == uid, viewer_follows.followed_id == LiveStream.user_id
+        ),
+        exists().where(
+            owner_follows.follower_id == LiveStream.user_id, owner_follows.followed_id == uid
+        ),
+    )
+    return or_(
+        public,
+        LiveStream.user_id == uid,
+        is_cohost,
+        and_(LiveStream.privacy == "friends", is_mutual),
+    )
+
+
+async def get_visible_stream(
+    session: AsyncSession, *, stream_id: int, viewer: Principal | None
+) -> LiveStream:
+    """The stream if the viewer may see it; 404 otherwise (hidden streams do not exist)."""
+    stream = await session.scalar(
+        select(LiveStream)
+        .where(LiveStream.id == stream_id, visible_to(viewer))
+        .options(*_with_people())
+    )
+    if stream is None:
+        raise not_found()
+    return stream
+
+
+def ensure_owner(stream: LiveStream, principal: Principal) -> None:
+    if stream.user_id != principal.user_id and not principal.is_admin:
+        raise forbidden("Only the stream's owner can do this.")
+
+
+async def get_owned_stream(
+    session: AsyncSession, *, stream_id: int, principal: Principal
+) -> LiveStream:
+    stream = await get_visible_stream(session, stream_id=stream_id, viewer=principal)
+    ensure_owner(stream, principal)
+    return stream
+
+
+# --- reads --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[LiveStream]
+    total: int
+    page: int
+    per_page: int
+
+
+async def list_streams(
+    session: AsyncSession,
+    *,
+    viewer: Principal | None,
+    status: StreamStatus | None = None,
+    owner_id: int | None = None,
+    category: str | None = None,
+    page: int = 1,
+    per_page: int = 20,
+) -> Page:
+    conditions: list[ColumnElement[bool]] = [visible_to(viewer)]
+    if status is not None:
+        conditions.append(LiveStream.status == status.value)
+    if owner_id is not None:
+        conditions.append(LiveStream.user_id == owner_id)
+    if category:
+        conditions.append(LiveStream.category == category)
+    total = await session.scalar(select(func.count(LiveStream.id)).where(*conditions)) or 0
+    items = await session.scalars(
+        select(LiveStream)
+        .where(*conditions)
+        .order_by(LiveStream.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+        .options(*_with_people())
+    )
+    return Page(items=list(items), total=total, page=page, per_page=per_page)
+
+
+async def end_analytics(session: AsyncSession, stream: LiveStream) -> dict[str, Any]:
+    average = await session.scalar(
+        select(func.coalesce(func.avg(StreamViewer.watch_duration), 0)).where(
+            StreamViewer.stream_id == stream.id
+        )
+    )
+    return {
+        "total_viewers": stream.total_viewers,
+        "peak_viewers": stream.peak_viewers,
+        "average_watch_time": round(float(average or 0), 1),
+        "total_gifts": stream.gifts_count,
+        "revenue": stream.gifts_value,
+    }
+
+
+# --- writes -------------------------------------------------------------------------------
+
+
+def _check_schedule(scheduled_at: datetime | None, now: datetime) -> None:
+    if scheduled_at is not None and scheduled_at < now - SCHEDULE_GRACE:
+        raise ValidationFailed({"scheduled_at": ["The scheduled at must be a date after now."]})
+
+
+async def create_stream(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    owner: Principal,
+    data: StreamCreate,
+    thumbnail_path: str | None,
+) -> LiveStream:
+    now = runtime.clock.now()
+    _check_schedule(data.scheduled_at, now)
+    stream = LiveStream(
+        user_id=owner.user_id,
+        stream_key=new_stream_key(),
+        thumbnail_path=thumbnail_path,
+        status=StreamStatus.SCHEDULED.value,
+        created_at=now,
+        updated_at=now,
+        **data.model_dump(),
+    )
+    session.add(stream)
+    await session.commit()
+    return await get_visible_stream(session, stream_id=stream.id, viewer=owner)
+
+
+async def update_stream(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    data: StreamUpdate,
+    thumbnail_path: str | None,
+) -> LiveStream:
+    changes = data.model_dump(exclude_unset=True)
+    if "scheduled_at" in changes and changes["scheduled_at"] != stream.scheduled_at:
+        if stream.status != StreamStatus.SCHEDULED:
+            raise ApiError(409, f"A stream that is {stream.status} cannot be rescheduled.")
+        _check_schedule(changes["scheduled_at"], runtime.clock.now())
+    for required in (
+        "title",
+        "privacy",
+        "is_recorded",
+        "allow_comments",
+        "allow_gifts",
+        "allow_co_hosts",
+        "tags",
+    ):
+        if required in changes and changes[required] is None:
+            changes.pop(required)
+    if thumbnail_path is not None:
+        changes["thumbnail_path"] = thumbnail_path
+    for name, value in changes.items():
+        setattr(stream, name, value)
+    stream.updated_at = runtime.clock.now()
+    await session.commit()
+    return stream
+
+
+async def delete_stream(session: AsyncSession, *, stream: LiveStream) -> None:
+    if stream.status_enum in UNDELETABLE_STATUSES:
+        raise ApiError(409, f"A stream that is {stream.status} cannot be deleted; end it first.")
+    await session.delete(stream)
+    await session.commit()
+
+
+# --- lifecycle ----------------------------------------------------------------------------
+
+
+def _stamps(
+    stream: LiveStream, target: StreamStatus, now: datetime, hold_seconds: float
+) -> dict[str, Any]:
+    if target is StreamStatus.PRE_LIVE:
+        return {"pre_live_started_at": now}
+    if target is StreamStatus.LIVE:
+        # A reconnect keeps the original start; the live segment restarts.
+        return {
+            "live_started_at": now,
+            "started_at": stream.started_at or now,
+            "ending_started_at": None,
+            "ending_deadline": None,
+        }
+    if target is StreamStatus.ENDING:
+        return {
+            "ending_started_at": now,
+            "ending_deadline": now + timedelta(seconds=hold_seconds),
+        }
+    if target is StreamStatus.ENDED:
+        started = stream.started_at or now
+        return {
+            "ended_at": now,
+            "duration": max(0, int((now - started).total_seconds())),
+            "ending_deadline": None,
+        }
+    return {"cancelled_at": now, "ending_deadline": None}
+
+
+async def _apply_step(
+    session: AsyncSession,
+    stream: LiveStream,
+    target: StreamStatus,
+    now: datetime,
+    hold_seconds: float,
+) -> bool:
+    """One conditional update; True if this call made the change."""
+    values = _stamps(stream, target, now, hold_seconds)
+    result = await session.execute(
+        update(LiveStream)
+        .where(LiveStream.id == stream.id, LiveStream.status == stream.status)
+        .values(status=target.value, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return False
+    for name, value in {"status": target.value, "updated_at": now, **values}.items():
+        set_committed_value(stream, name, value)
+    return True
+
+
+async def move(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    target: StreamStatus,
+    hold_seconds: float | None = None,
+    already_there: frozenset[StreamStatus] = frozenset(),
+) -> list[tuple[str, str]]:
+    """Walk `stream` to `target`; returns the (old, new) steps this call made.
+
+    A stream already at `target` (or in `already_there`) is left alone: repeated calls are
+    no-ops. Races with other nodes are settled by the conditional updates: the loser re-reads
+    the row and carries on from where the winner left it.
+    """
+    hold = runtime.settings.outro_seconds if hold_seconds is None else hold_seconds
+    steps: list[tuple[str, str]] = []
+    for _ in range(MAX_TRANSITION_ATTEMPTS):
+        current = stream.status_enum
+        if current is target or current in already_there:
+            break
+        path = path_to(current, target)
+        if path is None:
+            await session.commit()
+            await _publish_steps(runtime, stream, steps)
+            raise ApiError(
+                409,
+                f"Cannot change the stream's status from {current.value} to {target.value}.",
+                current_status=current.value,
+                requested_status=target.value,
+            )
+        now = runtime.clock.now()
+        if await _apply_step(session, stream, path[0], now, hold):
+            steps.append((current.value, path[0].value))
+        else:
+            await session.refresh(stream, ["status", "started_at"])
+    await session.commit()
+    await _publish_steps(runtime, stream, steps)
+    return steps
+
+
+async def _publish_steps(
+    runtime: Runtime, stream: LiveStream, steps: list[tuple[str, str]]
+) -> None:
+    settings = runtime.settings
+    also = (settings.global_channel,) if stream.privacy == "public" else ()
+    for old, new in steps:
+        data = presenters.status_changed_data(
+            stream, old_status=old, status=new, settings=settings, now=runtime.clock.now()
+        )
+        log.info("stream %s: %s -> %s", stream.id, old, new)
+        await runtime.broker.publish(
+            Event(channel=stream_channel(stream.id), name=STATUS_CHANGED, data=data, also=also)
+        )
+
+
+async def start(session: AsyncSession, *, runtime: Runtime, stream: LiveStream) -> None:
+    await move(session, runtime=runtime, stream=stream, target=StreamStatus.LIVE)
+
+
+async def end(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    hold_seconds: float | None = None,
+) -> None:
+    """live -> ending; the finishing job makes it `ended` after the hold."""
+    await move(
+        session,
+        runtime=runtime,
+        stream=stream,
+        target=StreamStatus.ENDING,
+        hold_seconds=hold_seconds,
+        already_there=frozenset({StreamStatus.ENDED}),
+    )
+
+
+async def change_status(
+    session: AsyncSession, *, runtime: Runtime, stream: LiveStream, target: StreamStatus
+) -> None:
+    """PATCH status: `live` starts, `ending`/`ended` end (through the outro), others move."""
+    if target is StreamStatus.LIVE:
+        await start(session, runtime=runtime, stream=stream)
+    elif target in (StreamStatus.ENDING, StreamStatus.ENDED):
+        await end(session, runtime=runtime, stream=stream)
+    else:
+        await move(session, runtime=runtime, stream=stream, target=target)
+
+
+# --- what the jobs ask for ----------------------------------------------------------------
+
+
+async def _ids(session: AsyncSession, *conditions: ColumnElement[bool]) -> list[int]:
+    return list(await session.scalars(select(LiveStream.id).where(*conditions)))
+
+
+async def _move_many(runtime: Runtime, ids: list[int], target: StreamStatus) -> int:
+    moved = 0
+    for stream_id in ids:
+        async with runtime.sessions() as session:
+            stream = await session.get(LiveStream, stream_id)
+            if stream is None:
+                continue
+            try:
+                moved += bool(await move(session, runtime=runtime, stream=stream, target=target))
+            except ApiError:
+                continue  # another node or request moved it elsewhere first
+    return moved
+
+
+async def promote_due_to_pre_live(runtime: Runtime) -> int:
+    """Scheduled streams whose start is within the lead time (or passed, not too long ago)."""
+    now = runtime.clock.now()
+    settings = runtime.settings
+    async with runtime.sessions() as session:
+        ids = await _ids(
+            session,
+            LiveStream.status == StreamStatus.SCHEDULED.value,
+            LiveStream.scheduled_at.is_not(None),
+            LiveStream.scheduled_at <= now + timedelta(seconds=settings.pre_live_lead_seconds),
+            LiveStream.scheduled_at > now - timedelta(hours=settings.no_show_hours),
+        )
+    return await _move_many(runtime, ids, StreamStatus.PRE_LIVE)
+
+
+async def finish_ending(runtime: Runtime) -> int:
+    """`ending` streams whose outro or reconnect window is over become `ended`."""
+    now = runtime.clock.now()
+    async with runtime.sessions() as session:
+        ids = await _ids(
+            session,
+            LiveStream.status == StreamStatus.ENDING.value,
+            or_(LiveStream.ending_deadline.is_(None), LiveStream.ending_deadline <= now),
+        )
+    return await _move_many(runtime, ids, StreamStatus.ENDED)
+
+
+async def cancel_no_shows(runtime: Runtime) -> int:
+    """Streams that never went live long after their start are called off."""
+    cutoff = runtime.clock.now() - timedelta(hours=runtime.settings.no_show_hours)
+    async with runtime.sessions() as session:
+        ids = await _ids(
+            session,
+            or_(
+                and_(
+                    LiveStream.status == StreamStatus.SCHEDULED.value,
+                    LiveStream.scheduled_at.is_not(None),
+                    LiveStream.scheduled_at <= cutoff,
+                ),
+                and_(
+                    LiveStream.status == StreamStatus.PRE_LIVE.value,
+                    func.coalesce(LiveStream.scheduled_at, LiveStream.pre_live_started_at)
+                    <= cutoff,
+                ),
+            ),
+        )
+    return await _move_many(runtime, ids, StreamStatus.CANCELLED)

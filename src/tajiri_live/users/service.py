@@ -1,0 +1,49 @@
+"""Users are created or updated just in time from token claims; follows are read here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.columns import utcnow
+from tajiri_live.users.models import Follow, User
+
+PROFILE_FIELDS = ("first_name", "last_name", "username", "profile_photo_path")
+
+
+async def sync_user(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    cache: dict[int, tuple[str | None, ...]],
+) -> None:
+    """Make sure the caller has a row whose profile matches the token (one upsert, cached)."""
+    profile = principal.profile()
+    if cache.get(principal.user_id) == profile:
+        return
+    now = utcnow()
+    values: dict[str, Any] = {"id": principal.user_id, "created_at": now, "updated_at": now}
+    values.update({k: v for k, v in zip(PROFILE_FIELDS, profile, strict=True) if v is not None})
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(User).values(**values)
+    changes = {k: statement.excluded[k] for k in values if k not in ("id", "created_at")}
+    await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=changes))
+    await session.commit()
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[principal.user_id] = profile
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def is_mutual_follow(session: AsyncSession, *, a: int, b: int) -> bool:
+    follows_ab = select(Follow.id).where(and_(Follow.follower_id == a, Follow.followed_id == b))
+    follows_ba = select(Follow.id).where(and_(Follow.follower_id == b, Follow.followed_id == a))
+    return bool(await session.scalar(select(follows_ab.exists() & follows_ba.exists())))

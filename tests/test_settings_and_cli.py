@@ -1,0 +1,104 @@
+"""Settings safety, the dev secret, the CLI, and the real `serve` process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from tajiri_live.cli import main
+from tajiri_live.core.settings import Settings
+
+
+def test_production_refuses_missing_or_placeholder_secret() -> None:
+    with pytest.raises(ValidationError):
+        Settings(env="production", jwt_secret=None)
+    with pytest.raises(ValidationError):
+        Settings(env="production", jwt_secret="changeme")
+    with pytest.raises(ValidationError):
+        Settings(env="production", jwt_secret="short-but-not-placeholder")
+    assert Settings(env="production", jwt_secret="k" * 40).jwt_secret == "k" * 40
+
+
+def test_dev_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = Settings(var_dir=tmp_path).ensure_dev_secret()
+    second = Settings(var_dir=tmp_path).ensure_dev_secret()
+    assert first.jwt_secret and len(first.jwt_secret) >= 32
+    assert first.jwt_secret == second.jwt_secret
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_token_command_signs_with_the_configured_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAJIRI_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("TAJIRI_JWT_SECRET", raising=False)
+    result = CliRunner().invoke(
+        main, ["token", "42", "--first-name", "Neema", "--admin", "--ttl", "60"]
+    )
+    assert result.exit_code == 0, result.output
+    secret = (tmp_path / "jwt_secret").read_text().strip()
+    claims = jwt.decode(result.output.strip(), secret, algorithms=["HS256"])
+    assert claims["sub"] == "42" and claims["given_name"] == "Neema" and claims["admin"] is True
+    assert claims["exp"] - claims["iat"] == 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_on_the_embedded_default(tmp_path: Path) -> None:
+    """`tajiri-live serve` migrates its SQLite file and answers; a token from the CLI works."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+    env["TAJIRI_VAR_DIR"] = str(tmp_path / "var")
+    port = free_port()
+    command = [sys.executable, "-m", "tajiri_live", "serve", "--port", str(port)]
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.2)
+        token = subprocess.run(
+            [sys.executable, "-m", "tajiri_live", "token", "3"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"{base}/api/streams", json={"title": "Live"}, headers=headers)
+        assert created.status_code == 201
+        sid = created.json()["data"]["id"]
+        started = httpx.post(f"{base}/api/streams/{sid}/start", headers=headers)
+        assert started.json()["data"]["status"] == "live"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    log = log_path.read_text()
+    assert "POST /api/streams" in log  # the access log is there, so the check below means it
+    key = created.json()["data"]["stream_key"]
+    assert key not in log  # the stream key never reaches a log line
