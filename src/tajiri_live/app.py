@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tajiri_live import __version__
@@ -18,33 +21,107 @@ from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.errors import install_error_handlers
 from tajiri_live.core.runtime import Runtime
-from tajiri_live.core.scheduler import Scheduler
+from tajiri_live.core.scheduler import PeriodicJob, Scheduler
 from tajiri_live.core.settings import Settings
 from tajiri_live.gifts.router import router as gifts_router
-from tajiri_live.realtime.broker import Broker
-from tajiri_live.realtime.broker_memory import MemoryBroker
+from tajiri_live.realtime.backends import build_backends
+from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.gateway import Gateway
+from tajiri_live.realtime.hub import Hub, HubSettings
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
+from tajiri_live.viewers.router import router as viewers_router
+from tajiri_live.viewers.router import socket_paths
+from tajiri_live.viewers.service import Viewers
+from tajiri_live.viewers.sessions import ViewerLog
+from tajiri_live.viewers.socket import PlainSocketApp
 
 log = logging.getLogger(__name__)
 
+IDLE_SWEEP_SECONDS = 30.0
 
-def build_runtime(
-    settings: Settings, *, clock: Clock | None = None, broker: Broker | None = None
-) -> Runtime:
+
+@dataclass
+class Services:
+    """Everything one process runs: shared state for the API, the sockets and the jobs."""
+
+    runtime: Runtime
+    redis: Redis | None
+    hub: Hub
+    gateway: Gateway
+    viewers: Viewers
+    sockets: PlainSocketApp
+
+    def cluster_jobs(self) -> list[PeriodicJob]:
+        """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
+        settings = self.runtime.settings
+        return [
+            *lifecycle_jobs(self.runtime),
+            PeriodicJob(
+                "viewers.publish_counts",
+                settings.viewer_count_interval_seconds,
+                self.viewers.publish_counts,
+            ),
+        ]
+
+    def node_jobs(self) -> list[PeriodicJob]:
+        """Jobs about this process's own sockets: every serving node runs them."""
+        settings = self.runtime.settings
+        return [
+            PeriodicJob(
+                "presence.renew", settings.presence_renew_seconds, self.runtime.presence.renew
+            ),
+            PeriodicJob(
+                "viewers.flush_sessions", settings.viewer_log_flush_seconds, self.viewers.log.flush
+            ),
+            PeriodicJob("sockets.sweep_idle", IDLE_SWEEP_SECONDS, self._sweep_idle),
+        ]
+
+    async def _sweep_idle(self) -> None:
+        self.gateway.sweep_idle(time.monotonic())
+
+    async def start(self) -> None:
+        await self.runtime.broker.start(self.hub.handle)
+
+    async def stop(self) -> None:
+        for connection in list(self.gateway.connections):
+            connection.shutdown()
+        await self.gateway.drain()
+        await self.viewers.log.flush()
+        self.hub.close()
+        await self.runtime.broker.close()
+        await self.runtime.presence.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.runtime.engine.dispose()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     engine = create_engine(settings.resolved_database_url, echo=settings.database_echo)
-    return Runtime(
+    broker, presence, redis = build_backends(settings)
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         sessions=create_sessionmaker(engine),
         clock=clock or SystemClock(),
-        broker=broker or MemoryBroker(),
+        broker=broker,
         tokens=TokenCodec(settings),
+        presence=presence,
     )
-
-
-def all_jobs(runtime: Runtime) -> Scheduler:
-    return Scheduler(lifecycle_jobs(runtime))
+    hub = Hub(
+        encoders={"plain": PlainEncoder()},
+        settings=HubSettings(
+            tick_seconds=settings.realtime_tick_ms / 1000,
+            max_buffer_bytes=settings.slow_consumer_bytes,
+            sample_room_size=settings.sample_room_size,
+            sample_per_second=settings.sample_comments_per_second,
+        ),
+    )
+    gateway = Gateway(hub, idle_timeout=settings.ws_idle_timeout_seconds)
+    viewers = Viewers(runtime, ViewerLog(runtime.sessions))
+    sockets = PlainSocketApp(runtime, gateway, viewers)
+    sockets.install()
+    return Services(runtime, redis, hub, gateway, viewers, sockets)
 
 
 def create_app(
@@ -55,20 +132,22 @@ def create_app(
 ) -> FastAPI:
     """Build the service. `clock` is injectable for tests; jobs follow settings unless told."""
     settings.media_dir.mkdir(parents=True, exist_ok=True)
-    runtime = build_runtime(settings, clock=clock)
-    jobs_enabled = settings.run_jobs if run_jobs is None else run_jobs
+    services = build_services(settings, clock=clock)
+    runtime = services.runtime
+    cluster_jobs_enabled = settings.run_jobs if run_jobs is None else run_jobs
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler = all_jobs(runtime)
-        if jobs_enabled:
-            scheduler.start()
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        await services.start()
+        jobs = services.node_jobs() + (services.cluster_jobs() if cluster_jobs_enabled else [])
+        scheduler = Scheduler(jobs)
+        scheduler.start()
         try:
-            yield
+            # uvicorn hands this state to the WebSocket protocol after an upgrade
+            yield {"realtime_gateway": services.gateway}
         finally:
             await scheduler.stop()
-            await runtime.broker.close()
-            await runtime.engine.dispose()
+            await services.stop()
 
     app = FastAPI(
         title="tajiri-live",
@@ -77,17 +156,35 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.services = services
+    app.state.viewers = services.viewers
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api")
     api.include_router(gifts_router)  # before /streams/{id}
     api.include_router(streams_router)
+    api.include_router(viewers_router)
     app.include_router(api)
+    app.include_router(socket_paths)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")
 
     @app.get("/health", tags=["ops"], summary="The process is up")
     async def health() -> dict[str, Any]:
         return {"success": True, "status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics of this process")
+    async def metrics() -> PlainTextResponse:
+        stats = services.hub.stats
+        lines = [
+            ("tajiri_ws_connections", "gauge", len(services.gateway.connections)),
+            ("tajiri_ws_events_total", "counter", stats.events),
+            ("tajiri_ws_frames_out_total", "counter", stats.frames_out),
+            ("tajiri_ws_writes_total", "counter", stats.writes),
+            ("tajiri_ws_sampled_out_total", "counter", stats.sampled_out),
+            ("tajiri_ws_slow_closed_total", "counter", stats.slow_closed),
+        ]
+        body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     @app.get("/ready", tags=["ops"], summary="The database answers")
     async def ready() -> JSONResponse:

@@ -10,6 +10,7 @@ import signal
 import click
 
 from tajiri_live.core import migrations
+from tajiri_live.core.scheduler import Scheduler
 from tajiri_live.core.settings import Settings, load_settings
 
 
@@ -37,6 +38,8 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
     """Serve the REST API and WebSockets (and run the scheduled jobs)."""
     import uvicorn
 
+    from tajiri_live.realtime.server import WebSocketConnection
+
     settings = _settings()
     if migrate if migrate is not None else settings.is_embedded_database:
         migrations.upgrade(settings.resolved_database_url)
@@ -53,6 +56,7 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
         workers=workers,
         loop="uvloop",
         http="httptools",
+        ws=WebSocketConnection,  # the fan-out engine owns the socket after the upgrade
         log_level=settings.log_level,
         proxy_headers=True,
         server_header=False,
@@ -72,7 +76,7 @@ def worker() -> None:
     """Run the scheduled jobs without serving HTTP (for multi-process deployments)."""
     import uvloop
 
-    from tajiri_live.app import all_jobs, build_runtime
+    from tajiri_live.app import build_services
 
     settings = _settings()
     logging.basicConfig(
@@ -80,8 +84,8 @@ def worker() -> None:
     )
 
     async def run() -> None:
-        runtime = build_runtime(settings)
-        scheduler = all_jobs(runtime)
+        services = build_services(settings)
+        scheduler = Scheduler(services.cluster_jobs())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,8 +96,7 @@ def worker() -> None:
             await stop.wait()
         finally:
             await scheduler.stop()
-            await runtime.broker.close()
-            await runtime.engine.dispose()
+            await services.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(run())

@@ -10,6 +10,7 @@ from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.clock import Clock
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
+from tajiri_live.realtime.presence import Presence
 
 
 @dataclass
@@ -20,5 +21,6 @@ class Runtime:
     clock: Clock
     broker: Broker
     tokens: TokenCodec
+    presence: Presence
     # user id -> profile tuple last written, so the JIT user sync skips unchanged profiles
     synced_profiles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)

@@ -59,6 +59,17 @@ class Settings(BaseSettings):
     websocket_protocol: Literal["plain", "pusher"] = "plain"
     pusher_app_key: str = "tajiri-live"
     global_channel: str = "streams"
+    redis_prefix: str = "tajiri:"
+    realtime_tick_ms: float = 20.0  # frames to one socket are coalesced per tick
+    slow_consumer_bytes: int = 4 * 1024 * 1024  # unread bytes before a socket is closed
+    sample_room_size: int = 1000  # rooms this big...
+    sample_comments_per_second: int = 50  # ...get at most this many comments a second
+    ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s
+    viewer_count_interval_seconds: float = 3.0
+    presence_member_ttl_seconds: float = 30.0  # a dead node's viewers leave within this
+    presence_renew_seconds: float = 10.0
+    rest_join_ttl_seconds: float = 90.0  # a REST join counts this long unless renewed
+    viewer_log_flush_seconds: float = 1.0
 
     # --- scheduled jobs --------------------------------------------------------------------
     run_jobs: bool = True

@@ -29,6 +29,8 @@ class Event:
     data: dict[str, Any]
     # Also deliver to these channels (e.g. the global feed), encoded once.
     also: tuple[str, ...] = field(default=())
+    # The user who caused it: if a big room samples this event away, they still get it.
+    actor_id: int | None = None
 
     @property
     def channels(self) -> tuple[str, ...]:

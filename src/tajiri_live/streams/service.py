@@ -299,7 +299,7 @@ async def move(
     the row and carries on from where the winner left it.
     """
     hold = runtime.settings.outro_seconds if hold_seconds is None else hold_seconds
-    steps: list[tuple[str, str]] = []
+    steps: list[Event] = []
     for _ in range(MAX_TRANSITION_ATTEMPTS):
         current = stream.status_enum
         if current is target or current in already_there:
@@ -307,7 +307,7 @@ async def move(
         path = path_to(current, target)
         if path is None:
             await session.commit()
-            await _publish_steps(runtime, stream, steps)
+            await _publish_steps(runtime, steps)
             raise ApiError(
                 409,
                 f"Cannot change the stream's status from {current.value} to {target.value}.",
@@ -316,27 +316,33 @@ async def move(
             )
         now = runtime.clock.now()
         if await _apply_step(session, stream, path[0], now, hold):
-            steps.append((current.value, path[0].value))
+            steps.append(_status_event(runtime, stream, current.value, now))
         else:
             await session.refresh(stream, ["status", "started_at"])
     await session.commit()
-    await _publish_steps(runtime, stream, steps)
-    return steps
+    await _publish_steps(runtime, steps)
+    return [(e.data["old_status"], e.data["status"]) for e in steps]
 
 
-async def _publish_steps(
-    runtime: Runtime, stream: LiveStream, steps: list[tuple[str, str]]
-) -> None:
+def _status_event(runtime: Runtime, stream: LiveStream, old: str, now: datetime) -> Event:
+    """`status_changed` as of this step (built now: later steps change the row)."""
     settings = runtime.settings
+    data = presenters.status_changed_data(
+        stream, old_status=old, status=stream.status, settings=settings, now=now
+    )
     also = (settings.global_channel,) if stream.privacy == "public" else ()
-    for old, new in steps:
-        data = presenters.status_changed_data(
-            stream, old_status=old, status=new, settings=settings, now=runtime.clock.now()
+    return Event(channel=stream_channel(stream.id), name=STATUS_CHANGED, data=data, also=also)
+
+
+async def _publish_steps(runtime: Runtime, steps: list[Event]) -> None:
+    for event in steps:
+        log.info(
+            "stream %s: %s -> %s",
+            event.data["stream_id"],
+            event.data["old_status"],
+            event.data["status"],
         )
-        log.info("stream %s: %s -> %s", stream.id, old, new)
-        await runtime.broker.publish(
-            Event(channel=stream_channel(stream.id), name=STATUS_CHANGED, data=data, also=also)
-        )
+        await runtime.broker.publish(event)
 
 
 async def start(session: AsyncSession, *, runtime: Runtime, stream: LiveStream) -> None:

@@ -1,0 +1,30 @@
+"""Pick the broker and presence implementations from settings."""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from tajiri_live.core.settings import Settings
+from tajiri_live.realtime.broker import Broker
+from tajiri_live.realtime.broker_memory import MemoryBroker
+from tajiri_live.realtime.broker_redis import RedisBroker
+from tajiri_live.realtime.presence import Presence
+from tajiri_live.realtime.presence_memory import MemoryPresence
+from tajiri_live.realtime.presence_redis import RedisPresence
+
+
+def build_backends(settings: Settings) -> tuple[Broker, Presence, Redis | None]:
+    ttl = settings.presence_member_ttl_seconds
+    if not settings.redis_url:
+        return MemoryBroker(), MemoryPresence(member_ttl=ttl, now=time.time), None
+    redis = Redis.from_url(
+        settings.redis_url, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True
+    )
+    prefix = settings.redis_prefix
+    return (
+        RedisBroker(redis, prefix=prefix),
+        RedisPresence(redis, prefix=prefix, member_ttl=ttl),
+        redis,
+    )

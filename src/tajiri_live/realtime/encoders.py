@@ -1,0 +1,34 @@
+"""Wire encoders over the internal Event. Each event is encoded once per encoder (and per
+channel only when the wire format names the channel), never once per socket."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import orjson
+
+from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.frames import frame
+
+
+class Encoder(Protocol):
+    name: str
+    per_channel: bool  # True when the frame depends on the channel it is delivered on
+
+    def encode(self, event: Event, channel: str) -> bytes | None:
+        """The complete WebSocket frame, or None when this protocol does not carry it."""
+        ...
+
+
+class PlainEncoder:
+    """`{"event": name, "data": {...}}`, one JSON object per frame (the mobile protocol)."""
+
+    name = "plain"
+    per_channel = False
+
+    def encode(self, event: Event, channel: str) -> bytes | None:
+        return frame(orjson.dumps({"event": event.name, "data": event.data}))
+
+
+def plain_frame(name: str, data: dict[str, object]) -> bytes:
+    return frame(orjson.dumps({"event": name, "data": data}))

@@ -1,0 +1,93 @@
+"""The gateway: routes WebSocket handshakes to socket apps and owns the shared machinery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tajiri_live.realtime.hub import Hub
+
+if TYPE_CHECKING:
+    from tajiri_live.realtime.server import WebSocketConnection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Handshake:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    params: dict[str, str] = field(default_factory=dict)  # from the route pattern
+
+
+class Refusal(Exception):
+    """Refuse the upgrade with an HTTP status (401, 403, 404...) and a readable message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SocketSession(Protocol):
+    """What a socket app does for one admitted connection."""
+
+    encoder: str  # the wire encoder of this connection's subscriptions
+    user_id: int | None
+
+    def opened(self, connection: WebSocketConnection) -> None: ...
+    def received(self, connection: WebSocketConnection, text: str) -> None: ...
+    def closed(self, connection: WebSocketConnection) -> None: ...
+
+
+SocketApp = Callable[[Handshake], Awaitable[SocketSession]]
+
+
+class Gateway:
+    def __init__(self, hub: Hub, *, idle_timeout: float = 180.0) -> None:
+        self.hub = hub
+        self.idle_timeout = idle_timeout
+        self.connections: set[WebSocketConnection] = set()
+        self._routes: list[tuple[re.Pattern[str], SocketApp]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def route(self, pattern: str, app: SocketApp) -> None:
+        """Register `app` for paths matching `pattern` (a regex with named groups)."""
+        self._routes.append((re.compile(f"^{pattern}$"), app))
+
+    async def admit(
+        self, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> SocketSession:
+        for pattern, app in self._routes:
+            match = pattern.match(path)
+            if match:
+                return await app(Handshake(path, query, headers, match.groupdict()))
+        raise Refusal(404, "No WebSocket endpoint at this path.")
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run background work tied to a connection; failures are logged, never raised."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for background work (used at shutdown and by tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def sweep_idle(self, now: float) -> int:
+        """Close sockets that sent nothing for `idle_timeout` seconds."""
+        stale = [c for c in self.connections if now - c.last_seen > self.idle_timeout]
+        for connection in stale:
+            connection.close(1001, "idle timeout")
+        return len(stale)

@@ -1,0 +1,265 @@
+"""The fan-out hub: local sockets subscribed to channels, fed by the broker.
+
+Per event the hub does O(groups) work: encode once per wire encoder, append the frame to the
+channel group's pending list. Per tick it joins each group's frames once and writes the same
+bytes to every member with one call. Per-socket work is therefore per tick, not per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+from tajiri_live.realtime.encoders import Encoder
+from tajiri_live.realtime.events import NEW_COMMENT, REACTION, VIEWER_COUNT_UPDATED, Event
+
+log = logging.getLogger(__name__)
+
+
+class Lane(IntEnum):
+    ALWAYS = 0  # status changes, gifts, errors, a viewer's own actions: never dropped
+    LATEST = 1  # counters: only the newest frame per tick is sent
+    SAMPLED = 2  # comments: in big busy rooms, at most N per second per room
+
+
+LANE_OF: dict[str, Lane] = {
+    VIEWER_COUNT_UPDATED: Lane.LATEST,
+    NEW_COMMENT: Lane.SAMPLED,
+    REACTION: Lane.SAMPLED,
+}
+
+
+class Transport(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+
+
+class Sink(Protocol):
+    """A connected socket as the hub sees it."""
+
+    transport: Transport
+    own: list[bytes]  # frames for this socket alone, flushed on the next tick
+    user_id: int | None
+
+    def close_slow(self) -> None:
+        """Close because the peer does not read fast enough."""
+        ...
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    tick_seconds: float = 0.02
+    max_buffer_bytes: int = 4 * 1024 * 1024  # unread bytes queued for one socket
+    max_own_frames: int = 1000
+    sample_room_size: int = 1000  # rooms this big may have comments sampled...
+    sample_per_second: int = 50  # ...down to this many per second
+
+
+@dataclass
+class HubStats:
+    events: int = 0
+    frames_out: int = 0
+    writes: int = 0
+    sampled_out: int = 0
+    slow_closed: int = 0
+
+
+class Group:
+    """The members of one channel that speak one wire protocol."""
+
+    __slots__ = ("encoder", "latest", "members", "pending", "window_count", "window_start")
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.members: set[Sink] = set()
+        self.pending: list[bytes] = []
+        self.latest: dict[str, bytes] = {}
+        self.window_start = 0.0
+        self.window_count = 0
+
+
+@dataclass
+class Hub:
+    encoders: dict[str, Encoder]
+    settings: HubSettings = field(default_factory=HubSettings)
+    clock: Callable[[], float] = time.monotonic
+    stats: HubStats = field(default_factory=HubStats)
+
+    def __post_init__(self) -> None:
+        self._channels: dict[str, dict[str, Group]] = {}
+        self._subscriptions: dict[Sink, list[tuple[str, str]]] = {}
+        self._users: dict[int, set[Sink]] = {}
+        self._dirty_groups: set[Group] = set()
+        self._dirty_sinks: set[Sink] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
+
+    # --- membership ------------------------------------------------------------------------
+
+    def subscribe(self, sink: Sink, channel: str, encoder: str) -> None:
+        groups = self._channels.setdefault(channel, {})
+        group = groups.get(encoder)
+        if group is None:
+            group = groups[encoder] = Group(self.encoders[encoder])
+        group.members.add(sink)
+        self._subscriptions.setdefault(sink, []).append((channel, encoder))
+        if sink.user_id is not None:
+            self._users.setdefault(sink.user_id, set()).add(sink)
+
+    def unsubscribe(self, sink: Sink, channel: str) -> None:
+        subscriptions = self._subscriptions.get(sink, [])
+        for entry in [e for e in subscriptions if e[0] == channel]:
+            subscriptions.remove(entry)
+            self._leave_group(sink, *entry)
+
+    def drop(self, sink: Sink) -> None:
+        """Forget a socket entirely (it closed)."""
+        for channel, encoder in self._subscriptions.pop(sink, []):
+            self._leave_group(sink, channel, encoder)
+        if sink.user_id is not None:
+            sockets = self._users.get(sink.user_id)
+            if sockets is not None:
+                sockets.discard(sink)
+                if not sockets:
+                    del self._users[sink.user_id]
+        self._dirty_sinks.discard(sink)
+
+    def _leave_group(self, sink: Sink, channel: str, encoder: str) -> None:
+        groups = self._channels.get(channel)
+        if groups is None or encoder not in groups:
+            return
+        group = groups[encoder]
+        group.members.discard(sink)
+        if not group.members:
+            del groups[encoder]
+            self._dirty_groups.discard(group)
+            if not groups:
+                del self._channels[channel]
+
+    def local_count(self, channel: str) -> int:
+        return sum(len(g.members) for g in self._channels.get(channel, {}).values())
+
+    def channels(self) -> list[str]:
+        return list(self._channels)
+
+    def sockets_of(self, user_id: int) -> set[Sink]:
+        return self._users.get(user_id, set())
+
+    # --- delivery --------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        """Broker handler."""
+        self.deliver(event)
+
+    def deliver(self, event: Event) -> None:
+        self.stats.events += 1
+        lane = LANE_OF.get(event.name, Lane.ALWAYS)
+        encoded: dict[object, bytes | None] = {}
+        for channel in event.channels:
+            groups = self._channels.get(channel)
+            if not groups:
+                continue
+            for group in groups.values():
+                encoder = group.encoder
+                key: object = (encoder.name, channel) if encoder.per_channel else encoder.name
+                if key not in encoded:
+                    encoded[key] = encoder.encode(event, channel)
+                data = encoded[key]
+                if data is None:
+                    continue
+                if lane is Lane.LATEST:
+                    group.latest[event.name] = data
+                elif lane is Lane.SAMPLED and not self._admit_sampled(group):
+                    self._to_actor(event, group, data)
+                    continue
+                else:
+                    group.pending.append(data)
+                self._dirty_groups.add(group)
+        self._schedule()
+
+    def _admit_sampled(self, group: Group) -> bool:
+        settings = self.settings
+        if len(group.members) < settings.sample_room_size:
+            return True
+        now = self.clock()
+        if now - group.window_start >= 1.0:
+            group.window_start, group.window_count = now, 0
+        if group.window_count < settings.sample_per_second:
+            group.window_count += 1
+            return True
+        self.stats.sampled_out += 1
+        return False
+
+    def _to_actor(self, event: Event, group: Group, data: bytes) -> None:
+        # The author of a sampled-away comment still sees their own comment.
+        if event.actor_id is None:
+            return
+        for sink in self._users.get(event.actor_id, ()):
+            if sink in group.members:
+                self.send_own(sink, data)
+
+    def send_own(self, sink: Sink, data: bytes) -> None:
+        """Queue a frame for one socket (never dropped; a socket that hoards them is closed)."""
+        sink.own.append(data)
+        if len(sink.own) > self.settings.max_own_frames:
+            self._close_slow(sink)
+            return
+        self._dirty_sinks.add(sink)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_handle is None and (self._dirty_groups or self._dirty_sinks):
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(self.settings.tick_seconds, self.flush)
+
+    def flush(self) -> None:
+        """Write everything queued since the last tick: one write per socket per source."""
+        self._flush_handle = None
+        limit = self.settings.max_buffer_bytes
+        stats = self.stats
+        slow: list[Sink] = []
+        if self._dirty_sinks:
+            sinks, self._dirty_sinks = self._dirty_sinks, set()
+            for sink in sinks:
+                if sink.own:
+                    data = b"".join(sink.own)
+                    stats.frames_out += len(sink.own)
+                    sink.own.clear()
+                    sink.transport.write(data)
+                    stats.writes += 1
+        if self._dirty_groups:
+            groups, self._dirty_groups = self._dirty_groups, set()
+            for group in groups:
+                parts = group.pending
+                if group.latest:
+                    parts.extend(group.latest.values())
+                    group.latest.clear()
+                group.pending = []
+                if not parts:
+                    continue
+                blob = b"".join(parts)
+                members = group.members
+                for sink in members:
+                    transport = sink.transport
+                    if transport.get_write_buffer_size() > limit:
+                        slow.append(sink)
+                    else:
+                        transport.write(blob)
+                stats.frames_out += len(parts) * len(members)
+                stats.writes += len(members)
+        for sink in slow:
+            self._close_slow(sink)
+
+    def _close_slow(self, sink: Sink) -> None:
+        self.stats.slow_closed += 1
+        self.drop(sink)
+        sink.close_slow()
+
+    def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None

@@ -1,0 +1,227 @@
+"""The WebSocket connection: uvicorn hands it the raw transport after the upgrade request.
+
+Serving sockets on the same port as the REST API (the mobile client derives one from the
+other) while owning the bytes: `uvicorn.run(..., ws=WebSocketConnection)`. The handshake,
+framing and close are done here; what a connection means is up to the socket app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+
+from tajiri_live.realtime import frames
+from tajiri_live.realtime.gateway import Gateway, Refusal, SocketSession
+
+log = logging.getLogger(__name__)
+
+MAX_HANDSHAKE_BYTES = 16 * 1024
+SLOW_ABORT_SECONDS = 5.0
+HANDSHAKE, ADMITTING, OPEN, CLOSED = range(4)
+
+
+class WebSocketConnection(asyncio.Protocol):
+    __slots__ = (
+        "_buffer",
+        "_gateway",
+        "_parser",
+        "_server_state",
+        "last_seen",
+        "own",
+        "session",
+        "state",
+        "transport",
+        "user_id",
+    )
+
+    def __init__(
+        self,
+        config: Any = None,
+        server_state: Any = None,
+        app_state: dict[str, Any] | None = None,
+        _loop: Any = None,
+    ) -> None:
+        gateway = (app_state or {}).get("realtime_gateway")
+        if gateway is None:
+            raise RuntimeError("the application's lifespan did not provide a realtime gateway")
+        self._gateway: Gateway = gateway
+        self._server_state = server_state
+        self._buffer = bytearray()
+        self._parser = frames.FrameParser()
+        self.state = HANDSHAKE
+        self.session: SocketSession | None = None
+        self.transport: Any = None
+        self.own: list[bytes] = []
+        self.user_id: int | None = None
+        self.last_seen = time.monotonic()
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        if self._server_state is not None:
+            self._server_state.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_seen = time.monotonic()
+        if self.state == OPEN:
+            self._receive_frames(data)
+            return
+        if self.state == CLOSED:
+            return
+        self._buffer += data
+        if self.state != HANDSHAKE:
+            return  # frames sent before our 101: kept until the session opens
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > MAX_HANDSHAKE_BYTES:
+                self._refuse(431, "Request headers too large.")
+            return
+        head = bytes(self._buffer[:end])
+        del self._buffer[: end + 4]
+        self.state = ADMITTING
+        self._gateway.spawn(self._handshake(head), name="ws-handshake")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_open = self.state == OPEN
+        self.state = CLOSED
+        if self._server_state is not None:
+            self._server_state.connections.discard(self)
+        self._gateway.connections.discard(self)
+        self._gateway.hub.drop(self)
+        if was_open and self.session is not None:
+            try:
+                self.session.closed(self)
+            except Exception:
+                log.exception("socket session close failed")
+
+    # uvicorn calls this on shutdown for every connection it tracks
+    def shutdown(self) -> None:
+        self.close(frames.CLOSE_GOING_AWAY, "server shutting down")
+
+    # --- handshake -------------------------------------------------------------------------
+
+    async def _handshake(self, head: bytes) -> None:
+        try:
+            method, target, headers = _parse_head(head)
+        except ValueError:
+            self._refuse(400, "Malformed request.")
+            return
+        if method != "GET" or headers.get("upgrade", "").lower() != "websocket":
+            self._refuse(426, "This endpoint speaks WebSocket: send an Upgrade request.")
+            return
+        key = headers.get("sec-websocket-key", "")
+        if headers.get("sec-websocket-version") != "13" or not key:
+            self._refuse(426, "WebSocket version 13 with a Sec-WebSocket-Key is required.")
+            return
+        url = urlsplit(target)
+        query = dict(parse_qsl(url.query))
+        try:
+            session = await self._gateway.admit(unquote(url.path), query, headers)
+        except Refusal as refusal:
+            self._refuse(refusal.status, refusal.message)
+            return
+        except Exception:
+            log.exception("websocket admission failed")
+            self._refuse(500, "Server error.")
+            return
+        if self.state == CLOSED:
+            return
+        self.session = session
+        self.user_id = session.user_id
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+            + frames.accept_key(key).encode()
+            + b"\r\n\r\n"
+        )
+        self.state = OPEN
+        self._gateway.connections.add(self)
+        session.opened(self)
+        if self._buffer:
+            pending = bytes(self._buffer)
+            self._buffer.clear()
+            self._receive_frames(pending)
+
+    def _refuse(self, status: int, message: str) -> None:
+        body = orjson.dumps({"success": False, "message": message})
+        phrase = http.HTTPStatus(status).phrase
+        extra = b"WWW-Authenticate: Bearer\r\n" if status == 401 else b""
+        self.transport.write(
+            f"HTTP/1.1 {status} {phrase}\r\n".encode()
+            + b"Content-Type: application/json\r\nConnection: close\r\n"
+            + extra
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        self.state = CLOSED
+        self.transport.close()
+
+    # --- frames ----------------------------------------------------------------------------
+
+    def _receive_frames(self, data: bytes) -> None:
+        try:
+            messages = self._parser.feed(data)
+        except frames.ProtocolError as error:
+            self.close(error.code, error.reason)
+            return
+        session = self.session
+        for message in messages:
+            if message.opcode == frames.OP_TEXT and session is not None:
+                try:
+                    text = message.payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.close(frames.CLOSE_INVALID_DATA, "text must be UTF-8")
+                    return
+                session.received(self, text)
+            elif message.opcode == frames.OP_BINARY and session is not None:
+                session.received(self, "")  # answered as a malformed frame by the app
+            elif message.opcode == frames.OP_PING:
+                self.transport.write(frames.frame(message.payload, frames.OP_PONG))
+            elif message.opcode == frames.OP_CLOSE:
+                self.close(frames.CLOSE_NORMAL, "")
+                return
+
+    def send(self, data: bytes) -> None:
+        """Queue a frame for this socket alone (delivered on the next tick)."""
+        if self.state == OPEN:
+            self._gateway.hub.send_own(self, data)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.state == CLOSED or self.transport is None:
+            return
+        was_open = self.state == OPEN
+        if was_open:
+            self.transport.write(frames.close_frame(code, reason))
+        self.state = CLOSED
+        self._gateway.hub.drop(self)
+        self.transport.close()
+        if was_open and self.session is not None:
+            self.session.closed(self)
+            self.session = None
+
+    def close_slow(self) -> None:
+        """The peer does not read: send the close code, and abort if it cannot even take that."""
+        transport = self.transport
+        self.close(frames.CLOSE_TRY_AGAIN_LATER, "slow consumer")
+        asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, transport.abort)
+
+
+def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, version = lines[0].split(" ", 2)
+    if not version.startswith("HTTP/1."):
+        raise ValueError("not HTTP/1.x")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError("bad header line")
+        headers[name.strip().lower()] = value.strip()
+    return method, target, headers

@@ -1,0 +1,102 @@
+"""REST join/leave, and a readable 426 for plain GETs on the WebSocket paths."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.errors import ApiError
+from tajiri_live.core.payload import read_payload
+from tajiri_live.streams import presenters
+from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.streams.lifecycle import StreamStatus
+from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
+from tajiri_live.viewers.service import Viewers
+
+router = APIRouter(prefix="/streams", tags=["viewers"])
+socket_paths = APIRouter(tags=["websocket"])
+
+NOT_STARTED = frozenset({StreamStatus.SCHEDULED, StreamStatus.PRE_LIVE})
+VIEWER_TOKEN_SECONDS = 6 * 3600
+
+
+def viewers_of(request: Request) -> Viewers:
+    return cast(Viewers, request.app.state.viewers)
+
+
+@router.post("/{stream_id}/join", summary="Join as a viewer (REST; the socket also counts)")
+async def join(
+    request: Request,
+    stream: StreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    ensure_same_user((await read_payload(request)).get("user_id"), principal)
+    status = stream.status_enum
+    if status in NOT_STARTED:
+        raise ApiError(
+            409,
+            "The stream has not started yet.",
+            stream_status=status.value,
+            scheduled_at=presenters.iso(stream.scheduled_at),
+        )
+    if status is not StreamStatus.LIVE:
+        raise ApiError(
+            410,
+            "The stream has ended.",
+            stream_ended=True,
+            stream_status=status.value,
+            ended_at=presenters.iso(stream.ended_at),
+            duration=stream.duration,
+            total_viewers=stream.total_viewers,
+            peak_viewers=stream.peak_viewers,
+        )
+    current = await viewers_of(request).rest_join(
+        session, stream_id=stream.id, user_id=principal.user_id
+    )
+    settings = runtime.settings
+    return {
+        "success": True,
+        "message": "Joined the stream.",
+        "playback_url": presenters.playback_url(stream, settings),
+        "current_viewers": current,
+        "websocket": presenters.websocket_info(stream.id, settings),
+        "viewer_token": runtime.tokens.encode(principal.user_id, ttl_seconds=VIEWER_TOKEN_SECONDS),
+    }
+
+
+@router.post("/{stream_id}/leave", summary="Leave (stops counting a REST join)")
+async def leave(
+    request: Request,
+    stream: StreamDep,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    ensure_same_user((await read_payload(request)).get("user_id"), principal)
+    await viewers_of(request).rest_leave(session, stream_id=stream.id, user_id=principal.user_id)
+    return {"success": True, "message": "Left the stream."}
+
+
+def _upgrade_required() -> JSONResponse:
+    return JSONResponse(
+        {
+            "success": False,
+            "message": "This is a WebSocket endpoint: connect with a WebSocket client.",
+        },
+        status_code=426,
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
+
+
+@socket_paths.get("/streams/all", include_in_schema=False)
+async def feed_over_http() -> JSONResponse:
+    return _upgrade_required()
+
+
+@socket_paths.get("/streams/{stream_id}", include_in_schema=False)
+async def stream_over_http(stream_id: str) -> JSONResponse:
+    return _upgrade_required()

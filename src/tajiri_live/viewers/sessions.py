@@ -1,0 +1,83 @@
+"""Viewing sessions (`stream_viewers` rows), written in batches off the socket path."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tajiri_live.streams.models import StreamViewer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class ViewingSession:
+    stream_id: int
+    user_id: int | None
+    joined_at: datetime
+    left_at: datetime | None = None
+    row_id: int | None = field(default=None)
+
+    @property
+    def watch_seconds(self) -> int:
+        end = self.left_at or self.joined_at
+        return max(0, int((end - self.joined_at).total_seconds()))
+
+
+class ViewerLog:
+    """Queues joins and leaves; `flush()` writes them with two statements."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._joins: list[ViewingSession] = []
+        self._leaves: list[ViewingSession] = []
+
+    def joined(self, session: ViewingSession) -> None:
+        self._joins.append(session)
+
+    def left(self, session: ViewingSession, at: datetime) -> None:
+        session.left_at = at
+        self._leaves.append(session)
+
+    async def flush(self) -> int:
+        joins, self._joins = self._joins, []
+        leaves, self._leaves = self._leaves, []
+        if not joins and not leaves:
+            return 0
+        async with self._sessions() as db:
+            if joins:
+                rows = [
+                    {
+                        "stream_id": j.stream_id,
+                        "user_id": j.user_id,
+                        "joined_at": j.joined_at,
+                        "created_at": j.joined_at,
+                        "left_at": j.left_at,
+                        "watch_duration": j.watch_seconds,
+                    }
+                    for j in joins
+                ]
+                result = await db.execute(
+                    insert(StreamViewer).returning(StreamViewer.id, sort_by_parameter_order=True),
+                    rows,
+                )
+                for viewing, row_id in zip(joins, result.scalars().all(), strict=True):
+                    viewing.row_id = row_id
+            written_now = {id(j) for j in joins}
+            done = [v for v in leaves if v.row_id is not None and id(v) not in written_now]
+            if done:
+                await db.execute(
+                    update(StreamViewer).execution_options(synchronize_session=False),
+                    [
+                        {"id": v.row_id, "left_at": v.left_at, "watch_duration": v.watch_seconds}
+                        for v in done
+                    ],
+                )
+            await db.commit()
+        # A leave whose join was not written yet waits for the next flush.
+        self._leaves.extend(v for v in leaves if v.row_id is None)
+        return len(joins) + len(leaves)

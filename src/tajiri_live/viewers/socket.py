@@ -1,0 +1,176 @@
+"""The plain WebSocket protocol of the mobile client: `/streams/{id}` and `/streams/all`."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.errors import ApiError
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.realtime.encoders import plain_frame
+from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
+from tajiri_live.realtime.gateway import Gateway, Handshake, Refusal
+from tajiri_live.realtime.server import WebSocketConnection
+from tajiri_live.streams import service as streams_service
+from tajiri_live.streams.lifecycle import FINAL_STATUSES
+from tajiri_live.streams.presenters import iso
+from tajiri_live.users import service as users_service
+from tajiri_live.viewers.service import Viewers, member_of
+from tajiri_live.viewers.sessions import ViewingSession
+
+# A client action (e.g. `reaction`): (connection's context, data) -> error frame data or None.
+ActionHandler = Callable[["SocketContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+
+def error_frame(code: str, message: str, **extra: Any) -> bytes:
+    return plain_frame(ERROR, {"code": code, "message": message, **extra})
+
+
+@dataclass
+class SocketContext:
+    """Who is on a connection and what they watch; handed to action handlers."""
+
+    principal: Principal | None
+    stream_id: int | None
+    connection: WebSocketConnection | None = None
+
+
+@dataclass
+class PlainSocketApp:
+    runtime: Runtime
+    gateway: Gateway
+    viewers: Viewers
+    actions: dict[str, ActionHandler] = field(default_factory=dict)
+
+    def install(self) -> None:
+        self.gateway.route(r"/streams/all", self.admit_feed)
+        self.gateway.route(r"/streams/(?P<stream_id>\d{1,18})", self.admit_stream)
+
+    async def _identify(self, handshake: Handshake) -> Principal | None:
+        token = handshake.query.get("token")
+        authorization = handshake.headers.get("authorization", "")
+        if not token and authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        principal: Principal | None = None
+        if token:
+            try:
+                principal = self.runtime.tokens.decode(token)
+            except ApiError as error:
+                raise Refusal(401, error.message) from error
+        claimed = handshake.query.get("user_id")
+        if claimed and principal is not None and claimed != str(principal.user_id):
+            raise Refusal(403, "The user_id does not match the token.")
+        if principal is not None:
+            async with self.runtime.sessions() as session:
+                await users_service.sync_user(
+                    session, principal=principal, cache=self.runtime.synced_profiles
+                )
+        return principal
+
+    async def admit_feed(self, handshake: Handshake) -> PlainSession:
+        principal = await self._identify(handshake)
+        return PlainSession(
+            self, SocketContext(principal, None), self.runtime.settings.global_channel
+        )
+
+    async def admit_stream(self, handshake: Handshake) -> PlainSession:
+        principal = await self._identify(handshake)
+        stream_id = int(handshake.params["stream_id"])
+        async with self.runtime.sessions() as session:
+            try:
+                stream = await streams_service.get_visible_stream(
+                    session, stream_id=stream_id, viewer=principal
+                )
+            except ApiError as error:
+                raise Refusal(404, error.message) from error
+        counted = stream.status_enum not in FINAL_STATUSES
+        return PlainSession(
+            self, SocketContext(principal, stream_id), stream_channel(stream_id), counted=counted
+        )
+
+
+class PlainSession:
+    encoder = "plain"
+
+    def __init__(
+        self, app: PlainSocketApp, context: SocketContext, channel: str, *, counted: bool = False
+    ) -> None:
+        self.app = app
+        self.context = context
+        self.channel = channel
+        self.counted = counted and context.stream_id is not None
+        self.user_id = context.principal.user_id if context.principal else None
+        self.member = member_of(self.user_id, secrets.token_hex(8))
+        self.viewing: ViewingSession | None = None
+
+    def opened(self, connection: WebSocketConnection) -> None:
+        app = self.app
+        self.context.connection = connection
+        app.gateway.hub.subscribe(connection, self.channel, self.encoder)
+        now = app.runtime.clock.now()
+        connection.send(
+            plain_frame(
+                CONNECTED,
+                {
+                    "stream_id": self.context.stream_id,
+                    "user_id": self.user_id,
+                    "timestamp": iso(now),
+                },
+            )
+        )
+        stream_id = self.context.stream_id
+        if self.counted and stream_id is not None:
+            self.viewing = ViewingSession(stream_id, self.user_id, now)
+            app.gateway.spawn(
+                app.viewers.socket_joined(stream_id, self.member, self.viewing), name="viewer-join"
+            )
+
+    def closed(self, connection: WebSocketConnection) -> None:
+        stream_id = self.context.stream_id
+        if self.viewing is not None and stream_id is not None:
+            self.app.gateway.spawn(
+                self.app.viewers.socket_left(stream_id, self.member, self.viewing),
+                name="viewer-leave",
+            )
+            self.viewing = None
+
+    def received(self, connection: WebSocketConnection, text: str) -> None:
+        try:
+            message = orjson.loads(text) if text else None
+        except orjson.JSONDecodeError:
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("event"), str):
+            connection.send(
+                error_frame(
+                    "malformed", 'Send one JSON object per frame: {"event": "...", "data": {...}}.'
+                )
+            )
+            return
+        name: str = message["event"]
+        data = message.get("data")
+        data = data if isinstance(data, dict) else {}
+        if name == "ping":
+            connection.send(plain_frame(PONG, {"timestamp": data.get("timestamp")}))
+            return
+        handler = self.app.actions.get(name)
+        if handler is None:
+            connection.send(error_frame("unknown_event", f"Unknown event '{name[:40]}'."))
+            return
+        if self.context.principal is None:
+            connection.send(
+                error_frame("unauthenticated", "Sign in to do this: connect with a token.")
+            )
+            return
+        self.app.gateway.spawn(self._act(connection, handler, data), name=f"ws-{name}")
+
+    async def _act(
+        self, connection: WebSocketConnection, handler: ActionHandler, data: dict[str, Any]
+    ) -> None:
+        problem = await handler(self.context, data)
+        if problem is not None:
+            connection.send(plain_frame(ERROR, problem))
