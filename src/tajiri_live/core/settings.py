@@ -43,7 +43,7 @@ class Settings(BaseSettings):
 
     # --- streams and lifecycle -------------------------------------------------------------
     pre_live_lead_seconds: int = 15 * 60
-    outro_seconds: int = 5
+    outro_seconds: float = 5.0
     no_show_hours: float = 3.0
     page_size: int = 20
     max_page_size: int = 100

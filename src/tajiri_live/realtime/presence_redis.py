@@ -36,6 +36,21 @@ redis.call('SET', KEYS[2], ARGV[1])
 return 1
 """
 
+# Add (or renew) a member and raise the peak in one step, like the memory backend.
+JOIN_SCRIPT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('INCR', KEYS[3])
+redis.call('PFADD', KEYS[4], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[4])
+local current = redis.call('ZCARD', KEYS[1])
+local peak = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current > peak then
+  redis.call('SET', KEYS[2], current)
+end
+return current
+"""
+
 RETIRE_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then
@@ -56,6 +71,7 @@ class RedisPresence:
         self._counts = redis.register_script(COUNTS_SCRIPT)
         self._publish = redis.register_script(PUBLISH_SCRIPT)
         self._retire = redis.register_script(RETIRE_SCRIPT)
+        self._join = redis.register_script(JOIN_SCRIPT)
 
     def _key(self, kind: str, room: str = "") -> str:
         return f"{self._prefix}presence:{kind}:{room}" if room else f"{self._prefix}{kind}"
@@ -67,13 +83,12 @@ class RedisPresence:
     async def join(self, room: str, member: str, *, ttl: float | None = None) -> None:
         if ttl is None:
             self._local.setdefault(room, Counter())[member] += 1
-        expiry = self._now_ms() + (int(ttl * 1000) if ttl is not None else self._ttl_ms)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._key("members", room), {member: expiry})
-            pipe.incr(self._key("joins", room))
-            pipe.pfadd(self._key("unique", room), member)
-            pipe.sadd(self._key("presence:rooms"), room)
-            await pipe.execute()
+        now = self._now_ms()
+        expiry = now + (int(ttl * 1000) if ttl is not None else self._ttl_ms)
+        keys = [self._key(kind, room) for kind in ("members", "peak", "joins", "unique")]
+        await self._join(
+            keys=[*keys, self._key("presence:rooms")], args=[now, expiry, member, room]
+        )
 
     async def leave(self, room: str, member: str) -> None:
         held = self._local.get(room)

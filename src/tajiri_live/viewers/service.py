@@ -118,11 +118,11 @@ class Viewers:
                 value = f"{counts.current}|{counts.peak}"
                 if await presence.publish_if_changed(room, value, period=period):
                     await self._store(session, stream_id, counts)
+                    await session.commit()  # readers who react to the event see the numbers
                     await runtime.broker.publish(self._event(stream_id, counts, privacy[stream_id]))
                     published += 1
                 if counts.current == 0:
                     await presence.retire(room)
-            await session.commit()
         return published
 
     def _event(self, stream_id: int, counts: RoomCounts, privacy: str) -> Event:

@@ -1,0 +1,98 @@
+"""Real `tajiri-live serve` processes for tests that need sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from conftest import TEST_SECRET
+
+FAST_JOBS = {
+    "TAJIRI_VIEWER_COUNT_INTERVAL_SECONDS": "0.2",
+    "TAJIRI_JOB_TO_ENDED_EVERY_SECONDS": "0.2",
+    "TAJIRI_OUTRO_SECONDS": "0.5",
+    "TAJIRI_PRESENCE_RENEW_SECONDS": "0.3",
+    "TAJIRI_PRESENCE_MEMBER_TTL_SECONDS": "1.5",
+    "TAJIRI_VIEWER_LOG_FLUSH_SECONDS": "0.1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    def __init__(self, workdir: Path, database_url: str, **env: str) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / f"serve-{self.port}.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+        self.env = {
+            **base,
+            **FAST_JOBS,
+            "TAJIRI_VAR_DIR": str(workdir / "var"),
+            "TAJIRI_DATABASE_URL": database_url,
+            "TAJIRI_JWT_SECRET": TEST_SECRET,
+            "TAJIRI_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "tajiri_live",
+            "serve",
+            "--port",
+            str(self.port),
+            "--no-migrate",
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """Die without a goodbye, as a crashed node would."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text()

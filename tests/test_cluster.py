@@ -1,0 +1,152 @@
+"""Two `serve` processes sharing the database and Redis: one cluster, as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from conftest import TEST_SECRET
+from redisutil import delete_prefix, new_prefix, require_redis
+from servers import ServerProcess
+from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.settings import Settings
+from tajiri_live.realtime.broker_redis import encode_event
+from tajiri_live.realtime.events import Event
+from wsclient import Viewer
+
+CREATOR = 1
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, database_url: str) -> Iterator[tuple[ServerProcess, ...]]:
+    url = require_redis()
+    prefix = new_prefix()
+    env = {
+        "TAJIRI_REDIS_URL": url,
+        "TAJIRI_REDIS_PREFIX": prefix,
+        "TAJIRI_SLOW_CONSUMER_BYTES": "262144",
+    }
+    nodes = tuple(ServerProcess(tmp_path / name, database_url, **env) for name in ("a", "b"))
+    for node in nodes:
+        node.workdir.mkdir()
+        node.start()
+    yield nodes
+    for node in nodes:
+        node.stop()
+    asyncio.run(delete_prefix(url, prefix))
+
+
+@pytest.fixture
+def tokens() -> TokenCodec:
+    return TokenCodec(Settings(jwt_secret=TEST_SECRET))
+
+
+@pytest.fixture
+async def creator(cluster: tuple[ServerProcess, ...], tokens: TokenCodec) -> AsyncIterator[Any]:
+    headers = {"Authorization": f"Bearer {tokens.encode(CREATOR)}"}
+    async with httpx.AsyncClient(base_url=cluster[0].url, headers=headers) as client:
+        yield client
+
+
+async def test_status_and_counts_are_cluster_wide_and_survive_a_dead_node(
+    cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec
+) -> None:
+    node_a, node_b = cluster
+    stream_id = (await creator.post("/api/streams", json={"title": "x"})).json()["data"]["id"]
+    on_a = [
+        await Viewer.connect(f"{node_a.ws}/streams/{stream_id}?token={tokens.encode(10 + i)}")
+        for i in range(3)
+    ]
+    on_b = [
+        await Viewer.connect(f"{node_b.ws}/streams/{stream_id}?token={tokens.encode(20 + i)}")
+        for i in range(2)
+    ]
+    for viewer in on_a + on_b:
+        await viewer.wait_for(lambda e: e["event"] == "connected")
+
+    started = time.monotonic()
+    await creator.post(f"/api/streams/{stream_id}/start")  # on node A
+    for viewer in on_b:
+        await viewer.wait_for(
+            lambda e: e["event"] == "status_changed" and e["data"]["status"] == "live"
+        )
+    print(f"status_changed A->B in {(time.monotonic() - started) * 1000:.1f} ms")
+
+    def five(e: dict[str, Any]) -> bool:
+        return e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 5
+
+    for viewer in on_a + on_b:
+        await viewer.wait_for(five)
+    # One cluster-wide stream of numbers: both nodes' viewers saw the same sequence.
+    sequences = {
+        tuple(d["current_viewers"] for d in v.named("viewer_count_updated")) for v in on_a + on_b
+    }
+    assert len(sequences) == 1, sequences
+
+    node_a.kill()  # its three viewers vanish without a goodbye
+    for viewer in on_b:
+        await viewer.wait_for(
+            lambda e: (
+                e["event"] == "viewer_count_updated"
+                and e["data"]["current_viewers"] == 2
+                and e["data"]["peak_viewers"] == 5
+            ),
+            timeout=10,
+        )
+    for viewer in on_b:
+        await viewer.close()
+    for viewer in on_a:
+        await viewer.close()
+
+
+async def test_a_consumer_that_does_not_read_is_closed_and_others_lose_nothing(
+    cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec
+) -> None:
+    _, node_b = cluster
+    stream_id = (await creator.post("/api/streams", json={"title": "x"})).json()["data"]["id"]
+    reader = await Viewer.connect(f"{node_b.ws}/streams/{stream_id}", max_size=None)
+    await reader.wait_for(lambda e: e["event"] == "connected")
+
+    # A raw client that completes the handshake and then never reads.
+    stalled = socket.create_connection(("127.0.0.1", node_b.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(
+        f"GET /streams/{stream_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+    )
+    assert b"101" in stalled.recv(200)
+
+    redis = Redis.from_url(require_redis())
+    channel = node_b.env["TAJIRI_REDIS_PREFIX"] + "events"
+    blob = "x" * 50_000
+    total = 800  # 40 MB: far beyond kernel buffers and the 256 KB limit
+    for n in range(total):
+        event = Event(f"stream.{stream_id}", "gift_sent", {"n": n, "pad": blob})
+        await redis.publish(channel, encode_event(event))
+        if n % 50 == 0:
+            await asyncio.sleep(0.01)
+    await redis.aclose()
+
+    await reader.wait_for(
+        lambda e: e["event"] == "gift_sent" and e["data"]["n"] == total - 1, timeout=30
+    )
+    assert [d["n"] for d in reader.named("gift_sent")] == list(range(total))
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{node_b.url}/metrics")).text
+    slow_closed = next(
+        int(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("tajiri_ws_slow_closed_total")
+    )
+    assert slow_closed == 1
+    stalled.close()
+    await reader.close()

@@ -1,0 +1,138 @@
+"""The fan-out hub's rules: coalescing, lanes, sampling, slow consumers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.events import GIFT_SENT, NEW_COMMENT, VIEWER_COUNT_UPDATED, Event
+from tajiri_live.realtime.hub import Hub, HubSettings
+
+
+class RecordingTransport:
+    """A transport that keeps what it is given (the hub's only needs: write, buffer size)."""
+
+    def __init__(self, buffered: int = 0) -> None:
+        self.writes: list[bytes] = []
+        self.buffered = buffered
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class Socket:
+    def __init__(self, user_id: int | None = None, buffered: int = 0) -> None:
+        self.transport = RecordingTransport(buffered)
+        self.own: list[bytes] = []
+        self.user_id = user_id
+        self.closed_slow = False
+
+    def close_slow(self) -> None:
+        self.closed_slow = True
+
+    def events(self) -> list[dict[str, object]]:
+        # Server frames are unmasked; decode them with a tolerant reader.
+        out: list[dict[str, object]] = []
+        for chunk in self.transport.writes:
+            offset = 0
+            while offset < len(chunk):
+                length = chunk[offset + 1] & 0x7F
+                header = 2
+                if length == 126:
+                    length = int.from_bytes(chunk[offset + 2 : offset + 4], "big")
+                    header = 4
+                out.append(orjson.loads(chunk[offset + header : offset + header + length]))
+                offset += header + length
+        return out
+
+
+def event(name: str, n: int, actor: int | None = None) -> Event:
+    return Event(channel="stream.1", name=name, data={"n": n}, actor_id=actor)
+
+
+def hub(**settings: object) -> Hub:
+    return Hub(
+        encoders={"plain": PlainEncoder()}, settings=HubSettings(tick_seconds=0.001, **settings)
+    )  # type: ignore[arg-type]
+
+
+async def test_frames_of_a_tick_go_out_in_one_write_per_socket() -> None:
+    h = hub()
+    sockets = [Socket() for _ in range(3)]
+    for s in sockets:
+        h.subscribe(s, "stream.1", "plain")
+    for n in range(5):
+        h.deliver(event(GIFT_SENT, n))
+    await asyncio.sleep(0.01)
+    for s in sockets:
+        assert len(s.transport.writes) == 1
+        assert [e["data"] for e in s.events()] == [{"n": n} for n in range(5)]
+    assert h.stats.frames_out == 15 and h.stats.writes == 3
+
+
+async def test_counters_keep_only_the_latest_per_tick() -> None:
+    h = hub()
+    s = Socket()
+    h.subscribe(s, "stream.1", "plain")
+    for n in range(10):
+        h.deliver(event(VIEWER_COUNT_UPDATED, n))
+    h.deliver(event(GIFT_SENT, 99))
+    await asyncio.sleep(0.01)
+    names = [(e["event"], e["data"]) for e in s.events()]
+    assert names == [(GIFT_SENT, {"n": 99}), (VIEWER_COUNT_UPDATED, {"n": 9})]
+
+
+async def test_big_busy_rooms_sample_comments_but_the_author_sees_theirs() -> None:
+    h = hub(sample_room_size=3, sample_per_second=2)
+    author = Socket(user_id=7)
+    others = [Socket(user_id=i) for i in range(3)]
+    for s in [author, *others]:
+        h.subscribe(s, "stream.1", "plain")
+    for n in range(5):
+        h.deliver(event(NEW_COMMENT, n, actor=7))
+    h.deliver(event(GIFT_SENT, 100))  # gifts are never sampled
+    await asyncio.sleep(0.01)
+    seen = [e["data"]["n"] for e in others[0].events()]  # type: ignore[index]
+    assert seen == [0, 1, 100]
+    assert sorted(e["data"]["n"] for e in author.events()) == [0, 1, 2, 3, 4, 100]  # type: ignore[index]
+    assert h.stats.sampled_out == 3
+
+
+async def test_small_rooms_get_every_comment() -> None:
+    h = hub(sample_room_size=10, sample_per_second=1)
+    s = Socket()
+    h.subscribe(s, "stream.1", "plain")
+    for n in range(20):
+        h.deliver(event(NEW_COMMENT, n))
+    await asyncio.sleep(0.01)
+    assert len(s.events()) == 20
+
+
+async def test_a_socket_that_does_not_read_is_closed_and_dropped() -> None:
+    h = hub(max_buffer_bytes=1000)
+    slow, fine = Socket(buffered=5000), Socket()
+    for s in (slow, fine):
+        h.subscribe(s, "stream.1", "plain")
+    h.deliver(event(GIFT_SENT, 1))
+    await asyncio.sleep(0.01)
+    assert slow.closed_slow and slow.transport.writes == []
+    assert fine.events() and h.local_count("stream.1") == 1
+    assert h.stats.slow_closed == 1
+
+
+async def test_unsubscribed_and_dropped_sockets_get_nothing() -> None:
+    h = hub()
+    a, b = Socket(user_id=1), Socket(user_id=2)
+    h.subscribe(a, "stream.1", "plain")
+    h.subscribe(b, "stream.1", "plain")
+    h.unsubscribe(a, "stream.1")
+    h.drop(b)
+    h.deliver(event(GIFT_SENT, 1))
+    await asyncio.sleep(0.01)
+    assert a.transport.writes == [] and b.transport.writes == []
+    assert h.channels() == [] and h.sockets_of(2) == set()

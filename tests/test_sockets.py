@@ -1,0 +1,224 @@
+"""The plain WebSocket protocol on a real `serve` process (embedded default backends)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import websockets
+
+from conftest import TEST_SECRET
+from servers import ServerProcess
+from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.db import create_engine
+from tajiri_live.core.settings import Settings
+from wsclient import Viewer, refused_status
+
+CREATOR, FAN, FRIEND = 1, 2, 3
+
+
+@pytest.fixture(scope="module")
+def tokens() -> TokenCodec:
+    return TokenCodec(Settings(jwt_secret=TEST_SECRET))
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path, database_url).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def api(server: ServerProcess, tokens: TokenCodec) -> AsyncIterator[Any]:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+
+        def as_user(user_id: int) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tokens.encode(user_id)}"}
+
+        client.as_user = as_user  # type: ignore[attr-defined]
+        yield client
+
+
+async def new_stream(api: Any, **fields: Any) -> int:
+    response = await api.post(
+        "/api/streams", json={"title": "Live", **fields}, headers=api.as_user(CREATOR)
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["data"]["id"])
+
+
+async def test_handshake_refusals_use_http_status_codes(
+    server: ServerProcess, api: Any, tokens: TokenCodec
+) -> None:
+    public = await new_stream(api)
+    private = await new_stream(api, privacy="private")
+    cases = [
+        (f"/streams/{public}?token=not-a-token", 401),
+        (f"/streams/{public}?user_id=99&token={tokens.encode(FAN)}", 403),
+        ("/streams/999999", 404),
+        (f"/streams/{private}", 404),
+        (f"/streams/{private}?token={tokens.encode(FAN)}", 404),
+        ("/elsewhere", 404),
+    ]
+    for path, status in cases:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(server.ws + path)
+        assert refused_status(refused.value) == status, path
+    expired = tokens.encode(FAN, ttl_seconds=-5)
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(
+            f"{server.ws}/streams/{public}",
+            additional_headers={"Authorization": f"Bearer {expired}"},
+        )
+    assert refused_status(refused.value) == 401
+    owner = await Viewer.connect(f"{server.ws}/streams/{private}?token={tokens.encode(CREATOR)}")
+    assert (await owner.wait_for(lambda e: e["event"] == "connected"))["data"][
+        "stream_id"
+    ] == private
+    await owner.close()
+
+
+async def test_plain_get_on_socket_paths_is_426(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        for path in ("/streams/1", "/streams/all"):
+            response = await client.get(server.url + path)
+            assert response.status_code == 426
+            assert "WebSocket" in response.json()["message"]
+
+
+async def test_connected_ping_and_malformed_frames(
+    server: ServerProcess, api: Any, tokens: TokenCodec
+) -> None:
+    stream_id = await new_stream(api)
+    viewer = await Viewer.connect(
+        f"{server.ws}/streams/{stream_id}?user_id={FAN}&token={tokens.encode(FAN)}"
+    )
+    connected = await viewer.wait_for(lambda e: e["event"] == "connected")
+    assert connected["data"]["stream_id"] == stream_id and connected["data"]["user_id"] == FAN
+    await viewer.connection.send("{not json")
+    await viewer.connection.send(b"\x00binary")
+    await viewer.send("dance")
+    await viewer.send("ping", {"timestamp": 1732550000123})
+    pong = await viewer.wait_for(lambda e: e["event"] == "pong")
+    assert pong["data"] == {"timestamp": 1732550000123}
+    codes = [e["code"] for e in viewer.named("error")]
+    assert codes == ["malformed", "malformed", "unknown_event"]
+    assert "Traceback" not in server.log()
+    await viewer.close()
+
+
+async def test_status_changes_reach_viewers_and_the_global_feed(
+    server: ServerProcess, api: Any, tokens: TokenCodec
+) -> None:
+    stream_id = await new_stream(api)
+    viewer = await Viewer.connect(f"{server.ws}/streams/{stream_id}")
+    feed = await Viewer.connect(f"{server.ws}/streams/all?token={tokens.encode(FAN)}")
+    await viewer.wait_for(lambda e: e["event"] == "connected")
+    await feed.wait_for(lambda e: e["event"] == "connected")
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    live = await viewer.wait_for(
+        lambda e: e["event"] == "status_changed" and e["data"]["status"] == "live"
+    )
+    assert live["data"]["old_status"] == "pre_live"
+    assert live["data"]["playback_url"].endswith(f"/{stream_id}/index.m3u8")
+    await feed.wait_for(
+        lambda e: (
+            e["event"] == "status_changed"
+            and e["data"]["stream_id"] == stream_id
+            and e["data"]["status"] == "live"
+        )
+    )
+    await api.post(f"/api/streams/{stream_id}/end", headers=api.as_user(CREATOR))
+    ended = await viewer.wait_for(
+        lambda e: e["event"] == "status_changed" and e["data"]["status"] == "ended"
+    )
+    assert ended["data"]["duration"] is not None and ended["data"]["ended_at"]
+    steps = [(d["old_status"], d["status"]) for d in viewer.named("status_changed")]
+    assert steps == [
+        ("scheduled", "pre_live"),
+        ("pre_live", "live"),
+        ("live", "ending"),
+        ("ending", "ended"),
+    ]
+    await viewer.close()
+    await feed.close()
+
+
+async def test_viewer_counts_are_pushed_deduplicated_and_stored(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str
+) -> None:
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+    fan_a = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")
+    fan_b = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")  # same user, 2nd device
+    friend = await Viewer.connect(f"{url}?token={tokens.encode(FRIEND)}")
+    anonymous = await Viewer.connect(url)
+    three = await anonymous.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 3
+    )
+    assert three["data"]["peak_viewers"] == 3
+    await friend.close()
+    await anonymous.close()
+    await fan_a.wait_for(
+        lambda e: (
+            e["event"] == "viewer_count_updated"
+            and e["data"] == {"stream_id": stream_id, "current_viewers": 1, "peak_viewers": 3}
+        )
+    )
+    counts = [d["current_viewers"] for d in fan_a.named("viewer_count_updated")]
+    assert all(a != b for a, b in itertools.pairwise(counts))  # only changes
+    assert max(counts) == 3
+    shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (shown["viewers_count"], shown["peak_viewers"]) == (1, 3)
+    assert shown["unique_viewers"] == 3 and shown["total_viewers"] == 4
+    await fan_a.close()
+    await fan_b.close()
+    await asyncio.sleep(0.5)  # the session writer flushes every 0.1 s in tests
+
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                sa.text(
+                    "SELECT user_id, left_at IS NOT NULL AS done, watch_duration FROM stream_viewers "
+                    "WHERE stream_id = :s"
+                ),
+                {"s": stream_id},
+            )
+        ).all()
+    await engine.dispose()
+    assert len(rows) == 4
+    assert sorted((r.user_id or 0) for r in rows) == [0, FAN, FAN, FRIEND]
+    assert all(bool(r.done) and r.watch_duration >= 0 for r in rows)
+
+
+async def test_rest_join_and_leave_status_codes(server: ServerProcess, api: Any) -> None:
+    stream_id = await new_stream(api)
+    fan = api.as_user(FAN)
+    early = await api.post(f"/api/streams/{stream_id}/join", json={"user_id": FAN}, headers=fan)
+    assert early.status_code == 409
+    assert early.json()["stream_status"] == "scheduled" and "scheduled_at" in early.json()
+    assert (await api.post("/api/streams/999999/join", headers=fan)).status_code == 404
+    spoofed = await api.post(f"/api/streams/{stream_id}/join", json={"user_id": 77}, headers=fan)
+    assert spoofed.status_code == 403
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    joined = await api.post(f"/api/streams/{stream_id}/join", json={"user_id": FAN}, headers=fan)
+    assert joined.status_code == 200
+    body = joined.json()
+    assert body["current_viewers"] == 1 and body["playback_url"] and body["viewer_token"]
+    assert body["websocket"]["channel"] == f"stream.{stream_id}"
+    left = await api.post(f"/api/streams/{stream_id}/leave", json={"user_id": FAN}, headers=fan)
+    assert left.status_code == 200
+    await api.post(f"/api/streams/{stream_id}/end", headers=api.as_user(CREATOR))
+    late = await api.post(f"/api/streams/{stream_id}/join", headers=fan)
+    assert late.status_code == 410
+    assert late.json()["stream_ended"] is True
+    assert {"ended_at", "duration", "total_viewers", "peak_viewers"} <= set(late.json())
