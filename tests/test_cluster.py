@@ -99,7 +99,7 @@ async def test_status_and_counts_are_cluster_wide_and_survive_a_dead_node(
                 and e["data"]["current_viewers"] == 2
                 and e["data"]["peak_viewers"] == 5
             ),
-            timeout=10,
+            within=10,
         )
     for viewer in on_b:
         await viewer.close()
@@ -137,7 +137,7 @@ async def test_a_consumer_that_does_not_read_is_closed_and_others_lose_nothing(
     await redis.aclose()
 
     await reader.wait_for(
-        lambda e: e["event"] == "gift_sent" and e["data"]["n"] == total - 1, timeout=30
+        lambda e: e["event"] == "gift_sent" and e["data"]["n"] == total - 1, within=30
     )
     assert [d["n"] for d in reader.named("gift_sent")] == list(range(total))
     async with httpx.AsyncClient() as client:

@@ -188,8 +188,8 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
         rows = (
             await connection.execute(
                 sa.text(
-                    "SELECT user_id, left_at IS NOT NULL AS done, watch_duration FROM stream_viewers "
-                    "WHERE stream_id = :s"
+                    "SELECT user_id, left_at IS NOT NULL AS done, watch_duration "
+                    "FROM stream_viewers WHERE stream_id = :s"
                 ),
                 {"s": stream_id},
             )

@@ -35,7 +35,7 @@ class Viewer:
             pass
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+        self, predicate: Callable[[dict[str, Any]], bool], within: float = 5.0
     ) -> dict[str, Any]:
         async def find() -> dict[str, Any]:
             async with self._arrived:
@@ -45,7 +45,7 @@ class Viewer:
                             return event
                     await self._arrived.wait()
 
-        return await asyncio.wait_for(find(), timeout)
+        return await asyncio.wait_for(find(), within)
 
     async def send(self, event: str, data: dict[str, Any] | None = None) -> None:
         await self.connection.send(json.dumps({"event": event, "data": data or {}}))
