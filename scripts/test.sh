@@ -8,8 +8,8 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
-.venv/bin/ruff check src tests
-.venv/bin/ruff format --check src tests
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 
 run_pytest() {
@@ -26,12 +26,19 @@ run_pytest() {
   return "$code"
 }
 
-if [ "${CI:-}" = "true" ] && [ -z "${TAJIRI_TEST_DATABASE_URL:-}" ]; then
-  export TAJIRI_TEST_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+if [ "${CI:-}" = "true" ]; then
+  export TAJIRI_TEST_DATABASE_URL="${TAJIRI_TEST_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test}"
+  export TAJIRI_TEST_REDIS_URL="${TAJIRI_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 fi
 
 pg_url="${TAJIRI_TEST_DATABASE_URL:-}"
 TAJIRI_TEST_DATABASE_URL="" run_pytest "SQLite" -q "$@"
 if [ -n "$pg_url" ]; then
   TAJIRI_TEST_DATABASE_URL="$pg_url" run_pytest "PostgreSQL" -q "$@"
+fi
+
+# The fan-out benchmark as a short smoke: it must run and deliver, not meet the full bars.
+if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
+  echo "== fan-out benchmark smoke =="
+  TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/fanout.py --quick
 fi

@@ -43,10 +43,10 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
     settings = _settings()
     if migrate if migrate is not None else settings.is_embedded_database:
         migrations.upgrade(settings.resolved_database_url)
-    if settings.is_embedded_database and workers > 1:
+    if workers > 1 and not settings.redis_url:
         raise click.UsageError(
-            "SQLite with in-memory backends serves one process; "
-            "set TAJIRI_DATABASE_URL and TAJIRI_REDIS_URL for --workers."
+            "the in-memory backends serve one process; "
+            "set TAJIRI_REDIS_URL (and a PostgreSQL database) for --workers."
         )
     uvicorn.run(
         "tajiri_live.asgi:app_factory",

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     global_channel: str = "streams"
     redis_prefix: str = "tajiri:"
     realtime_tick_ms: float = 20.0  # frames to one socket are coalesced per tick
+    realtime_max_tick_ms: float = 100.0  # big rooms stretch the tick up to this
+    realtime_flush_cost_factor: float = 0.0  # next tick >= this x the last flush's duration
     slow_consumer_bytes: int = 4 * 1024 * 1024  # unread bytes before a socket is closed
     sample_room_size: int = 1000  # rooms this big...
     sample_comments_per_second: int = 50  # ...get at most this many comments a second

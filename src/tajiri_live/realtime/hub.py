@@ -53,7 +53,12 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class HubSettings:
-    tick_seconds: float = 0.02
+    tick_seconds: float = 0.02  # the shortest gap between two flushes
+    # A flush writes once per socket; when that takes long (big rooms), the next flush waits
+    # this many times as long, so CPU per frame stays flat as rooms grow (latency grows).
+    flush_cost_factor: float = 0.0
+    max_tick_seconds: float = 0.1
+    slow_check_seconds: float = 0.25  # how often a group's sockets' buffers are checked
     max_buffer_bytes: int = 4 * 1024 * 1024  # unread bytes queued for one socket
     max_own_frames: int = 1000
     sample_room_size: int = 1000  # rooms this big may have comments sampled...
@@ -67,16 +72,29 @@ class HubStats:
     writes: int = 0
     sampled_out: int = 0
     slow_closed: int = 0
+    flushes: int = 0
+    flush_seconds: float = 0.0
+    max_flush_seconds: float = 0.0
 
 
 class Group:
     """The members of one channel that speak one wire protocol."""
 
-    __slots__ = ("encoder", "latest", "members", "pending", "window_count", "window_start")
+    __slots__ = (
+        "encoder",
+        "latest",
+        "members",
+        "next_check",
+        "pending",
+        "window_count",
+        "window_start",
+    )
 
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        self.members: set[Sink] = set()
+        # socket -> its transport's bound `write`: the flush loop does nothing else per socket
+        self.members: dict[Sink, Callable[[bytes], object]] = {}
+        self.next_check = 0.0
         self.pending: list[bytes] = []
         self.latest: dict[str, bytes] = {}
         self.window_start = 0.0
@@ -97,6 +115,7 @@ class Hub:
         self._dirty_groups: set[Group] = set()
         self._dirty_sinks: set[Sink] = set()
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._delay = self.settings.tick_seconds
 
     # --- membership ------------------------------------------------------------------------
 
@@ -105,7 +124,7 @@ class Hub:
         group = groups.get(encoder)
         if group is None:
             group = groups[encoder] = Group(self.encoders[encoder])
-        group.members.add(sink)
+        group.members[sink] = sink.transport.write
         self._subscriptions.setdefault(sink, []).append((channel, encoder))
         if sink.user_id is not None:
             self._users.setdefault(sink.user_id, set()).add(sink)
@@ -133,7 +152,7 @@ class Hub:
         if groups is None or encoder not in groups:
             return
         group = groups[encoder]
-        group.members.discard(sink)
+        group.members.pop(sink, None)
         if not group.members:
             del groups[encoder]
             self._dirty_groups.discard(group)
@@ -214,14 +233,13 @@ class Hub:
     def _schedule(self) -> None:
         if self._flush_handle is None and (self._dirty_groups or self._dirty_sinks):
             loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(self.settings.tick_seconds, self.flush)
+            self._flush_handle = loop.call_later(self._delay, self.flush)
 
     def flush(self) -> None:
         """Write everything queued since the last tick: one write per socket per source."""
         self._flush_handle = None
-        limit = self.settings.max_buffer_bytes
+        started = self.clock()
         stats = self.stats
-        slow: list[Sink] = []
         if self._dirty_sinks:
             sinks, self._dirty_sinks = self._dirty_sinks, set()
             for sink in sinks:
@@ -241,18 +259,27 @@ class Hub:
                 group.pending = []
                 if not parts:
                     continue
+                if started >= group.next_check:
+                    group.next_check = started + self.settings.slow_check_seconds
+                    for sink in self._slow_members(group):
+                        self._close_slow(sink)
                 blob = b"".join(parts)
-                members = group.members
-                for sink in members:
-                    transport = sink.transport
-                    if transport.get_write_buffer_size() > limit:
-                        slow.append(sink)
-                    else:
-                        transport.write(blob)
-                stats.frames_out += len(parts) * len(members)
-                stats.writes += len(members)
-        for sink in slow:
-            self._close_slow(sink)
+                for write in group.members.values():
+                    write(blob)
+                stats.frames_out += len(parts) * len(group.members)
+                stats.writes += len(group.members)
+        settings = self.settings
+        cost = self.clock() - started
+        stats.flushes += 1
+        stats.flush_seconds += cost
+        stats.max_flush_seconds = max(stats.max_flush_seconds, cost)
+        self._delay = min(
+            settings.max_tick_seconds, max(settings.tick_seconds, cost * settings.flush_cost_factor)
+        )
+
+    def _slow_members(self, group: Group) -> list[Sink]:
+        limit = self.settings.max_buffer_bytes
+        return [s for s in group.members if s.transport.get_write_buffer_size() > limit]
 
     def _close_slow(self, sink: Sink) -> None:
         self.stats.slow_closed += 1

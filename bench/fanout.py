@@ -1,0 +1,480 @@
+"""Fan-out benchmark: the real service against N viewers, and a naive FastAPI baseline.
+
+    .venv/bin/python bench/fanout.py                   # full run, as recorded in the docs
+    .venv/bin/python bench/fanout.py --quick           # a short smoke (CI)
+    .venv/bin/python bench/fanout.py --write-docs      # also update docs/benchmarks.md
+
+Starts `tajiri-live serve` (real endpoint, token auth, encoders) on Redis, connects viewers
+from a compiled epoll client (bench/wsload.c, built with gcc) so the load generator is not
+the bottleneck, publishes M events/s into one stream through Redis, and measures delivered
+frames, losses, end-to-end latency, server CPU and memory. Then the same for bench/naive_app.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from tajiri_live.core.auth import TokenCodec  # noqa: E402
+from tajiri_live.core.settings import Settings  # noqa: E402
+from tajiri_live.realtime.broker_redis import encode_event  # noqa: E402
+from tajiri_live.realtime.events import NEW_COMMENT, Event  # noqa: E402
+
+SECRET = "bench-secret-" + "b" * 40
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+DOC_START = "<!-- fanout:start -->"
+DOC_END = "<!-- fanout:end -->"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn workers are children of the serve process)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        children = (task / "children").read_text().split()
+        for child in children:
+            found.extend(process_tree(int(child)))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def rss_bytes(pid: int) -> int:
+    return sum(
+        int(Path(f"/proc/{member}/statm").read_text().split()[1]) * PAGE
+        for member in process_tree(pid)
+    )
+
+
+def build_client(workdir: Path) -> Path:
+    binary = workdir / "wsload"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(ROOT / "bench" / "wsload.c")], check=True)
+    return binary
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("server exited during start")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def start_tajiri(env: dict[str, str], workdir: Path, workers: int = 1) -> Server:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tajiri_live",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env={**env, "TAJIRI_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"},
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(port, "/ready", process)
+    return Server("tajiri-live", process, port)
+
+
+def start_naive(env: dict[str, str], workdir: Path) -> Server:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "naive_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets",
+        ],
+        env={**env, "PYTHONPATH": str(ROOT / "bench")},
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(port, "/docs", process)
+    return Server("naive FastAPI", process, port)
+
+
+async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, seconds: float) -> int:
+    """Publish `rate` comment-sized events a second for `seconds`; returns how many."""
+    redis = Redis.from_url(redis_url)
+    channel = prefix + "events"
+    user = {
+        "id": 5,
+        "first_name": "Neema",
+        "last_name": "J",
+        "username": "neema",
+        "display_name": "Neema J",
+        "avatar_url": None,
+        "profile_photo_path": None,
+    }
+    total = int(rate * seconds)
+    start = time.monotonic()
+    for seq in range(total):
+        due = start + seq / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        data = {
+            "seq": seq,
+            "ts": time.time_ns() // 1000,
+            "id": seq,
+            "stream_id": stream_id,
+            "user_id": 5,
+            "content": "Hongera sana! Tunakupenda kutoka Arusha",
+            "is_pinned": False,
+            "is_highlighted": False,
+            "user": user,
+            "created_at": "2026-11-25T12:00:00Z",
+        }
+        await redis.publish(channel, encode_event(Event(f"stream.{stream_id}", NEW_COMMENT, data)))
+    await redis.aclose()
+    return total
+
+
+def start_clients(
+    client: Path, port: int, path: str, viewers: int, seconds: float, processes: int
+) -> tuple[list[subprocess.Popen[str]], int]:
+    """Split the viewers over `processes` load clients; returns them once all are connected."""
+    shares = [
+        viewers // processes + (1 if i < viewers % processes else 0) for i in range(processes)
+    ]
+    loads = [
+        subprocess.Popen(
+            [str(client), "127.0.0.1", str(port), path, str(share), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+        if share
+    ]
+    opened = 0
+    for load in loads:
+        assert load.stdout is not None
+        ready = load.stdout.readline().split()
+        opened += int(ready[1]) if len(ready) == 2 else 0
+    return loads, opened
+
+
+def run_load(
+    client: Path,
+    server: Server,
+    path: str,
+    viewers: int,
+    rate: int,
+    seconds: float,
+    redis_url: str,
+    prefix: str,
+    stream_id: int,
+    processes: int,
+) -> dict[str, Any]:
+    pid = server.process.pid
+    rss_before = rss_bytes(pid)
+    drain = 3.0
+    loads, opened = start_clients(client, server.port, path, viewers, seconds + drain, processes)
+    time.sleep(1.0)  # let the connect storm settle before measuring
+    rss_after = rss_bytes(pid)
+    cpu_before = cpu_seconds(pid)
+    published = asyncio.run(publish(redis_url, prefix, stream_id, rate, seconds))
+    results = []
+    client_cpu = 0.0
+    for load in loads:
+        assert load.stdout is not None
+        results.append(json.loads(load.stdout.read().strip().splitlines()[-1]))
+        client_cpu += cpu_seconds(load.pid)  # readable until the process is reaped
+        load.wait()
+    cpu = cpu_seconds(pid) - cpu_before
+    flushes = server_metrics(server.port)
+    frames = sum(r["frames"] for r in results)
+    samples = sum(r["samples"] for r in results) or 1
+    expected = published * sum(r["open"] for r in results)
+    return {
+        "server": server.name,
+        "viewers": opened,
+        "rate": rate,
+        "seconds": seconds,
+        "expected": expected,
+        "delivered": frames,
+        "lost": max(0, expected - frames),
+        "frames_per_s": frames / seconds,
+        # per-client percentiles: p50 weighted by samples, p99 and max the worst client's
+        "p50_ms": sum(r["p50_us"] * r["samples"] for r in results) / samples / 1000,
+        "p99_ms": max(r["p99_us"] for r in results) / 1000,
+        "max_ms": max(r["max_us"] for r in results) / 1000,
+        "cpu_s": cpu,
+        "client_cpu_s": client_cpu,
+        "frames_per_cpu_s": frames / cpu if cpu else 0.0,
+        "rss_per_conn_kb": (rss_after - rss_before) / max(opened, 1) / 1024,
+        **flushes,
+    }
+
+
+def server_metrics(port: int) -> dict[str, float]:
+    """Flush statistics from /metrics (the naive baseline has none)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    values = dict(
+        line.split()
+        for line in text.splitlines()
+        if line and not line.startswith("#") and len(line.split()) == 2
+    )
+    if "tajiri_ws_flushes_total" not in values:
+        return {}
+    count = float(values["tajiri_ws_flushes_total"])
+    return {
+        "flushes": count,
+        "mean_flush_ms": 1000 * float(values["tajiri_ws_flush_seconds_total"]) / max(count, 1),
+        "max_flush_ms": 1000 * float(values["tajiri_ws_flush_seconds_max"]),
+    }
+
+
+def idle_memory(client: Path, server: Server, path: str, viewers: int) -> dict[str, Any]:
+    pid = server.process.pid
+    before = rss_bytes(pid)
+    load = subprocess.Popen(
+        [str(client), "127.0.0.1", str(server.port), path, str(viewers), "3"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert load.stdout is not None
+    opened = int(load.stdout.readline().split()[1])
+    time.sleep(2.0)
+    after = rss_bytes(pid)
+    load.wait()
+    return {
+        "viewers": opened,
+        "rss_per_conn_kb": (after - before) / max(opened, 1) / 1024,
+        "rss_mb": after / 2**20,
+    }
+
+
+def create_live_stream(port: int) -> tuple[int, str]:
+    tokens = TokenCodec(Settings(jwt_secret=SECRET))
+    headers = {"Authorization": f"Bearer {tokens.encode(1)}"}
+    base = f"http://127.0.0.1:{port}/api/streams"
+    stream_id = httpx.post(base, json={"title": "bench"}, headers=headers).json()["data"]["id"]
+    httpx.post(f"{base}/{stream_id}/start", headers=headers).raise_for_status()
+    return int(stream_id), tokens.encode(2)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| server | viewers × events/s | delivered frames/s | lost | p50 / p99 / max ms "
+        "| server CPU-s | frames per CPU-s | RSS/conn KB | load client CPU-s |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['server']} | {r['viewers']:,} × {r['rate']} | {r['frames_per_s']:,.0f} "
+        f"| {r['lost']:,} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['max_ms']:.1f} "
+        f"| {r['cpu_s']:.2f} | {r['frames_per_cpu_s']:,.0f} | {r['rss_per_conn_kb']:.1f} "
+        f"| {r['client_cpu_s']:.2f} |"
+        for r in rows
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--viewers", type=int, default=5000)
+    parser.add_argument("--rate", type=int, default=100, help="events per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--idle", type=int, default=10000, help="idle viewers for memory")
+    parser.add_argument("--quick", action="store_true", help="small, short smoke run")
+    parser.add_argument("--clients", type=int, default=2, help="load client processes")
+    parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TAJIRI_X=V",
+        help="extra server settings, e.g. TAJIRI_REALTIME_TICK_MS=10",
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.viewers, args.rate, args.seconds, args.idle = 300, 50, 2.0, 500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
+    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+    env.update(
+        {
+            "TAJIRI_VAR_DIR": str(workdir / "var"),
+            "TAJIRI_JWT_SECRET": SECRET,
+            "TAJIRI_REDIS_URL": args.redis_url,
+            "TAJIRI_REDIS_PREFIX": prefix,
+            "TAJIRI_LOG_LEVEL": "warning",
+            # measure raw fan-out: every comment to every viewer, no sampling
+            "TAJIRI_SAMPLE_ROOM_SIZE": "100000000",
+        }
+    )
+    env.update(dict(item.split("=", 1) for item in args.set))
+    rows: list[dict[str, Any]] = []
+    client = build_client(workdir)
+    try:
+        server = start_tajiri(env, workdir, args.workers)
+        try:
+            stream_id, token = create_live_stream(server.port)
+            path = f"/streams/{stream_id}?token={token}"
+            rows.append(
+                run_load(
+                    client,
+                    server,
+                    path,
+                    args.viewers,
+                    args.rate,
+                    args.seconds,
+                    args.redis_url,
+                    prefix,
+                    stream_id,
+                    args.clients,
+                )
+            )
+        finally:
+            server.stop()
+        # memory per idle viewer on a fresh process (one worker), so nothing earlier is reused
+        fresh = start_tajiri(env, workdir, 1)
+        try:
+            idle_stream, _ = create_live_stream(fresh.port)
+            idle = idle_memory(client, fresh, f"/streams/{idle_stream}", args.idle)
+        finally:
+            fresh.stop()
+        if not args.no_baseline:
+            naive = start_naive(env, workdir)
+            try:
+                rows.append(
+                    run_load(
+                        client,
+                        naive,
+                        f"/streams/{stream_id}",
+                        args.viewers,
+                        args.rate,
+                        args.seconds,
+                        args.redis_url,
+                        prefix,
+                        stream_id,
+                        args.clients,
+                    )
+                )
+            finally:
+                naive.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    report = table(rows)
+    ours = rows[0]
+    ratio = (
+        ours["frames_per_cpu_s"] / rows[1]["frames_per_cpu_s"]
+        if len(rows) > 1 and rows[1]["frames_per_cpu_s"]
+        else None
+    )
+    report += (
+        f"\nIdle: {idle['viewers']:,} viewers on one process, "
+        f"{idle['rss_per_conn_kb']:.2f} KB RSS each ({idle['rss_mb']:.0f} MB in all).\n"
+    )
+    if ratio is not None:
+        report += f"Frames per server CPU-second, tajiri-live / naive: {ratio:.1f}×.\n"
+    for row in rows:
+        if "flushes" in row:
+            report += (
+                f"{row['server']}: {row['flushes']:,.0f} flushes, "
+                f"mean {row['mean_flush_ms']:.1f} ms, max {row['max_flush_ms']:.1f} ms.\n"
+            )
+    print(report)
+    if args.write_docs:
+        write_docs(report, args)
+    if ours["viewers"] < args.viewers:
+        raise SystemExit(f"only {ours['viewers']} of {args.viewers} viewers connected")
+    if ours["lost"]:
+        raise SystemExit(f"tajiri-live lost {ours['lost']} frames")
+
+
+def write_docs(report: str, args: argparse.Namespace) -> None:
+    docs = ROOT / "docs" / "benchmarks.md"
+    text = docs.read_text()
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    command = (
+        f"bench/fanout.py --viewers {args.viewers} --rate {args.rate} "
+        f"--seconds {args.seconds:g} --idle {args.idle}"
+    )
+    block = f"{DOC_START}\nLatest run ({stamp}, `{command}`):\n\n{report}{DOC_END}"
+    docs.write_text(re.sub(f"{DOC_START}.*?{DOC_END}", block, text, flags=re.S))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+/* wsload: N WebSocket viewers in one epoll loop; counts frames, sequence gaps and latency.
+ *
+ * usage: wsload HOST PORT PATH N SECONDS
+ * Prints "ready N" once every connection is open, then after SECONDS (counted from ready)
+ * one JSON line of results. Frames carry "seq":N and "ts":MICROSECONDS (CLOCK_REALTIME).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUCKETS 200000 /* 50 us each: up to 10 s */
+#define BUCKET_US 50
+
+typedef struct {
+    int fd;
+    int state; /* 0 connecting, 1 handshaking, 2 open, 3 dead */
+    char *buf;
+    size_t len, cap;
+    long long next_seq;
+    long long frames;
+} conn_t;
+
+static long long histogram[BUCKETS];
+static long long total_frames, gaps, samples, max_us, open_count, dead_count, bytes_in;
+
+static long long now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
+}
+
+static long long find_number(const char *data, size_t len, const char *key) {
+    const char *p = memmem(data, len, key, strlen(key));
+    if (!p) return -1;
+    return strtoll(p + strlen(key), NULL, 10);
+}
+
+static void on_message(conn_t *c, const char *payload, size_t len) {
+    long long seq = find_number(payload, len, "\"seq\":");
+    if (seq < 0) return; /* connected, counts: not part of the measured stream */
+    c->frames++;
+    total_frames++;
+    {
+        if (c->next_seq >= 0 && seq > c->next_seq) gaps += seq - c->next_seq;
+        c->next_seq = seq + 1;
+    }
+    long long ts = find_number(payload, len, "\"ts\":");
+    if (ts > 0) {
+        long long latency = now_us() - ts;
+        if (latency < 0) latency = 0;
+        long long bucket = latency / BUCKET_US;
+        if (bucket >= BUCKETS) bucket = BUCKETS - 1;
+        histogram[bucket]++;
+        samples++;
+        if (latency > max_us) max_us = latency;
+    }
+}
+
+static void parse_frames(conn_t *c) {
+    size_t off = 0;
+    while (c->len - off >= 2) {
+        unsigned char *b = (unsigned char *)c->buf + off;
+        size_t plen = b[1] & 0x7f, head = 2;
+        if (plen == 126) {
+            if (c->len - off < 4) break;
+            plen = ((size_t)b[2] << 8) | b[3];
+            head = 4;
+        } else if (plen == 127) {
+            if (c->len - off < 10) break;
+            plen = 0;
+            for (int i = 0; i < 8; i++) plen = (plen << 8) | b[2 + i];
+            head = 10;
+        }
+        if (c->len - off < head + plen) break;
+        if ((b[0] & 0x0f) == 0x1) on_message(c, (char *)b + head, plen);
+        if ((b[0] & 0x0f) == 0x8) { c->state = 3; }
+        off += head + plen;
+    }
+    if (off) {
+        memmove(c->buf, c->buf + off, c->len - off);
+        c->len -= off;
+    }
+}
+
+static void grow(conn_t *c, size_t need) {
+    if (c->len + need <= c->cap) return;
+    size_t cap = c->cap ? c->cap : 4096;
+    while (cap < c->len + need) cap *= 2;
+    c->buf = realloc(c->buf, cap);
+    c->cap = cap;
+}
+
+static long long percentile(double q) {
+    long long target = (long long)(q * samples), seen = 0;
+    for (int i = 0; i < BUCKETS; i++) {
+        seen += histogram[i];
+        if (seen > target) return (long long)i * BUCKET_US + BUCKET_US / 2;
+    }
+    return max_us;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) { fprintf(stderr, "usage: wsload HOST PORT PATH N SECONDS\n"); return 2; }
+    const char *host = argv[1], *path = argv[3];
+    int port = atoi(argv[2]), n = atoi(argv[4]);
+    double seconds = atof(argv[5]);
+    conn_t *conns = calloc(n, sizeof(conn_t));
+    int ep = epoll_create1(0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, host, &addr.sin_addr);
+    char request[1024];
+    int rlen = snprintf(request, sizeof request,
+                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                        path, host, port);
+    int started = 0, batch = 200;
+    long long ready_at = 0, deadline = 0;
+    static char chunk[1 << 16];
+    struct epoll_event events[1024];
+    for (;;) {
+        /* open connections in batches so the accept queue never overflows */
+        while (started < n && started - (open_count + dead_count) < batch) {
+            conn_t *c = &conns[started];
+            c->next_seq = -1;
+            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            connect(c->fd, (struct sockaddr *)&addr, sizeof addr);
+            struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u32 = started};
+            epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+            started++;
+        }
+        if (!ready_at && open_count + dead_count == n) {
+            ready_at = now_us();
+            deadline = ready_at + (long long)(seconds * 1e6);
+            printf("ready %lld\n", open_count);
+            fflush(stdout);
+        }
+        if (ready_at && now_us() >= deadline) break;
+        int k = epoll_wait(ep, events, 1024, 50);
+        for (int i = 0; i < k; i++) {
+            conn_t *c = &conns[events[i].data.u32];
+            if (c->state == 0 && (events[i].events & EPOLLOUT)) {
+                if (write(c->fd, request, rlen) != rlen) { c->state = 3; dead_count++; continue; }
+                c->state = 1;
+                struct epoll_event ev = {.events = EPOLLIN, .data.u32 = events[i].data.u32};
+                epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+                continue;
+            }
+            if (!(events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+            for (;;) {
+                ssize_t got = read(c->fd, chunk, sizeof chunk);
+                if (got <= 0) {
+                    if (got < 0 && errno == EAGAIN) break;
+                    if (c->state == 1) dead_count++;
+                    else if (c->state == 2) { open_count--; dead_count++; }
+                    c->state = 3;
+                    epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                    close(c->fd);
+                    break;
+                }
+                bytes_in += got;
+                grow(c, got);
+                memcpy(c->buf + c->len, chunk, got);
+                c->len += got;
+                if (c->state == 1) {
+                    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+                    if (!end) continue;
+                    if (c->len < 12 || memcmp(c->buf + 9, "101", 3) != 0) {
+                        c->state = 3; dead_count++;
+                        epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+                        close(c->fd);
+                        break;
+                    }
+                    size_t head = end + 4 - c->buf;
+                    memmove(c->buf, c->buf + head, c->len - head);
+                    c->len -= head;
+                    c->state = 2;
+                    open_count++;
+                }
+                if (c->state == 2) parse_frames(c);
+            }
+        }
+    }
+    long long min_frames = -1, max_frames = 0;
+    for (int i = 0; i < n; i++) {
+        if (conns[i].state != 2) continue;
+        if (min_frames < 0 || conns[i].frames < min_frames) min_frames = conns[i].frames;
+        if (conns[i].frames > max_frames) max_frames = conns[i].frames;
+    }
+    printf("{\"open\": %lld, \"dead\": %lld, \"frames\": %lld, \"gaps\": %lld, "
+           "\"min_frames\": %lld, \"max_frames\": %lld, \"bytes\": %lld, \"samples\": %lld, "
+           "\"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld}\n",
+           open_count, dead_count, total_frames, gaps, min_frames, max_frames, bytes_in,
+           samples, percentile(0.50), percentile(0.99), max_us);
+    return 0;
+}
