@@ -19,6 +19,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,8 +44,7 @@ from tajiri_live.realtime.events import NEW_COMMENT, Event  # noqa: E402
 SECRET = "bench-secret-" + "b" * 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-DOC_START = "<!-- fanout:start -->"
-DOC_END = "<!-- fanout:end -->"
+DOC_BLOCK = "fanout"  # docs/benchmarks.md has one block per node count
 
 
 def free_port() -> int:
@@ -200,32 +200,38 @@ async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, second
 
 
 def start_clients(
-    client: Path, port: int, path: str, viewers: int, seconds: float, processes: int
-) -> tuple[list[subprocess.Popen[str]], int]:
-    """Split the viewers over `processes` load clients; returns them once all are connected."""
-    shares = [
-        viewers // processes + (1 if i < viewers % processes else 0) for i in range(processes)
-    ]
-    loads = [
-        subprocess.Popen(
-            [str(client), "127.0.0.1", str(port), path, str(share), str(seconds)],
-            stdout=subprocess.PIPE,
-            text=True,
+    client: Path, port: int, path: str, viewers: int, seconds: float, processes: int, first: int = 0
+) -> list[subprocess.Popen[str]]:
+    """Split the viewers over `processes` load clients (each with its own identities)."""
+    loads = []
+    offset = first
+    for index in range(processes):
+        share = viewers // processes + (1 if index < viewers % processes else 0)
+        if not share:
+            continue
+        loads.append(
+            subprocess.Popen(
+                [str(client), "127.0.0.1", str(port), path, str(share), str(seconds), str(offset)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         )
-        for share in shares
-        if share
-    ]
+        offset += share
+    return loads
+
+
+def wait_connected(loads: list[subprocess.Popen[str]]) -> int:
     opened = 0
     for load in loads:
         assert load.stdout is not None
         ready = load.stdout.readline().split()
         opened += int(ready[1]) if len(ready) == 2 else 0
-    return loads, opened
+    return opened
 
 
 def run_load(
     client: Path,
-    server: Server,
+    servers: list[Server],
     path: str,
     viewers: int,
     rate: int,
@@ -235,14 +241,25 @@ def run_load(
     stream_id: int,
     processes: int,
 ) -> dict[str, Any]:
-    pid = server.process.pid
-    rss_before = rss_bytes(pid)
+    """Viewers spread evenly over `servers`; events published once, through Redis."""
+    pids = [server.process.pid for server in servers]
+    rss_before = sum(rss_bytes(pid) for pid in pids)
     drain = 3.0
-    loads, opened = start_clients(client, server.port, path, viewers, seconds + drain, processes)
+    loads: list[subprocess.Popen[str]] = []
+    first = 0
+    for index, server in enumerate(servers):
+        share = viewers // len(servers) + (1 if index < viewers % len(servers) else 0)
+        per_node = max(1, processes // len(servers))
+        loads += start_clients(client, server.port, path, share, 600, per_node, first)
+        first += share
+    opened = wait_connected(loads)
     time.sleep(1.0)  # let the connect storm settle before measuring
-    rss_after = rss_bytes(pid)
-    cpu_before = cpu_seconds(pid)
+    rss_after = sum(rss_bytes(pid) for pid in pids)
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
     published = asyncio.run(publish(redis_url, prefix, stream_id, rate, seconds))
+    time.sleep(drain)
+    for load in loads:
+        load.send_signal(signal.SIGUSR1)
     results = []
     client_cpu = 0.0
     for load in loads:
@@ -250,13 +267,14 @@ def run_load(
         results.append(json.loads(load.stdout.read().strip().splitlines()[-1]))
         client_cpu += cpu_seconds(load.pid)  # readable until the process is reaped
         load.wait()
-    cpu = cpu_seconds(pid) - cpu_before
-    flushes = server_metrics(server.port)
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+    flushes = server_metrics(servers[0].port)
     frames = sum(r["frames"] for r in results)
     samples = sum(r["samples"] for r in results) or 1
     expected = published * sum(r["open"] for r in results)
+    final_counts = {r["last_count"] for r in results}
     return {
-        "server": server.name,
+        "server": servers[0].name + (f" ({len(servers)} nodes)" if len(servers) > 1 else ""),
         "viewers": opened,
         "rate": rate,
         "seconds": seconds,
@@ -272,6 +290,11 @@ def run_load(
         "client_cpu_s": client_cpu,
         "frames_per_cpu_s": frames / cpu if cpu else 0.0,
         "rss_per_conn_kb": (rss_after - rss_before) / max(opened, 1) / 1024,
+        # every viewer, on every node, was last told the same number: the true total
+        "counts_agree": (
+            final_counts == {opened} and sum(r["count_disagreements"] for r in results) == 0
+        ),
+        "final_counts": sorted(final_counts),
         **flushes,
     }
 
@@ -300,16 +323,13 @@ def server_metrics(port: int) -> dict[str, float]:
 def idle_memory(client: Path, server: Server, path: str, viewers: int) -> dict[str, Any]:
     pid = server.process.pid
     before = rss_bytes(pid)
-    load = subprocess.Popen(
-        [str(client), "127.0.0.1", str(server.port), path, str(viewers), "3"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert load.stdout is not None
-    opened = int(load.stdout.readline().split()[1])
+    loads = start_clients(client, server.port, path, viewers, 600, 1)
+    opened = wait_connected(loads)
     time.sleep(2.0)
     after = rss_bytes(pid)
-    load.wait()
+    for load in loads:
+        load.send_signal(signal.SIGUSR1)
+        load.communicate()
     return {
         "viewers": opened,
         "rss_per_conn_kb": (after - before) / max(opened, 1) / 1024,
@@ -317,13 +337,31 @@ def idle_memory(client: Path, server: Server, path: str, viewers: int) -> dict[s
     }
 
 
-def create_live_stream(port: int) -> tuple[int, str]:
+def create_live_stream(port: int) -> int:
     tokens = TokenCodec(Settings(jwt_secret=SECRET))
     headers = {"Authorization": f"Bearer {tokens.encode(1)}"}
     base = f"http://127.0.0.1:{port}/api/streams"
     stream_id = httpx.post(base, json={"title": "bench"}, headers=headers).json()["data"]["id"]
     httpx.post(f"{base}/{stream_id}/start", headers=headers).raise_for_status()
-    return int(stream_id), tokens.encode(2)
+    return int(stream_id)
+
+
+def viewer_paths(workdir: Path, stream_id: int, viewers: int) -> str:
+    """A file of socket paths, each with its own user's token: every viewer is a person."""
+    tokens = TokenCodec(Settings(jwt_secret=SECRET))
+    target = workdir / f"paths-{stream_id}.txt"
+    target.write_text(
+        "".join(f"/streams/{stream_id}?token={tokens.encode(1000 + i)}\n" for i in range(viewers))
+    )
+    return f"@{target}"
+
+
+async def forget_keys(redis_url: str, prefix: str) -> None:
+    redis = Redis.from_url(redis_url)
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*", count=1000)]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -351,6 +389,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small, short smoke run")
     parser.add_argument("--clients", type=int, default=2, help="load client processes")
     parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="serve processes sharing the database and Redis"
+    )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument(
@@ -362,6 +403,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("TAJIRI_BENCH_DATABASE_URL"),
+        help="default: SQLite in a temporary folder (one node only)",
     )
     args = parser.parse_args()
     if args.quick:
@@ -384,17 +430,39 @@ def main() -> None:
         }
     )
     env.update(dict(item.split("=", 1) for item in args.set))
+    if args.database_url:
+        env["TAJIRI_DATABASE_URL"] = args.database_url
+        subprocess.run(
+            [sys.executable, "-m", "tajiri_live", "migrate"],
+            env=env,
+            check=True,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+        )
+    elif args.nodes > 1:
+        parser.error("--nodes > 1 needs --database-url (PostgreSQL): SQLite is one node")
+    if args.database_url:
+        env["TAJIRI_DATABASE_URL"] = args.database_url
+        subprocess.run(
+            [sys.executable, "-m", "tajiri_live", "migrate"],
+            env=env,
+            check=True,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+        )
+    elif args.nodes > 1:
+        parser.error("--nodes > 1 needs --database-url (PostgreSQL): SQLite is one node")
     rows: list[dict[str, Any]] = []
     client = build_client(workdir)
     try:
-        server = start_tajiri(env, workdir, args.workers)
+        servers = [start_tajiri(env, workdir, args.workers) for _ in range(args.nodes)]
         try:
-            stream_id, token = create_live_stream(server.port)
-            path = f"/streams/{stream_id}?token={token}"
+            stream_id = create_live_stream(servers[0].port)
+            path = viewer_paths(workdir, stream_id, args.viewers)
             rows.append(
                 run_load(
                     client,
-                    server,
+                    servers,
                     path,
                     args.viewers,
                     args.rate,
@@ -406,11 +474,12 @@ def main() -> None:
                 )
             )
         finally:
-            server.stop()
+            for server in servers:
+                server.stop()
         # memory per idle viewer on a fresh process (one worker), so nothing earlier is reused
         fresh = start_tajiri(env, workdir, 1)
         try:
-            idle_stream, _ = create_live_stream(fresh.port)
+            idle_stream = create_live_stream(fresh.port)
             idle = idle_memory(client, fresh, f"/streams/{idle_stream}", args.idle)
         finally:
             fresh.stop()
@@ -420,7 +489,7 @@ def main() -> None:
                 rows.append(
                     run_load(
                         client,
-                        naive,
+                        [naive],
                         f"/streams/{stream_id}",
                         args.viewers,
                         args.rate,
@@ -435,6 +504,7 @@ def main() -> None:
                 naive.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        asyncio.run(forget_keys(args.redis_url, prefix))
 
     report = table(rows)
     ours = rows[0]
@@ -449,6 +519,11 @@ def main() -> None:
     )
     if ratio is not None:
         report += f"Frames per server CPU-second, tajiri-live / naive: {ratio:.1f}×.\n"
+    report += (
+        f"Viewer counts: every tajiri-live viewer was last told {ours['final_counts']} "
+        f"(agree with the {ours['viewers']:,} connected: "
+        f"{'yes' if ours['counts_agree'] else 'NO'}).\n"
+    )
     for row in rows:
         if "flushes" in row:
             report += (
@@ -462,18 +537,28 @@ def main() -> None:
         raise SystemExit(f"only {ours['viewers']} of {args.viewers} viewers connected")
     if ours["lost"]:
         raise SystemExit(f"tajiri-live lost {ours['lost']} frames")
+    if not ours["counts_agree"]:
+        raise SystemExit(f"viewer counts disagree: {ours['final_counts']}")
 
 
 def write_docs(report: str, args: argparse.Namespace) -> None:
     docs = ROOT / "docs" / "benchmarks.md"
     text = docs.read_text()
+    name = DOC_BLOCK if args.nodes == 1 else f"{DOC_BLOCK}-{args.nodes}-nodes"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
     command = (
         f"bench/fanout.py --viewers {args.viewers} --rate {args.rate} "
         f"--seconds {args.seconds:g} --idle {args.idle}"
     )
-    block = f"{DOC_START}\nLatest run ({stamp}, `{command}`):\n\n{report}{DOC_END}"
-    docs.write_text(re.sub(f"{DOC_START}.*?{DOC_END}", block, text, flags=re.S))
+    if args.nodes > 1:
+        command += f" --nodes {args.nodes} --database-url postgresql+asyncpg://..."
+    if args.workers > 1:
+        command += f" --workers {args.workers}"
+    block = f"{start}\nLatest run ({stamp}, `{command}`):\n\n{report}{end}"
+    if start not in text:
+        raise SystemExit(f"docs/benchmarks.md has no {start} block")
+    docs.write_text(re.sub(f"{start}.*?{end}", lambda _: block, text, flags=re.S))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 /* wsload: N WebSocket viewers in one epoll loop; counts frames, sequence gaps and latency.
  *
- * usage: wsload HOST PORT PATH N SECONDS
+ * usage: wsload HOST PORT PATH N SECONDS [FIRST]
+ *   PATH "@file": one path per line; viewer i uses line FIRST + i (its own identity).
+ *   Runs until SECONDS after "ready" or until SIGUSR1, then prints the results.
  * Prints "ready N" once every connection is open, then after SECONDS (counted from ready)
  * one JSON line of results. Frames carry "seq":N and "ts":MICROSECONDS (CLOCK_REALTIME).
  */
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -24,6 +27,7 @@
 typedef struct {
     int fd;
     int state; /* 0 connecting, 1 handshaking, 2 open, 3 dead */
+    const char *path;
     char *buf;
     size_t len, cap;
     long long next_seq;
@@ -31,7 +35,13 @@ typedef struct {
 } conn_t;
 
 static long long histogram[BUCKETS];
+static conn_t *conns_base;
+static volatile sig_atomic_t stop_requested;
+
+static void request_stop(int sig) { (void)sig; stop_requested = 1; }
 static long long total_frames, gaps, samples, max_us, open_count, dead_count, bytes_in;
+static long long last_count = -1, count_updates, count_disagreements;
+static long long *last_count_of; /* per connection: the last viewer count it saw */
 
 static long long now_us(void) {
     struct timespec ts;
@@ -46,6 +56,12 @@ static long long find_number(const char *data, size_t len, const char *key) {
 }
 
 static void on_message(conn_t *c, const char *payload, size_t len) {
+    long long seen = find_number(payload, len, "\"current_viewers\":");
+    if (seen >= 0) { /* viewer_count_updated: remember what this viewer was told */
+        count_updates++;
+        last_count_of[c - conns_base] = seen;
+        return;
+    }
     long long seq = find_number(payload, len, "\"seq\":");
     if (seq < 0) return; /* connected, counts: not part of the measured stream */
     c->frames++;
@@ -110,20 +126,38 @@ static long long percentile(double q) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) { fprintf(stderr, "usage: wsload HOST PORT PATH N SECONDS\n"); return 2; }
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: wsload HOST PORT PATH N SECONDS [FIRST]\n");
+        return 2;
+    }
+    int first = argc == 7 ? atoi(argv[6]) : 0;
+    signal(SIGUSR1, request_stop);
     const char *host = argv[1], *path = argv[3];
     int port = atoi(argv[2]), n = atoi(argv[4]);
     double seconds = atof(argv[5]);
     conn_t *conns = calloc(n, sizeof(conn_t));
+    conns_base = conns;
+    last_count_of = calloc(n, sizeof(long long));
+    for (int i = 0; i < n; i++) last_count_of[i] = -1;
     int ep = epoll_create1(0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, host, &addr.sin_addr);
-    char request[1024];
-    int rlen = snprintf(request, sizeof request,
-                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-                        path, host, port);
+    char **paths = NULL;
+    int path_count = 0;
+    if (path[0] == '@') { /* one path per viewer, e.g. each with its own token */
+        FILE *f = fopen(path + 1, "r");
+        if (!f) { perror("paths"); return 2; }
+        paths = calloc(n, sizeof(char *));
+        char line[4096];
+        int index = 0;
+        while (path_count < n && fgets(line, sizeof line, f)) {
+            if (index++ < first) continue;
+            line[strcspn(line, "\r\n")] = 0;
+            paths[path_count++] = strdup(line);
+        }
+        fclose(f);
+    }
+    char request[8192];
     int started = 0, batch = 200;
     long long ready_at = 0, deadline = 0;
     static char chunk[1 << 16];
@@ -133,6 +167,7 @@ int main(int argc, char **argv) {
         while (started < n && started - (open_count + dead_count) < batch) {
             conn_t *c = &conns[started];
             c->next_seq = -1;
+            c->path = paths ? paths[started % path_count] : path;
             c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
             int one = 1;
             setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -147,11 +182,16 @@ int main(int argc, char **argv) {
             printf("ready %lld\n", open_count);
             fflush(stdout);
         }
-        if (ready_at && now_us() >= deadline) break;
+        if (stop_requested || (ready_at && now_us() >= deadline)) break;
         int k = epoll_wait(ep, events, 1024, 50);
         for (int i = 0; i < k; i++) {
             conn_t *c = &conns[events[i].data.u32];
             if (c->state == 0 && (events[i].events & EPOLLOUT)) {
+                int rlen = snprintf(request, sizeof request,
+                                    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+                                    c->path, host, port);
                 if (write(c->fd, request, rlen) != rlen) { c->state = 3; dead_count++; continue; }
                 c->state = 1;
                 struct epoll_event ev = {.events = EPOLLIN, .data.u32 = events[i].data.u32};
@@ -196,13 +236,17 @@ int main(int argc, char **argv) {
     long long min_frames = -1, max_frames = 0;
     for (int i = 0; i < n; i++) {
         if (conns[i].state != 2) continue;
+        if (last_count < 0) last_count = last_count_of[i];
+        else if (last_count_of[i] != last_count) count_disagreements++;
         if (min_frames < 0 || conns[i].frames < min_frames) min_frames = conns[i].frames;
         if (conns[i].frames > max_frames) max_frames = conns[i].frames;
     }
     printf("{\"open\": %lld, \"dead\": %lld, \"frames\": %lld, \"gaps\": %lld, "
            "\"min_frames\": %lld, \"max_frames\": %lld, \"bytes\": %lld, \"samples\": %lld, "
-           "\"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld}\n",
+           "\"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld, \"last_count\": %lld, "
+           "\"count_updates\": %lld, \"count_disagreements\": %lld}\n",
            open_count, dead_count, total_frames, gaps, min_frames, max_frames, bytes_in,
-           samples, percentile(0.50), percentile(0.99), max_us);
+           samples, percentile(0.50), percentile(0.99), max_us, last_count, count_updates,
+           count_disagreements);
     return 0;
 }
