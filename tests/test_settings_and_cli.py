@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -102,3 +104,48 @@ def test_serve_on_the_embedded_default(tmp_path: Path) -> None:
     assert "POST /api/streams" in log  # the access log is there, so the check below means it
     key = created.json()["data"]["stream_key"]
     assert key not in log  # the stream key never reaches a log line
+
+
+async def test_worker_runs_the_scheduled_jobs_without_http(
+    client: httpx.AsyncClient, auth: Any, clock: Any, database_url: str, tmp_path: Path
+) -> None:
+    """`tajiri-live worker` moves a stream due within the lead time to pre_live."""
+    from datetime import timedelta
+
+    when = (clock.now() + timedelta(minutes=5)).isoformat()
+    created = await client.post(
+        "/api/streams", json={"title": "soon", "scheduled_at": when}, headers=auth(4)
+    )
+    stream_id = created.json()["data"]["id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+    env.update(
+        {
+            "TAJIRI_VAR_DIR": str(tmp_path / "worker-var"),
+            "TAJIRI_DATABASE_URL": database_url,
+            "TAJIRI_JWT_SECRET": "w" * 40,
+            "TAJIRI_JOB_TO_PRE_LIVE_EVERY_SECONDS": "0.2",
+        }
+    )
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log_file:
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tajiri_live",
+            "worker",
+            env=env,
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        status = "scheduled"
+        while status != "pre_live" and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            status = (await client.get(f"/api/streams/{stream_id}")).json()["data"]["status"]
+        assert status == "pre_live", log_path.read_text()
+    finally:
+        worker.terminate()
+        await asyncio.wait_for(worker.wait(), 15)
+    assert worker.returncode == 0, log_path.read_text()
