@@ -441,17 +441,6 @@ def main() -> None:
         )
     elif args.nodes > 1:
         parser.error("--nodes > 1 needs --database-url (PostgreSQL): SQLite is one node")
-    if args.database_url:
-        env["TAJIRI_DATABASE_URL"] = args.database_url
-        subprocess.run(
-            [sys.executable, "-m", "tajiri_live", "migrate"],
-            env=env,
-            check=True,
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-        )
-    elif args.nodes > 1:
-        parser.error("--nodes > 1 needs --database-url (PostgreSQL): SQLite is one node")
     rows: list[dict[str, Any]] = []
     client = build_client(workdir)
     try:

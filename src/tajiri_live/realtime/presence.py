@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -50,3 +51,29 @@ class Presence(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@dataclass
+class LocalHolds:
+    """This node's connections per room and member: a member leaves with its last one."""
+
+    rooms: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def hold(self, room: str, member: str) -> None:
+        self.rooms.setdefault(room, Counter())[member] += 1
+
+    def release(self, room: str, member: str) -> bool:
+        """Drop one hold; True when the member is no longer held here (or never was)."""
+        held = self.rooms.get(room)
+        if held is None or held[member] <= 0:
+            return True
+        held[member] -= 1
+        if held[member] > 0:
+            return False
+        del held[member]
+        if not held:
+            del self.rooms[room]
+        return True
+
+    def holds(self, room: str) -> bool:
+        return bool(self.rooms.get(room))

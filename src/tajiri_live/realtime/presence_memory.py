@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-from tajiri_live.realtime.presence import RoomCounts
+from tajiri_live.realtime.presence import LocalHolds, RoomCounts
 
 
 class MemoryPresence:
@@ -14,7 +14,7 @@ class MemoryPresence:
         self._ttl = member_ttl
         self._now = now
         self._expiry: dict[str, dict[str, float]] = {}
-        self._local: dict[str, Counter[str]] = {}
+        self._local = LocalHolds()
         self._peak: dict[str, int] = {}
         self._joins: Counter[str] = Counter()
         self._seen: dict[str, set[str]] = {}
@@ -23,24 +23,19 @@ class MemoryPresence:
 
     async def join(self, room: str, member: str, *, ttl: float | None = None) -> None:
         if ttl is None:
-            self._local.setdefault(room, Counter())[member] += 1
+            self._local.hold(room, member)
         self._expiry.setdefault(room, {})[member] = self._now() + (ttl or self._ttl)
         self._joins[room] += 1
         self._seen.setdefault(room, set()).add(member)
         self._bump_peak(room)
 
     async def leave(self, room: str, member: str) -> None:
-        held = self._local.get(room)
-        if held is not None and held[member] > 0:
-            held[member] -= 1
-            if held[member] > 0:
-                return
-            del held[member]
-        self._expiry.get(room, {}).pop(member, None)
+        if self._local.release(room, member):
+            self._expiry.get(room, {}).pop(member, None)
 
     async def renew(self) -> None:
         deadline = self._now() + self._ttl
-        for room, members in self._local.items():
+        for room, members in self._local.rooms.items():
             entries = self._expiry.setdefault(room, {})
             for member in members:
                 entries[member] = deadline
@@ -70,7 +65,7 @@ class MemoryPresence:
         return list(self._expiry)
 
     async def retire(self, room: str) -> None:
-        if self._current(room) == 0 and not self._local.get(room):
+        if self._current(room) == 0 and not self._local.holds(room):
             self._expiry.pop(room, None)
 
     async def publish_if_changed(self, room: str, value: str, *, period: float) -> bool:

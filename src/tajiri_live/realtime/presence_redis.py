@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 
 from redis.asyncio import Redis
 
-from tajiri_live.realtime.presence import RoomCounts
+from tajiri_live.realtime.presence import LocalHolds, RoomCounts
 
 # Drop expired members, count, raise the peak; returns current, peak, joins, unique.
 COUNTS_SCRIPT = """
@@ -67,7 +66,7 @@ class RedisPresence:
         self._redis = redis
         self._prefix = prefix
         self._ttl_ms = int(member_ttl * 1000)
-        self._local: dict[str, Counter[str]] = {}
+        self._local = LocalHolds()
         self._counts = redis.register_script(COUNTS_SCRIPT)
         self._publish = redis.register_script(PUBLISH_SCRIPT)
         self._retire = redis.register_script(RETIRE_SCRIPT)
@@ -82,7 +81,7 @@ class RedisPresence:
 
     async def join(self, room: str, member: str, *, ttl: float | None = None) -> None:
         if ttl is None:
-            self._local.setdefault(room, Counter())[member] += 1
+            self._local.hold(room, member)
         now = self._now_ms()
         expiry = now + (int(ttl * 1000) if ttl is not None else self._ttl_ms)
         keys = [self._key(kind, room) for kind in ("members", "peak", "joins", "unique")]
@@ -91,20 +90,13 @@ class RedisPresence:
         )
 
     async def leave(self, room: str, member: str) -> None:
-        held = self._local.get(room)
-        if held is not None and held[member] > 0:
-            held[member] -= 1
-            if held[member] > 0:
-                return
-            del held[member]
-            if not held:
-                del self._local[room]
-        await self._redis.zrem(self._key("members", room), member)
+        if self._local.release(room, member):
+            await self._redis.zrem(self._key("members", room), member)
 
     async def renew(self) -> None:
         expiry = self._now_ms() + self._ttl_ms
         async with self._redis.pipeline(transaction=False) as pipe:
-            for room, members in self._local.items():
+            for room, members in self._local.rooms.items():
                 names = list(members)
                 for start in range(0, len(names), RENEW_CHUNK):
                     chunk = names[start : start + RENEW_CHUNK]
@@ -122,7 +114,7 @@ class RedisPresence:
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
     async def retire(self, room: str) -> None:
-        if room in self._local:
+        if self._local.holds(room):
             return
         await self._retire(
             keys=[self._key("members", room), self._key("presence:rooms")],
