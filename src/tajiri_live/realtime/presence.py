@@ -25,8 +25,10 @@ class Presence(Protocol):
         while the connection lives; heartbeat joins (ttl set) expire unless joined again."""
         ...
 
-    async def leave(self, room: str, member: str) -> None:
-        """Stop counting `member` once none of this node's connections hold it."""
+    async def leave(self, room: str, member: str, *, connection: bool = True) -> None:
+        """A connection left: stop counting `member` once none of this node's connections
+        hold it. With `connection=False` (a REST leave) no hold is released: the entry goes
+        only if no connection on this node holds the member."""
         ...
 
     async def renew(self) -> None:
@@ -77,3 +79,7 @@ class LocalHolds:
 
     def holds(self, room: str) -> bool:
         return bool(self.rooms.get(room))
+
+    def held(self, room: str, member: str) -> bool:
+        held = self.rooms.get(room)
+        return held is not None and held[member] > 0

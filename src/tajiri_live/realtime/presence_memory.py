@@ -29,8 +29,11 @@ class MemoryPresence:
         self._seen.setdefault(room, set()).add(member)
         self._bump_peak(room)
 
-    async def leave(self, room: str, member: str) -> None:
-        if self._local.release(room, member):
+    async def leave(self, room: str, member: str, *, connection: bool = True) -> None:
+        gone = (
+            self._local.release(room, member) if connection else not self._local.held(room, member)
+        )
+        if gone:
             self._expiry.get(room, {}).pop(member, None)
 
     async def renew(self) -> None:

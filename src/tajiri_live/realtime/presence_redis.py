@@ -89,8 +89,11 @@ class RedisPresence:
             keys=[*keys, self._key("presence:rooms")], args=[now, expiry, member, room]
         )
 
-    async def leave(self, room: str, member: str) -> None:
-        if self._local.release(room, member):
+    async def leave(self, room: str, member: str, *, connection: bool = True) -> None:
+        gone = (
+            self._local.release(room, member) if connection else not self._local.held(room, member)
+        )
+        if gone:
             await self._redis.zrem(self._key("members", room), member)
 
     async def renew(self) -> None:

@@ -72,7 +72,9 @@ class Viewers:
         return (await presence.counts(room_of(stream_id))).current
 
     async def rest_leave(self, session: AsyncSession, *, stream_id: int, user_id: int) -> None:
-        await self.runtime.presence.leave(room_of(stream_id), member_of(user_id, ""))
+        await self.runtime.presence.leave(
+            room_of(stream_id), member_of(user_id, ""), connection=False
+        )
         now = self.runtime.clock.now()
         rows = await session.scalars(
             select(StreamViewer).where(

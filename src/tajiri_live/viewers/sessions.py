@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tajiri_live.streams.models import StreamViewer
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING = 100_000  # records kept while the database is unreachable
+NOT_STORED = -1  # row_id of a session whose stream was deleted before it could be written
 
 
 @dataclass(eq=False)
@@ -48,6 +52,21 @@ class ViewerLog:
         leaves, self._leaves = self._leaves, []
         if not joins and not leaves:
             return 0
+        try:
+            await self._write(joins, leaves)
+        except IntegrityError:
+            # One bad row (its stream was deleted meanwhile) must not sink the batch.
+            await self._write_one_by_one(joins, leaves)
+        except (OperationalError, OSError):
+            # The database is away: keep the records for the next flush (bounded).
+            self._joins = (joins + self._joins)[-MAX_PENDING:]
+            self._leaves = (leaves + self._leaves)[-MAX_PENDING:]
+            raise
+        # A leave whose join was not written yet waits for the next flush.
+        self._leaves.extend(v for v in leaves if v.row_id is None)
+        return len(joins) + len(leaves)
+
+    async def _write(self, joins: list[ViewingSession], leaves: list[ViewingSession]) -> None:
         async with self._sessions() as db:
             if joins:
                 rows = [
@@ -68,7 +87,9 @@ class ViewerLog:
                 for viewing, row_id in zip(joins, result.scalars().all(), strict=True):
                     viewing.row_id = row_id
             written_now = {id(j) for j in joins}
-            done = [v for v in leaves if v.row_id is not None and id(v) not in written_now]
+            done = [
+                v for v in leaves if v.row_id not in (None, NOT_STORED) and id(v) not in written_now
+            ]
             if done:
                 await db.execute(
                     update(StreamViewer).execution_options(synchronize_session=False),
@@ -78,6 +99,14 @@ class ViewerLog:
                     ],
                 )
             await db.commit()
-        # A leave whose join was not written yet waits for the next flush.
-        self._leaves.extend(v for v in leaves if v.row_id is None)
-        return len(joins) + len(leaves)
+
+    async def _write_one_by_one(
+        self, joins: list[ViewingSession], leaves: list[ViewingSession]
+    ) -> None:
+        for viewing in joins:
+            try:
+                await self._write([viewing], [])
+            except IntegrityError:
+                viewing.row_id = NOT_STORED
+                log.info("dropped a viewing session of stream %s (gone)", viewing.stream_id)
+        await self._write([], leaves)
