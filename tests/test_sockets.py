@@ -222,3 +222,37 @@ async def test_rest_join_and_leave_status_codes(server: ServerProcess, api: Any)
     assert late.status_code == 410
     assert late.json()["stream_ended"] is True
     assert {"ended_at", "duration", "total_viewers", "peak_viewers"} <= set(late.json())
+
+
+async def test_reactions_over_the_socket_share_the_rest_rules(
+    server: ServerProcess, api: Any, tokens: TokenCodec
+) -> None:
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    fan = await Viewer.connect(f"{server.ws}/streams/{stream_id}?token={tokens.encode(FAN)}")
+    watcher = await Viewer.connect(f"{server.ws}/streams/{stream_id}")
+    anonymous = await Viewer.connect(f"{server.ws}/streams/{stream_id}")
+    for viewer in (fan, watcher, anonymous):
+        await viewer.wait_for(lambda e: e["event"] == "connected")
+    await fan.send("reaction", {"reaction_type": "fire"})
+    seen = await watcher.wait_for(lambda e: e["event"] == "reaction")
+    assert seen["data"] == {"stream_id": stream_id, "user_id": FAN, "reaction_type": "fire"}
+    await anonymous.send("reaction", {"reaction_type": "fire"})
+    refused = await anonymous.wait_for(lambda e: e["event"] == "error")
+    assert refused["data"]["code"] == "unauthenticated"
+    await fan.send("reaction", {"reaction_type": "angry"})
+    invalid = await fan.wait_for(lambda e: e["event"] == "error")
+    assert invalid["data"]["code"] == "invalid"
+    for _ in range(12):  # the default limit is 10 a second, REST and socket together
+        await fan.send("reaction", {"reaction_type": "clap"})
+    limited = await fan.wait_for(
+        lambda e: e["event"] == "error" and e["data"]["code"] == "rate_limited"
+    )
+    assert limited["data"]["retry_after"] >= 1
+    await fan.send("ping", {"timestamp": 5})
+    await fan.wait_for(lambda e: e["event"] == "pong")  # still connected
+    stream = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert stream["reaction_counts"]["fire"] == 1
+    assert 1 <= stream["reaction_counts"]["clap"] <= 9
+    for viewer in (fan, watcher, anonymous):
+        await viewer.close()

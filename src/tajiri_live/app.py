@@ -23,6 +23,8 @@ from tajiri_live.core.errors import install_error_handlers
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
 from tajiri_live.core.settings import Settings
+from tajiri_live.engagement.router import router as engagement_router
+from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.gifts.router import router as gifts_router
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
@@ -98,7 +100,7 @@ class Services:
 
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     engine = create_engine(settings.resolved_database_url, echo=settings.database_echo)
-    broker, presence, redis = build_backends(settings)
+    broker, presence, limiter, redis = build_backends(settings)
     runtime = Runtime(
         settings=settings,
         engine=engine,
@@ -107,6 +109,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         broker=broker,
         tokens=TokenCodec(settings),
         presence=presence,
+        limiter=limiter,
     )
     hub = Hub(
         encoders={"plain": PlainEncoder()},
@@ -122,6 +125,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     gateway = Gateway(hub, idle_timeout=settings.ws_idle_timeout_seconds)
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
     sockets = PlainSocketApp(runtime, gateway, viewers)
+    sockets.actions["reaction"] = reaction_action(runtime)
     sockets.install()
     return Services(runtime, redis, hub, gateway, viewers, sockets)
 
@@ -166,6 +170,7 @@ def create_app(
     api.include_router(gifts_router)  # before /streams/{id}
     api.include_router(streams_router)
     api.include_router(viewers_router)
+    api.include_router(engagement_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")

@@ -2,7 +2,7 @@
 
 from tajiri_live.analytics.models import StreamAnalytics
 from tajiri_live.core.db import Base
-from tajiri_live.engagement.models import StreamComment
+from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.notifications.models import StreamNotification
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
@@ -16,7 +16,9 @@ __all__ = [
     "StreamCoHost",
     "StreamComment",
     "StreamGift",
+    "StreamLike",
     "StreamNotification",
+    "StreamReactionCount",
     "StreamViewer",
     "User",
     "VirtualGift",

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.clock import Clock
+from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
 from tajiri_live.realtime.presence import Presence
@@ -22,5 +23,6 @@ class Runtime:
     broker: Broker
     tokens: TokenCodec
     presence: Presence
+    limiter: RateLimiter
     # user id -> profile tuple last written, so the JIT user sync skips unchanged profiles
     synced_profiles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)

@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     page_size: int = 20
     max_page_size: int = 100
 
+    # --- engagement ----------------------------------------------------------------------
+    comment_max_length: int = 500
+    comment_limit: int = 1  # comments per user per stream...
+    comment_window_seconds: float = 3.0  # ...in this window (REST and WebSocket alike)
+    reaction_limit: int = 10  # reactions per user per stream...
+    reaction_window_seconds: float = 1.0  # ...in this window
+    share_limit: int = 5
+    share_window_seconds: float = 60.0
+    reaction_types: list[str] = Field(
+        default_factory=lambda: ["heart", "fire", "clap", "wow", "laugh", "sad", "love", "like"]
+    )
+
     # --- uploads -------------------------------------------------------------------------
     max_thumbnail_bytes: int = 5 * 1024 * 1024
 

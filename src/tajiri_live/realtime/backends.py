@@ -6,6 +6,7 @@ import time
 
 from redis.asyncio import Redis
 
+from tajiri_live.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
 from tajiri_live.realtime.broker_memory import MemoryBroker
@@ -15,10 +16,17 @@ from tajiri_live.realtime.presence_memory import MemoryPresence
 from tajiri_live.realtime.presence_redis import RedisPresence
 
 
-def build_backends(settings: Settings) -> tuple[Broker, Presence, Redis | None]:
+def build_backends(
+    settings: Settings,
+) -> tuple[Broker, Presence, RateLimiter, Redis | None]:
     ttl = settings.presence_member_ttl_seconds
     if not settings.redis_url:
-        return MemoryBroker(), MemoryPresence(member_ttl=ttl, now=time.time), None
+        return (
+            MemoryBroker(),
+            MemoryPresence(member_ttl=ttl, now=time.time),
+            MemoryRateLimiter(),
+            None,
+        )
     redis = Redis.from_url(
         settings.redis_url, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True
     )
@@ -26,5 +34,6 @@ def build_backends(settings: Settings) -> tuple[Broker, Presence, Redis | None]:
     return (
         RedisBroker(redis, prefix=prefix),
         RedisPresence(redis, prefix=prefix, member_ttl=ttl),
+        RedisRateLimiter(redis, prefix=prefix),
         redis,
     )

@@ -66,6 +66,7 @@ def stream_dict(
     viewer: Principal | None,
     settings: Settings,
     is_liked: bool = False,
+    reaction_counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     is_owner = viewer is not None and viewer.user_id == stream.user_id
     return {
@@ -107,6 +108,7 @@ def stream_dict(
         "user": user_dict(stream.user, storage_base_url=storage_base_url(settings)),
         "cohosts": [cohost_dict(c, settings) for c in stream.cohosts],
         "is_liked": is_liked,
+        "reaction_counts": reaction_counts or {},
     }
 
 

@@ -6,12 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
 from tajiri_live.core.payload import read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
+from tajiri_live.engagement import service as engagement_service
 from tajiri_live.streams import presenters, service
 from tajiri_live.streams.dependencies import OwnedStreamDep, StreamDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
@@ -70,8 +72,29 @@ def _page_links(request: Request, page: service.Page) -> tuple[dict[str, Any], d
     return meta, links
 
 
-def _stream_data(stream: LiveStream, viewer: Any, settings: Settings) -> dict[str, Any]:
-    return presenters.stream_dict(stream, viewer=viewer, settings=settings)
+async def _streams_data(
+    session: AsyncSession, streams: list[LiveStream], viewer: Any, settings: Settings
+) -> list[dict[str, Any]]:
+    """Streams with what depends on the reader (is_liked) and the reaction tallies."""
+    ids = [s.id for s in streams]
+    liked = await engagement_service.liked_by(session, viewer.user_id, ids) if viewer else set()
+    reactions = await engagement_service.reaction_counts(session, ids)
+    return [
+        presenters.stream_dict(
+            s,
+            viewer=viewer,
+            settings=settings,
+            is_liked=s.id in liked,
+            reaction_counts=reactions.get(s.id),
+        )
+        for s in streams
+    ]
+
+
+async def _stream_data(
+    session: AsyncSession, stream: LiveStream, viewer: Any, settings: Settings
+) -> dict[str, Any]:
+    return (await _streams_data(session, [stream], viewer, settings))[0]
 
 
 async def _list(
@@ -100,7 +123,7 @@ async def _list(
     meta, links = _page_links(request, result)
     return {
         "success": True,
-        "data": [_stream_data(s, viewer, settings) for s in result.items],
+        "data": await _streams_data(session, result.items, viewer, settings),
         "meta": meta,
         "links": links,
     }
@@ -185,16 +208,18 @@ async def create_stream(
     body = {
         "success": True,
         "message": "Stream created.",
-        "data": _stream_data(stream, principal, runtime.settings),
+        "data": await _stream_data(session, stream, principal, runtime.settings),
     }
     return JSONResponse(body, status_code=201)
 
 
-def _show_body(stream: LiveStream, viewer: Any, settings: Settings) -> dict[str, Any]:
+async def _show_body(
+    session: AsyncSession, stream: LiveStream, viewer: Any, settings: Settings
+) -> dict[str, Any]:
     on_air = stream.status_enum not in FINAL_STATUSES
     return {
         "success": True,
-        "data": _stream_data(stream, viewer, settings),
+        "data": await _stream_data(session, stream, viewer, settings),
         "playback_url": presenters.playback_url(stream, settings),
         "websocket": presenters.websocket_info(stream.id, settings) if on_air else None,
         "stream_status_info": presenters.status_info(stream),
@@ -205,12 +230,13 @@ def _show_body(stream: LiveStream, viewer: Any, settings: Settings) -> dict[str,
 @router.get("/{stream_id}", summary="One stream, with its status info")
 async def show_stream(
     stream: StreamDep,
+    session: SessionDep,
     runtime: RuntimeDep,
     viewer: OptionalPrincipal,
     current_user_id: CurrentUserIdQuery = None,
 ) -> dict[str, Any]:
     ensure_same_user(current_user_id, viewer, "current_user_id")
-    return _show_body(stream, viewer, runtime.settings)
+    return await _show_body(session, stream, viewer, runtime.settings)
 
 
 @router.put("/{stream_id}", summary="Edit a stream", openapi_extra=_body_doc(StreamUpdate))
@@ -232,7 +258,7 @@ async def update_stream(
     return {
         "success": True,
         "message": "Stream updated.",
-        "data": _stream_data(stream, principal, runtime.settings),
+        "data": await _stream_data(session, stream, principal, runtime.settings),
     }
 
 
@@ -255,7 +281,7 @@ async def patch_status(
     return {
         "success": True,
         "message": f"Stream is now {stream.status}.",
-        "data": _stream_data(stream, principal, runtime.settings),
+        "data": await _stream_data(session, stream, principal, runtime.settings),
     }
 
 
@@ -267,7 +293,7 @@ async def start_stream(
     return {
         "success": True,
         "message": "Stream is live.",
-        "data": _stream_data(stream, principal, runtime.settings),
+        "data": await _stream_data(session, stream, principal, runtime.settings),
         "playback_url": presenters.playback_url(stream, runtime.settings),
         "websocket": presenters.websocket_info(stream.id, runtime.settings),
     }
@@ -281,7 +307,7 @@ async def end_stream(
     return {
         "success": True,
         "message": "Stream is ending.",
-        "data": _stream_data(stream, principal, runtime.settings),
+        "data": await _stream_data(session, stream, principal, runtime.settings),
         "analytics": await service.end_analytics(session, stream),
     }
 
@@ -294,7 +320,7 @@ async def cancel_stream(
     return {
         "success": True,
         "message": "Stream cancelled.",
-        "data": _stream_data(stream, principal, runtime.settings),
+        "data": await _stream_data(session, stream, principal, runtime.settings),
     }
 
 

@@ -102,15 +102,10 @@ class Viewers:
             return 0
         ids = [sid for sid in map(stream_of, rooms) if sid is not None]
         async with runtime.sessions() as session:
-            privacy = dict(
-                (
-                    await session.execute(
-                        select(LiveStream.id, LiveStream.privacy).where(LiveStream.id.in_(ids))
-                    )
-                )
-                .tuples()
-                .all()
+            rows = await session.execute(
+                select(LiveStream.id, LiveStream.privacy).where(LiveStream.id.in_(ids))
             )
+            privacy: dict[int, str] = {stream_id: kind for stream_id, kind in rows}
             for room in rooms:
                 stream_id = stream_of(room)
                 if stream_id is None or stream_id not in privacy:
