@@ -37,6 +37,7 @@ from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
 from tajiri_live.viewers.sessions import ViewerLog
 from tajiri_live.viewers.socket import PlainSocketApp
+from tajiri_live.wallet.router import router as wallet_router
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def create_app(
     api.include_router(streams_router)
     api.include_router(viewers_router)
     api.include_router(engagement_router)
+    api.include_router(wallet_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")

@@ -136,3 +136,31 @@ def token(
             ttl_seconds=ttl,
         )
     )
+
+
+@main.group()
+def wallet() -> None:
+    """Coins."""
+
+
+@wallet.command("credit")
+@click.argument("user_id", type=int)
+@click.argument("amount", type=int)
+def wallet_credit(user_id: int, amount: int) -> None:
+    """Credit AMOUNT coins to USER_ID (issued by the mint, written to the ledger)."""
+    from tajiri_live.app import build_services
+    from tajiri_live.wallet.service import admin_credit
+
+    async def run() -> int:
+        services = build_services(_settings())
+        try:
+            async with services.runtime.sessions() as session:
+                return await admin_credit(
+                    session, runtime=services.runtime, user_id=user_id, amount=amount, actor_id=None
+                )
+        finally:
+            await services.runtime.engine.dispose()
+            if services.redis is not None:
+                await services.redis.aclose()
+
+    click.echo(f"user {user_id} now has {asyncio.run(run())} coins")

@@ -7,10 +7,13 @@ from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.notifications.models import StreamNotification
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.users.models import Follow, User
+from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction, Wallet
 
 __all__ = [
     "Base",
     "Follow",
+    "LedgerEntry",
+    "LedgerTransaction",
     "LiveStream",
     "StreamAnalytics",
     "StreamCoHost",
@@ -22,4 +25,5 @@ __all__ = [
     "StreamViewer",
     "User",
     "VirtualGift",
+    "Wallet",
 ]

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     comment_window_seconds: float = 3.0  # ...in this window (REST and WebSocket alike)
     reaction_limit: int = 10  # reactions per user per stream...
     reaction_window_seconds: float = 1.0  # ...in this window
+    gift_limit: int = 5  # gifts per user per stream...
+    gift_window_seconds: float = 1.0  # ...in this window
     share_limit: int = 5
     share_window_seconds: float = 60.0
     reaction_types: list[str] = Field(

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tajiri_live.core.columns import coins, created_at, flag, stream_fk, updated_at, user_fk
-from tajiri_live.core.db import Base, BigIntId
+from tajiri_live.core.db import Base, BigIntId, UTCDateTime
 
 if TYPE_CHECKING:
     from tajiri_live.users.models import User
@@ -47,6 +47,8 @@ class StreamGift(Base):
     quantity: Mapped[int] = mapped_column(Integer, default=1)
     total_value: Mapped[int] = coins()
     message: Mapped[str | None] = mapped_column(String(255))
+    creator_amount: Mapped[int] = coins()  # what the streamer received
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_at()
 
     sender: Mapped[User] = relationship(lazy="raise")

@@ -2,17 +2,76 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
-from tajiri_live.core.dependencies import SessionDep
+from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.errors import forbidden
+from tajiri_live.core.payload import read_payload, validated
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict
+from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 
 router = APIRouter(prefix="/streams", tags=["gifts"])
+
+
+class GiftSend(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    gift_id: int = Field(ge=1)
+    quantity: int = Field(default=1, ge=1, le=99)
+    message: str | None = Field(default=None, max_length=255)
 
 
 @router.get("/gifts", summary="The active gift catalog")
 async def catalog(session: SessionDep) -> dict[str, Any]:
     return {"success": True, "data": [gift_dict(g) for g in await service.active_catalog(session)]}
+
+
+@router.post("/{stream_id}/gifts", status_code=201, summary="Send a gift (paid in coins)")
+async def send_gift(
+    request: Request,
+    stream: StreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+) -> JSONResponse:
+    payload = await read_payload(request)
+    ensure_same_user(payload.pop("sender_id", None), principal, "sender_id")
+    ensure_same_user(payload.pop("user_id", None), principal)
+    data = validated(GiftSend, payload)
+    sent, created = await service.send_gift(
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        gift_id=data.gift_id,
+        quantity=data.quantity,
+        message=data.message or None,
+        idempotency_key=idempotency_key,
+    )
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return JSONResponse(
+        {"success": True, "message": "Gift sent.", "data": sent}, status_code=201, headers=headers
+    )
+
+
+@router.post("/{stream_id}/gifts/{sent_id}/refund", summary="Refund a sent gift (admins)")
+async def refund_gift(
+    stream: StreamDep,
+    sent_id: Annotated[int, Path(ge=1, le=2**62)],
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    if not principal.is_admin:
+        raise forbidden("Only administrators can refund gifts.")
+    refunded = await service.refund(
+        session, runtime=runtime, stream=stream, sent_id=sent_id, admin=principal
+    )
+    return {"success": True, "message": "Gift refunded.", "data": refunded}

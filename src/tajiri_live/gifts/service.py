@@ -1,11 +1,25 @@
-"""The gift catalog."""
+"""The gift catalog, sending gifts (one transaction, idempotent) and refunding them."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
-from tajiri_live.gifts.models import VirtualGift
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.engagement.service import enforce_rate
+from tajiri_live.gifts.models import StreamGift, VirtualGift
+from tajiri_live.gifts.presenters import sent_gift_dict
+from tajiri_live.realtime.events import GIFT_SENT, Event, stream_channel
+from tajiri_live.streams.lifecycle import StreamStatus
+from tajiri_live.streams.models import LiveStream
+from tajiri_live.wallet import service as wallet
+from tajiri_live.wallet.models import PLATFORM
 
 
 async def active_catalog(session: AsyncSession) -> list[VirtualGift]:
@@ -15,3 +29,215 @@ async def active_catalog(session: AsyncSession) -> list[VirtualGift]:
         .order_by(VirtualGift.order, VirtualGift.id)
     )
     return list(rows)
+
+
+def split(total: int, creator_share_percent: int) -> tuple[int, int]:
+    """(creator, platform): the creator's percent rounded down; the platform gets the rest."""
+    creator = total * creator_share_percent // 100
+    return creator, total - creator
+
+
+async def send_gift(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    gift_id: int,
+    quantity: int,
+    message: str | None,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Returns the sent gift and whether this call created it (False: a replay)."""
+    earlier = await wallet.replay(session, actor_id=principal.user_id, key=idempotency_key)
+    if earlier is not None:
+        return earlier, False
+    if stream.status != StreamStatus.LIVE:
+        raise forbidden("Gifts can be sent only while the stream is live.")
+    if not stream.allow_gifts:
+        raise forbidden("Gifts are turned off for this stream.")
+    if stream.user_id == principal.user_id:
+        raise forbidden("You cannot send a gift to your own stream.")
+    gift = await session.scalar(
+        select(VirtualGift).where(VirtualGift.id == gift_id, VirtualGift.is_active.is_(True))
+    )
+    if gift is None:
+        raise ValidationFailed({"gift_id": ["The selected gift is invalid."]})
+    settings = runtime.settings
+    await enforce_rate(
+        runtime,
+        action="gift",
+        stream_id=stream.id,
+        user_id=principal.user_id,
+        limit=settings.gift_limit,
+        window=settings.gift_window_seconds,
+    )
+
+    total = gift.price * quantity
+    try:
+        answer = await _transfer(
+            session,
+            runtime=runtime,
+            stream=stream,
+            principal=principal,
+            gift=gift,
+            quantity=quantity,
+            total=total,
+            message=message,
+            idempotency_key=idempotency_key,
+        )
+    except IntegrityError:
+        # The same idempotency key won in a concurrent request: answer what it answered.
+        await session.rollback()
+        earlier = await wallet.replay(session, actor_id=principal.user_id, key=idempotency_key)
+        if earlier is None:
+            raise
+        return earlier, False
+    await runtime.broker.publish(
+        Event(
+            channel=stream_channel(stream.id),
+            name=GIFT_SENT,
+            data=answer,
+            actor_id=principal.user_id,
+        )
+    )
+    return answer, True
+
+
+async def _transfer(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    gift: VirtualGift,
+    quantity: int,
+    total: int,
+    message: str | None,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    """Debit, credit, record and commit in one database transaction."""
+    creator_amount, platform_amount = split(total, gift.creator_share)
+    sender_wallet = await wallet.user_wallet(session, principal.user_id)
+    creator_wallet = await wallet.user_wallet(session, stream.user_id)
+    platform_wallet = await wallet.house_wallet(session, PLATFORM)
+    await wallet.lock(session, [sender_wallet, creator_wallet, platform_wallet])
+    if not await wallet.debit(session, wallet_id=sender_wallet, amount=total):
+        balance = await wallet.balance_of(session, principal.user_id)
+        await session.rollback()
+        raise ApiError(
+            402,
+            f"Not enough coins: this gift costs {total} and your balance is {balance}.",
+            required=total,
+            balance=balance,
+        )
+    await wallet.credit(session, wallet_id=creator_wallet, amount=creator_amount)
+    await wallet.credit(session, wallet_id=platform_wallet, amount=platform_amount)
+    sent = StreamGift(
+        stream_id=stream.id,
+        sender_id=principal.user_id,
+        gift_id=gift.id,
+        quantity=quantity,
+        total_value=total,
+        message=message,
+        creator_amount=creator_amount,
+        created_at=runtime.clock.now(),
+    )
+    session.add(sent)
+    await session.flush()
+    await _count(session, stream.id, quantity, total)
+    transaction = await wallet.record(
+        session,
+        kind="gift",
+        actor_id=principal.user_id,
+        idempotency_key=idempotency_key,
+        entries=[
+            (sender_wallet, -total),
+            (creator_wallet, creator_amount),
+            (platform_wallet, platform_amount),
+        ],
+        stream_gift_id=sent.id,
+    )
+    answer = sent_gift_dict(await _load(session, sent.id), runtime.settings)
+    transaction.response = answer
+    await session.commit()
+    return answer
+
+
+async def _count(session: AsyncSession, stream_id: int, quantity: int, value: int) -> None:
+    await session.execute(
+        update(LiveStream)
+        .where(LiveStream.id == stream_id)
+        .values(
+            gifts_count=LiveStream.gifts_count + quantity,
+            gifts_value=LiveStream.gifts_value + value,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _load(session: AsyncSession, sent_id: int) -> StreamGift:
+    sent = await session.scalar(
+        select(StreamGift)
+        .where(StreamGift.id == sent_id)
+        .options(selectinload(StreamGift.sender), selectinload(StreamGift.gift))
+        .execution_options(populate_existing=True)  # rows were changed by SQL updates
+    )
+    if sent is None:
+        raise not_found("Gift")
+    return sent
+
+
+async def refund(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    sent_id: int,
+    admin: Principal,
+) -> dict[str, Any]:
+    """Reverse a sent gift with new ledger entries (never an edit), once."""
+    sent = await session.scalar(
+        select(StreamGift).where(StreamGift.id == sent_id, StreamGift.stream_id == stream.id)
+    )
+    if sent is None:
+        raise not_found("Gift")
+    marked = await session.execute(
+        update(StreamGift)
+        .where(StreamGift.id == sent.id, StreamGift.refunded_at.is_(None))
+        .values(refunded_at=runtime.clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(marked, "rowcount", 0) != 1:
+        await session.rollback()
+        raise ApiError(409, "This gift was already refunded.")
+    platform_amount = sent.total_value - sent.creator_amount
+    sender_wallet = await wallet.user_wallet(session, sent.sender_id)
+    creator_wallet = await wallet.user_wallet(session, stream.user_id)
+    platform_wallet = await wallet.house_wallet(session, PLATFORM)
+    await wallet.lock(session, [sender_wallet, creator_wallet, platform_wallet])
+    if not (
+        await wallet.debit(session, wallet_id=creator_wallet, amount=sent.creator_amount)
+        and await wallet.debit(session, wallet_id=platform_wallet, amount=platform_amount)
+    ):
+        await session.rollback()
+        raise ApiError(
+            409,
+            "The creator no longer holds these coins; the gift cannot be refunded automatically.",
+        )
+    await wallet.credit(session, wallet_id=sender_wallet, amount=sent.total_value)
+    await _count(session, stream.id, -sent.quantity, -sent.total_value)
+    await wallet.record(
+        session,
+        kind="refund",
+        actor_id=admin.user_id,
+        idempotency_key=None,
+        entries=[
+            (creator_wallet, -sent.creator_amount),
+            (platform_wallet, -platform_amount),
+            (sender_wallet, sent.total_value),
+        ],
+        stream_gift_id=sent.id,
+    )
+    await session.commit()
+    return sent_gift_dict(await _load(session, sent.id), runtime.settings)

@@ -1,0 +1,213 @@
+"""Gifts and coins: exact splits, a balanced ledger, idempotency, refunds, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from dbutil import backend
+from tajiri_live.realtime.events import GIFT_SENT, Event
+from tajiri_live.wallet.service import ledger_is_balanced
+
+OWNER, FAN, ADMIN = 1, 2, 9
+ROSE_PRICE = 100  # the seeded catalog's first gift
+
+
+async def setup(client: httpx.AsyncClient, auth: Any, coins: int, **fields: Any) -> tuple[int, int]:
+    created = await client.post("/api/streams", json={"title": "x", **fields}, headers=auth(OWNER))
+    stream_id = int(created.json()["data"]["id"])
+    await client.post(f"/api/streams/{stream_id}/start", headers=auth(OWNER))
+    await client.get("/api/streams", headers=auth(FAN))  # the fan's user row
+    if coins:
+        credited = await client.post(
+            "/api/wallet/credit",
+            json={"user_id": FAN, "amount": coins},
+            headers=auth(ADMIN, admin=True),
+        )
+        assert credited.status_code == 200, credited.text
+    gifts = (await client.get("/api/streams/gifts")).json()["data"]
+    rose = next(g for g in gifts if g["slug"] == "rose")
+    return stream_id, int(rose["id"])
+
+
+async def balance(client: httpx.AsyncClient, auth: Any, user: int) -> int:
+    return int((await client.get("/api/wallet", headers=auth(user))).json()["data"]["balance"])
+
+
+async def balanced(runtime: Any) -> bool:
+    async with runtime.sessions() as session:
+        return await ledger_is_balanced(session)
+
+
+async def test_a_gift_moves_coins_exactly_and_is_published(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, events: list[Event]
+) -> None:
+    stream_id, rose = await setup(client, auth, 1000)
+    sent = await client.post(
+        f"/api/streams/{stream_id}/gifts",
+        json={"gift_id": rose, "quantity": 3, "message": "Hongera!"},
+        headers=auth(FAN),
+    )
+    assert sent.status_code == 201, sent.text
+    data = sent.json()["data"]
+    assert (data["quantity"], data["total_value"], data["message"]) == (3, 300, "Hongera!")
+    assert data["sender"]["id"] == FAN and data["gift"]["price"] == ROSE_PRICE
+    assert await balance(client, auth, FAN) == 700
+    assert await balance(client, auth, OWNER) == 210  # 70 % of 300
+    stream = (await client.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (stream["gifts_count"], stream["gifts_value"]) == (3, 300)
+    assert [e.data["id"] for e in events if e.name == GIFT_SENT] == [data["id"]]
+    history = (await client.get("/api/wallet", headers=auth(FAN))).json()["data"]["history"]
+    assert [(h["kind"], h["amount"]) for h in history] == [("gift", -300), ("credit", 1000)]
+    assert await balanced(runtime)
+
+
+async def test_gift_rules(client: httpx.AsyncClient, auth: Any, runtime: Any) -> None:
+    stream_id, rose = await setup(client, auth, 150)
+    url = f"/api/streams/{stream_id}/gifts"
+    poor = await client.post(url, json={"gift_id": rose, "quantity": 2}, headers=auth(FAN))
+    assert poor.status_code == 402
+    assert (
+        poor.json()["message"] == "Not enough coins: this gift costs 200 and your balance is 150."
+    )
+    assert (
+        await client.post(url, json={"gift_id": rose, "quantity": 100}, headers=auth(FAN))
+    ).status_code == 422
+    assert (await client.post(url, json={"gift_id": 99999}, headers=auth(FAN))).status_code == 422
+    assert (
+        await client.post(url, json={"gift_id": rose, "sender_id": OWNER}, headers=auth(FAN))
+    ).status_code == 403
+    own = await client.post(url, json={"gift_id": rose}, headers=auth(OWNER))
+    assert own.status_code == 403 and "own stream" in own.json()["message"]
+    closed, _ = await setup(client, auth, 0, allow_gifts=False)
+    assert (
+        await client.post(f"/api/streams/{closed}/gifts", json={"gift_id": rose}, headers=auth(FAN))
+    ).status_code == 403
+    await client.post(f"/api/streams/{stream_id}/end", headers=auth(OWNER))
+    assert (await client.post(url, json={"gift_id": rose}, headers=auth(FAN))).status_code == 403
+    assert await balance(client, auth, FAN) == 150 and await balanced(runtime)
+
+
+async def test_a_retried_request_is_charged_once(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    stream_id, rose = await setup(client, auth, 500)
+    headers = {**auth(FAN), "Idempotency-Key": "tap-42"}
+    first = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers
+    )
+    again = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers
+    )
+    assert first.status_code == again.status_code == 201
+    assert again.json()["data"] == first.json()["data"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await balance(client, auth, FAN) == 400 and await balanced(runtime)
+
+
+async def test_refunds_reverse_with_new_entries_once(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    stream_id, rose = await setup(client, auth, 500)
+    sent = (
+        await client.post(
+            f"/api/streams/{stream_id}/gifts",
+            json={"gift_id": rose, "quantity": 2},
+            headers=auth(FAN),
+        )
+    ).json()
+    url = f"/api/streams/{stream_id}/gifts/{sent['data']['id']}/refund"
+    assert (await client.post(url, headers=auth(FAN))).status_code == 403
+    refunded = await client.post(url, headers=auth(ADMIN, admin=True))
+    assert refunded.status_code == 200 and refunded.json()["data"]["refunded_at"]
+    assert (await client.post(url, headers=auth(ADMIN, admin=True))).status_code == 409
+    assert await balance(client, auth, FAN) == 500 and await balance(client, auth, OWNER) == 0
+    stream = (await client.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (stream["gifts_count"], stream["gifts_value"]) == (0, 0)
+    kinds = [
+        h["kind"]
+        for h in (await client.get("/api/wallet", headers=auth(FAN))).json()["data"]["history"]
+    ]
+    assert kinds == ["refund", "gift", "credit"]  # reversed by a new entry, never edited
+    assert await balanced(runtime)
+
+
+async def test_a_refund_the_creator_cannot_cover_is_refused(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    stream_id, rose = await setup(client, auth, 100)
+    sent = (
+        await client.post(
+            f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=auth(FAN)
+        )
+    ).json()
+    # The creator spends the 70 coins on someone else's stream.
+    other = (await client.post("/api/streams", json={"title": "y"}, headers=auth(FAN))).json()
+    await client.post(f"/api/streams/{other['data']['id']}/start", headers=auth(FAN))
+    spent = await client.post(
+        f"/api/streams/{other['data']['id']}/gifts", json={"gift_id": rose}, headers=auth(OWNER)
+    )
+    assert spent.status_code == 402  # 70 < 100: it cannot even do that
+    answer = await client.post(
+        f"/api/streams/{stream_id}/gifts/{sent['data']['id']}/refund",
+        headers=auth(ADMIN, admin=True),
+    )
+    assert answer.status_code == 200  # 70 still there: refundable
+    assert await balanced(runtime)
+
+
+@pytest.mark.parametrize("requests", [1000 if backend() == "postgresql" else 100])
+async def test_concurrent_gifts_never_overdraw(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, requests: int
+) -> None:
+    runtime.settings.gift_limit = 10**6  # the storm is the point, not the rate limit
+    covered = requests // 2
+    stream_id, rose = await setup(client, auth, covered * ROSE_PRICE)
+
+    async def gift() -> int:
+        answer = await client.post(
+            f"/api/streams/{stream_id}/gifts",
+            json={"gift_id": rose},
+            headers={**auth(FAN), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        return answer.status_code
+
+    codes = await asyncio.gather(*(gift() for _ in range(requests)))
+    assert codes.count(201) == covered and codes.count(402) == requests - covered
+    assert await balance(client, auth, FAN) == 0
+    stream = (await client.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert stream["gifts_value"] == covered * ROSE_PRICE
+    assert await balanced(runtime)
+
+
+@pytest.mark.parametrize("retries", [200 if backend() == "postgresql" else 50])
+async def test_concurrent_retries_of_one_key_charge_once(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, retries: int
+) -> None:
+    runtime.settings.gift_limit = 10**6
+    stream_id, rose = await setup(client, auth, 1000)
+    headers = {**auth(FAN), "Idempotency-Key": "the-same-tap"}
+    answers = await asyncio.gather(
+        *(
+            client.post(f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers)
+            for _ in range(retries)
+        )
+    )
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["data"]["id"] for a in answers}) == 1
+    assert await balance(client, auth, FAN) == 900 and await balanced(runtime)
+
+
+def test_wallet_credit_command(database_url: str, tmp_path: Any, monkeypatch: Any) -> None:
+    from tajiri_live.cli import main
+
+    monkeypatch.setenv("TAJIRI_DATABASE_URL", database_url)
+    monkeypatch.setenv("TAJIRI_VAR_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["wallet", "credit", "55", "250"])
+    assert result.exit_code == 0, result.output
+    assert "user 55 now has 250 coins" in result.output
