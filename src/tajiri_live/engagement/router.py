@@ -6,14 +6,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.payload import read_payload, validated
-from tajiri_live.engagement import service
+from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
 from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.streams.presenters import cohost_dict, iso, storage_base_url
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
+from tajiri_live.users.presenters import user_dict
 
 router = APIRouter(prefix="/streams", tags=["engagement"])
 
@@ -192,3 +195,98 @@ async def share(
     ensure_same_user((await read_payload(request)).get("user_id"), principal)
     count = await service.share(session, runtime=runtime, stream=stream, principal=principal)
     return {"success": True, "shares_count": count, "data": {"shares_count": count}}
+
+
+class CohostInvite(BaseModel):
+    user_id: int = Field(ge=1)
+
+
+class CohostAnswer(BaseModel):
+    status: str
+
+
+CohostId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.post("/{stream_id}/cohosts", status_code=201, summary="Invite a co-host (owner)")
+async def invite_cohost(
+    request: Request,
+    stream: StreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> JSONResponse:
+    data = validated(CohostInvite, await read_payload(request))
+    cohost = await cohosts.invite(
+        session, runtime=runtime, stream=stream, principal=principal, user_id=data.user_id
+    )
+    return JSONResponse(
+        {
+            "success": True,
+            "message": "Co-host invited.",
+            "data": cohost_dict(cohost, runtime.settings),
+        },
+        status_code=201,
+    )
+
+
+@router.put("/{stream_id}/cohosts/{cohost_id}", summary="Accept or decline (the invitee)")
+async def answer_cohost(
+    request: Request,
+    stream: StreamDep,
+    cohost_id: CohostId,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    data = validated(CohostAnswer, await read_payload(request))
+    cohost = await cohosts.answer(
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        cohost_id=cohost_id,
+        status=data.status,
+    )
+    return {"success": True, "data": cohost_dict(cohost, runtime.settings)}
+
+
+@router.delete("/{stream_id}/cohosts/{cohost_id}", summary="Remove (owner) or leave (co-host)")
+async def end_cohost(
+    stream: StreamDep,
+    cohost_id: CohostId,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+) -> dict[str, Any]:
+    cohost = await cohosts.end(
+        session, runtime=runtime, stream=stream, principal=principal, cohost_id=cohost_id
+    )
+    return {"success": True, "data": cohost_dict(cohost, runtime.settings)}
+
+
+@router.get("/{stream_id}/viewers", summary="Signed-in viewers watching now")
+async def list_viewers(
+    stream: StreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    viewers = await cohosts.current_viewers(session, stream.id, limit)
+    base = storage_base_url(runtime.settings)
+    return {
+        "success": True,
+        "data": [
+            {
+                "id": v.id,
+                "stream_id": v.stream_id,
+                "user_id": v.user_id,
+                "joined_at": iso(v.joined_at),
+                "left_at": iso(v.left_at),
+                "watch_duration": v.watch_duration,
+                "user": user_dict(v.user, storage_base_url=base),
+            }
+            for v in viewers
+        ],
+    }

@@ -14,6 +14,7 @@ GIFT_SENT = "gift_sent"  # a paid gift was sent
 REACTION = "reaction"  # a viewer tapped a reaction
 PONG = "pong"  # answer to a client ping
 ERROR = "error"  # a client frame was refused
+COHOST_JOINED = "cohost_joined"  # an invited co-host accepted
 
 
 def stream_channel(stream_id: int) -> str:

@@ -1,0 +1,137 @@
+"""Co-hosts: invited by the owner, answered by the invitee, removed or leaving."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.realtime.events import COHOST_JOINED, Event, stream_channel
+from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
+from tajiri_live.streams.presenters import cohost_dict
+from tajiri_live.users.models import User
+
+ANSWERS = {"accepted", "declined"}
+ACTIVE = {"invited", "accepted"}
+
+
+async def _load(session: AsyncSession, stream_id: int, cohost_id: int) -> StreamCoHost:
+    cohost = await session.scalar(
+        select(StreamCoHost)
+        .where(StreamCoHost.id == cohost_id, StreamCoHost.stream_id == stream_id)
+        .options(selectinload(StreamCoHost.user))
+        .execution_options(populate_existing=True)
+    )
+    if cohost is None:
+        raise not_found("Co-host")
+    return cohost
+
+
+async def invite(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    user_id: int,
+) -> StreamCoHost:
+    if stream.user_id != principal.user_id and not principal.is_admin:
+        raise forbidden("Only the stream's owner can invite co-hosts.")
+    if not stream.allow_co_hosts:
+        raise forbidden("Co-hosts are turned off for this stream.")
+    if user_id == stream.user_id:
+        raise ValidationFailed({"user_id": ["The owner cannot be their own co-host."]})
+    now = runtime.clock.now()
+    if await session.get(User, user_id) is None:  # not seen here yet: known by id alone
+        session.add(User(id=user_id, created_at=now, updated_at=now))
+        await session.flush()
+    cohost = await session.scalar(
+        select(StreamCoHost).where(
+            StreamCoHost.stream_id == stream.id, StreamCoHost.user_id == user_id
+        )
+    )
+    if cohost is not None and cohost.status in ACTIVE:
+        raise ApiError(409, f"This user is already {cohost.status}.")
+    if cohost is None:
+        cohost = StreamCoHost(stream_id=stream.id, user_id=user_id, created_at=now)
+        session.add(cohost)
+    cohost.status, cohost.joined_at, cohost.left_at, cohost.updated_at = "invited", None, None, now
+    await session.commit()
+    return await _load(session, stream.id, cohost.id)
+
+
+async def answer(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    cohost_id: int,
+    status: str,
+) -> StreamCoHost:
+    if status not in ANSWERS:
+        raise ValidationFailed({"status": ["The status must be accepted or declined."]})
+    cohost = await _load(session, stream.id, cohost_id)
+    if cohost.user_id != principal.user_id:
+        raise forbidden("Only the invited user can answer this invitation.")
+    if cohost.status != "invited":
+        raise ApiError(409, f"This invitation was already {cohost.status}.")
+    now = runtime.clock.now()
+    cohost.status, cohost.updated_at = status, now
+    if status == "accepted":
+        cohost.joined_at = now
+    await session.commit()
+    cohost = await _load(session, stream.id, cohost.id)
+    if status == "accepted":
+        await runtime.broker.publish(
+            Event(
+                channel=stream_channel(stream.id),
+                name=COHOST_JOINED,
+                data=cohost_dict(cohost, runtime.settings),
+                actor_id=principal.user_id,
+            )
+        )
+    return cohost
+
+
+async def end(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    cohost_id: int,
+) -> StreamCoHost:
+    """The owner removes a co-host, or the co-host leaves."""
+    cohost = await _load(session, stream.id, cohost_id)
+    if cohost.user_id == principal.user_id:
+        status = "left"
+    elif stream.user_id == principal.user_id or principal.is_admin:
+        status = "removed"
+    else:
+        raise forbidden("Only the owner or the co-host can do this.")
+    if cohost.status not in ACTIVE:
+        raise ApiError(409, f"This co-host is already {cohost.status}.")
+    now = runtime.clock.now()
+    cohost.status, cohost.left_at, cohost.updated_at = status, now, now
+    await session.commit()
+    return await _load(session, stream.id, cohost.id)
+
+
+async def current_viewers(session: AsyncSession, stream_id: int, limit: int) -> list[StreamViewer]:
+    """Signed-in viewers watching now (open sessions), newest first."""
+    rows = await session.scalars(
+        select(StreamViewer)
+        .where(
+            StreamViewer.stream_id == stream_id,
+            StreamViewer.left_at.is_(None),
+            StreamViewer.user_id.is_not(None),
+        )
+        .order_by(StreamViewer.id.desc())
+        .limit(limit)
+        .options(selectinload(StreamViewer.user))
+    )
+    return list(rows)
