@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from redis.asyncio import Redis
 
 from conftest import TEST_SECRET
@@ -180,3 +181,36 @@ async def test_comments_cross_nodes_and_rate_limits_hold_across_them(
         )
         assert second.status_code == 429 and int(second.headers["Retry-After"]) >= 1
         await viewer.close()
+
+
+async def test_a_ban_on_one_node_closes_the_users_sockets_on_the_other(
+    cluster: tuple[ServerProcess, ...], tokens: TokenCodec
+) -> None:
+    node_a, node_b = cluster
+    owner = {"Authorization": f"Bearer {tokens.encode(CREATOR)}"}
+    async with httpx.AsyncClient() as client:
+        created = await client.post(f"{node_a.url}/api/streams", json={"title": "x"}, headers=owner)
+        stream_id = created.json()["data"]["id"]
+        await client.post(f"{node_a.url}/api/streams/{stream_id}/start", headers=owner)
+        url = f"{node_b.ws}/streams/{stream_id}?token={tokens.encode(8)}"
+        troll = await Viewer.connect(url)
+        bystander = await Viewer.connect(f"{node_b.ws}/streams/{stream_id}")
+        for viewer in (troll, bystander):
+            await viewer.wait_for(lambda e: e["event"] == "connected")
+        banned = await client.post(
+            f"{node_a.url}/api/streams/{stream_id}/bans",
+            json={"user_id": 8, "reason": "spam"},
+            headers=owner,
+        )
+        assert banned.status_code == 201
+        told = await troll.wait_for(lambda e: e["event"] == "user_banned")
+        assert told["data"]["user_id"] == 8
+        await asyncio.wait_for(troll.connection.wait_closed(), 5)
+        assert troll.connection.close_code == 1008
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url)
+        assert refused.value.response.status_code == 403
+        await bystander.send("ping", {"timestamp": 1})
+        await bystander.wait_for(lambda e: e["event"] == "pong")  # others stay
+        await bystander.close()
+        await troll.close()

@@ -26,6 +26,7 @@ from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.gifts.router import router as gifts_router
+from tajiri_live.moderation.router import router as moderation_router
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.gateway import Gateway
@@ -173,6 +174,7 @@ def create_app(
     api.include_router(viewers_router)
     api.include_router(engagement_router)
     api.include_router(wallet_router)
+    api.include_router(moderation_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")

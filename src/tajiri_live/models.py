@@ -4,6 +4,7 @@ from tajiri_live.analytics.models import StreamAnalytics
 from tajiri_live.core.db import Base
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
+from tajiri_live.moderation.models import ModerationAction, StreamRestriction
 from tajiri_live.notifications.models import StreamNotification
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.users.models import Follow, User
@@ -15,6 +16,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerTransaction",
     "LiveStream",
+    "ModerationAction",
     "StreamAnalytics",
     "StreamCoHost",
     "StreamComment",
@@ -22,6 +24,7 @@ __all__ = [
     "StreamLike",
     "StreamNotification",
     "StreamReactionCount",
+    "StreamRestriction",
     "StreamViewer",
     "User",
     "VirtualGift",

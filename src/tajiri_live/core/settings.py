@@ -62,6 +62,14 @@ class Settings(BaseSettings):
         default_factory=lambda: ["heart", "fire", "clap", "wow", "laugh", "sad", "love", "like"]
     )
 
+    # --- moderation ----------------------------------------------------------------------
+    # Unset: the built-in Swahili and English lists (moderation/wordfilter.py).
+    bad_words: list[str] | None = None
+    bad_word_action: Literal["mask", "reject"] = "mask"
+    spam_repeat_seconds: float = 60.0  # the same text again within this is spam
+    spam_max_links: int = 2  # more links than this in one comment is spam
+    max_mute_minutes: int = 24 * 60
+
     # --- uploads -------------------------------------------------------------------------
     max_thumbnail_bytes: int = 5 * 1024 * 1024
 

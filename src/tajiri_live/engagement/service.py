@@ -18,9 +18,11 @@ from tajiri_live.core.ratelimit import retry_after_header
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.engagement.presenters import comment_dict
+from tajiri_live.moderation import service as moderation
+from tajiri_live.moderation.service import is_moderator
 from tajiri_live.realtime.events import NEW_COMMENT, REACTION, Event, stream_channel
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
-from tajiri_live.streams.models import LiveStream, StreamCoHost
+from tajiri_live.streams.models import LiveStream
 
 COMMENT_UPDATED = "comment_updated"  # pinned, unpinned, highlighted
 COMMENT_DELETED = "comment_deleted"  # removed by its author or a moderator
@@ -50,20 +52,6 @@ async def enforce_rate(
         )
 
 
-async def is_moderator(session: AsyncSession, stream: LiveStream, principal: Principal) -> bool:
-    if principal.is_admin or principal.user_id == stream.user_id:
-        return True
-    return bool(
-        await session.scalar(
-            select(StreamCoHost.id).where(
-                StreamCoHost.stream_id == stream.id,
-                StreamCoHost.user_id == principal.user_id,
-                StreamCoHost.status == "accepted",
-            )
-        )
-    )
-
-
 async def _publish(
     runtime: Runtime,
     stream: LiveStream,
@@ -91,6 +79,9 @@ async def post_comment(
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
     ensure_open(stream, "comments")
+    await moderation.ensure_allowed(
+        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="comment"
+    )
     if len(content) > settings.comment_max_length:
         raise ValidationFailed(
             {
@@ -106,6 +97,9 @@ async def post_comment(
         user_id=principal.user_id,
         limit=settings.comment_limit,
         window=settings.comment_window_seconds,
+    )
+    content = await moderation.screen_comment(
+        session, runtime=runtime, stream=stream, principal=principal, content=content
     )
     now = runtime.clock.now()
     comment = StreamComment(
@@ -190,6 +184,21 @@ async def mark_comment(
     if highlighted is not None:
         comment.is_highlighted = highlighted
     comment.updated_at = runtime.clock.now()
+    change = (
+        "pin"
+        if pinned
+        else "unpin"
+        if pinned is not None
+        else ("highlight" if highlighted else "unhighlight")
+    )
+    await moderation.audit(
+        session,
+        stream_id=stream.id,
+        actor_id=principal.user_id,
+        action=change,
+        target_user_id=comment.user_id,
+        comment_id=comment.id,
+    )
     await session.commit()
     await _publish(runtime, stream, COMMENT_UPDATED, comment_dict(comment, runtime.settings))
     return comment
@@ -212,6 +221,15 @@ async def delete_comment(
         .values(deleted_at=runtime.clock.now())
         .execution_options(synchronize_session=False)
     )
+    if comment.user_id != principal.user_id:
+        await moderation.audit(
+            session,
+            stream_id=stream.id,
+            actor_id=principal.user_id,
+            action="comment_deleted",
+            target_user_id=comment.user_id,
+            comment_id=comment.id,
+        )
     if getattr(deleted, "rowcount", 0) == 1:  # a repeated delete changes nothing
         await session.execute(
             update(LiveStream)
@@ -246,6 +264,9 @@ async def react(
             }
         )
     ensure_open(stream, "reactions")
+    await moderation.ensure_allowed(
+        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="reaction"
+    )
     await enforce_rate(
         runtime,
         action="reaction",

@@ -15,6 +15,7 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.service import enforce_rate
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.gifts.presenters import sent_gift_dict
+from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import GIFT_SENT, Event, stream_channel
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream
@@ -58,6 +59,9 @@ async def send_gift(
         raise forbidden("Gifts are turned off for this stream.")
     if stream.user_id == principal.user_id:
         raise forbidden("You cannot send a gift to your own stream.")
+    await moderation.ensure_allowed(
+        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="gift"
+    )
     gift = await session.scalar(
         select(VirtualGift).where(VirtualGift.id == gift_id, VirtualGift.is_active.is_(True))
     )

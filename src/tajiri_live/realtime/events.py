@@ -15,6 +15,7 @@ REACTION = "reaction"  # a viewer tapped a reaction
 PONG = "pong"  # answer to a client ping
 ERROR = "error"  # a client frame was refused
 COHOST_JOINED = "cohost_joined"  # an invited co-host accepted
+USER_BANNED = "user_banned"  # a user was banned: their sockets on the stream are closed
 
 
 def stream_channel(stream_id: int) -> str:

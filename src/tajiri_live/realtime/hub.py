@@ -16,9 +16,18 @@ from enum import IntEnum
 from typing import Protocol
 
 from tajiri_live.realtime.encoders import Encoder
-from tajiri_live.realtime.events import NEW_COMMENT, REACTION, VIEWER_COUNT_UPDATED, Event
+from tajiri_live.realtime.events import (
+    NEW_COMMENT,
+    REACTION,
+    USER_BANNED,
+    VIEWER_COUNT_UPDATED,
+    Event,
+)
 
 log = logging.getLogger(__name__)
+
+
+POLICY_VIOLATION = 1008  # the close code for a banned user's sockets
 
 
 class Lane(IntEnum):
@@ -49,6 +58,8 @@ class Sink(Protocol):
     def close_slow(self) -> None:
         """Close because the peer does not read fast enough."""
         ...
+
+    def close(self, code: int, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ class Hub:
         self._dirty_sinks: set[Sink] = set()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._delay = self.settings.tick_seconds
+        self._closing: list[Sink] = []  # closed after the next flush (they hear why first)
 
     # --- membership ------------------------------------------------------------------------
 
@@ -198,6 +210,12 @@ class Hub:
                 else:
                     group.pending.append(data)
                 self._dirty_groups.add(group)
+                if event.name == USER_BANNED:
+                    target = event.data.get("user_id")
+                    if isinstance(target, int):
+                        self._closing += [
+                            s for s in self._users.get(target, ()) if s in group.members
+                        ]
         self._schedule()
 
     def _admit_sampled(self, group: Group) -> bool:
@@ -268,6 +286,11 @@ class Hub:
                     write(blob)
                 stats.frames_out += len(parts) * len(group.members)
                 stats.writes += len(group.members)
+        if self._closing:
+            closing, self._closing = self._closing, []
+            for sink in closing:
+                self.drop(sink)
+                sink.close(POLICY_VIOLATION, "banned from this stream")
         settings = self.settings
         cost = self.clock() - started
         stats.flushes += 1

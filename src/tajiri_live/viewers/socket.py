@@ -12,6 +12,7 @@ import orjson
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.encoders import plain_frame
 from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
 from tajiri_live.realtime.gateway import Gateway, Handshake, Refusal
@@ -88,6 +89,12 @@ class PlainSocketApp:
                 )
             except ApiError as error:
                 raise Refusal(404, error.message) from error
+            if principal is not None:
+                found = await moderation.restriction(
+                    session, runtime=self.runtime, stream_id=stream_id, user_id=principal.user_id
+                )
+                if found is not None and found.kind == "ban":
+                    raise Refusal(403, "You are banned from this stream.")
         counted = stream.status_enum not in FINAL_STATUSES
         return PlainSession(
             self, SocketContext(principal, stream_id), stream_channel(stream_id), counted=counted

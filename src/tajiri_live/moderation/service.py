@@ -1,0 +1,309 @@
+"""Moderation: who may moderate, bans and mutes, the word filter, spam, and the audit log."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.engagement.models import StreamComment
+from tajiri_live.moderation.models import ModerationAction, StreamRestriction
+from tajiri_live.moderation.wordfilter import DEFAULT_WORDS, WordFilter
+from tajiri_live.realtime.events import USER_BANNED, Event, stream_channel
+from tajiri_live.streams.models import LiveStream, StreamCoHost
+from tajiri_live.users.models import User
+
+LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
+
+
+async def is_moderator(session: AsyncSession, stream: LiveStream, principal: Principal) -> bool:
+    if principal.is_admin or principal.user_id == stream.user_id:
+        return True
+    return bool(
+        await session.scalar(
+            select(StreamCoHost.id).where(
+                StreamCoHost.stream_id == stream.id,
+                StreamCoHost.user_id == principal.user_id,
+                StreamCoHost.status == "accepted",
+            )
+        )
+    )
+
+
+async def ensure_moderator(session: AsyncSession, stream: LiveStream, principal: Principal) -> None:
+    if not await is_moderator(session, stream, principal):
+        raise forbidden("Only the stream's owner and co-hosts can do this.")
+
+
+async def audit(
+    session: AsyncSession,
+    *,
+    stream_id: int,
+    actor_id: int | None,
+    action: str,
+    target_user_id: int | None = None,
+    comment_id: int | None = None,
+    reason: str | None = None,
+) -> None:
+    session.add(
+        ModerationAction(
+            stream_id=stream_id,
+            actor_id=actor_id,
+            action=action,
+            target_user_id=target_user_id,
+            comment_id=comment_id,
+            reason=reason,
+        )
+    )
+
+
+# --- restrictions ------------------------------------------------------------------------
+
+
+async def restriction(
+    session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int
+) -> StreamRestriction | None:
+    """The user's active ban, else their active mute, else None."""
+    now = runtime.clock.now()
+    rows = await session.scalars(
+        select(StreamRestriction).where(
+            StreamRestriction.stream_id == stream_id,
+            StreamRestriction.user_id == user_id,
+            or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
+        )
+    )
+    found = {r.kind: r for r in rows}
+    return found.get("ban") or found.get("mute")
+
+
+async def ensure_allowed(
+    session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, action: str
+) -> None:
+    """Banned users may do nothing; muted users may not comment or react (gifts are fine)."""
+    found = await restriction(session, runtime=runtime, stream_id=stream_id, user_id=user_id)
+    if found is None or (found.kind == "mute" and action == "gift"):
+        return
+    if found.kind == "ban":
+        raise forbidden(
+            "You are banned from this stream."
+            + (f" Reason: {found.reason}" if found.reason else "")
+        )
+    assert found.expires_at is not None
+    minutes = max(1, math.ceil((found.expires_at - runtime.clock.now()).total_seconds() / 60))
+    raise ApiError(
+        403,
+        f"You are muted on this stream for {minutes} more minute(s).",
+        muted_until=found.expires_at.isoformat().replace("+00:00", "Z"),
+    )
+
+
+async def restrict(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    actor: Principal,
+    user_id: int,
+    kind: str,
+    reason: str | None,
+    minutes: int | None = None,
+) -> StreamRestriction:
+    await ensure_moderator(session, stream, actor)
+    if user_id == stream.user_id:
+        raise forbidden("The stream's owner cannot be banned or muted.")
+    if user_id == actor.user_id:
+        raise ValidationFailed({"user_id": ["You cannot restrict yourself."]})
+    now = runtime.clock.now()
+    if await session.get(User, user_id) is None:
+        session.add(User(id=user_id, created_at=now, updated_at=now))
+        await session.flush()
+    await session.execute(
+        delete(StreamRestriction).where(
+            StreamRestriction.stream_id == stream.id,
+            StreamRestriction.user_id == user_id,
+            StreamRestriction.kind == kind,
+        )
+    )
+    entry = StreamRestriction(
+        stream_id=stream.id,
+        user_id=user_id,
+        kind=kind,
+        reason=reason,
+        created_by=actor.user_id,
+        expires_at=now + timedelta(minutes=minutes) if minutes else None,
+        created_at=now,
+    )
+    session.add(entry)
+    await audit(
+        session,
+        stream_id=stream.id,
+        actor_id=actor.user_id,
+        action=kind,
+        target_user_id=user_id,
+        reason=reason,
+    )
+    await session.commit()
+    if kind == "ban":  # every node closes the user's sockets on this stream
+        await runtime.broker.publish(
+            Event(
+                channel=stream_channel(stream.id),
+                name=USER_BANNED,
+                data={"stream_id": stream.id, "user_id": user_id, "reason": reason},
+            )
+        )
+    return entry
+
+
+async def lift(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    actor: Principal,
+    user_id: int,
+    kind: str,
+) -> bool:
+    await ensure_moderator(session, stream, actor)
+    removed = await session.execute(
+        delete(StreamRestriction).where(
+            StreamRestriction.stream_id == stream.id,
+            StreamRestriction.user_id == user_id,
+            StreamRestriction.kind == kind,
+        )
+    )
+    await audit(
+        session,
+        stream_id=stream.id,
+        actor_id=actor.user_id,
+        action=f"un{kind}",
+        target_user_id=user_id,
+    )
+    await session.commit()
+    return bool(getattr(removed, "rowcount", 0))
+
+
+async def active(
+    session: AsyncSession, *, runtime: Runtime, stream_id: int, kind: str
+) -> list[StreamRestriction]:
+    now = runtime.clock.now()
+    rows = await session.scalars(
+        select(StreamRestriction)
+        .where(
+            StreamRestriction.stream_id == stream_id,
+            StreamRestriction.kind == kind,
+            or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
+        )
+        .order_by(StreamRestriction.id)
+    )
+    return list(rows)
+
+
+async def log(session: AsyncSession, *, stream_id: int, limit: int) -> list[ModerationAction]:
+    rows = await session.scalars(
+        select(ModerationAction)
+        .where(ModerationAction.stream_id == stream_id)
+        .order_by(ModerationAction.id.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+# --- what a comment may say ----------------------------------------------------------------
+
+
+@cache
+def _filter(words: tuple[str, ...]) -> WordFilter:
+    return WordFilter(list(words))
+
+
+def word_filter(runtime: Runtime) -> WordFilter:
+    words = runtime.settings.bad_words
+    if words is None:
+        words = [w for group in DEFAULT_WORDS.values() for w in group]
+    return _filter(tuple(words))
+
+
+async def screen_comment(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    content: str,
+) -> str:
+    """The text to store (masked if configured), or a 422 for bad words or spam."""
+    settings = runtime.settings
+    if len(LINK.findall(content)) > settings.spam_max_links:
+        await _blocked(session, stream, principal, "too many links")
+        raise ValidationFailed({"content": ["Looks like spam: too many links."]})
+    since = runtime.clock.now() - timedelta(seconds=settings.spam_repeat_seconds)
+    repeated = await session.scalar(
+        select(StreamComment.id)
+        .where(
+            StreamComment.stream_id == stream.id,
+            StreamComment.user_id == principal.user_id,
+            StreamComment.created_at >= since,
+            StreamComment.content == content,
+        )
+        .limit(1)
+    )
+    if repeated is not None:
+        await _blocked(session, stream, principal, "repeated text")
+        raise ValidationFailed({"content": ["Looks like spam: you already said that."]})
+    words = word_filter(runtime)
+    if not words.find(content):
+        return content
+    if settings.bad_word_action == "reject":
+        await _blocked(session, stream, principal, "bad words")
+        raise ValidationFailed({"content": ["Please keep the chat respectful."]})
+    return words.mask(content)
+
+
+async def _blocked(
+    session: AsyncSession, stream: LiveStream, principal: Principal, why: str
+) -> None:
+    await audit(
+        session,
+        stream_id=stream.id,
+        actor_id=None,
+        action="comment_blocked",
+        target_user_id=principal.user_id,
+        reason=why,
+    )
+    await session.commit()
+
+
+def action_dict(entry: ModerationAction) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "stream_id": entry.stream_id,
+        "actor_id": entry.actor_id,
+        "action": entry.action,
+        "target_user_id": entry.target_user_id,
+        "comment_id": entry.comment_id,
+        "reason": entry.reason,
+        "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def restriction_dict(entry: StreamRestriction) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "stream_id": entry.stream_id,
+        "user_id": entry.user_id,
+        "kind": entry.kind,
+        "reason": entry.reason,
+        "created_by": entry.created_by,
+        "expires_at": entry.expires_at.isoformat().replace("+00:00", "Z")
+        if entry.expires_at
+        else None,
+        "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
+    }
