@@ -211,3 +211,36 @@ def test_wallet_credit_command(database_url: str, tmp_path: Any, monkeypatch: An
     result = CliRunner().invoke(main, ["wallet", "credit", "55", "250"])
     assert result.exit_code == 0, result.output
     assert "user 55 now has 250 coins" in result.output
+
+
+async def test_the_creator_share_is_split_with_accepted_cohosts(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    from tajiri_live.streams.models import StreamCoHost
+
+    stream_id, rose = await setup(client, auth, 1000, split_gifts_with_cohosts=True)
+    for user in (5, 6, 7):
+        await client.get("/api/streams", headers=auth(user))
+    async with runtime.sessions() as session:
+        session.add_all(
+            [
+                StreamCoHost(stream_id=stream_id, user_id=5, status="accepted"),
+                StreamCoHost(stream_id=stream_id, user_id=6, status="accepted"),
+                StreamCoHost(stream_id=stream_id, user_id=7, status="declined"),
+            ]
+        )
+        await session.commit()
+    sent = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose, "quantity": 5}, headers=auth(FAN)
+    )
+    assert sent.status_code == 201
+    # 500 coins: 350 to the creators, 116 each to two co-hosts, 118 to the owner
+    assert [await balance(client, auth, u) for u in (OWNER, 5, 6, 7)] == [118, 116, 116, 0]
+    assert await balanced(runtime)
+    refunded = await client.post(
+        f"/api/streams/{stream_id}/gifts/{sent.json()['data']['id']}/refund",
+        headers=auth(ADMIN, admin=True),
+    )
+    assert refunded.status_code == 200
+    assert [await balance(client, auth, u) for u in (OWNER, 5, 6, FAN)] == [0, 0, 0, 1000]
+    assert await balanced(runtime)

@@ -18,7 +18,7 @@ from tajiri_live.gifts.presenters import sent_gift_dict
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import GIFT_SENT, Event, stream_channel
 from tajiri_live.streams.lifecycle import StreamStatus
-from tajiri_live.streams.models import LiveStream
+from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.wallet import service as wallet
 from tajiri_live.wallet.models import PLATFORM
 
@@ -123,9 +123,9 @@ async def _transfer(
     """Debit, credit, record and commit in one database transaction."""
     creator_amount, platform_amount = split(total, gift.creator_share)
     sender_wallet = await wallet.user_wallet(session, principal.user_id)
-    creator_wallet = await wallet.user_wallet(session, stream.user_id)
+    shares = await _creator_shares(session, stream, creator_amount)
     platform_wallet = await wallet.house_wallet(session, PLATFORM)
-    await wallet.lock(session, [sender_wallet, creator_wallet, platform_wallet])
+    await wallet.lock(session, [sender_wallet, platform_wallet, *shares])
     if not await wallet.debit(session, wallet_id=sender_wallet, amount=total):
         balance = await wallet.balance_of(session, principal.user_id)
         await session.rollback()
@@ -135,7 +135,8 @@ async def _transfer(
             required=total,
             balance=balance,
         )
-    await wallet.credit(session, wallet_id=creator_wallet, amount=creator_amount)
+    for wallet_id, amount in shares.items():
+        await wallet.credit(session, wallet_id=wallet_id, amount=amount)
     await wallet.credit(session, wallet_id=platform_wallet, amount=platform_amount)
     sent = StreamGift(
         stream_id=stream.id,
@@ -155,17 +156,35 @@ async def _transfer(
         kind="gift",
         actor_id=principal.user_id,
         idempotency_key=idempotency_key,
-        entries=[
-            (sender_wallet, -total),
-            (creator_wallet, creator_amount),
-            (platform_wallet, platform_amount),
-        ],
+        entries=[(sender_wallet, -total), *shares.items(), (platform_wallet, platform_amount)],
         stream_gift_id=sent.id,
     )
     answer = sent_gift_dict(await _load(session, sent.id), runtime.settings)
     transaction.response = answer
     await session.commit()
     return answer
+
+
+async def _creator_shares(
+    session: AsyncSession, stream: LiveStream, creator_amount: int
+) -> dict[int, int]:
+    """wallet id -> coins: the owner, or the owner and accepted co-hosts in equal parts
+    (the remainder of the division goes to the owner)."""
+    owner = await wallet.user_wallet(session, stream.user_id)
+    if not stream.split_gifts_with_cohosts:
+        return {owner: creator_amount}
+    cohost_ids = list(
+        await session.scalars(
+            select(StreamCoHost.user_id)
+            .where(StreamCoHost.stream_id == stream.id, StreamCoHost.status == "accepted")
+            .order_by(StreamCoHost.id)
+        )
+    )
+    part = creator_amount // (len(cohost_ids) + 1)
+    shares = {owner: creator_amount - part * len(cohost_ids)}
+    for user_id in cohost_ids:
+        shares[await wallet.user_wallet(session, user_id)] = part
+    return shares
 
 
 async def _count(session: AsyncSession, stream_id: int, quantity: int, value: int) -> None:
@@ -215,32 +234,27 @@ async def refund(
     if getattr(marked, "rowcount", 0) != 1:
         await session.rollback()
         raise ApiError(409, "This gift was already refunded.")
-    platform_amount = sent.total_value - sent.creator_amount
-    sender_wallet = await wallet.user_wallet(session, sent.sender_id)
-    creator_wallet = await wallet.user_wallet(session, stream.user_id)
-    platform_wallet = await wallet.house_wallet(session, PLATFORM)
-    await wallet.lock(session, [sender_wallet, creator_wallet, platform_wallet])
-    if not (
-        await wallet.debit(session, wallet_id=creator_wallet, amount=sent.creator_amount)
-        and await wallet.debit(session, wallet_id=platform_wallet, amount=platform_amount)
-    ):
-        await session.rollback()
-        raise ApiError(
-            409,
-            "The creator no longer holds these coins; the gift cannot be refunded automatically.",
-        )
-    await wallet.credit(session, wallet_id=sender_wallet, amount=sent.total_value)
+    original = await wallet.entries_of_gift(session, sent.id)
+    await wallet.lock(session, [wallet_id for wallet_id, _ in original])
+    # Take back what each recipient got first: if anyone cannot cover it, nothing moves.
+    for wallet_id, amount in original:
+        if amount > 0 and not await wallet.debit(session, wallet_id=wallet_id, amount=amount):
+            await session.rollback()
+            raise ApiError(
+                409,
+                "A recipient no longer holds these coins; the gift cannot be "
+                "refunded automatically.",
+            )
+    for wallet_id, amount in original:
+        if amount < 0:
+            await wallet.credit(session, wallet_id=wallet_id, amount=-amount)
     await _count(session, stream.id, -sent.quantity, -sent.total_value)
     await wallet.record(
         session,
         kind="refund",
         actor_id=admin.user_id,
         idempotency_key=None,
-        entries=[
-            (creator_wallet, -sent.creator_amount),
-            (platform_wallet, -platform_amount),
-            (sender_wallet, sent.total_value),
-        ],
+        entries=[(wallet_id, -amount) for wallet_id, amount in original],
         stream_gift_id=sent.id,
     )
     await session.commit()

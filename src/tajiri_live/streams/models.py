@@ -53,6 +53,8 @@ class LiveStream(Base):
     allow_comments: Mapped[bool] = flag(True)
     allow_gifts: Mapped[bool] = flag(True)
     allow_co_hosts: Mapped[bool] = flag(True)
+    # Gifts' creator share divided equally with the accepted co-hosts (rest to the owner).
+    split_gifts_with_cohosts: Mapped[bool] = flag(False)
     current_viewers: Mapped[int] = counter()
     peak_viewers: Mapped[int] = counter()
     total_viewers: Mapped[int] = counter()

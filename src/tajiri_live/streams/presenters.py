@@ -87,6 +87,7 @@ def stream_dict(
         "allow_comments": stream.allow_comments,
         "allow_gifts": stream.allow_gifts,
         "allow_co_hosts": stream.allow_co_hosts,
+        "split_gifts_with_cohosts": stream.split_gifts_with_cohosts,
         "viewers_count": stream.current_viewers,
         "current_viewers": stream.current_viewers,
         "peak_viewers": stream.peak_viewers,

@@ -45,6 +45,7 @@ class StreamFields(BaseModel):
     allow_comments: bool = True
     allow_gifts: bool = True
     allow_co_hosts: bool = True
+    split_gifts_with_cohosts: bool = False
     scheduled_at: OptionalDateTime = None
 
     @field_validator("scheduled_at")
@@ -68,6 +69,7 @@ class StreamUpdate(StreamFields):
     allow_comments: bool | None = None  # type: ignore[assignment]
     allow_gifts: bool | None = None  # type: ignore[assignment]
     allow_co_hosts: bool | None = None  # type: ignore[assignment]
+    split_gifts_with_cohosts: bool | None = None  # type: ignore[assignment]
     tags: Tags | None = None  # type: ignore[assignment]
 
 

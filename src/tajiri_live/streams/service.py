@@ -210,6 +210,7 @@ async def update_stream(
         "allow_comments",
         "allow_gifts",
         "allow_co_hosts",
+        "split_gifts_with_cohosts",
         "tags",
     ):
         if required in changes and changes[required] is None:

@@ -89,6 +89,17 @@ async def record(
     return transaction
 
 
+async def entries_of_gift(session: AsyncSession, stream_gift_id: int) -> list[tuple[int, int]]:
+    """(wallet id, amount) of the transaction that paid for a sent gift."""
+    rows = await session.execute(
+        select(LedgerEntry.wallet_id, LedgerEntry.amount)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerTransaction.stream_gift_id == stream_gift_id, LedgerTransaction.kind == "gift")
+        .order_by(LedgerEntry.id)
+    )
+    return [(int(wallet_id), int(amount)) for wallet_id, amount in rows]
+
+
 async def replay(session: AsyncSession, *, actor_id: int, key: str | None) -> dict[str, Any] | None:
     """The stored answer of an earlier request with the same idempotency key."""
     if not key:
