@@ -13,7 +13,7 @@ from tajiri_live.core.payload import read_payload, validated
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
-from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.presenters import cohost_dict, iso, storage_base_url
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 from tajiri_live.users.presenters import user_dict
@@ -25,7 +25,7 @@ CommentId = Annotated[int, Path(ge=1, le=2**62)]
 
 @router.get("/{stream_id}/comments", summary="Comments, oldest first")
 async def list_comments(
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     last_id: Annotated[int | None, Query(ge=0)] = None,
@@ -40,7 +40,7 @@ async def list_comments(
 @router.post("/{stream_id}/comments", status_code=201, summary="Post a comment")
 async def post_comment(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -77,7 +77,7 @@ async def _mark(
 
 @router.post("/{stream_id}/comments/{comment_id}/pin", summary="Pin (owner, co-hosts)")
 async def pin(
-    stream: StreamDep,
+    stream: StreamRowDep,
     comment_id: CommentId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -88,7 +88,7 @@ async def pin(
 
 @router.delete("/{stream_id}/comments/{comment_id}/pin", summary="Unpin")
 async def unpin(
-    stream: StreamDep,
+    stream: StreamRowDep,
     comment_id: CommentId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -99,7 +99,7 @@ async def unpin(
 
 @router.post("/{stream_id}/comments/{comment_id}/highlight", summary="Highlight")
 async def highlight(
-    stream: StreamDep,
+    stream: StreamRowDep,
     comment_id: CommentId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -110,7 +110,7 @@ async def highlight(
 
 @router.delete("/{stream_id}/comments/{comment_id}/highlight", summary="Remove the highlight")
 async def unhighlight(
-    stream: StreamDep,
+    stream: StreamRowDep,
     comment_id: CommentId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -121,7 +121,7 @@ async def unhighlight(
 
 @router.delete("/{stream_id}/comments/{comment_id}", summary="Delete (author, owner, co-hosts)")
 async def delete_comment(
-    stream: StreamDep,
+    stream: StreamRowDep,
     comment_id: CommentId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -136,7 +136,7 @@ async def delete_comment(
 @router.post("/{stream_id}/reactions", status_code=201, summary="React")
 async def react(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -167,7 +167,7 @@ async def react(
 @router.post("/{stream_id}/like", summary="Like, or take the like back")
 async def like(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -187,7 +187,7 @@ async def like(
 @router.post("/{stream_id}/share", summary="Count a share")
 async def share(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -211,7 +211,7 @@ CohostId = Annotated[int, Path(ge=1, le=2**62)]
 @router.post("/{stream_id}/cohosts", status_code=201, summary="Invite a co-host (owner)")
 async def invite_cohost(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -233,7 +233,7 @@ async def invite_cohost(
 @router.put("/{stream_id}/cohosts/{cohost_id}", summary="Accept or decline (the invitee)")
 async def answer_cohost(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     cohost_id: CohostId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -253,7 +253,7 @@ async def answer_cohost(
 
 @router.delete("/{stream_id}/cohosts/{cohost_id}", summary="Remove (owner) or leave (co-host)")
 async def end_cohost(
-    stream: StreamDep,
+    stream: StreamRowDep,
     cohost_id: CohostId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -267,7 +267,7 @@ async def end_cohost(
 
 @router.get("/{stream_id}/viewers", summary="Signed-in viewers watching now")
 async def list_viewers(
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,

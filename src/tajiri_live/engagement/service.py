@@ -11,6 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
@@ -23,6 +24,7 @@ from tajiri_live.moderation.service import is_moderator
 from tajiri_live.realtime.events import NEW_COMMENT, REACTION, Event, stream_channel
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
 from tajiri_live.streams.models import LiveStream
+from tajiri_live.users.models import User
 
 COMMENT_UPDATED = "comment_updated"  # pinned, unpinned, highlighted
 COMMENT_DELETED = "comment_deleted"  # removed by its author or a moderator
@@ -117,7 +119,8 @@ async def post_comment(
         .execution_options(synchronize_session=False)
     )
     await session.commit()
-    comment = await _load_comment(session, stream.id, comment.id)
+    # The author, one lookup (the row was synced from the token by this request).
+    set_committed_value(comment, "user", await session.get(User, principal.user_id))
     await _publish(
         runtime, stream, NEW_COMMENT, comment_dict(comment, settings), actor_id=principal.user_id
     )

@@ -13,7 +13,7 @@ from tajiri_live.core.errors import forbidden
 from tajiri_live.core.payload import read_payload, validated
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict
-from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 
 router = APIRouter(prefix="/streams", tags=["gifts"])
@@ -35,7 +35,7 @@ async def catalog(session: SessionDep) -> dict[str, Any]:
 @router.post("/{stream_id}/gifts", status_code=201, summary="Send a gift (paid in coins)")
 async def send_gift(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -63,7 +63,7 @@ async def send_gift(
 
 @router.post("/{stream_id}/gifts/{sent_id}/refund", summary="Refund a sent gift (admins)")
 async def refund_gift(
-    stream: StreamDep,
+    stream: StreamRowDep,
     sent_id: Annotated[int, Path(ge=1, le=2**62)],
     session: SessionDep,
     runtime: RuntimeDep,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.payload import read_payload, validated
 from tajiri_live.moderation import service
-from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.users.dependencies import CurrentPrincipal
 
 router = APIRouter(prefix="/streams", tags=["moderation"])
@@ -33,7 +33,7 @@ class MuteCreate(BanCreate):
 @router.post("/{stream_id}/bans", status_code=201, summary="Ban a user from the stream")
 async def ban(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -57,7 +57,7 @@ async def ban(
 @router.post("/{stream_id}/mutes", status_code=201, summary="Mute a user for N minutes")
 async def mute(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -91,7 +91,7 @@ async def _lift(
 
 @router.delete("/{stream_id}/bans/{user_id}", summary="Lift a ban")
 async def unban(
-    stream: StreamDep,
+    stream: StreamRowDep,
     user_id: UserId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -102,7 +102,7 @@ async def unban(
 
 @router.delete("/{stream_id}/mutes/{user_id}", summary="Lift a mute")
 async def unmute(
-    stream: StreamDep,
+    stream: StreamRowDep,
     user_id: UserId,
     session: SessionDep,
     runtime: RuntimeDep,
@@ -121,21 +121,21 @@ async def _list(
 
 @router.get("/{stream_id}/bans", summary="Active bans")
 async def bans(
-    stream: StreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+    stream: StreamRowDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     return await _list(stream, session, runtime, principal, "ban")
 
 
 @router.get("/{stream_id}/mutes", summary="Active mutes")
 async def mutes(
-    stream: StreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+    stream: StreamRowDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
     return await _list(stream, session, runtime, principal, "mute")
 
 
 @router.get("/{stream_id}/moderation-log", summary="Who did what, newest first")
 async def moderation_log(
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     principal: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

@@ -26,5 +26,15 @@ async def owned_stream(
     return await service.get_owned_stream(session, stream_id=stream_id, principal=principal)
 
 
+async def visible_stream_row(
+    stream_id: StreamId, session: SessionDep, viewer: OptionalPrincipal
+) -> LiveStream:
+    return await service.get_visible_stream(
+        session, stream_id=stream_id, viewer=viewer, people=False
+    )
+
+
 StreamDep = Annotated[LiveStream, Depends(visible_stream)]
+# For actions on a stream (comment, react, gift...): the row alone, visibility checked.
+StreamRowDep = Annotated[LiveStream, Depends(visible_stream_row)]
 OwnedStreamDep = Annotated[LiveStream, Depends(owned_stream)]

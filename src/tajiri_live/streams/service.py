@@ -77,15 +77,18 @@ def visible_to(viewer: Principal | None) -> ColumnElement[bool]:
 
 
 async def get_visible_stream(
-    session: AsyncSession, *, stream_id: int, viewer: Principal | None
+    session: AsyncSession, *, stream_id: int, viewer: Principal | None, people: bool = True
 ) -> LiveStream:
-    """The stream if the viewer may see it; 404 otherwise (hidden streams do not exist)."""
-    stream = await session.scalar(
-        select(LiveStream)
-        .where(LiveStream.id == stream_id, visible_to(viewer))
-        .options(*_with_people())
-    )
+    """The stream if the viewer may see it; 404 otherwise (hidden streams do not exist).
+    `people=False` skips loading the owner and co-hosts (actions that do not show them)."""
+    query = select(LiveStream).where(LiveStream.id == stream_id)
+    stream = await session.scalar(query.options(*_with_people()) if people else query)
     if stream is None:
+        raise not_found()
+    # Most streams are public: only the others pay for the follow and co-host subqueries.
+    if stream.privacy != "public" and not await session.scalar(
+        select(LiveStream.id).where(LiveStream.id == stream_id, visible_to(viewer))
+    ):
         raise not_found()
     return stream
 

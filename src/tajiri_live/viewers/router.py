@@ -11,7 +11,7 @@ from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.payload import read_payload
 from tajiri_live.streams import presenters
-from tajiri_live.streams.dependencies import StreamDep
+from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 from tajiri_live.viewers.service import Viewers
@@ -30,7 +30,7 @@ def viewers_of(request: Request) -> Viewers:
 @router.post("/{stream_id}/join", summary="Join as a viewer (REST; the socket also counts)")
 async def join(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -72,7 +72,7 @@ async def join(
 @router.post("/{stream_id}/leave", summary="Leave (stops counting a REST join)")
 async def leave(
     request: Request,
-    stream: StreamDep,
+    stream: StreamRowDep,
     session: SessionDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""Engagement benchmark: comments and gifts through the real service.
+
+    .venv/bin/python bench/engagement.py --database-url postgresql+asyncpg://.../tajiri_bench
+    .venv/bin/python bench/engagement.py --quick            # a short smoke on SQLite
+
+Starts `tajiri-live serve` (Redis for the broker and limits), then:
+1. comments: `--clients` concurrent HTTP clients, each its own user, post for `--seconds`;
+   a WebSocket viewer counts the `new_comment` frames it receives (persisted *and* fanned out);
+2. gifts: the same number of clients, each a funded sender, send gifts for `--seconds`;
+   afterwards the ledger must balance to the coin.
+Per-user rate limits are lifted for the run (the point is throughput, not the limiter) and
+every comment text is unique (so the spam filter lets it through).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from fanout import SECRET, forget_keys, start_tajiri  # noqa: E402
+
+from tajiri_live.core.auth import TokenCodec  # noqa: E402
+from tajiri_live.core.db import create_engine, create_sessionmaker  # noqa: E402
+from tajiri_live.core.settings import Settings  # noqa: E402
+from tajiri_live.wallet.service import ledger_is_balanced  # noqa: E402
+
+DOC_START, DOC_END = "<!-- engagement:start -->", "<!-- engagement:end -->"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def hammer(base: str, clients: int, seconds: float, request: Any) -> dict[str, Any]:
+    """`clients` loops calling `request(http, index, n)` until time is up."""
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+
+        async def loop(index: int) -> None:
+            n = 0
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                code = await request(http, index, n)
+                latencies.append(time.perf_counter() - started)
+                codes[code] = codes.get(code, 0) + 1
+                n += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(loop(i) for i in range(clients)))
+        elapsed = time.monotonic() - started
+    ok = sum(v for k, v in codes.items() if 200 <= k < 300)
+    return {
+        "ok": ok,
+        "codes": codes,
+        "per_second": ok / elapsed,
+        "p50_ms": 1000 * percentile(latencies, 0.5),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+        "mean_ms": 1000 * statistics.fmean(latencies) if latencies else 0.0,
+    }
+
+
+async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    tokens = TokenCodec(Settings(jwt_secret=SECRET))
+    owner = {"Authorization": f"Bearer {tokens.encode(1)}"}
+    admin = {"Authorization": f"Bearer {tokens.encode(2, admin=True)}"}
+    headers = [{"Authorization": f"Bearer {tokens.encode(1000 + i)}"} for i in range(args.clients)]
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        sid = (await http.post("/api/streams", json={"title": "bench"}, headers=owner)).json()[
+            "data"
+        ]["id"]
+        await http.post(f"/api/streams/{sid}/start", headers=owner)
+        for index in range(args.clients):
+            await http.post(
+                "/api/wallet/credit", headers=admin, json={"user_id": 1000 + index, "amount": 10**9}
+            )
+        gift_id = (await http.get("/api/streams/gifts")).json()["data"][0]["id"]
+
+    received = 0
+
+    async def watch(stop: asyncio.Event) -> None:
+        nonlocal received
+        async with websockets.connect(f"ws://127.0.0.1:{port}/streams/{sid}", max_size=None) as ws:
+            while not stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                received += str(raw).count('"event":"new_comment"')
+
+    async def comment(http: httpx.AsyncClient, index: int, n: int) -> int:
+        answer = await http.post(
+            f"/api/streams/{sid}/comments",
+            headers=headers[index],
+            json={"content": f"Hongera {index}-{n}-{uuid.uuid4().hex[:6]}"},
+        )
+        return answer.status_code
+
+    async def gift(http: httpx.AsyncClient, index: int, n: int) -> int:
+        answer = await http.post(
+            f"/api/streams/{sid}/gifts",
+            json={"gift_id": gift_id},
+            headers={**headers[index], "Idempotency-Key": f"{index}-{n}"},
+        )
+        return answer.status_code
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(stop))
+    await asyncio.sleep(0.5)
+    comments = await hammer(base, args.clients, args.seconds, comment)
+    await asyncio.sleep(1.0)
+    stop.set()
+    await watcher
+    comments["fanned_out"] = received
+    gifts = await hammer(base, args.clients, args.seconds, gift)
+
+    engine = create_engine(database_url)
+    async with create_sessionmaker(engine)() as session:
+        gifts["ledger_balanced"] = await ledger_is_balanced(session)
+    await engine.dispose()
+    return {"comments": comments, "gifts": gifts}
+
+
+def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> str:
+    c, g = result["comments"], result["gifts"]
+    return (
+        f"| what ({args.clients} concurrent clients, {backend}, {args.workers} worker(s)) "
+        f"| per second | p50 ms | p99 ms "
+        f"| check |\n|---|---|---|---|---|\n"
+        f"| comments stored and fanned out | {c['per_second']:,.0f} | {c['p50_ms']:.1f} "
+        f"| {c['p99_ms']:.1f} | {c['ok']:,} stored, {c['fanned_out']:,} received by a socket "
+        f"viewer; answers {c['codes']} |\n"
+        f"| gift transactions | {g['per_second']:,.0f} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f} "
+        f"| ledger balanced: {'yes' if g['ledger_balanced'] else 'NO'}; answers {g['codes']} |\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--database-url", default=os.environ.get("TAJIRI_BENCH_DATABASE_URL"))
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.seconds = 20, 2.0
+    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
+    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
+    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+    env.update(
+        {
+            "TAJIRI_VAR_DIR": str(workdir / "var"),
+            "TAJIRI_JWT_SECRET": SECRET,
+            "TAJIRI_DATABASE_URL": database_url,
+            "TAJIRI_REDIS_URL": args.redis_url,
+            "TAJIRI_REDIS_PREFIX": prefix,
+            "TAJIRI_LOG_LEVEL": "warning",
+            "TAJIRI_COMMENT_LIMIT": "100000000",
+            "TAJIRI_GIFT_LIMIT": "100000000",
+        }
+    )
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "tajiri_live", "migrate"],
+        env=env,
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+    )
+    server = start_tajiri(env, workdir, args.workers)
+    try:
+        result = asyncio.run(run(args, server.port, database_url))
+    finally:
+        server.stop()
+        asyncio.run(forget_keys(args.redis_url, prefix))
+    backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+    text = report(result, args, backend)
+    print(text)
+    print(json.dumps(result))
+    if args.write_docs:
+        docs = ROOT / "docs" / "benchmarks.md"
+        stamp = time.strftime("%Y-%m-%d", time.gmtime())
+        block = (
+            f"{DOC_START}\nLatest run ({stamp}, `bench/engagement.py --clients "
+            f"{args.clients} --seconds {args.seconds:g}` on {backend}):\n\n{text}{DOC_END}"
+        )
+        docs.write_text(
+            re.sub(f"{DOC_START}.*?{DOC_END}", lambda _: block, docs.read_text(), flags=re.S)
+        )
+    if not result["gifts"]["ledger_balanced"]:
+        raise SystemExit("the ledger does not balance")
+    if result["comments"]["fanned_out"] < result["comments"]["ok"]:
+        raise SystemExit("some stored comments never reached the socket viewer")
+
+
+if __name__ == "__main__":
+    main()
