@@ -37,8 +37,10 @@ if [ -n "$pg_url" ]; then
   TAJIRI_TEST_DATABASE_URL="$pg_url" run_pytest "PostgreSQL" -q "$@"
 fi
 
-# The fan-out benchmark as a short smoke: it must run and deliver, not meet the full bars.
+# The benchmarks as short smokes: they must run and check their results, not meet the bars.
 if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   echo "== fan-out benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/fanout.py --quick
+  echo "== engagement benchmark smoke =="
+  TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
 fi
