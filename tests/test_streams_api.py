@@ -437,3 +437,47 @@ async def test_gift_catalog_is_seeded_and_wins_over_stream_id(client: httpx.Asyn
     slugs = [g["slug"] for g in body["data"]]
     assert slugs[:2] == ["rose", "heart"] and len(slugs) >= 5
     assert all(isinstance(g["price"], int) and g["creator_share"] == 70 for g in body["data"])
+
+
+async def test_nulls_and_huge_numbers_are_422_not_500(client: httpx.AsyncClient, auth: Any) -> None:
+    """Found by fuzzing the OpenAPI spec: explicit nulls and ids no database column holds."""
+    created = await client.post(
+        "/api/streams",
+        json={"title": "x", "description": None, "category": None, "tags": None},
+        headers=auth(OWNER),
+    )
+    assert created.status_code == 201 and created.json()["data"]["tags"] == []
+    sid = created.json()["data"]["id"]
+    updated = await client.put(
+        f"/api/streams/{sid}", json={"description": None, "tags": None}, headers=auth(OWNER)
+    )
+    assert updated.status_code == 200
+    huge = 2**70
+    for url in (
+        f"/api/streams/{sid}/comments?last_id={huge}",
+        f"/api/streams?user_id={huge}",
+        f"/api/streams/user/{huge}",
+        f"/api/streams?page={huge}",
+    ):
+        assert (await client.get(url)).status_code == 422, url
+    gift = await client.post(
+        f"/api/streams/{sid}/gifts", json={"gift_id": huge}, headers=auth(OTHER)
+    )
+    assert gift.status_code == 422
+
+
+async def test_an_edit_that_loses_a_race_with_a_delete_is_a_409(
+    app: Any, client: httpx.AsyncClient, auth: Any
+) -> None:
+    from fastapi import APIRouter
+    from sqlalchemy.orm.exc import StaleDataError
+
+    probe = APIRouter()
+
+    @probe.get("/probe/stale")
+    async def stale() -> None:
+        raise StaleDataError("UPDATE matched 0 rows")
+
+    app.include_router(probe)
+    answer = await client.get("/probe/stale")
+    assert answer.status_code == 409 and answer.json()["success"] is False

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "The requested resource was not found."
         return _envelope(exc.status_code, message, exc.headers)
+
+    @app.exception_handler(StaleDataError)
+    async def _changed_meanwhile(_: Request, exc: StaleDataError) -> JSONResponse:
+        # e.g. an edit racing a delete of the same row: the edit found nothing to change
+        return _envelope(409, "The resource was changed or removed meanwhile; reload it.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from tajiri_live.core.errors import ApiError, ValidationFailed, laravel_errors
@@ -92,3 +92,7 @@ def validated(model: type[ModelT], payload: dict[str, Any]) -> ModelT:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise ValidationFailed(laravel_errors(exc.errors())) from exc
+
+
+MAX_ID = 2**62  # ids beyond this cannot be stored (SQLite's INTEGER, PostgreSQL's BIGINT)
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.payload import read_payload, validated
+from tajiri_live.core.payload import MAX_ID, DbId, read_payload, validated
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
@@ -28,7 +28,7 @@ async def list_comments(
     stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
-    last_id: Annotated[int | None, Query(ge=0)] = None,
+    last_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_COMMENT_PAGE)] = 50,
 ) -> dict[str, Any]:
     comments = await service.list_comments(
@@ -198,7 +198,7 @@ async def share(
 
 
 class CohostInvite(BaseModel):
-    user_id: int = Field(ge=1)
+    user_id: DbId
 
 
 class CohostAnswer(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
-from tajiri_live.core.payload import read_payload, validated
+from tajiri_live.core.payload import DbId, read_payload, validated
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict
 from tajiri_live.streams.dependencies import StreamRowDep
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/streams", tags=["gifts"])
 class GiftSend(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    gift_id: int = Field(ge=1)
+    gift_id: DbId
     quantity: int = Field(default=1, ge=1, le=99)
     message: str | None = Field(default=None, max_length=255)
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.payload import read_payload, validated
+from tajiri_live.core.payload import DbId, read_payload, validated
 from tajiri_live.moderation import service
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.users.dependencies import CurrentPrincipal
@@ -22,7 +22,7 @@ UserId = Annotated[int, Path(ge=1, le=2**62)]
 class BanCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    user_id: int = Field(ge=1)
+    user_id: DbId
     reason: str | None = Field(default=None, max_length=255)
 
 

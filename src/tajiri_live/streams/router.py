@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
-from tajiri_live.core.payload import read_payload, upload, validated
+from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
 from tajiri_live.engagement import service as engagement_service
@@ -136,10 +136,10 @@ async def list_streams(
     runtime: RuntimeDep,
     viewer: OptionalPrincipal,
     status: StreamStatus | None = None,
-    user_id: int | None = None,
+    user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     category: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    per_page: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int | None, Query(ge=1, le=1_000)] = None,
     current_user_id: CurrentUserIdQuery = None,
 ) -> dict[str, Any]:
     ensure_same_user(current_user_id, viewer, "current_user_id")
@@ -159,13 +159,13 @@ async def list_streams(
 @router.get("/user/{user_id}", summary="A user's streams")
 async def user_streams(
     request: Request,
-    user_id: int,
+    user_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     session: SessionDep,
     runtime: RuntimeDep,
     viewer: OptionalPrincipal,
     status: StreamStatus | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    per_page: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    per_page: Annotated[int | None, Query(ge=1, le=1_000)] = None,
 ) -> dict[str, Any]:
     return await _list(
         request,

@@ -25,20 +25,26 @@ def _as_tag_list(value: Any) -> Any:
     return value
 
 
-OptionalText = Annotated[str | None, BeforeValidator(_blank_to_none)]
+def optional_text(max_length: int) -> Any:
+    """A string of at most `max_length`, or null; blank counts as null. The limit sits on the
+    string itself so that null never meets it."""
+    return Annotated[
+        Annotated[str, Field(max_length=max_length)] | None, BeforeValidator(_blank_to_none)
+    ]
+
+
 OptionalDateTime = Annotated[datetime | None, BeforeValidator(_blank_to_none)]
 Tags = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=50)]],
+    Annotated[list[Annotated[str, Field(min_length=1, max_length=50)]], Field(max_length=MAX_TAGS)],
     BeforeValidator(_as_tag_list),
-    Field(max_length=MAX_TAGS),
 ]
 
 
 class StreamFields(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    description: Annotated[OptionalText, Field(max_length=5000)] = None
-    category: Annotated[OptionalText, Field(max_length=100)] = None
+    description: optional_text(5000) = None  # type: ignore[valid-type]
+    category: optional_text(100) = None  # type: ignore[valid-type]
     tags: Tags = Field(default_factory=list)
     privacy: Privacy = "public"
     is_recorded: bool = False
@@ -75,11 +81,3 @@ class StreamUpdate(StreamFields):
 
 class StatusUpdate(BaseModel):
     status: StreamStatus
-
-
-class StreamListQuery(BaseModel):
-    status: StreamStatus | None = None
-    user_id: int | None = None
-    category: str | None = None
-    page: int = Field(default=1, ge=1)
-    per_page: int | None = Field(default=None, ge=1)

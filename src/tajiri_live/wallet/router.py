@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
-from tajiri_live.core.payload import read_payload, validated
+from tajiri_live.core.payload import DbId, read_payload, validated
 from tajiri_live.users.dependencies import CurrentPrincipal
 from tajiri_live.wallet import service
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/wallet", tags=["wallet"])
 
 
 class Credit(BaseModel):
-    user_id: int = Field(ge=1)
+    user_id: DbId
     amount: int = Field(ge=1, le=10**12)
 
 
