@@ -149,3 +149,57 @@ async def test_worker_runs_the_scheduled_jobs_without_http(
         worker.terminate()
         await asyncio.wait_for(worker.wait(), 15)
     assert worker.returncode == 0, log_path.read_text()
+
+
+def test_rs256_tokens_with_a_public_key_and_issuer_audience_checks() -> None:
+    """Behind TAJIRI's own identity: verify with its public key, sign nothing here."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from tajiri_live.core.auth import TokenCodec
+    from tajiri_live.core.errors import ApiError
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    identity = TokenCodec(
+        Settings(
+            jwt_private_key=private_pem,
+            jwt_public_key=public_pem,
+            jwt_issuer="tajiri",
+            jwt_audience="live",
+        )
+    )
+    service = TokenCodec(
+        Settings(
+            env="production", jwt_public_key=public_pem, jwt_issuer="tajiri", jwt_audience="live"
+        )
+    )
+    token = identity.encode(12, first_name="Zawadi", admin=True)
+    principal = service.decode(token)
+    assert (principal.user_id, principal.first_name, principal.is_admin) == (12, "Zawadi", True)
+
+    forged = jwt.encode(
+        {"sub": "12", "exp": int(time.time()) + 60, "iss": "tajiri", "aud": "live"},
+        "some-shared-secret-" + "x" * 30,
+        algorithm="HS256",
+    )
+    with pytest.raises(ApiError) as refused:
+        service.decode(forged)  # an HS256 token is not accepted where RS256 is configured
+    assert refused.value.status_code == 401
+    elsewhere = TokenCodec(
+        Settings(
+            jwt_private_key=private_pem,
+            jwt_public_key=public_pem,
+            jwt_issuer="someone-else",
+            jwt_audience="live",
+        )
+    )
+    with pytest.raises(ApiError):
+        service.decode(elsewhere.encode(12))
