@@ -101,7 +101,17 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
 
     async def watch(stop: asyncio.Event) -> None:
         nonlocal received
-        async with websockets.connect(f"ws://127.0.0.1:{port}/streams/{sid}", max_size=None) as ws:
+        url = f"ws://127.0.0.1:{port}/streams/{sid}"
+        for attempt in range(5):  # the server may still be busy with the set-up requests
+            try:
+                ws = await websockets.connect(url, max_size=None, open_timeout=30)
+                break
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+                print(f"viewer connect attempt {attempt + 1} failed: {error!r}", file=sys.stderr)
+                await asyncio.sleep(1)
+        else:
+            raise SystemExit("the socket viewer could not connect")
+        async with ws:
             while not stop.is_set():
                 try:
                     raw = await asyncio.wait_for(ws.recv(), 0.5)

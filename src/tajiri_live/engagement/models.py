@@ -20,6 +20,10 @@ class StreamComment(Base):
     __table_args__ = (
         Index("ix_stream_comments_stream_id_id", "stream_id", "id"),
         Index("ix_stream_comments_user_id", "user_id"),
+        # the spam check: this user's recent comments on this stream
+        Index(
+            "ix_stream_comments_stream_id_user_id_created_at", "stream_id", "user_id", "created_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
