@@ -6,6 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, as the client contract spells timestamps."""
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
 class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""

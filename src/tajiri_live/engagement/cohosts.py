@@ -12,7 +12,7 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import COHOST_JOINED, Event, stream_channel
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.streams.presenters import cohost_dict
-from tajiri_live.users.models import User
+from tajiri_live.users import service as users_service
 
 ANSWERS = {"accepted", "declined"}
 ACTIVE = {"invited", "accepted"}
@@ -45,9 +45,7 @@ async def invite(
     if user_id == stream.user_id:
         raise ValidationFailed({"user_id": ["The owner cannot be their own co-host."]})
     now = runtime.clock.now()
-    if await session.get(User, user_id) is None:  # not seen here yet: known by id alone
-        session.add(User(id=user_id, created_at=now, updated_at=now))
-        await session.flush()
+    await users_service.ensure_user(session, user_id=user_id, now=now)
     cohost = await session.scalar(
         select(StreamCoHost).where(
             StreamCoHost.stream_id == stream.id, StreamCoHost.user_id == user_id

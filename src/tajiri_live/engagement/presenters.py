@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tajiri_live.core.clock import iso
 from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.models import StreamComment
-from tajiri_live.streams.presenters import iso, storage_base_url
+from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.users.presenters import user_dict
 
 

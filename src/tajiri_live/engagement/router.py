@@ -8,13 +8,14 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.payload import MAX_ID, DbId, read_payload, validated
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
 from tajiri_live.streams.dependencies import StreamRowDep
-from tajiri_live.streams.presenters import cohost_dict, iso, storage_base_url
+from tajiri_live.streams.presenters import cohost_dict, storage_base_url
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 from tajiri_live.users.presenters import user_dict
 

@@ -6,14 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.ratelimit import retry_after_header
 from tajiri_live.core.runtime import Runtime
@@ -278,7 +277,7 @@ async def react(
         limit=settings.reaction_limit,
         window=settings.reaction_window_seconds,
     )
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     statement = insert(StreamReactionCount).values(
         stream_id=stream.id, reaction_type=reaction_type, count=1
     )

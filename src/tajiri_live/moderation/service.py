@@ -12,6 +12,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
@@ -19,7 +20,7 @@ from tajiri_live.moderation.models import ModerationAction, StreamRestriction
 from tajiri_live.moderation.wordfilter import DEFAULT_WORDS, WordFilter
 from tajiri_live.realtime.events import USER_BANNED, Event, stream_channel
 from tajiri_live.streams.models import LiveStream, StreamCoHost
-from tajiri_live.users.models import User
+from tajiri_live.users import service as users_service
 
 LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
@@ -101,7 +102,7 @@ async def ensure_allowed(
     raise ApiError(
         403,
         f"You are muted on this stream for {minutes} more minute(s).",
-        muted_until=found.expires_at.isoformat().replace("+00:00", "Z"),
+        muted_until=iso(found.expires_at),
     )
 
 
@@ -122,9 +123,7 @@ async def restrict(
     if user_id == actor.user_id:
         raise ValidationFailed({"user_id": ["You cannot restrict yourself."]})
     now = runtime.clock.now()
-    if await session.get(User, user_id) is None:
-        session.add(User(id=user_id, created_at=now, updated_at=now))
-        await session.flush()
+    await users_service.ensure_user(session, user_id=user_id, now=now)
     await session.execute(
         delete(StreamRestriction).where(
             StreamRestriction.stream_id == stream.id,
@@ -290,7 +289,7 @@ def action_dict(entry: ModerationAction) -> dict[str, Any]:
         "target_user_id": entry.target_user_id,
         "comment_id": entry.comment_id,
         "reason": entry.reason,
-        "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": iso(entry.created_at),
     }
 
 
@@ -302,8 +301,6 @@ def restriction_dict(entry: StreamRestriction) -> dict[str, Any]:
         "kind": entry.kind,
         "reason": entry.reason,
         "created_by": entry.created_by,
-        "expires_at": entry.expires_at.isoformat().replace("+00:00", "Z")
-        if entry.expires_at
-        else None,
-        "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
+        "expires_at": iso(entry.expires_at) if entry.expires_at else None,
+        "created_at": iso(entry.created_at),
     }

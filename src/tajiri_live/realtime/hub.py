@@ -190,6 +190,7 @@ class Hub:
         self.stats.events += 1
         lane = LANE_OF.get(event.name, Lane.ALWAYS)
         encoded: dict[object, bytes | None] = {}
+        banned = event.data.get("user_id") if event.name == USER_BANNED else None
         for channel in event.channels:
             groups = self._channels.get(channel)
             if not groups:
@@ -210,12 +211,8 @@ class Hub:
                 else:
                     group.pending.append(data)
                 self._dirty_groups.add(group)
-                if event.name == USER_BANNED:
-                    target = event.data.get("user_id")
-                    if isinstance(target, int):
-                        self._closing += [
-                            s for s in self._users.get(target, ()) if s in group.members
-                        ]
+                if isinstance(banned, int):
+                    self._closing += [s for s in self._users.get(banned, ()) if s in group.members]
         self._schedule()
 
     def _admit_sampled(self, group: Group) -> bool:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.clock import iso
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.events import stream_channel
 from tajiri_live.streams.lifecycle import StreamStatus
@@ -15,10 +16,6 @@ from tajiri_live.users.presenters import user_dict
 SCHEDULED_LIKE = frozenset({StreamStatus.SCHEDULED, StreamStatus.PRE_LIVE})
 ENDED_LIKE = frozenset({StreamStatus.ENDING, StreamStatus.ENDED, StreamStatus.CANCELLED})
 ACTIVE_LIKE = frozenset({StreamStatus.PRE_LIVE, StreamStatus.LIVE})
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def storage_base_url(settings: Settings) -> str:

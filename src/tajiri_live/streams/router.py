@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
 from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
@@ -347,7 +348,7 @@ async def check_stream(stream: StreamDep, runtime: RuntimeDep) -> dict[str, Any]
         "playback_url": presenters.playback_url(stream, settings),
         "current_viewers": stream.current_viewers,
         "websocket": None if ended else presenters.websocket_info(stream.id, settings),
-        "ended_at": presenters.iso(stream.ended_at),
+        "ended_at": iso(stream.ended_at),
         "duration": stream.duration,
         "total_viewers": stream.total_viewers,
         "peak_viewers": stream.peak_viewers,

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.columns import utcnow
+from tajiri_live.core.db import dialect_insert
 from tajiri_live.users.models import Follow, User
 
 PROFILE_FIELDS = ("first_name", "last_name", "username", "profile_photo_path")
@@ -29,7 +29,7 @@ async def sync_user(
     now = utcnow()
     values: dict[str, Any] = {"id": principal.user_id, "created_at": now, "updated_at": now}
     values.update({k: v for k, v in zip(PROFILE_FIELDS, profile, strict=True) if v is not None})
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     statement = insert(User).values(**values)
     changes = {k: statement.excluded[k] for k in values if k not in ("id", "created_at")}
     await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=changes))
@@ -37,6 +37,14 @@ async def sync_user(
     if len(cache) > 100_000:
         cache.clear()
     cache[principal.user_id] = profile
+
+
+async def ensure_user(session: AsyncSession, *, user_id: int, now: datetime) -> None:
+    """A row for a user known here only by id (invited, banned or credited before they
+    ever signed in); their profile fills in from their first token."""
+    if await session.get(User, user_id) is None:
+        session.add(User(id=user_id, created_at=now, updated_at=now))
+        await session.flush()
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

@@ -7,6 +7,7 @@ from typing import Any, cast
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.payload import read_payload
@@ -42,7 +43,7 @@ async def join(
             409,
             "The stream has not started yet.",
             stream_status=status.value,
-            scheduled_at=presenters.iso(stream.scheduled_at),
+            scheduled_at=iso(stream.scheduled_at),
         )
     if status is not StreamStatus.LIVE:
         raise ApiError(
@@ -50,7 +51,7 @@ async def join(
             "The stream has ended.",
             stream_ended=True,
             stream_status=status.value,
-            ended_at=presenters.iso(stream.ended_at),
+            ended_at=iso(stream.ended_at),
             duration=stream.duration,
             total_viewers=stream.total_viewers,
             peak_viewers=stream.peak_viewers,

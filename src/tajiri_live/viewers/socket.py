@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation import service as moderation
@@ -19,7 +20,6 @@ from tajiri_live.realtime.gateway import Gateway, Handshake, Refusal
 from tajiri_live.realtime.server import WebSocketConnection
 from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
-from tajiri_live.streams.presenters import iso
 from tajiri_live.users import service as users_service
 from tajiri_live.viewers.service import Viewers, member_of
 from tajiri_live.viewers.sessions import ViewingSession

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tajiri_live.core.clock import iso
+from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.users import service as users_service
 from tajiri_live.wallet.models import MINT, USER, LedgerEntry, LedgerTransaction, Wallet
 
 
@@ -23,7 +24,7 @@ async def house_wallet(session: AsyncSession, kind: str) -> int:
 
 async def user_wallet(session: AsyncSession, user_id: int) -> int:
     """The user's wallet id, created empty on first use (safe under concurrency)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session)
     await session.execute(
         insert(Wallet)
         .values(user_id=user_id, kind=USER, balance=0)
@@ -121,12 +122,7 @@ async def admin_credit(
             "The amount must be at least 1.",
             errors={"amount": ["The amount must be at least 1."]},
         )
-    from tajiri_live.users.models import User
-
-    if await session.get(User, user_id) is None:
-        now = runtime.clock.now()
-        session.add(User(id=user_id, created_at=now, updated_at=now))
-        await session.flush()
+    await users_service.ensure_user(session, user_id=user_id, now=runtime.clock.now())
     wallet_id = await user_wallet(session, user_id)
     mint = await house_wallet(session, MINT)
     await credit(session, wallet_id=mint, amount=-amount)
@@ -167,7 +163,7 @@ async def history(session: AsyncSession, *, user_id: int, limit: int) -> list[di
             "amount": r.amount,
             "kind": r.kind,
             "stream_gift_id": r.stream_gift_id,
-            "created_at": r.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": iso(r.created_at),
         }
         for r in rows
     ]
