@@ -200,9 +200,18 @@ async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, second
 
 
 def start_clients(
-    client: Path, port: int, path: str, viewers: int, seconds: float, processes: int, first: int = 0
+    client: Path,
+    port: int,
+    path: str,
+    viewers: int,
+    seconds: float,
+    processes: int,
+    first: int = 0,
+    subscribe: str | None = None,
 ) -> list[subprocess.Popen[str]]:
-    """Split the viewers over `processes` load clients (each with its own identities)."""
+    """Split the viewers over `processes` load clients (each with its own identities); with
+    `subscribe`, they speak Pusher and subscribe to that channel."""
+    env = {**os.environ, "WSLOAD_SUBSCRIBE": subscribe} if subscribe else None
     loads = []
     offset = first
     for index in range(processes):
@@ -214,6 +223,7 @@ def start_clients(
                 [str(client), "127.0.0.1", str(port), path, str(share), str(seconds), str(offset)],
                 stdout=subprocess.PIPE,
                 text=True,
+                env=env,
             )
         )
         offset += share
@@ -240,8 +250,10 @@ def run_load(
     prefix: str,
     stream_id: int,
     processes: int,
+    protocol: str = "plain",
 ) -> dict[str, Any]:
     """Viewers spread evenly over `servers`; events published once, through Redis."""
+    subscribe = f"stream.{stream_id}" if protocol == "pusher" else None
     pids = [server.process.pid for server in servers]
     rss_before = sum(rss_bytes(pid) for pid in pids)
     drain = 3.0
@@ -250,7 +262,9 @@ def run_load(
     for index, server in enumerate(servers):
         share = viewers // len(servers) + (1 if index < viewers % len(servers) else 0)
         per_node = max(1, processes // len(servers))
-        loads += start_clients(client, server.port, path, share, 600, per_node, first)
+        loads += start_clients(
+            client, server.port, path, share, 600, per_node, first, subscribe=subscribe
+        )
         first += share
     opened = wait_connected(loads)
     time.sleep(1.0)  # let the connect storm settle before measuring
@@ -274,7 +288,9 @@ def run_load(
     expected = published * sum(r["open"] for r in results)
     final_counts = {r["last_count"] for r in results}
     return {
-        "server": servers[0].name + (f" ({len(servers)} nodes)" if len(servers) > 1 else ""),
+        "server": servers[0].name
+        + (f", {protocol} protocol" if servers[0].name == "tajiri-live" else "")
+        + (f" ({len(servers)} nodes)" if len(servers) > 1 else ""),
         "viewers": opened,
         "rate": rate,
         "seconds": seconds,
@@ -393,6 +409,11 @@ def main() -> None:
         "--nodes", type=int, default=1, help="serve processes sharing the database and Redis"
     )
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--protocols",
+        default="plain,pusher",
+        help="tajiri-live protocols to measure, in turn: plain, pusher (Pusher v7, mobile names)",
+    )
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument(
         "--set",
@@ -427,6 +448,8 @@ def main() -> None:
             "TAJIRI_LOG_LEVEL": "warning",
             # measure raw fan-out: every comment to every viewer, no sampling
             "TAJIRI_SAMPLE_ROOM_SIZE": "100000000",
+            # one frame per event on the Pusher path too ("both" sends two names)
+            "TAJIRI_PUSHER_EVENT_NAMES": "mobile",
         }
     )
     env.update(dict(item.split("=", 1) for item in args.set))
@@ -443,25 +466,33 @@ def main() -> None:
         parser.error("--nodes > 1 needs --database-url (PostgreSQL): SQLite is one node")
     rows: list[dict[str, Any]] = []
     client = build_client(workdir)
+
+    def load(servers: list[Server], path: str, stream_id: int, protocol: str) -> dict[str, Any]:
+        return run_load(
+            client,
+            servers,
+            path,
+            args.viewers,
+            args.rate,
+            args.seconds,
+            args.redis_url,
+            prefix,
+            stream_id,
+            args.clients,
+            protocol,
+        )
+
     try:
         servers = [start_tajiri(env, workdir, args.workers) for _ in range(args.nodes)]
         try:
-            stream_id = create_live_stream(servers[0].port)
-            path = viewer_paths(workdir, stream_id, args.viewers)
-            rows.append(
-                run_load(
-                    client,
-                    servers,
-                    path,
-                    args.viewers,
-                    args.rate,
-                    args.seconds,
-                    args.redis_url,
-                    prefix,
-                    stream_id,
-                    args.clients,
+            for protocol in args.protocols.split(","):
+                stream_id = create_live_stream(servers[0].port)
+                path = (
+                    viewer_paths(workdir, stream_id, args.viewers)
+                    if protocol == "plain"
+                    else "/app/tajiri-live?protocol=7"
                 )
-            )
+                rows.append(load(servers, path, stream_id, protocol))
         finally:
             for server in servers:
                 server.stop()
@@ -475,20 +506,7 @@ def main() -> None:
         if not args.no_baseline:
             naive = start_naive(env, workdir)
             try:
-                rows.append(
-                    run_load(
-                        client,
-                        [naive],
-                        f"/streams/{stream_id}",
-                        args.viewers,
-                        args.rate,
-                        args.seconds,
-                        args.redis_url,
-                        prefix,
-                        stream_id,
-                        args.clients,
-                    )
-                )
+                rows.append(load([naive], f"/streams/{stream_id}", stream_id, "plain"))
             finally:
                 naive.stop()
     finally:
@@ -496,23 +514,22 @@ def main() -> None:
         asyncio.run(forget_keys(args.redis_url, prefix))
 
     report = table(rows)
-    ours = rows[0]
-    ratio = (
-        ours["frames_per_cpu_s"] / rows[1]["frames_per_cpu_s"]
-        if len(rows) > 1 and rows[1]["frames_per_cpu_s"]
-        else None
-    )
+    ours = [row for row in rows if row["server"].startswith("tajiri-live")]
+    naive = None if args.no_baseline else rows[-1]
     report += (
         f"\nIdle: {idle['viewers']:,} viewers on one process, "
         f"{idle['rss_per_conn_kb']:.2f} KB RSS each ({idle['rss_mb']:.0f} MB in all).\n"
     )
-    if ratio is not None:
-        report += f"Frames per server CPU-second, tajiri-live / naive: {ratio:.1f}×.\n"
-    report += (
-        f"Viewer counts: every tajiri-live viewer was last told {ours['final_counts']} "
-        f"(agree with the {ours['viewers']:,} connected: "
-        f"{'yes' if ours['counts_agree'] else 'NO'}).\n"
-    )
+    for row in ours:
+        if naive is not None and naive["frames_per_cpu_s"]:
+            ratio = row["frames_per_cpu_s"] / naive["frames_per_cpu_s"]
+            report += f"Frames per server CPU-second, {row['server']} / naive: {ratio:.1f}×.\n"
+    for row in ours:
+        report += (
+            f"Viewer counts ({row['server']}): every viewer was last told {row['final_counts']} "
+            f"(agree with the {row['viewers']:,} connected: "
+            f"{'yes' if row['counts_agree'] else 'NO'}).\n"
+        )
     for row in rows:
         if "flushes" in row:
             report += (
@@ -522,12 +539,13 @@ def main() -> None:
     print(report)
     if args.write_docs:
         write_docs(report, args)
-    if ours["viewers"] < args.viewers:
-        raise SystemExit(f"only {ours['viewers']} of {args.viewers} viewers connected")
-    if ours["lost"]:
-        raise SystemExit(f"tajiri-live lost {ours['lost']} frames")
-    if not ours["counts_agree"]:
-        raise SystemExit(f"viewer counts disagree: {ours['final_counts']}")
+    for row in ours:
+        if row["viewers"] < args.viewers:
+            raise SystemExit(f"{row['server']}: only {row['viewers']} of {args.viewers} connected")
+        if row["lost"]:
+            raise SystemExit(f"{row['server']} lost {row['lost']} frames")
+        if not row["counts_agree"]:
+            raise SystemExit(f"{row['server']}: viewer counts disagree: {row['final_counts']}")
 
 
 def write_docs(report: str, args: argparse.Namespace) -> None:

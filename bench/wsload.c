@@ -4,7 +4,10 @@
  *   PATH "@file": one path per line; viewer i uses line FIRST + i (its own identity).
  *   Runs until SECONDS after "ready" or until SIGUSR1, then prints the results.
  * Prints "ready N" once every connection is open, then after SECONDS (counted from ready)
- * one JSON line of results. Frames carry "seq":N and "ts":MICROSECONDS (CLOCK_REALTIME).
+ * one JSON line of results. Frames carry "seq":N and "ts":MICROSECONDS (CLOCK_REALTIME),
+ * plainly or inside a JSON string (Pusher's `data`).
+ * With WSLOAD_SUBSCRIBE=CHANNEL set, each connection speaks Pusher: it sends pusher:subscribe
+ * and counts as open once the subscription succeeded.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,6 +35,7 @@ typedef struct {
     size_t len, cap;
     long long next_seq;
     long long frames;
+    int counted; /* included in open_count */
 } conn_t;
 
 static long long histogram[BUCKETS];
@@ -42,6 +46,7 @@ static void request_stop(int sig) { (void)sig; stop_requested = 1; }
 static long long total_frames, gaps, samples, max_us, open_count, dead_count, bytes_in;
 static long long last_count = -1, count_updates, count_disagreements;
 static long long *last_count_of; /* per connection: the last viewer count it saw */
+static const char *subscribe_channel; /* Pusher mode */
 
 static long long now_us(void) {
     struct timespec ts;
@@ -49,20 +54,43 @@ static long long now_us(void) {
     return (long long)ts.tv_sec * 1000000LL + ts.tv_nsec / 1000;
 }
 
-static long long find_number(const char *data, size_t len, const char *key) {
-    const char *p = memmem(data, len, key, strlen(key));
+/* The number after "key": or, inside a JSON string, after \"key\": */
+static long long find_number(const char *data, size_t len, const char *name) {
+    char key[64];
+    int klen = snprintf(key, sizeof key, "\"%s\":", name);
+    const char *p = memmem(data, len, key, klen);
+    if (!p) {
+        klen = snprintf(key, sizeof key, "\\\"%s\\\":", name);
+        p = memmem(data, len, key, klen);
+    }
     if (!p) return -1;
-    return strtoll(p + strlen(key), NULL, 10);
+    return strtoll(p + klen, NULL, 10);
+}
+
+/* One masked text frame (the zero mask leaves the payload as it is). */
+static int send_text(int fd, const char *text) {
+    unsigned char frame[1024];
+    size_t len = strlen(text);
+    if (len > 125) return -1;
+    frame[0] = 0x81;
+    frame[1] = 0x80 | (unsigned char)len;
+    memset(frame + 2, 0, 4);
+    memcpy(frame + 6, text, len);
+    return write(fd, frame, 6 + len) == (ssize_t)(6 + len) ? 0 : -1;
 }
 
 static void on_message(conn_t *c, const char *payload, size_t len) {
-    long long seen = find_number(payload, len, "\"current_viewers\":");
+    if (!c->counted) { /* Pusher: open once subscribed */
+        if (memmem(payload, len, "subscription_succeeded", 22)) { c->counted = 1; open_count++; }
+        return;
+    }
+    long long seen = find_number(payload, len, "current_viewers");
     if (seen >= 0) { /* viewer_count_updated: remember what this viewer was told */
         count_updates++;
         last_count_of[c - conns_base] = seen;
         return;
     }
-    long long seq = find_number(payload, len, "\"seq\":");
+    long long seq = find_number(payload, len, "seq");
     if (seq < 0) return; /* connected, counts: not part of the measured stream */
     c->frames++;
     total_frames++;
@@ -70,7 +98,7 @@ static void on_message(conn_t *c, const char *payload, size_t len) {
         if (c->next_seq >= 0 && seq > c->next_seq) gaps += seq - c->next_seq;
         c->next_seq = seq + 1;
     }
-    long long ts = find_number(payload, len, "\"ts\":");
+    long long ts = find_number(payload, len, "ts");
     if (ts > 0) {
         long long latency = now_us() - ts;
         if (latency < 0) latency = 0;
@@ -132,6 +160,12 @@ int main(int argc, char **argv) {
     }
     int first = argc == 7 ? atoi(argv[6]) : 0;
     signal(SIGUSR1, request_stop);
+    subscribe_channel = getenv("WSLOAD_SUBSCRIBE");
+    char subscribe[256];
+    if (subscribe_channel)
+        snprintf(subscribe, sizeof subscribe,
+                 "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"%s\"}}",
+                 subscribe_channel);
     const char *host = argv[1], *path = argv[3];
     int port = atoi(argv[2]), n = atoi(argv[4]);
     double seconds = atof(argv[5]);
@@ -203,8 +237,8 @@ int main(int argc, char **argv) {
                 ssize_t got = read(c->fd, chunk, sizeof chunk);
                 if (got <= 0) {
                     if (got < 0 && errno == EAGAIN) break;
-                    if (c->state == 1) dead_count++;
-                    else if (c->state == 2) { open_count--; dead_count++; }
+                    if (c->counted) open_count--;
+                    if (c->state == 1 || c->state == 2) dead_count++;
                     c->state = 3;
                     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
                     close(c->fd);
@@ -227,7 +261,12 @@ int main(int argc, char **argv) {
                     memmove(c->buf, c->buf + head, c->len - head);
                     c->len -= head;
                     c->state = 2;
-                    open_count++;
+                    if (subscribe_channel) {
+                        if (send_text(c->fd, subscribe) != 0) { c->state = 3; dead_count++; break; }
+                    } else {
+                        c->counted = 1;
+                        open_count++;
+                    }
                 }
                 if (c->state == 2) parse_frames(c);
             }
@@ -235,7 +274,7 @@ int main(int argc, char **argv) {
     }
     long long min_frames = -1, max_frames = 0;
     for (int i = 0; i < n; i++) {
-        if (conns[i].state != 2) continue;
+        if (conns[i].state != 2 || !conns[i].counted) continue;
         if (last_count < 0) last_count = last_count_of[i];
         else if (last_count_of[i] != last_count) count_disagreements++;
         if (min_frames < 0 || conns[i].frames < min_frames) min_frames = conns[i].frames;

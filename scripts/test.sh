@@ -8,6 +8,11 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
+# The official Pusher JavaScript clients, pinned by tests/js/package-lock.json.
+if command -v npm >/dev/null; then
+  (cd tests/js && npm ci --no-audit --no-fund --silent)
+fi
+
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

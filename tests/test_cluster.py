@@ -214,3 +214,70 @@ async def test_a_ban_on_one_node_closes_the_users_sockets_on_the_other(
         await bystander.wait_for(lambda e: e["event"] == "pong")  # others stay
         await bystander.close()
         await troll.close()
+
+
+async def test_pusher_clients_on_two_nodes_share_channels_presence_and_events(
+    cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec
+) -> None:
+    import pusher
+
+    from jsclient import JsClient
+    from tajiri_live.broadcasting.apps import derived_secret
+
+    node_a, node_b = cluster
+    stream_id = (await creator.post("/api/streams", json={"title": "x"})).json()["data"]["id"]
+    presence = f"presence-stream.{stream_id}"
+    on_b = await JsClient.start(
+        node_b,
+        token=tokens.encode(10),
+        subscribe=[
+            {"channel": f"stream.{stream_id}"},
+            {"channel": presence},
+            {"channel": "orders"},
+        ],
+    )
+    await on_b.subscribed(presence)
+    on_a = await JsClient.start(node_a, token=tokens.encode(11), subscribe=[{"channel": presence}])
+    plain = await Viewer.connect(f"{node_a.ws}/streams/{stream_id}?token={tokens.encode(12)}")
+    try:
+        await on_b.subscribed("orders")
+        added = await on_b.wait_for(lambda line: line["type"] == "member_added")
+        assert added["member"]["id"] == "11"  # a member on the other node
+        await on_a.subscribed(presence)
+
+        secret = derived_secret(Settings(jwt_secret=TEST_SECRET))
+        sdk_a, sdk_b = (
+            pusher.Pusher(
+                app_id="1",
+                key="tajiri-live",
+                secret=secret,
+                host="127.0.0.1",
+                port=n.port,
+                ssl=False,
+            )
+            for n in (node_a, node_b)
+        )
+        sdk_a.trigger("orders", "shipped", {"order": 1})  # HTTP API on A, subscriber on B
+        shipped = await on_b.wait_for(lambda line: line.get("event") == "shipped")
+        assert shipped["data"] == {"order": 1}
+        users = sdk_b.users_info(presence)["users"]
+        assert sorted(u["id"] for u in users) == ["10", "11"]
+        channels = sdk_a.channels_info(prefix_filter="presence-", attributes=["user_count"])
+        assert channels["channels"] == {presence: {"user_count": 2}}
+
+        await creator.post(f"/api/streams/{stream_id}/start")
+        posted = await creator.post(
+            f"/api/streams/{stream_id}/comments", json={"content": "salamu"}
+        )
+        comment_id = posted.json()["data"]["id"]
+        heard = await on_b.wait_for(lambda line: line.get("event") == "new_comment")
+        seen = await plain.wait_for(lambda e: e["event"] == "new_comment")
+        assert heard["data"]["id"] == seen["data"]["id"] == comment_id
+
+        await on_a.close()
+        removed = await on_b.wait_for(lambda line: line["type"] == "member_removed")
+        assert removed["member"]["id"] == "11"
+    finally:
+        await on_b.close()
+        await on_a.close()
+        await plain.close()

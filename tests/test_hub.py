@@ -30,6 +30,7 @@ class Socket:
         self.transport = RecordingTransport(buffered)
         self.own: list[bytes] = []
         self.user_id = user_id
+        self.socket_id = f"{id(self)}.1"
         self.closed_slow = False
 
     def close_slow(self) -> None:
@@ -136,3 +137,68 @@ async def test_unsubscribed_and_dropped_sockets_get_nothing() -> None:
     await asyncio.sleep(0.01)
     assert a.transport.writes == [] and b.transport.writes == []
     assert h.channels() == [] and h.sockets_of(2) == set()
+
+
+async def test_a_fed_channel_carries_its_source_under_its_own_name() -> None:
+    from tajiri_live.realtime.pusher import PusherEncoder, hub_channel
+
+    fanout = Hub(
+        encoders={"plain": PlainEncoder(), "pusher-mobile": PusherEncoder("mobile", "")},
+        settings=HubSettings(tick_seconds=0.001),
+    )
+    plain, pushed = Socket(), Socket()
+    fanout.subscribe(plain, "stream.1", "plain")
+    private = hub_channel("1", "private-stream.1")
+    fanout.subscribe(pushed, private, "pusher-mobile", source="stream.1")
+    fanout.deliver(Event(channel="stream.1", name=GIFT_SENT, data={"n": 1}))
+    await asyncio.sleep(0.01)
+    assert plain.events() == [{"event": GIFT_SENT, "data": {"n": 1}}]
+    assert pushed.events() == [
+        {"event": GIFT_SENT, "channel": "private-stream.1", "data": '{"n":1}'}
+    ]
+    fanout.unsubscribe(pushed, private)
+    fanout.deliver(Event(channel="stream.1", name=GIFT_SENT, data={"n": 2}))
+    await asyncio.sleep(0.01)
+    assert len(pushed.events()) == 1  # no longer fed
+    assert len(plain.events()) == 2
+
+
+async def test_an_event_can_skip_the_socket_that_caused_it() -> None:
+    from tajiri_live.realtime.pusher import PusherEncoder
+
+    fanout = Hub(
+        encoders={"pusher-both": PusherEncoder("both", "App\\Events")},
+        settings=HubSettings(tick_seconds=0.001),
+    )
+    sender, other = Socket(), Socket()
+    for sock in (sender, other):
+        fanout.subscribe(sock, "pusher/1/private-chat", "pusher-both")
+    fanout.deliver(
+        Event(
+            channel="pusher/1/private-chat",
+            name="client-typing",
+            data={},
+            wire='{"who":1}',
+            except_socket=sender.socket_id,
+        )
+    )
+    await asyncio.sleep(0.01)
+    assert sender.events() == []
+    assert other.events() == [
+        {"event": "client-typing", "channel": "private-chat", "data": '{"who":1}'}
+    ]
+
+
+def test_pusher_event_name_sets() -> None:
+    from tajiri_live.realtime.events import REACTION, STATUS_CHANGED
+    from tajiri_live.realtime.pusher import PusherEncoder
+
+    ended = Event(channel="stream.1", name=STATUS_CHANGED, data={"status": "ended"})
+    live = Event(channel="stream.1", name=STATUS_CHANGED, data={"status": "live"})
+    tap = Event(channel="stream.1", name=REACTION, data={})
+    echo = PusherEncoder("echo", "App\\Events")
+    assert echo.names_for(live) == ["App\\Events\\StreamStatusChanged"]
+    assert echo.names_for(ended) == ["App\\Events\\StreamStatusChanged", "App\\Events\\StreamEnded"]
+    assert echo.names_for(tap) == [REACTION]  # no class for it: the plain name
+    assert PusherEncoder("both", "").names_for(live) == [STATUS_CHANGED, "StreamStatusChanged"]
+    assert PusherEncoder("mobile", "App\\Events").names_for(ended) == [STATUS_CHANGED]

@@ -29,6 +29,8 @@ def test_production_refuses_missing_or_placeholder_secret() -> None:
     with pytest.raises(ValidationError):
         Settings(env="production", jwt_secret="short-but-not-placeholder")
     assert Settings(env="production", jwt_secret="k" * 40).jwt_secret == "k" * 40
+    with pytest.raises(ValidationError, match="PUSHER_APP_SECRET"):
+        Settings(env="production", jwt_public_key="a public key cannot sign Pusher channels")
 
 
 def test_dev_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
@@ -178,7 +180,11 @@ def test_rs256_tokens_with_a_public_key_and_issuer_audience_checks() -> None:
     )
     service = TokenCodec(
         Settings(
-            env="production", jwt_public_key=public_pem, jwt_issuer="tajiri", jwt_audience="live"
+            env="production",
+            jwt_public_key=public_pem,
+            jwt_issuer="tajiri",
+            jwt_audience="live",
+            pusher_app_secret="p" * 40,  # nothing to derive it from when only verifying
         )
     )
     token = identity.encode(12, first_name="Zawadi", admin=True)
@@ -203,3 +209,18 @@ def test_rs256_tokens_with_a_public_key_and_issuer_audience_checks() -> None:
     )
     with pytest.raises(ApiError):
         service.decode(elsewhere.encode(12))
+
+
+def test_pusher_apps_prints_laravel_credentials(tmp_path: Path) -> None:
+    env = {
+        "TAJIRI_VAR_DIR": str(tmp_path),
+        "TAJIRI_JWT_SECRET": "j" * 40,
+        "TAJIRI_PUBLIC_BASE_URL": "https://live.example.org",
+    }
+    result = CliRunner().invoke(main, ["pusher-apps"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split("=", 1) for line in result.output.splitlines() if "=" in line)
+    assert lines["PUSHER_APP_ID"] == "1" and lines["PUSHER_APP_KEY"] == "tajiri-live"
+    assert lines["PUSHER_HOST"] == "live.example.org" and lines["PUSHER_PORT"] == "443"
+    secret = lines["PUSHER_APP_SECRET"]
+    assert len(secret) == 40 and "j" * 10 not in secret  # derived, not the JWT secret itself

@@ -16,6 +16,9 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tajiri_live import __version__
+from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.broadcasting.router import router as broadcasting_router
+from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
@@ -31,6 +34,7 @@ from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.gateway import Gateway
 from tajiri_live.realtime.hub import Hub, HubSettings
+from tajiri_live.realtime.pusher import PusherEncoder
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
 from tajiri_live.viewers.router import router as viewers_router
@@ -55,6 +59,7 @@ class Services:
     gateway: Gateway
     viewers: Viewers
     sockets: PlainSocketApp
+    pusher: PusherSocketApp
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -79,6 +84,9 @@ class Services:
                 "viewers.flush_sessions", settings.viewer_log_flush_seconds, self.viewers.log.flush
             ),
             PeriodicJob("sockets.sweep_idle", IDLE_SWEEP_SECONDS, self._sweep_idle),
+            PeriodicJob(
+                "channels.renew", settings.presence_renew_seconds, self.runtime.channels.renew
+            ),
         ]
 
     async def _sweep_idle(self) -> None:
@@ -95,6 +103,7 @@ class Services:
         self.hub.close()
         await self.runtime.broker.close()
         await self.runtime.presence.close()
+        await self.runtime.channels.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.runtime.engine.dispose()
@@ -102,19 +111,25 @@ class Services:
 
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     engine = create_engine(settings.resolved_database_url, echo=settings.database_echo)
-    broker, presence, limiter, redis = build_backends(settings)
+    backends = build_backends(settings)
     runtime = Runtime(
         settings=settings,
         engine=engine,
         sessions=create_sessionmaker(engine),
         clock=clock or SystemClock(),
-        broker=broker,
+        broker=backends.broker,
         tokens=TokenCodec(settings),
-        presence=presence,
-        limiter=limiter,
+        presence=backends.presence,
+        limiter=backends.limiter,
+        channels=backends.channels,
     )
+    apps = PusherApps.from_settings(settings)
+    pusher_encoders = {
+        names: PusherEncoder(names, settings.pusher_echo_namespace)
+        for names in {app.event_names for app in apps.apps}
+    }
     hub = Hub(
-        encoders={"plain": PlainEncoder()},
+        encoders={"plain": PlainEncoder(), **{e.name: e for e in pusher_encoders.values()}},
         settings=HubSettings(
             tick_seconds=settings.realtime_tick_ms / 1000,
             max_tick_seconds=settings.realtime_max_tick_ms / 1000,
@@ -129,7 +144,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sockets = PlainSocketApp(runtime, gateway, viewers)
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.install()
-    return Services(runtime, redis, hub, gateway, viewers, sockets)
+    pusher = PusherSocketApp(runtime, gateway, viewers, apps)
+    pusher.install()
+    return Services(runtime, backends.redis, hub, gateway, viewers, sockets, pusher)
 
 
 def create_app(
@@ -166,6 +183,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.services = services
     app.state.viewers = services.viewers
+    app.state.pusher_apps = services.pusher.apps
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api")
@@ -177,6 +195,7 @@ def create_app(
     api.include_router(moderation_router)
     app.include_router(api)
     app.include_router(socket_paths)
+    app.include_router(broadcasting_router)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")
 
     @app.get("/health", tags=["ops"], summary="The process is up")

@@ -164,3 +164,22 @@ def wallet_credit(user_id: int, amount: int) -> None:
                 await services.redis.aclose()
 
     click.echo(f"user {user_id} now has {asyncio.run(run())} coins")
+
+
+@main.command("pusher-apps")
+def pusher_apps() -> None:
+    """Print the Pusher apps' credentials, as a Laravel app's .env wants them."""
+    from tajiri_live.broadcasting.apps import PusherApps
+
+    settings = _settings()
+    host = settings.public_base_url.split("://", 1)[-1].split("/")[0]
+    hostname, _, port = host.partition(":")
+    scheme = "https" if settings.public_base_url.startswith("https://") else "http"
+    for app in PusherApps.from_settings(settings).apps:
+        click.echo(
+            f"# app {app.id} (event names: {app.event_names})\n"
+            "BROADCAST_CONNECTION=pusher\n"
+            f"PUSHER_APP_ID={app.id}\nPUSHER_APP_KEY={app.key}\nPUSHER_APP_SECRET={app.secret}\n"
+            f"PUSHER_HOST={hostname}\nPUSHER_PORT={port or (443 if scheme == 'https' else 80)}\n"
+            f"PUSHER_SCHEME={scheme}\n"
+        )

@@ -11,6 +11,7 @@ from tajiri_live.core.clock import Clock
 from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
+from tajiri_live.realtime.channels import ChannelRegistry
 from tajiri_live.realtime.presence import Presence
 
 
@@ -24,5 +25,6 @@ class Runtime:
     tokens: TokenCodec
     presence: Presence
     limiter: RateLimiter
+    channels: ChannelRegistry  # Pusher channel occupancy
     # user id -> profile tuple last written, so the JIT user sync skips unchanged profiles
     synced_profiles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)

@@ -6,11 +6,20 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "changeme", "change-me", "please-change", "dev"})
 MIN_SECRET_LENGTH = 32
+
+
+class PusherAppSettings(BaseModel):
+    """One more Pusher app (the first comes from the TAJIRI_PUSHER_APP_* fields)."""
+
+    id: str = Field(pattern=r"^\d{1,20}$")
+    key: str = Field(pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
+    secret: str = Field(min_length=16)
+    event_names: Literal["mobile", "echo", "both"] = "both"
 
 
 class Settings(BaseSettings):
@@ -79,7 +88,6 @@ class Settings(BaseSettings):
 
     # --- real time -------------------------------------------------------------------------
     websocket_protocol: Literal["plain", "pusher"] = "plain"
-    pusher_app_key: str = "tajiri-live"
     global_channel: str = "streams"
     redis_prefix: str = "tajiri:"
     realtime_tick_ms: float = 20.0  # frames to one socket are coalesced per tick
@@ -101,10 +109,28 @@ class Settings(BaseSettings):
     job_to_ended_every_seconds: float = 2.0
     job_no_show_every_seconds: float = 300.0
 
+    # --- Pusher protocol: /app/{key}, /broadcasting/auth, the HTTP API /apps/{id}/... -------
+    pusher_app_id: str = Field(default="1", pattern=r"^\d{1,20}$")
+    pusher_app_key: str = Field(default="tajiri-live", pattern=r"^[A-Za-z0-9_\-.]{1,64}$")
+    pusher_app_secret: str | None = None  # unset: derived from the JWT secret
+    # Domain events under the mobile names, Laravel Echo's class names, or both.
+    pusher_event_names: Literal["mobile", "echo", "both"] = "both"
+    pusher_echo_namespace: str = "App\\Events"  # Echo's default namespace; "" for bare names
+    pusher_extra_apps: list[PusherAppSettings] = Field(default_factory=list)  # JSON list
+    pusher_activity_timeout_seconds: int = Field(default=120, ge=10)
+    pusher_client_event_limit: int = 10  # client events per socket per second
+    pusher_max_presence_members: int = 100
+    pusher_max_payload_bytes: int = 10 * 1024  # an event's data, as Pusher limits it
+
     extra_cors_origins: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret_in_production(self) -> Settings:
+        if self.env == "production" and not (self.pusher_app_secret or self.jwt_secret):
+            raise ValueError(
+                "TAJIRI_PUSHER_APP_SECRET must be set in production when no TAJIRI_JWT_SECRET "
+                "is there to derive it from"
+            )
         if self.env == "production" and not self.jwt_public_key:
             secret = self.jwt_secret or ""
             if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:

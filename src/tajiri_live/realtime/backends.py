@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -11,29 +12,41 @@ from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
 from tajiri_live.realtime.broker_memory import MemoryBroker
 from tajiri_live.realtime.broker_redis import RedisBroker
+from tajiri_live.realtime.channels import ChannelRegistry
+from tajiri_live.realtime.channels_memory import MemoryChannelRegistry
+from tajiri_live.realtime.channels_redis import RedisChannelRegistry
 from tajiri_live.realtime.presence import Presence
 from tajiri_live.realtime.presence_memory import MemoryPresence
 from tajiri_live.realtime.presence_redis import RedisPresence
 
 
-def build_backends(
-    settings: Settings,
-) -> tuple[Broker, Presence, RateLimiter, Redis | None]:
+@dataclass
+class Backends:
+    broker: Broker
+    presence: Presence
+    limiter: RateLimiter
+    channels: ChannelRegistry
+    redis: Redis | None
+
+
+def build_backends(settings: Settings) -> Backends:
     ttl = settings.presence_member_ttl_seconds
     if not settings.redis_url:
-        return (
+        return Backends(
             MemoryBroker(),
             MemoryPresence(member_ttl=ttl, now=time.time),
             MemoryRateLimiter(),
+            MemoryChannelRegistry(),
             None,
         )
     redis = Redis.from_url(
         settings.redis_url, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True
     )
     prefix = settings.redis_prefix
-    return (
+    return Backends(
         RedisBroker(redis, prefix=prefix),
         RedisPresence(redis, prefix=prefix, member_ttl=ttl),
         RedisRateLimiter(redis, prefix=prefix),
+        RedisChannelRegistry(redis, prefix=prefix, ttl=ttl),
         redis,
     )

@@ -26,7 +26,15 @@ RETRY_MAX_SECONDS = 2.0
 
 def encode_event(event: Event) -> bytes:
     return orjson.dumps(
-        {"c": event.channel, "n": event.name, "d": event.data, "a": event.also, "u": event.actor_id}
+        {
+            "c": event.channel,
+            "n": event.name,
+            "d": event.data,
+            "a": event.also,
+            "u": event.actor_id,
+            "w": event.wire,
+            "x": event.except_socket,
+        }
     )
 
 
@@ -38,6 +46,8 @@ def decode_event(raw: bytes) -> Event:
         data=body["d"],
         also=tuple(body.get("a") or ()),
         actor_id=body.get("u"),
+        wire=body.get("w"),
+        except_socket=body.get("x"),
     )
 
 

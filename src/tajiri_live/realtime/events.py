@@ -33,6 +33,11 @@ class Event:
     also: tuple[str, ...] = field(default=())
     # The user who caused it: if a big room samples this event away, they still get it.
     actor_id: int | None = None
+    # Already-encoded `data` (a JSON string) for events that arrive encoded: the Pusher HTTP
+    # API and client events. Protocols that only speak domain events skip these.
+    wire: str | None = None
+    # Deliver to every subscriber but this socket (Pusher's `socket_id` exclusion).
+    except_socket: str | None = None
 
     @property
     def channels(self) -> tuple[str, ...]:

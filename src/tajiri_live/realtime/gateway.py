@@ -34,11 +34,21 @@ class Refusal(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class CloseCodes:
+    """The close code and reason a protocol uses for each server-side close."""
+
+    going_away: tuple[int, str] = (1001, "server shutting down")
+    slow: tuple[int, str] = (1013, "slow consumer")
+    idle: tuple[int, str] = (1001, "idle timeout")
+
+
 class SocketSession(Protocol):
     """What a socket app does for one admitted connection."""
 
     encoder: str  # the wire encoder of this connection's subscriptions
     user_id: int | None
+    close_codes: CloseCodes
 
     def opened(self, connection: WebSocketConnection) -> None: ...
     def received(self, connection: WebSocketConnection, text: str) -> None: ...
@@ -89,5 +99,5 @@ class Gateway:
         """Close sockets that sent nothing for `idle_timeout` seconds."""
         stale = [c for c in self.connections if now - c.last_seen > self.idle_timeout]
         for connection in stale:
-            connection.close(1001, "idle timeout")
+            connection.close(*connection.close_codes.idle)
         return len(stale)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -52,6 +53,7 @@ class Sink(Protocol):
     """A connected socket as the hub sees it."""
 
     transport: Transport
+    socket_id: str  # unique in the cluster (Pusher's `socket_id`)
     own: list[bytes]  # frames for this socket alone, flushed on the next tick
     user_id: int | None
 
@@ -121,7 +123,10 @@ class Hub:
 
     def __post_init__(self) -> None:
         self._channels: dict[str, dict[str, Group]] = {}
-        self._subscriptions: dict[Sink, list[tuple[str, str]]] = {}
+        self._subscriptions: dict[Sink, list[tuple[str, str, str | None]]] = {}
+        # source channel -> channels fed from it (a Pusher `private-stream.5` is fed by
+        # `stream.5`), counted per subscription
+        self._feeds: dict[str, Counter[str]] = {}
         self._users: dict[int, set[Sink]] = {}
         self._dirty_groups: set[Group] = set()
         self._dirty_sinks: set[Sink] = set()
@@ -131,13 +136,19 @@ class Hub:
 
     # --- membership ------------------------------------------------------------------------
 
-    def subscribe(self, sink: Sink, channel: str, encoder: str) -> None:
+    def subscribe(
+        self, sink: Sink, channel: str, encoder: str, *, source: str | None = None
+    ) -> None:
+        """Deliver `channel`'s events to `sink`; with `source`, also `source`'s events, encoded
+        under the name `channel` (one internal channel, several wire names)."""
         groups = self._channels.setdefault(channel, {})
         group = groups.get(encoder)
         if group is None:
             group = groups[encoder] = Group(self.encoders[encoder])
         group.members[sink] = sink.transport.write
-        self._subscriptions.setdefault(sink, []).append((channel, encoder))
+        self._subscriptions.setdefault(sink, []).append((channel, encoder, source))
+        if source is not None:
+            self._feeds.setdefault(source, Counter())[channel] += 1
         if sink.user_id is not None:
             self._users.setdefault(sink.user_id, set()).add(sink)
 
@@ -149,8 +160,8 @@ class Hub:
 
     def drop(self, sink: Sink) -> None:
         """Forget a socket entirely (it closed)."""
-        for channel, encoder in self._subscriptions.pop(sink, []):
-            self._leave_group(sink, channel, encoder)
+        for entry in self._subscriptions.pop(sink, []):
+            self._leave_group(sink, *entry)
         if sink.user_id is not None:
             sockets = self._users.get(sink.user_id)
             if sockets is not None:
@@ -159,7 +170,15 @@ class Hub:
                     del self._users[sink.user_id]
         self._dirty_sinks.discard(sink)
 
-    def _leave_group(self, sink: Sink, channel: str, encoder: str) -> None:
+    def _leave_group(self, sink: Sink, channel: str, encoder: str, source: str | None) -> None:
+        if source is not None:
+            fed = self._feeds.get(source)
+            if fed is not None:
+                fed[channel] -= 1
+                if fed[channel] <= 0:
+                    del fed[channel]
+                    if not fed:
+                        del self._feeds[source]
         groups = self._channels.get(channel)
         if groups is None or encoder not in groups:
             return
@@ -170,6 +189,9 @@ class Hub:
             self._dirty_groups.discard(group)
             if not groups:
                 del self._channels[channel]
+
+    def is_subscribed(self, sink: Sink, channel: str) -> bool:
+        return any(entry[0] == channel for entry in self._subscriptions.get(sink, ()))
 
     def local_count(self, channel: str) -> int:
         return sum(len(g.members) for g in self._channels.get(channel, {}).values())
@@ -190,30 +212,45 @@ class Hub:
         self.stats.events += 1
         lane = LANE_OF.get(event.name, Lane.ALWAYS)
         encoded: dict[object, bytes | None] = {}
-        banned = event.data.get("user_id") if event.name == USER_BANNED else None
         for channel in event.channels:
-            groups = self._channels.get(channel)
-            if not groups:
-                continue
-            for group in groups.values():
-                encoder = group.encoder
-                key: object = (encoder.name, channel) if encoder.per_channel else encoder.name
-                if key not in encoded:
-                    encoded[key] = encoder.encode(event, channel)
-                data = encoded[key]
-                if data is None:
-                    continue
-                if lane is Lane.LATEST:
-                    group.latest[event.name] = data
-                elif lane is Lane.SAMPLED and not self._admit_sampled(group):
-                    self._to_actor(event, group, data)
-                    continue
-                else:
-                    group.pending.append(data)
-                self._dirty_groups.add(group)
-                if isinstance(banned, int):
-                    self._closing += [s for s in self._users.get(banned, ()) if s in group.members]
+            self._deliver_on(event, channel, lane, encoded)
+            fed = self._feeds.get(channel)
+            if fed:
+                for target in list(fed):
+                    self._deliver_on(event, target, lane, encoded)
         self._schedule()
+
+    def _deliver_on(
+        self, event: Event, channel: str, lane: Lane, encoded: dict[object, bytes | None]
+    ) -> None:
+        groups = self._channels.get(channel)
+        if not groups:
+            return
+        banned = event.data.get("user_id") if event.name == USER_BANNED else None
+        for group in groups.values():
+            encoder = group.encoder
+            key: object = (encoder.name, channel) if encoder.per_channel else encoder.name
+            if key not in encoded:
+                encoded[key] = encoder.encode(event, channel)
+            data = encoded[key]
+            if data is None:
+                continue
+            if event.except_socket is not None:
+                # Rare (Pusher's "to others"): one queued frame per member but the sender.
+                for sink in group.members:
+                    if sink.socket_id != event.except_socket:
+                        self.send_own(sink, data)
+                continue
+            if lane is Lane.LATEST:
+                group.latest[event.name] = data
+            elif lane is Lane.SAMPLED and not self._admit_sampled(group):
+                self._to_actor(event, group, data)
+                continue
+            else:
+                group.pending.append(data)
+            self._dirty_groups.add(group)
+            if isinstance(banned, int):
+                self._closing += [s for s in self._users.get(banned, ()) if s in group.members]
 
     def _admit_sampled(self, group: Group) -> bool:
         settings = self.settings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -17,13 +18,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import orjson
 
 from tajiri_live.realtime import frames
-from tajiri_live.realtime.gateway import Gateway, Refusal, SocketSession
+from tajiri_live.realtime.gateway import CloseCodes, Gateway, Refusal, SocketSession
 
 log = logging.getLogger(__name__)
 
 MAX_HANDSHAKE_BYTES = 16 * 1024
 SLOW_ABORT_SECONDS = 5.0
 HANDSHAKE, ADMITTING, OPEN, CLOSED = range(4)
+PLAIN_CLOSE_CODES = CloseCodes()
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -35,6 +37,7 @@ class WebSocketConnection(asyncio.Protocol):
         "last_seen",
         "own",
         "session",
+        "socket_id",
         "state",
         "transport",
         "user_id",
@@ -59,6 +62,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.transport: Any = None
         self.own: list[bytes] = []
         self.user_id: int | None = None
+        # `digits.digits`, as Pusher clients expect; random so nodes never collide
+        self.socket_id = f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}"
         self.last_seen = time.monotonic()
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -103,7 +108,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     # uvicorn calls this on shutdown for every connection it tracks
     def shutdown(self) -> None:
-        self.close(frames.CLOSE_GOING_AWAY, "server shutting down")
+        self.close(*self.close_codes.going_away)
+
+    @property
+    def close_codes(self) -> CloseCodes:
+        return self.session.close_codes if self.session is not None else PLAIN_CLOSE_CODES
 
     # --- handshake -------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class WebSocketConnection(asyncio.Protocol):
     def close_slow(self) -> None:
         """The peer does not read: send the close code, and abort if it cannot even take that."""
         transport = self.transport
-        self.close(frames.CLOSE_TRY_AGAIN_LATER, "slow consumer")
+        self.close(*self.close_codes.slow)
         asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, transport.abort)
 
 

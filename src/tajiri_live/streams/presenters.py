@@ -32,14 +32,16 @@ def ingest_url(stream: LiveStream, settings: Settings) -> str:
     return f"{settings.rtmp_ingest_url.rstrip('/')}/{stream.stream_key}"
 
 
-def websocket_info(stream_id: int, settings: Settings) -> dict[str, str]:
+def websocket_info(stream_id: int, settings: Settings, *, public: bool = True) -> dict[str, str]:
+    channel = stream_channel(stream_id)
     if settings.websocket_protocol == "pusher":
         url = f"{settings.websocket_base_url}/app/{settings.pusher_app_key}"
+        channel = channel if public else f"private-{channel}"  # signed by /broadcasting/auth
     else:
         url = f"{settings.websocket_base_url}/streams/{stream_id}"
     return {
         "url": url,
-        "channel": stream_channel(stream_id),
+        "channel": channel,
         "global_channel": settings.global_channel,
         "protocol": settings.websocket_protocol,
     }

@@ -222,7 +222,11 @@ async def _show_body(
         "success": True,
         "data": await _stream_data(session, stream, viewer, settings),
         "playback_url": presenters.playback_url(stream, settings),
-        "websocket": presenters.websocket_info(stream.id, settings) if on_air else None,
+        "websocket": presenters.websocket_info(
+            stream.id, settings, public=stream.privacy == "public"
+        )
+        if on_air
+        else None,
         "stream_status_info": presenters.status_info(stream),
         "ended_summary": presenters.ended_summary(stream),
     }
@@ -296,7 +300,9 @@ async def start_stream(
         "message": "Stream is live.",
         "data": await _stream_data(session, stream, principal, runtime.settings),
         "playback_url": presenters.playback_url(stream, runtime.settings),
-        "websocket": presenters.websocket_info(stream.id, runtime.settings),
+        "websocket": presenters.websocket_info(
+            stream.id, runtime.settings, public=stream.privacy == "public"
+        ),
     }
 
 
@@ -347,7 +353,9 @@ async def check_stream(stream: StreamDep, runtime: RuntimeDep) -> dict[str, Any]
         "status": stream.status,
         "playback_url": presenters.playback_url(stream, settings),
         "current_viewers": stream.current_viewers,
-        "websocket": None if ended else presenters.websocket_info(stream.id, settings),
+        "websocket": None
+        if ended
+        else presenters.websocket_info(stream.id, settings, public=stream.privacy == "public"),
         "ended_at": iso(stream.ended_at),
         "duration": stream.duration,
         "total_viewers": stream.total_viewers,

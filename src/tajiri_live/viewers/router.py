@@ -65,7 +65,9 @@ async def join(
         "message": "Joined the stream.",
         "playback_url": presenters.playback_url(stream, settings),
         "current_viewers": current,
-        "websocket": presenters.websocket_info(stream.id, settings),
+        "websocket": presenters.websocket_info(
+            stream.id, settings, public=stream.privacy == "public"
+        ),
         "viewer_token": runtime.tokens.encode(principal.user_id, ttl_seconds=VIEWER_TOKEN_SECONDS),
     }
 

@@ -7,16 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation import service as moderation
-from tajiri_live.realtime.encoders import plain_frame
+from tajiri_live.realtime.encoders import client_message, plain_frame
 from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
-from tajiri_live.realtime.gateway import Gateway, Handshake, Refusal
+from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake, Refusal
 from tajiri_live.realtime.server import WebSocketConnection
 from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
@@ -103,6 +101,7 @@ class PlainSocketApp:
 
 class PlainSession:
     encoder = "plain"
+    close_codes = CloseCodes()
 
     def __init__(
         self, app: PlainSocketApp, context: SocketContext, channel: str, *, counted: bool = False
@@ -147,11 +146,8 @@ class PlainSession:
             self.viewing = None
 
     def received(self, connection: WebSocketConnection, text: str) -> None:
-        try:
-            message = orjson.loads(text) if text else None
-        except orjson.JSONDecodeError:
-            message = None
-        if not isinstance(message, dict) or not isinstance(message.get("event"), str):
+        message = client_message(text)
+        if message is None:
             connection.send(
                 error_frame(
                     "malformed", 'Send one JSON object per frame: {"event": "...", "data": {...}}.'

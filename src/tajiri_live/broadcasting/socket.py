@@ -1,0 +1,366 @@
+"""The Pusher Channels protocol (version 7) at `/app/{app_key}`, on the same hub as the plain one.
+
+Subscriptions of a connection are handled in order (subscribe, unsubscribe, close), one at a
+time, by a short task started when there is work: no lock, no race between a subscribe that
+is still checking the database and an unsubscribe that follows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tajiri_live.broadcasting import service
+from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.realtime.encoders import client_message
+from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
+from tajiri_live.realtime.pusher import (
+    CHANNEL_NAME,
+    MAX_EVENT_NAME,
+    MIN_PROTOCOL_VERSION,
+    PusherApp,
+    channel_auth_valid,
+    hub_channel,
+    pusher_error,
+    pusher_frame,
+)
+from tajiri_live.realtime.server import CLOSED, WebSocketConnection
+from tajiri_live.viewers.service import Viewers, member_of
+from tajiri_live.viewers.sessions import ViewingSession
+
+log = logging.getLogger(__name__)
+
+# Pusher's close codes: 4000-4099 do not reconnect, 4100-4199 back off, 4200-4299 reconnect.
+APP_NOT_FOUND = 4001
+UNSUPPORTED_PROTOCOL = 4007
+CLIENT_EVENT_RATE_LIMITED = 4301  # a pusher:error code only, never a close code
+PUSHER_CLOSE_CODES = CloseCodes(
+    going_away=(4200, "server shutting down: reconnect"),
+    slow=(4100, "over capacity: the client reads too slowly"),
+    idle=(4201, "pong reply not received"),
+)
+MEMBER_ADDED = "pusher_internal:member_added"
+MEMBER_REMOVED = "pusher_internal:member_removed"
+SUBSCRIPTION_SUCCEEDED = "pusher_internal:subscription_succeeded"
+SUBSCRIPTION_ERROR = "pusher:subscription_error"
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass
+class PusherSocketApp:
+    runtime: Runtime
+    gateway: Gateway
+    viewers: Viewers
+    apps: PusherApps
+
+    def install(self) -> None:
+        self.gateway.route(r"/app/(?P<app_key>[^/]{1,100})", self.admit)
+
+    async def admit(self, handshake: Handshake) -> PusherSession:
+        # Pusher refuses after the upgrade with a pusher:error and a close code the client
+        # understands (4001: do not retry), not with an HTTP status.
+        app = self.apps.by_key.get(handshake.params["app_key"])
+        version = handshake.query.get("protocol", "7")
+        problem: tuple[int, str] | None = None
+        if app is None:
+            problem = (APP_NOT_FOUND, "Application does not exist.")
+        elif not version.isdigit() or int(version) < MIN_PROTOCOL_VERSION:
+            problem = (UNSUPPORTED_PROTOCOL, "Unsupported protocol version.")
+        return PusherSession(self, app, problem)
+
+
+@dataclass
+class Subscription:
+    channel: str
+    stream_id: int | None = None
+    presence_user: str | None = None  # the member's user id on a presence channel
+
+
+@dataclass
+class Watching:
+    """One viewer (per socket and stream) however many of the stream's channels it follows."""
+
+    member: str
+    viewing: ViewingSession
+    channels: int = 1
+
+
+class PusherSession:
+    close_codes = PUSHER_CLOSE_CODES
+
+    def __init__(self, app: PusherSocketApp, pusher_app: PusherApp | None, problem: Any) -> None:
+        self.app = app
+        self.pusher_app = pusher_app
+        self.problem: tuple[int, str] | None = problem
+        self.encoder = f"pusher-{pusher_app.event_names}" if pusher_app else "pusher-both"
+        self.user_id: int | None = None  # Pusher connections are anonymous; channels are signed
+        self.connection: WebSocketConnection | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.watching: dict[int, Watching] = {}
+        self._operations: deque[tuple[str, dict[str, Any]]] = deque()
+        self._working = False
+        self._window_start = 0.0
+        self._window_count = 0
+
+    # --- connection ------------------------------------------------------------------------
+
+    def opened(self, connection: WebSocketConnection) -> None:
+        self.connection = connection
+        if self.problem is not None or self.pusher_app is None:
+            code, message = self.problem or (APP_NOT_FOUND, "Application does not exist.")
+            connection.transport.write(pusher_error(code, message))
+            connection.close(code, message)
+            return
+        established = {
+            "socket_id": connection.socket_id,
+            "activity_timeout": self.app.runtime.settings.pusher_activity_timeout_seconds,
+        }
+        connection.send(pusher_frame("pusher:connection_established", _json(established)))
+
+    def closed(self, connection: WebSocketConnection) -> None:
+        self._enqueue("close", {})
+
+    def received(self, connection: WebSocketConnection, text: str) -> None:
+        message = client_message(text)
+        if message is None:
+            connection.send(pusher_error(None, 'Send JSON objects: {"event": "...", "data": ...}.'))
+            return
+        name: str = message["event"]
+        data = message.get("data")
+        if isinstance(data, str) and name.startswith("pusher:"):
+            try:
+                data = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                data = None
+        if name == "pusher:ping":
+            connection.send(pusher_frame("pusher:pong", "{}"))
+        elif name in ("pusher:subscribe", "pusher:unsubscribe"):
+            if not isinstance(data, dict) or not isinstance(data.get("channel"), str):
+                connection.send(pusher_error(None, f"{name} needs data with a channel."))
+                return
+            self._enqueue(name.removeprefix("pusher:"), data)
+        elif name.startswith("client-"):
+            self._client_event(connection, name, message.get("channel"), data)
+        elif name == "pusher:pong":
+            return
+        else:
+            connection.send(pusher_error(None, f"Unsupported event '{name[:40]}'."))
+
+    # --- ordered subscription work ---------------------------------------------------------
+
+    def _enqueue(self, operation: str, data: dict[str, Any]) -> None:
+        self._operations.append((operation, data))
+        if not self._working:
+            self._working = True
+            self.app.gateway.spawn(self._work(), name=f"pusher-{operation}")
+
+    async def _work(self) -> None:
+        try:
+            while self._operations:
+                operation, data = self._operations.popleft()
+                try:
+                    if operation == "subscribe":
+                        await self._subscribe(data)
+                    elif operation == "unsubscribe":
+                        await self._unsubscribe(str(data["channel"]))
+                    else:
+                        for channel in list(self.subscriptions):
+                            await self._unsubscribe(channel)
+                except Exception:
+                    log.exception("pusher %s failed", operation)
+        finally:
+            self._working = False
+
+    def _refuse(self, channel: str, status: int, message: str) -> None:
+        if self.connection is not None:
+            error = {"type": "AuthError", "error": message, "status": status}
+            self.connection.send(pusher_frame(SUBSCRIPTION_ERROR, _json(error), channel))
+
+    async def _subscribe(self, data: dict[str, Any]) -> None:
+        connection, pusher_app = self.connection, self.pusher_app
+        if connection is None or pusher_app is None or connection.state == CLOSED:
+            return
+        channel = str(data["channel"])
+        if channel in self.subscriptions:
+            return  # Pusher ignores a repeated subscribe
+        if not CHANNEL_NAME.match(channel):
+            self._refuse(channel[:164], 400, "Invalid channel name.")
+            return
+        member = self._signed_member(pusher_app, channel, data)
+        if member is False:
+            return
+        runtime = self.app.runtime
+        what = service.meaning(channel, global_channel=runtime.settings.global_channel)
+        counted = False
+        if what.stream_id is not None:
+            async with runtime.sessions() as session:
+                if channel.startswith(("private-", "presence-")):
+                    counted = await service.stream_counted(session, stream_id=what.stream_id)
+                else:
+                    allowed, counted = await service.public_stream_counted(
+                        session, stream_id=what.stream_id
+                    )
+                    if not allowed:
+                        self._refuse(
+                            channel, 403, f"Not a public stream: subscribe to private-{channel}."
+                        )
+                        return
+        registry = runtime.channels
+        if isinstance(member, dict):
+            present = await registry.members(pusher_app.id, channel)
+            limit = runtime.settings.pusher_max_presence_members
+            if member["user_id"] not in present and len(present) >= limit:
+                self._refuse(channel, 403, "This presence channel is full.")
+                return
+        if connection.state == CLOSED:  # closed while we looked
+            return
+        hub_name = hub_channel(pusher_app.id, channel)
+        self.app.gateway.hub.subscribe(connection, hub_name, self.encoder, source=what.source)
+        subscription = Subscription(channel, what.stream_id)
+        self.subscriptions[channel] = subscription
+        await registry.subscribe(pusher_app.id, channel, connection.socket_id)
+        succeeded = "{}"
+        if isinstance(member, dict):
+            user_id = member["user_id"]
+            subscription.presence_user = user_id
+            first = await registry.add_member(
+                pusher_app.id, channel, connection.socket_id, user_id, member.get("user_info")
+            )
+            members = await registry.members(pusher_app.id, channel)
+            succeeded = _json(
+                {"presence": {"ids": list(members), "hash": members, "count": len(members)}}
+            )
+            if first:
+                await runtime.broker.publish(
+                    Event(
+                        channel=hub_name,
+                        name=MEMBER_ADDED,
+                        data={},
+                        wire=_json({"user_id": user_id, "user_info": member.get("user_info")}),
+                        except_socket=connection.socket_id,
+                    )
+                )
+        connection.send(pusher_frame(SUBSCRIPTION_SUCCEEDED, succeeded, channel))
+        if counted and what.stream_id is not None:
+            await self._watch(what.stream_id, subscription.presence_user)
+
+    def _signed_member(
+        self, pusher_app: PusherApp, channel: str, data: dict[str, Any]
+    ) -> dict[str, Any] | bool:
+        """True for a public channel, the member for a presence one, False once refused."""
+        if not channel.startswith(("private-", "presence-")):
+            return True
+        auth = data.get("auth")
+        channel_data = data.get("channel_data") if channel.startswith("presence-") else None
+        if channel.startswith("presence-") and not isinstance(channel_data, str):
+            self._refuse(channel, 400, "A presence subscription needs channel_data.")
+            return False
+        socket_id = self.connection.socket_id if self.connection else ""
+        if not isinstance(auth, str) or not channel_auth_valid(
+            pusher_app, auth, socket_id, channel, channel_data
+        ):
+            self._refuse(channel, 401, "Invalid signature: authorise this channel first.")
+            return False
+        if channel_data is None:
+            return True
+        try:
+            member = orjson.loads(channel_data)
+        except orjson.JSONDecodeError:
+            member = None
+        if not isinstance(member, dict) or member.get("user_id") in (None, ""):
+            self._refuse(channel, 400, "channel_data must be a JSON object with a user_id.")
+            return False
+        member["user_id"] = str(member["user_id"])
+        return member
+
+    async def _watch(self, stream_id: int, presence_user: str | None) -> None:
+        watching = self.watching.get(stream_id)
+        if watching is not None:
+            watching.channels += 1
+            return
+        user_id = int(presence_user) if presence_user and presence_user.isdigit() else None
+        member = member_of(user_id, self.connection.socket_id if self.connection else "")
+        viewing = ViewingSession(stream_id, user_id, self.app.runtime.clock.now())
+        self.watching[stream_id] = Watching(member, viewing)
+        await self.app.viewers.socket_joined(stream_id, member, viewing)
+
+    async def _unsubscribe(self, channel: str) -> None:
+        subscription = self.subscriptions.pop(channel, None)
+        connection, pusher_app = self.connection, self.pusher_app
+        if subscription is None or connection is None or pusher_app is None:
+            return
+        runtime = self.app.runtime
+        hub_name = hub_channel(pusher_app.id, channel)
+        self.app.gateway.hub.unsubscribe(connection, hub_name)
+        await runtime.channels.unsubscribe(pusher_app.id, channel, connection.socket_id)
+        user_id = subscription.presence_user
+        if user_id is not None and await runtime.channels.remove_member(
+            pusher_app.id, channel, connection.socket_id, user_id
+        ):
+            await runtime.broker.publish(
+                Event(
+                    channel=hub_name,
+                    name=MEMBER_REMOVED,
+                    data={},
+                    wire=_json({"user_id": user_id}),
+                    except_socket=connection.socket_id,
+                )
+            )
+        stream_id = subscription.stream_id
+        watching = self.watching.get(stream_id) if stream_id is not None else None
+        if watching is not None and stream_id is not None:
+            watching.channels -= 1
+            if watching.channels == 0:
+                del self.watching[stream_id]
+                await self.app.viewers.socket_left(stream_id, watching.member, watching.viewing)
+
+    # --- client events ---------------------------------------------------------------------
+
+    def _client_event(
+        self, connection: WebSocketConnection, name: str, channel: object, data: object
+    ) -> None:
+        pusher_app = self.pusher_app
+        settings = self.app.runtime.settings
+        if (
+            pusher_app is None
+            or not isinstance(channel, str)
+            or channel not in self.subscriptions
+            or not channel.startswith(("private-", "presence-"))
+        ):
+            connection.send(
+                pusher_error(
+                    None, "Client events go to a private or presence channel you subscribed to."
+                )
+            )
+            return
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        if self._window_count > settings.pusher_client_event_limit:
+            connection.send(
+                pusher_error(CLIENT_EVENT_RATE_LIMITED, "Client event rejected due to rate limit.")
+            )
+            return
+        wire = data if isinstance(data, str) else _json(data)
+        if len(name) > MAX_EVENT_NAME or len(wire) > settings.pusher_max_payload_bytes:
+            connection.send(pusher_error(None, "Client event rejected: too large."))
+            return
+        event = Event(
+            channel=hub_channel(pusher_app.id, channel),
+            name=name,
+            data={},
+            wire=wire,
+            except_socket=connection.socket_id,
+        )
+        self.app.gateway.spawn(self.app.runtime.broker.publish(event), name="pusher-client-event")
