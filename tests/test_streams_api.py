@@ -256,13 +256,13 @@ async def test_end_then_job_ends_with_duration_and_summary(
     assert response.status_code == 200
     body = response.json()
     assert body["data"]["status"] == "ending"
-    assert set(body["analytics"]) == {
+    assert {
         "total_viewers",
         "peak_viewers",
         "average_watch_time",
         "total_gifts",
         "revenue",
-    }
+    } <= set(body["analytics"])
     assert await finish_ending(runtime) == 0  # the outro is not over yet
     clock.advance(seconds=runtime.settings.outro_seconds)
     assert await finish_ending(runtime) == 1

@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 from tajiri_live import __version__
+from tajiri_live.analytics.jobs import analytics_jobs
+from tajiri_live.analytics.router import router as analytics_router
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
@@ -66,6 +68,7 @@ class Services:
         settings = self.runtime.settings
         return [
             *lifecycle_jobs(self.runtime),
+            *analytics_jobs(self.runtime),
             PeriodicJob(
                 "viewers.publish_counts",
                 settings.viewer_count_interval_seconds,
@@ -193,6 +196,7 @@ def create_app(
     api.include_router(engagement_router)
     api.include_router(wallet_router)
     api.include_router(moderation_router)
+    api.include_router(analytics_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)

@@ -1,6 +1,6 @@
 """Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
 
-from tajiri_live.analytics.models import StreamAnalytics
+from tajiri_live.analytics.models import StreamAnalytics, StreamReport
 from tajiri_live.core.db import Base
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
@@ -24,6 +24,7 @@ __all__ = [
     "StreamLike",
     "StreamNotification",
     "StreamReactionCount",
+    "StreamReport",
     "StreamRestriction",
     "StreamViewer",
     "User",

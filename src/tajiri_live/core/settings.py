@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     rest_join_ttl_seconds: float = 90.0  # a REST join counts this long unless renewed
     viewer_log_flush_seconds: float = 1.0
 
+    # --- analytics -------------------------------------------------------------------------
+    analytics_snapshot_seconds: float = Field(default=5.0, gt=0)  # one snapshot per live stream
+    viewer_rows_retention_days: float = 30.0  # older viewer rows are folded into the report
+    job_reports_every_seconds: float = 10.0
+    job_purge_sessions_every_seconds: float = 3600.0
+
     # --- scheduled jobs --------------------------------------------------------------------
     run_jobs: bool = True
     job_to_pre_live_every_seconds: float = 60.0

@@ -124,6 +124,7 @@ class StreamViewer(Base):
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime)
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     watch_duration: Mapped[int] = counter()
+    region: Mapped[str | None] = mapped_column(String(64))  # as the client said; None: unknown
     created_at: Mapped[datetime] = created_at()
 
     user: Mapped[User | None] = relationship(lazy="raise")

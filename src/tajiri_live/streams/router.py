@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tajiri_live.analytics import service as analytics_service
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
@@ -306,6 +307,28 @@ async def start_stream(
     }
 
 
+async def _end_analytics(
+    session: AsyncSession, stream: LiveStream, runtime: Runtime
+) -> dict[str, Any]:
+    """The contract's `analytics` block of the end answer, from the same report as
+    `GET /streams/{id}/analytics`."""
+    report = await analytics_service.build_report(
+        session,
+        stream=stream,
+        now=runtime.clock.now(),
+        storage_base_url=presenters.storage_base_url(runtime.settings),
+    )
+    return {
+        "total_viewers": report["total_viewers"],
+        "unique_viewers": report["unique_viewers"],
+        "peak_viewers": report["peak_viewers"],
+        "average_watch_time": report["average_watch_time"],
+        "total_gifts": report["total_gifts"],
+        "revenue": report["total_revenue"],
+        "creator_revenue": report["revenue"]["creator_share"],
+    }
+
+
 @router.post("/{stream_id}/end", summary="End the stream (outro, then ended)")
 async def end_stream(
     stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
@@ -315,7 +338,7 @@ async def end_stream(
         "success": True,
         "message": "Stream is ending.",
         "data": await _stream_data(session, stream, principal, runtime.settings),
-        "analytics": await service.end_analytics(session, stream),
+        "analytics": await _end_analytics(session, stream, runtime),
     }
 
 

@@ -20,7 +20,7 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
 from tajiri_live.streams import presenters
 from tajiri_live.streams.lifecycle import UNDELETABLE_STATUSES, StreamStatus, path_to
-from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
+from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.streams.schemas import StreamCreate, StreamUpdate
 from tajiri_live.users.models import Follow
 
@@ -144,21 +144,6 @@ async def list_streams(
         .options(*_with_people())
     )
     return Page(items=list(items), total=total, page=page, per_page=per_page)
-
-
-async def end_analytics(session: AsyncSession, stream: LiveStream) -> dict[str, Any]:
-    average = await session.scalar(
-        select(func.coalesce(func.avg(StreamViewer.watch_duration), 0)).where(
-            StreamViewer.stream_id == stream.id
-        )
-    )
-    return {
-        "total_viewers": stream.total_viewers,
-        "peak_viewers": stream.peak_viewers,
-        "average_watch_time": round(float(average or 0), 1),
-        "total_gifts": stream.gifts_count,
-        "revenue": stream.gifts_value,
-    }
 
 
 # --- writes -------------------------------------------------------------------------------

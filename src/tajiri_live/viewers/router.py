@@ -16,6 +16,7 @@ from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 from tajiri_live.viewers.service import Viewers
+from tajiri_live.viewers.sessions import clean_region
 
 router = APIRouter(prefix="/streams", tags=["viewers"])
 socket_paths = APIRouter(tags=["websocket"])
@@ -36,7 +37,8 @@ async def join(
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
-    ensure_same_user((await read_payload(request)).get("user_id"), principal)
+    payload = await read_payload(request)
+    ensure_same_user(payload.get("user_id"), principal)
     status = stream.status_enum
     if status in NOT_STARTED:
         raise ApiError(
@@ -57,7 +59,10 @@ async def join(
             peak_viewers=stream.peak_viewers,
         )
     current = await viewers_of(request).rest_join(
-        session, stream_id=stream.id, user_id=principal.user_id
+        session,
+        stream_id=stream.id,
+        user_id=principal.user_id,
+        region=clean_region(payload.get("region")),
     )
     settings = runtime.settings
     return {
@@ -79,7 +84,8 @@ async def leave(
     session: SessionDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
-    ensure_same_user((await read_payload(request)).get("user_id"), principal)
+    payload = await read_payload(request)
+    ensure_same_user(payload.get("user_id"), principal)
     await viewers_of(request).rest_leave(session, stream_id=stream.id, user_id=principal.user_id)
     return {"success": True, "message": "Left the stream."}
 

@@ -46,7 +46,9 @@ class Viewers:
         self.log.left(viewing, self.runtime.clock.now())
         await self.runtime.presence.leave(room_of(stream_id), member)
 
-    async def rest_join(self, session: AsyncSession, *, stream_id: int, user_id: int) -> int:
+    async def rest_join(
+        self, session: AsyncSession, *, stream_id: int, user_id: int, region: str | None = None
+    ) -> int:
         """Count the user for a while (renewed by joining again); open a session row once."""
         presence = self.runtime.presence
         await presence.join(
@@ -66,7 +68,13 @@ class Viewers:
         if open_row is None:
             now = self.runtime.clock.now()
             session.add(
-                StreamViewer(stream_id=stream_id, user_id=user_id, joined_at=now, created_at=now)
+                StreamViewer(
+                    stream_id=stream_id,
+                    user_id=user_id,
+                    joined_at=now,
+                    created_at=now,
+                    region=region,
+                )
             )
             await session.commit()
         return (await presence.counts(room_of(stream_id))).current

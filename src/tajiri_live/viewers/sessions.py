@@ -14,6 +14,16 @@ from tajiri_live.streams.models import StreamViewer
 
 log = logging.getLogger(__name__)
 
+MAX_REGION_LENGTH = 64
+
+
+def clean_region(value: object) -> str | None:
+    """A client-sent region, trimmed and bounded; blanks and non-strings are unknown."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()[:MAX_REGION_LENGTH]
+
+
 MAX_PENDING = 100_000  # records kept while the database is unreachable
 NOT_STORED = -1  # row_id of a session whose stream was deleted before it could be written
 
@@ -25,6 +35,7 @@ class ViewingSession:
     joined_at: datetime
     left_at: datetime | None = None
     row_id: int | None = field(default=None)
+    region: str | None = None  # as the client said on join (analytics' viewers by region)
 
     @property
     def watch_seconds(self) -> int:
@@ -77,6 +88,7 @@ class ViewerLog:
                         "created_at": j.joined_at,
                         "left_at": j.left_at,
                         "watch_duration": j.watch_seconds,
+                        "region": j.region,
                     }
                     for j in joins
                 ]

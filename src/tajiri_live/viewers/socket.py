@@ -20,7 +20,7 @@ from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
 from tajiri_live.users import service as users_service
 from tajiri_live.viewers.service import Viewers, member_of
-from tajiri_live.viewers.sessions import ViewingSession
+from tajiri_live.viewers.sessions import ViewingSession, clean_region
 
 # A client action (e.g. `reaction`): (connection's context, data) -> error frame data or None.
 ActionHandler = Callable[["SocketContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -37,6 +37,7 @@ class SocketContext:
     principal: Principal | None
     stream_id: int | None
     connection: WebSocketConnection | None = None
+    region: str | None = None
 
 
 @dataclass
@@ -95,7 +96,10 @@ class PlainSocketApp:
                     raise Refusal(403, "You are banned from this stream.")
         counted = stream.status_enum not in FINAL_STATUSES
         return PlainSession(
-            self, SocketContext(principal, stream_id), stream_channel(stream_id), counted=counted
+            self,
+            SocketContext(principal, stream_id, region=clean_region(handshake.query.get("region"))),
+            stream_channel(stream_id),
+            counted=counted,
         )
 
 
@@ -131,7 +135,7 @@ class PlainSession:
         )
         stream_id = self.context.stream_id
         if self.counted and stream_id is not None:
-            self.viewing = ViewingSession(stream_id, self.user_id, now)
+            self.viewing = ViewingSession(stream_id, self.user_id, now, region=self.context.region)
             app.gateway.spawn(
                 app.viewers.socket_joined(stream_id, self.member, self.viewing), name="viewer-join"
             )
