@@ -46,6 +46,8 @@ fi
 if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   echo "== fan-out benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/fanout.py --quick
+  echo "== analytics benchmark smoke =="
+  .venv/bin/python bench/analytics.py --quick
   echo "== engagement benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
 fi

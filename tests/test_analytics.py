@@ -232,3 +232,19 @@ async def test_one_snapshot_per_stream_and_period_however_many_nodes_take_it(
     data = (await client.get(f"/api/streams/{sid}/analytics", headers=auth(OWNER))).json()["data"]
     assert data["viewers_by_region"] == {"Dodoma": 1}
     assert [point["viewers"] for point in data["timeline"]] == [1, 1]
+
+
+def test_the_live_report_cache_expires() -> None:
+    from tajiri_live.analytics.service import LiveReportCache
+
+    now = [100.0]
+    cache = LiveReportCache(5.0, clock=lambda: now[0])
+    cache.put(1, {"unique_viewers": 3})
+    assert cache.get(1) == {"unique_viewers": 3}
+    now[0] += 4.9
+    assert cache.get(1) is not None
+    now[0] += 0.2
+    assert cache.get(1) is None  # stale: recomputed by the next request
+    off = LiveReportCache(0.0)
+    off.put(1, {})
+    assert off.get(1) is None

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from tajiri_live import __version__
 from tajiri_live.analytics.jobs import analytics_jobs
 from tajiri_live.analytics.router import router as analytics_router
+from tajiri_live.analytics.service import LiveReportCache
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
@@ -187,6 +188,7 @@ def create_app(
     app.state.services = services
     app.state.viewers = services.viewers
     app.state.pusher_apps = services.pusher.apps
+    app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api")

@@ -43,7 +43,10 @@ async def report(runtime: Runtime, stream_id: int) -> dict[str, object] | None:
         if stream is None:
             return None
         data = await service.build_report(
-            session, stream=stream, now=now, storage_base_url=storage_base_url(runtime.settings)
+            runtime.sessions,
+            stream=stream,
+            now=now,
+            storage_base_url=storage_base_url(runtime.settings),
         )
         await service.save_report(session, stream_id=stream_id, data=data, now=now)
         return data

@@ -14,13 +14,16 @@ Definitions (documented in docs/architecture.md):
 
 from __future__ import annotations
 
+import asyncio
 import math
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, case, delete, distinct, func, literal, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Float, case, delete, func, literal, select, text, union_all, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tajiri_live.analytics.models import StreamAnalytics, StreamReport
 from tajiri_live.core.clock import iso
@@ -36,6 +39,30 @@ RETENTION_POINTS = 100  # the retention curve has this many steps (plus its star
 TIMELINE_POINTS = 200  # viewers over time, from the snapshots, at most this many points
 TOP = 10
 UNKNOWN_REGION = "unknown"
+
+
+@dataclass
+class LiveReportCache:
+    """A live stream's report, reused for a few seconds on this node: the console polls it,
+    and it changes no faster than the snapshots."""
+
+    ttl_seconds: float
+    clock: Callable[[], float] = time.monotonic
+    _entries: dict[int, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+
+    def get(self, stream_id: int) -> dict[str, Any] | None:
+        entry = self._entries.get(stream_id)
+        if entry is None or self.clock() - entry[0] >= self.ttl_seconds:
+            return None
+        return entry[1]
+
+    def put(self, stream_id: int, data: dict[str, Any]) -> None:
+        if self.ttl_seconds > 0:
+            now = self.clock()
+            self._entries = {
+                k: v for k, v in self._entries.items() if now - v[0] < self.ttl_seconds
+            }
+            self._entries[stream_id] = (now, data)
 
 
 def engagement_rate(likes: int, comments: int, viewers: int) -> float:
@@ -148,87 +175,47 @@ def _watched(window: Window) -> Any:
 
 
 async def build_report(
-    session: AsyncSession, *, stream: LiveStream, now: datetime, storage_base_url: str
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    stream: LiveStream,
+    now: datetime,
+    storage_base_url: str,
 ) -> dict[str, Any]:
-    """The contract's analytics answer plus the report's extras, for any moment of a stream."""
+    """The contract's analytics answer plus the report's extras, for any moment of a stream.
+    Its independent aggregates run at once, each on its own connection."""
     window = report_window(stream, now)
     sid = stream.id
-    audience_key = func.coalesce(StreamViewer.user_id, -StreamViewer.id)  # anonymous: a session
-    if window is None:
-        totals = (0, 0, 0.0)
+
+    async def run(query: Any) -> Any:
+        async with sessions() as session:
+            return await query(session)
+
+    audience = Audience(0, 0, 0.0, [])
+    regions: dict[str, int] = {}
+    retention: tuple[list[tuple[int, int]], int] = ([], 0)
+    timeline: list[dict[str, int]] = []
+    if window is None:  # never started: nobody watched
+        gifts, gifters = await run(lambda db: _gifts(db, sid))
     else:
-        watched = _watched(window)
-        row = (
-            await session.execute(
-                select(
-                    func.count(),
-                    func.count(distinct(audience_key)),
-                    func.coalesce(func.avg(watched), 0.0),
-                ).where(StreamViewer.stream_id == sid)
+        audience, regions, (gifts, gifters), retention, timeline = await asyncio.gather(
+            run(lambda db: _audience(db, sid, window)),
+            run(lambda db: _regions(db, sid)),
+            run(lambda db: _gifts(db, sid)),
+            run(lambda db: _retention(db, sid, window)),
+            run(lambda db: _timeline(db, sid, window)),
+        )
+    steps, peak_from_sessions = retention
+    unique = audience.unique
+    async with sessions() as db:
+        profiles = {
+            user.id: user
+            for user in await db.scalars(
+                select(User).where(
+                    User.id.in_([u for u, _ in audience.leaders] + [u for u, _, _ in gifters])
+                )
             )
-        ).one()
-        totals = (int(row[0]), int(row[1]), float(row[2]))
-    sessions, unique, average = totals
-
-    region = func.coalesce(StreamViewer.region, UNKNOWN_REGION)
-    regions = {
-        str(name): int(count)
-        for name, count in await session.execute(
-            select(region, func.count(distinct(audience_key)))
-            .where(StreamViewer.stream_id == sid)
-            .group_by(text("1"))
-        )
-    }
-
-    gifts = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(StreamGift.quantity), 0),
-                func.coalesce(func.sum(StreamGift.total_value), 0),
-                func.coalesce(func.sum(StreamGift.creator_amount), 0),
-            ).where(StreamGift.stream_id == sid, StreamGift.refunded_at.is_(None))
-        )
-    ).one()
-    total_gifts, gross, creator_share = (int(v) for v in gifts)
-
-    retention: list[dict[str, Any]] = []
-    peak_from_sessions = 0
-    top_viewers: list[dict[str, Any]] = []
-    if window is not None:
-        retention, peak_from_sessions = await _retention(session, sid, window, unique)
-        watched_by_user = func.sum(_watched(window)).label("watched")
-        rows = await session.execute(
-            select(User, watched_by_user)
-            .join(StreamViewer, StreamViewer.user_id == User.id)
-            .where(StreamViewer.stream_id == sid)
-            .group_by(User.id)
-            .order_by(watched_by_user.desc(), User.id)
-            .limit(TOP)
-        )
-        top_viewers = [
-            {
-                "user": user_dict(user, storage_base_url=storage_base_url),
-                "watch_time": round(seconds),
-            }
-            for user, seconds in rows
-        ]
-    given = func.sum(StreamGift.total_value).label("given")
-    gifters = await session.execute(
-        select(User, given, func.sum(StreamGift.quantity))
-        .join(StreamGift, StreamGift.sender_id == User.id)
-        .where(StreamGift.stream_id == sid, StreamGift.refunded_at.is_(None))
-        .group_by(User.id)
-        .order_by(given.desc(), User.id)
-        .limit(TOP)
-    )
-    top_gifters = [
-        {
-            "user": user_dict(user, storage_base_url=storage_base_url),
-            "total_value": int(value),
-            "gifts": int(quantity),
         }
-        for user, value, quantity in gifters
-    ]
+    total_gifts, gross, creator_share = gifts
     return {
         "stream_id": sid,
         "status": stream.status,
@@ -236,11 +223,11 @@ async def build_report(
         "started_at": iso(stream.started_at),
         "ended_at": iso(stream.ended_at),
         "duration": int(window.duration) if window else 0,
-        "total_viewers": sessions,
+        "total_viewers": audience.sessions,
         "unique_viewers": unique,
         "peak_viewers": max(stream.peak_viewers, peak_from_sessions),
         "current_viewers": stream.current_viewers,
-        "average_watch_time": round(average, 1),
+        "average_watch_time": round(audience.average, 1),
         "total_likes": stream.likes_count,
         "total_comments": stream.comments_count,
         "total_shares": stream.shares_count,
@@ -249,18 +236,132 @@ async def build_report(
         "revenue": {"gross": gross, "creator_share": creator_share},
         "engagement_rate": engagement_rate(stream.likes_count, stream.comments_count, unique),
         "viewers_by_region": dict(sorted(regions.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "retention_data": retention,
-        "top_viewers": top_viewers,
-        "top_gifters": top_gifters,
-        "timeline": await _timeline(session, sid, window) if window else [],
+        "retention_data": [
+            {
+                "timestamp": offset,
+                "viewers": viewers,
+                "share": round(viewers / unique, 4) if unique else 0.0,
+            }
+            for offset, viewers in steps
+        ],
+        "top_viewers": [
+            {
+                "user": user_dict(profiles.get(user_id), storage_base_url=storage_base_url),
+                "watch_time": round(seconds),
+            }
+            for user_id, seconds in audience.leaders
+        ],
+        "top_gifters": [
+            {
+                "user": user_dict(profiles.get(user_id), storage_base_url=storage_base_url),
+                "total_value": value,
+                "gifts": quantity,
+            }
+            for user_id, value, quantity in gifters
+        ],
+        "timeline": timeline,
     }
 
 
+@dataclass(frozen=True)
+class Audience:
+    sessions: int
+    unique: int
+    average: float  # seconds per session
+    leaders: list[tuple[int, float]]  # (user id, seconds watched), most first
+
+
+async def _audience(session: AsyncSession, sid: int, window: Window) -> Audience:
+    """One pass: per person (a signed-in user, or an anonymous session), the time watched;
+    window functions carry the totals beside the top ten."""
+    person = func.coalesce(StreamViewer.user_id, -StreamViewer.id)
+    per_person = (
+        select(
+            person.label("person"),
+            func.count().label("sessions"),
+            func.sum(_watched(window)).label("watched"),
+        )
+        .where(StreamViewer.stream_id == sid)
+        .group_by(text("1"))
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                per_person.c.person,
+                per_person.c.watched,
+                func.count().over(),
+                func.sum(per_person.c.sessions).over(),
+                func.sum(per_person.c.watched).over(),
+            )
+            .order_by(
+                (per_person.c.person > 0).desc(), per_person.c.watched.desc(), per_person.c.person
+            )
+            .limit(TOP)
+        )
+    ).all()
+    if not rows:
+        return Audience(0, 0, 0.0, [])
+    _, _, unique, sessions, watched = rows[0]
+    leaders = [(int(person), float(seconds)) for person, seconds, *_ in rows if person > 0]
+    return Audience(int(sessions), int(unique), float(watched) / int(sessions), leaders)
+
+
+async def _regions(session: AsyncSession, sid: int) -> dict[str, int]:
+    """Per region: each signed-in user once, each anonymous session once."""
+    per_user = (
+        select(
+            func.coalesce(StreamViewer.region, UNKNOWN_REGION).label("region"),
+            StreamViewer.user_id.label("user_id"),
+            func.count().label("sessions"),
+        )
+        .where(StreamViewer.stream_id == sid)
+        .group_by(text("1"), text("2"))
+        .subquery()
+    )
+    people = func.sum(case((per_user.c.user_id.is_(None), per_user.c.sessions), else_=1))
+    return {
+        str(name): int(count)
+        for name, count in await session.execute(
+            select(per_user.c.region, people).group_by(per_user.c.region)
+        )
+    }
+
+
+async def _gifts(
+    session: AsyncSession, sid: int
+) -> tuple[tuple[int, int, int], list[tuple[int, int, int]]]:
+    """(gifts, gross, creator share) and the top gifters, refunded gifts left out."""
+    kept = (StreamGift.stream_id == sid, StreamGift.refunded_at.is_(None))
+    totals = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(StreamGift.quantity), 0),
+                func.coalesce(func.sum(StreamGift.total_value), 0),
+                func.coalesce(func.sum(StreamGift.creator_amount), 0),
+            ).where(*kept)
+        )
+    ).one()
+    given = func.sum(StreamGift.total_value).label("given")
+    gifters = await session.execute(
+        select(StreamGift.sender_id, given, func.sum(StreamGift.quantity))
+        .where(*kept)
+        .group_by(StreamGift.sender_id)
+        .order_by(given.desc(), StreamGift.sender_id)
+        .limit(TOP)
+    )
+    return (
+        (int(totals[0]), int(totals[1]), int(totals[2])),
+        [(int(u), int(v), int(q)) for u, v, q in gifters],
+    )
+
+
 async def _retention(
-    session: AsyncSession, sid: int, window: Window, audience: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Viewers at each step from the start to the end, from two GROUP BYs over the sessions
-    (joins and leaves per step, then a running sum): O(sessions), not O(sessions x steps)."""
+    session: AsyncSession, sid: int, window: Window
+) -> tuple[list[tuple[int, int]], int]:
+    """(offset, viewers) at each step from the start to the end, and the peak: joins (+1) and
+    leaves (-1) summed per step in SQL, then a running sum over the hundred-odd steps:
+    O(sessions), not O(sessions x steps)."""
     step = max(1.0, math.ceil(window.duration / RETENTION_POINTS))
     steps = math.ceil(window.duration / step)
     # A session counts at offset k*step if it joined at or before it and left after it: so a
@@ -268,36 +369,25 @@ async def _retention(
     start, width = literal(window.start, Float), literal(step, Float)
     joined_step = _not_below_zero(func.ceil((epoch(StreamViewer.joined_at) - start) / width))
     left_step = _not_below_zero(func.ceil((epoch(StreamViewer.left_at) - start) / width))
-    joins = {
+    of_stream = StreamViewer.stream_id == sid
+    moves = union_all(
+        select(joined_step.label("step"), literal(1).label("delta")).where(of_stream),
+        select(left_step.label("step"), literal(-1).label("delta")).where(
+            of_stream, StreamViewer.left_at.is_not(None)
+        ),
+    ).subquery()
+    change = {
         int(k): int(n)
         for k, n in await session.execute(
-            select(joined_step, func.count())
-            .where(StreamViewer.stream_id == sid)
-            .group_by(text("1"))
+            select(moves.c.step, func.sum(moves.c.delta)).group_by(moves.c.step)
         )
     }
-    leaves = {
-        int(k): int(n)
-        for k, n in await session.execute(
-            select(left_step, func.count())
-            .where(StreamViewer.stream_id == sid, StreamViewer.left_at.is_not(None))
-            .group_by(text("1"))
-        )
-    }
-    curve: list[dict[str, Any]] = []
-    watching = 0
-    peak = 0
+    curve: list[tuple[int, int]] = []
+    watching = peak = 0
     for k in range(steps + 1):
-        watching += joins.get(k, 0) - leaves.get(k, 0)
-        offset = min(int(k * step), int(window.duration))
+        watching += change.get(k, 0)
         peak = max(peak, watching)
-        curve.append(
-            {
-                "timestamp": offset,
-                "viewers": watching,
-                "share": round(watching / audience, 4) if audience else 0.0,
-            }
-        )
+        curve.append((min(int(k * step), int(window.duration)), watching))
     return curve, peak
 
 

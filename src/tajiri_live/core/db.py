@@ -105,7 +105,8 @@ class epoch(FunctionElement[float]):
 
 @compiles(epoch, "postgresql")
 def _epoch_postgresql(element: epoch, compiler: Any, **kw: Any) -> str:
-    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
+    # date_part() is double precision; EXTRACT() became numeric (slow arithmetic) in PG 14.
+    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"
 
 
 @compiles(epoch, "sqlite")

@@ -105,6 +105,7 @@ class Settings(BaseSettings):
 
     # --- analytics -------------------------------------------------------------------------
     analytics_snapshot_seconds: float = Field(default=5.0, gt=0)  # one snapshot per live stream
+    analytics_live_cache_seconds: float = 5.0  # a live stream's report is reused this long
     viewer_rows_retention_days: float = 30.0  # older viewer rows are folded into the report
     job_reports_every_seconds: float = 10.0
     job_purge_sessions_every_seconds: float = 3600.0

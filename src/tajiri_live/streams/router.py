@@ -313,7 +313,7 @@ async def _end_analytics(
     """The contract's `analytics` block of the end answer, from the same report as
     `GET /streams/{id}/analytics`."""
     report = await analytics_service.build_report(
-        session,
+        runtime.sessions,
         stream=stream,
         now=runtime.clock.now(),
         storage_base_url=presenters.storage_base_url(runtime.settings),
