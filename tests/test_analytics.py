@@ -229,8 +229,16 @@ async def test_one_snapshot_per_stream_and_period_however_many_nodes_take_it(
     assert first.viewers_count == 1 and first.comments_count == 1
     assert first.data["joins"] == 1 and first.data["comments_per_minute"] == 1
     assert second.data["joins"] == 0  # no join in its own period
-    data = (await client.get(f"/api/streams/{sid}/analytics", headers=auth(OWNER))).json()["data"]
-    assert data["viewers_by_region"] == {"Dodoma": 1}
+    await client.post(f"/api/streams/{sid}/join", headers=auth(BARAKA, region="Mbeya"))
+    await client.post(
+        f"/api/streams/{sid}/join", headers=auth(CHIKU, region="Mbeya"), json={"region": "Tanga"}
+    )
+    await client.post(f"/api/streams/{sid}/join", headers=auth(STRANGER))
+    data = (
+        await client.get(f"/api/streams/{sid}/analytics", headers=auth(ADMIN, admin=True))
+    ).json()["data"]
+    # The body's region, else the token profile's, else unknown.
+    assert data["viewers_by_region"] == {"Dodoma": 1, "Mbeya": 1, "Tanga": 1, "unknown": 1}
     assert [point["viewers"] for point in data["timeline"]] == [1, 1]
 
 

@@ -108,6 +108,7 @@ def worker() -> None:
 @click.option("--last-name")
 @click.option("--username")
 @click.option("--picture")
+@click.option("--region", help="The profile's region (analytics: viewers by region).")
 @click.option("--admin", is_flag=True, help="Grant the admin role.")
 @click.option("--ttl", type=int, default=None, help="Lifetime in seconds.")
 def token(
@@ -116,6 +117,7 @@ def token(
     last_name: str | None,
     username: str | None,
     picture: str | None,
+    region: str | None,
     admin: bool,
     ttl: int | None,
 ) -> None:
@@ -132,6 +134,7 @@ def token(
             last_name=last_name,
             username=username,
             picture=picture,
+            region=region,
             admin=admin,
             ttl_seconds=ttl,
         )

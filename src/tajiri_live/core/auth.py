@@ -22,6 +22,7 @@ class Principal:
     last_name: str | None = None
     username: str | None = None
     picture: str | None = None
+    region: str | None = None  # the profile's region claim (analytics: viewers by region)
 
     def profile(self) -> tuple[str | None, ...]:
         return (self.first_name, self.last_name, self.username, self.picture)
@@ -47,6 +48,7 @@ class TokenCodec:
         last_name: str | None = None,
         username: str | None = None,
         picture: str | None = None,
+        region: str | None = None,
         admin: bool = False,
         ttl_seconds: int | None = None,
     ) -> str:
@@ -63,6 +65,7 @@ class TokenCodec:
             "family_name": last_name,
             "preferred_username": username,
             "picture": picture,
+            "region": region,
             "iss": self._issuer,
             "aud": self._audience,
         }
@@ -99,6 +102,7 @@ class TokenCodec:
             last_name=_text(claims.get("family_name")),
             username=_text(claims.get("preferred_username")),
             picture=_text(claims.get("picture")),
+            region=_text(claims.get("region")),
         )
 
 

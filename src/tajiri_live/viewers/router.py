@@ -62,7 +62,7 @@ async def join(
         session,
         stream_id=stream.id,
         user_id=principal.user_id,
-        region=clean_region(payload.get("region")),
+        region=clean_region(payload.get("region")) or clean_region(principal.region),
     )
     settings = runtime.settings
     return {

@@ -97,10 +97,16 @@ class PlainSocketApp:
         counted = stream.status_enum not in FINAL_STATUSES
         return PlainSession(
             self,
-            SocketContext(principal, stream_id, region=clean_region(handshake.query.get("region"))),
+            SocketContext(principal, stream_id, region=_region(handshake, principal)),
             stream_channel(stream_id),
             counted=counted,
         )
+
+
+def _region(handshake: Handshake, principal: Principal | None) -> str | None:
+    """The region the client names on the socket, else the one in the token's profile."""
+    named = clean_region(handshake.query.get("region"))
+    return named or clean_region(principal.region if principal else None)
 
 
 class PlainSession:
