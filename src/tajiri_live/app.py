@@ -33,6 +33,9 @@ from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.gifts.router import router as gifts_router
 from tajiri_live.moderation.router import router as moderation_router
+from tajiri_live.notifications.jobs import build_sender, notification_jobs
+from tajiri_live.notifications.push import PushSender
+from tajiri_live.notifications.router import router as notifications_router
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.gateway import Gateway
@@ -63,6 +66,7 @@ class Services:
     viewers: Viewers
     sockets: PlainSocketApp
     pusher: PusherSocketApp
+    push: PushSender
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -70,6 +74,7 @@ class Services:
         return [
             *lifecycle_jobs(self.runtime),
             *analytics_jobs(self.runtime),
+            *notification_jobs(self.runtime, self.push),
             PeriodicJob(
                 "viewers.publish_counts",
                 settings.viewer_count_interval_seconds,
@@ -108,6 +113,7 @@ class Services:
         await self.runtime.broker.close()
         await self.runtime.presence.close()
         await self.runtime.channels.close()
+        await self.push.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.runtime.engine.dispose()
@@ -150,7 +156,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sockets.install()
     pusher = PusherSocketApp(runtime, gateway, viewers, apps)
     pusher.install()
-    return Services(runtime, backends.redis, hub, gateway, viewers, sockets, pusher)
+    return Services(
+        runtime, backends.redis, hub, gateway, viewers, sockets, pusher, build_sender(settings)
+    )
 
 
 def create_app(
@@ -199,6 +207,7 @@ def create_app(
     api.include_router(wallet_router)
     api.include_router(moderation_router)
     api.include_router(analytics_router)
+    api.include_router(notifications_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)

@@ -5,18 +5,28 @@ from tajiri_live.core.db import Base
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.moderation.models import ModerationAction, StreamRestriction
-from tajiri_live.notifications.models import StreamNotification
+from tajiri_live.notifications.models import (
+    Device,
+    NotificationPreference,
+    NotificationTrigger,
+    PushOutbox,
+    StreamNotification,
+)
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.users.models import Follow, User
 from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction, Wallet
 
 __all__ = [
     "Base",
+    "Device",
     "Follow",
     "LedgerEntry",
     "LedgerTransaction",
     "LiveStream",
     "ModerationAction",
+    "NotificationPreference",
+    "NotificationTrigger",
+    "PushOutbox",
     "StreamAnalytics",
     "StreamCoHost",
     "StreamComment",

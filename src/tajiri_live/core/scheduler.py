@@ -19,27 +19,37 @@ class PeriodicJob:
 
 
 class Scheduler:
-    def __init__(self, jobs: list[PeriodicJob]) -> None:
+    def __init__(self, jobs: list[PeriodicJob], *, grace_seconds: float = 10.0) -> None:
         self.jobs = jobs
+        self.grace_seconds = grace_seconds
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._tasks = [
             asyncio.create_task(self._loop(job), name=f"job:{job.name}") for job in self.jobs
         ]
 
     async def _loop(self, job: PeriodicJob) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await job.run()
             except Exception:  # a failing run is logged and retried next tick
                 log.exception("job %s failed", job.name)
-            await asyncio.sleep(job.every_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), job.every_seconds)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Let running jobs finish their run (up to the grace period), then cancel the rest:
+        a job stopped mid-run could leave work it did unrecorded."""
+        self._stopping.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=self.grace_seconds)
+            for task in late:
+                log.warning("job %s still running at shutdown: cancelled", task.get_name())
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []

@@ -110,6 +110,18 @@ class Settings(BaseSettings):
     job_reports_every_seconds: float = 10.0
     job_purge_sessions_every_seconds: float = 3600.0
 
+    # --- notifications and push -----------------------------------------------------------
+    push_sender: Literal["log", "fcm"] = "log"  # log: the embedded default, no FCM account
+    fcm_service_account_file: Path | None = None  # the service account's JSON key
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    push_batch_size: int = Field(default=500, ge=1)  # outbox rows claimed at a time
+    push_concurrency: int = Field(default=64, ge=1)  # FCM requests in flight per worker
+    push_max_attempts: int = Field(default=8, ge=1)  # then the push is marked failed
+    push_lease_seconds: float = Field(default=60.0, gt=0)  # a dead worker's claim expires
+    notify_quiet_minutes: float = 10.0  # no second now_live for a streamer within this
+    notify_followers_cooldown_seconds: float = 600.0  # between two manual reminders
+    job_notifications_every_seconds: float = 1.0
+
     # --- scheduled jobs --------------------------------------------------------------------
     run_jobs: bool = True
     job_to_pre_live_every_seconds: float = 60.0
@@ -138,6 +150,8 @@ class Settings(BaseSettings):
                 "TAJIRI_PUSHER_APP_SECRET must be set in production when no TAJIRI_JWT_SECRET "
                 "is there to derive it from"
             )
+        if self.push_sender == "fcm" and self.fcm_service_account_file is None:
+            raise ValueError("TAJIRI_PUSH_SENDER=fcm needs TAJIRI_FCM_SERVICE_ACCOUNT_FILE")
         if self.env == "production" and not self.jwt_public_key:
             secret = self.jwt_secret or ""
             if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:

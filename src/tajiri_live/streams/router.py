@@ -12,6 +12,7 @@ from tajiri_live.analytics import service as analytics_service
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
+from tajiri_live.core.pagination import page_links
 from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
@@ -51,27 +52,9 @@ def _body_doc(model: type[StreamCreate] | type[StreamUpdate]) -> dict[str, Any]:
 
 
 def _page_links(request: Request, page: service.Page) -> tuple[dict[str, Any], dict[str, Any]]:
-    last_page = max(1, -(-page.total // page.per_page))
-
-    def link(number: int) -> str:
-        return str(request.url.include_query_params(page=number))
-
-    first_index = (page.page - 1) * page.per_page
-    meta = {
-        "current_page": page.page,
-        "last_page": last_page,
-        "per_page": page.per_page,
-        "total": page.total,
-        "from": first_index + 1 if page.items else None,
-        "to": first_index + len(page.items) if page.items else None,
-    }
-    links = {
-        "first": link(1),
-        "last": link(last_page),
-        "prev": link(page.page - 1) if page.page > 1 else None,
-        "next": link(page.page + 1) if page.page < last_page else None,
-    }
-    return meta, links
+    return page_links(
+        request, page=page.page, per_page=page.per_page, total=page.total, count=len(page.items)
+    )
 
 
 async def _streams_data(
@@ -110,6 +93,7 @@ async def _list(
     category: str | None,
     page: int,
     per_page: int | None,
+    following: bool = False,
 ) -> dict[str, Any]:
     settings = runtime.settings
     size = min(per_page or settings.page_size, settings.max_page_size)
@@ -119,6 +103,7 @@ async def _list(
         status=status,
         owner_id=owner_id,
         category=category,
+        following=following,
         page=page,
         per_page=size,
     )
@@ -143,6 +128,7 @@ async def list_streams(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int | None, Query(ge=1, le=1_000)] = None,
     current_user_id: CurrentUserIdQuery = None,
+    following: Annotated[bool, Query(description="only streamers the caller follows")] = False,
 ) -> dict[str, Any]:
     ensure_same_user(current_user_id, viewer, "current_user_id")
     return await _list(
@@ -155,6 +141,7 @@ async def list_streams(
         category=category,
         page=page,
         per_page=per_page,
+        following=following,
     )
 
 

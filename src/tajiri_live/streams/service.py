@@ -17,6 +17,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.notifications import service as notifications
+from tajiri_live.notifications.messages import SCHEDULED
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
 from tajiri_live.streams import presenters
 from tajiri_live.streams.lifecycle import UNDELETABLE_STATUSES, StreamStatus, path_to
@@ -124,10 +126,16 @@ async def list_streams(
     status: StreamStatus | None = None,
     owner_id: int | None = None,
     category: str | None = None,
+    following: bool = False,
     page: int = 1,
     per_page: int = 20,
 ) -> Page:
     conditions: list[ColumnElement[bool]] = [visible_to(viewer)]
+    if following:  # the streamers the viewer follows (the app's LIVE badges)
+        followed = select(Follow.followed_id).where(
+            Follow.follower_id == (viewer.user_id if viewer else -1)
+        )
+        conditions.append(LiveStream.user_id.in_(followed))
     if status is not None:
         conditions.append(LiveStream.status == status.value)
     if owner_id is not None:
@@ -174,6 +182,9 @@ async def create_stream(
         **data.model_dump(),
     )
     session.add(stream)
+    await session.flush()
+    if stream.scheduled_at is not None and stream.scheduled_at > now:
+        await notifications.enqueue(session, stream=stream, kind=SCHEDULED, now=now)
     await session.commit()
     return await get_visible_stream(session, stream_id=stream.id, viewer=owner)
 
@@ -207,7 +218,10 @@ async def update_stream(
         changes["thumbnail_path"] = thumbnail_path
     for name, value in changes.items():
         setattr(stream, name, value)
-    stream.updated_at = runtime.clock.now()
+    now = runtime.clock.now()
+    stream.updated_at = now
+    if changes.get("scheduled_at") is not None and changes["scheduled_at"] > now:
+        await notifications.enqueue(session, stream=stream, kind=SCHEDULED, now=now)
     await session.commit()
     return stream
 
@@ -306,6 +320,8 @@ async def move(
         now = runtime.clock.now()
         if await _apply_step(session, stream, path[0], now, hold):
             steps.append(_status_event(runtime, stream, current.value, now))
+            # Followers hear of it through the outbox, committed with the transition.
+            await notifications.on_transition(session, stream=stream, target=path[0], now=now)
         else:
             await session.refresh(stream, ["status", "started_at"])
     await session.commit()
