@@ -48,6 +48,8 @@ if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/fanout.py --quick
   echo "== analytics benchmark smoke =="
   .venv/bin/python bench/analytics.py --quick
+  echo "== notifications benchmark smoke =="
+  .venv/bin/python bench/notifications.py --quick
   echo "== engagement benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
 fi

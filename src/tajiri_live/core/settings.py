@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     push_sender: Literal["log", "fcm"] = "log"  # log: the embedded default, no FCM account
     fcm_service_account_file: Path | None = None  # the service account's JSON key
     fcm_base_url: str = "https://fcm.googleapis.com"
-    push_batch_size: int = Field(default=500, ge=1)  # outbox rows claimed at a time
+    push_batch_size: int = Field(default=2000, ge=1)  # outbox rows claimed at a time
     push_concurrency: int = Field(default=64, ge=1)  # FCM requests in flight per worker
     push_max_attempts: int = Field(default=8, ge=1)  # then the push is marked failed
     push_lease_seconds: float = Field(default=60.0, gt=0)  # a dead worker's claim expires

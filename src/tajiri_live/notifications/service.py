@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, or_, select, union, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -90,13 +90,16 @@ def _preference(user: Any, streamer_id: int, kind: str) -> ColumnElement[Any]:
             .scalar_subquery()
         )
 
-    return func.coalesce(
+    chosen = func.coalesce(
         choice(streamer_id, kind),
         choice(streamer_id, None),
         choice(None, kind),
         choice(None, None),
         literal(messages.DEFAULT_ENABLED[kind]),
     )
+    # Most people never set a preference: one index probe settles them.
+    has_any = select(prefs.id).where(prefs.user_id == user).exists()
+    return case((has_any, chosen), else_=literal(messages.DEFAULT_ENABLED[kind]))
 
 
 def recipients(trigger: NotificationTrigger) -> Any:
@@ -425,30 +428,36 @@ async def write_results(runtime: Runtime, results: list[tuple[Claimed, SendResul
         await session.commit()
 
 
-async def _push(
-    sender: PushSender, gate: asyncio.Semaphore, writer: ResultWriter, claimed: Claimed
-) -> None:
-    async with gate:
-        result = await sender.send(claimed.message)
-    await writer.add(claimed, result)
-
-
 async def deliver(runtime: Runtime, sender: PushSender) -> int:
-    """Send every due push, batch by batch, `push_concurrency` at a time; returns how many
-    were handed to the sender."""
+    """Send every due push, `push_concurrency` at a time; returns how many were handed to the
+    sender. The next batch is claimed as soon as the last one has all started, so the pipe to
+    FCM never drains between batches."""
     settings = runtime.settings
-    handed = 0
     gate = asyncio.Semaphore(settings.push_concurrency)
-    while True:
-        batch = await claim(runtime, settings.push_batch_size)
-        if not batch:
-            return handed
-        writer = ResultWriter(runtime)
+    writer = ResultWriter(runtime)
+    running: set[asyncio.Task[None]] = set()
+    handed = 0
+
+    async def push(claimed: Claimed) -> None:
         try:
-            await asyncio.gather(*(_push(sender, gate, writer, c) for c in batch))
+            result = await sender.send(claimed.message)
         finally:
-            await writer.close()
-        handed += len(batch)
+            gate.release()
+        await writer.add(claimed, result)
+
+    try:
+        while batch := await claim(runtime, settings.push_batch_size):
+            for claimed in batch:
+                await gate.acquire()
+                task = asyncio.create_task(push(claimed))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            handed += len(batch)
+        if running:
+            await asyncio.gather(*running)
+    finally:
+        await writer.close()
+    return handed
 
 
 # --- reading and preferences ------------------------------------------------------------
