@@ -22,6 +22,7 @@ from tajiri_live.analytics.service import LiveReportCache
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
+from tajiri_live.console.router import install as install_console
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
@@ -211,6 +212,7 @@ def create_app(
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)
+    install_console(app)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")
 
     @app.get("/health", tags=["ops"], summary="The process is up")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,8 @@ from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
 from tajiri_live.core.payload import DbId, read_payload, validated
 from tajiri_live.gifts import service
-from tajiri_live.gifts.presenters import gift_dict
+from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
+from tajiri_live.moderation import service as moderation
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
 
@@ -59,6 +60,19 @@ async def send_gift(
     return JSONResponse(
         {"success": True, "message": "Gift sent.", "data": sent}, status_code=201, headers=headers
     )
+
+
+@router.get("/{stream_id}/gifts", summary="Gifts sent on the stream, newest first (moderators)")
+async def sent_gifts(
+    stream: StreamRowDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    await moderation.ensure_moderator(session, stream, principal)
+    rows = await service.sent_on(session, stream_id=stream.id, limit=limit)
+    return {"success": True, "data": [sent_gift_dict(g, runtime.settings) for g in rows]}
 
 
 @router.post("/{stream_id}/gifts/{sent_id}/refund", summary="Refund a sent gift (admins)")

@@ -259,3 +259,15 @@ async def refund(
     )
     await session.commit()
     return sent_gift_dict(await _load(session, sent.id), runtime.settings)
+
+
+async def sent_on(session: AsyncSession, *, stream_id: int, limit: int) -> list[StreamGift]:
+    """The stream's sent gifts, newest first, with their senders and catalog entries."""
+    rows = await session.scalars(
+        select(StreamGift)
+        .where(StreamGift.stream_id == stream_id)
+        .order_by(StreamGift.id.desc())
+        .limit(limit)
+        .options(selectinload(StreamGift.sender), selectinload(StreamGift.gift))
+    )
+    return list(rows)
