@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from common import percentile, write_doc_block  # noqa: E402
 
 from tajiri_live.analytics.jobs import generate_reports  # noqa: E402
 from tajiri_live.analytics.models import StreamAnalytics  # noqa: E402
@@ -52,11 +53,6 @@ LENGTH = 3 * 3600
 REGIONS = ["Dar es Salaam", "Arusha", "Mwanza", "Dodoma", "Mbeya", "Zanzibar", "Tanga",
            "Morogoro", "Nairobi", "Kampala"]  # fmt: skip
 CHUNK = 10_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def create_database(server_url: str) -> str:
@@ -247,18 +243,11 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> st
 
 
 def write_docs(text_block: str, args: argparse.Namespace) -> None:
-    docs = ROOT / "docs" / "benchmarks.md"
-    content = docs.read_text()
-    start, end = "<!-- analytics:start -->", "<!-- analytics:end -->"
-    stamp = time.strftime("%Y-%m-%d", time.gmtime())
     command = (
         f"bench/analytics.py --viewers {args.viewers} --snapshots {args.snapshots} "
         f"--requests {args.requests} --database-url postgresql+asyncpg://..."
     )
-    block = f"{start}\nLatest run ({stamp}, `{command}`):\n\n{text_block}{end}"
-    if start not in content:
-        raise SystemExit(f"docs/benchmarks.md has no {start} block")
-    docs.write_text(re.sub(f"{start}.*?{end}", lambda _: block, content, flags=re.S))
+    write_doc_block("analytics", command, text_block)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -34,19 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import percentile, write_doc_block  # noqa: E402
 from fanout import SECRET, forget_keys, start_tajiri  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.db import create_engine, create_sessionmaker  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
 from tajiri_live.wallet.service import ledger_is_balanced  # noqa: E402
-
-DOC_START, DOC_END = "<!-- engagement:start -->", "<!-- engagement:end -->"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 async def hammer(base: str, clients: int, seconds: float, request: Any) -> dict[str, Any]:
@@ -216,15 +209,8 @@ def main() -> None:
     print(text)
     print(json.dumps(result))
     if args.write_docs:
-        docs = ROOT / "docs" / "benchmarks.md"
-        stamp = time.strftime("%Y-%m-%d", time.gmtime())
-        block = (
-            f"{DOC_START}\nLatest run ({stamp}, `bench/engagement.py --clients "
-            f"{args.clients} --seconds {args.seconds:g}` on {backend}):\n\n{text}{DOC_END}"
-        )
-        docs.write_text(
-            re.sub(f"{DOC_START}.*?{DOC_END}", lambda _: block, docs.read_text(), flags=re.S)
-        )
+        command = f"bench/engagement.py --clients {args.clients} --seconds {args.seconds:g}"
+        write_doc_block("engagement", command, text, where=f" on {backend}")
     if not result["gifts"]["ledger_balanced"]:
         raise SystemExit("the ledger does not balance")
     if result["comments"]["fanned_out"] < result["comments"]["ok"]:

@@ -16,11 +16,9 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,8 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from common import free_port, write_doc_block  # noqa: E402
+
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
 from tajiri_live.realtime.broker_redis import encode_event  # noqa: E402
@@ -45,12 +45,6 @@ SECRET = "bench-secret-" + "b" * 40
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 DOC_BLOCK = "fanout"  # docs/benchmarks.md has one block per node count
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def process_tree(pid: int) -> list[int]:
@@ -549,11 +543,7 @@ def main() -> None:
 
 
 def write_docs(report: str, args: argparse.Namespace) -> None:
-    docs = ROOT / "docs" / "benchmarks.md"
-    text = docs.read_text()
     name = DOC_BLOCK if args.nodes == 1 else f"{DOC_BLOCK}-{args.nodes}-nodes"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    stamp = time.strftime("%Y-%m-%d", time.gmtime())
     command = (
         f"bench/fanout.py --viewers {args.viewers} --rate {args.rate} "
         f"--seconds {args.seconds:g} --idle {args.idle}"
@@ -562,10 +552,7 @@ def write_docs(report: str, args: argparse.Namespace) -> None:
         command += f" --nodes {args.nodes} --database-url postgresql+asyncpg://..."
     if args.workers > 1:
         command += f" --workers {args.workers}"
-    block = f"{start}\nLatest run ({stamp}, `{command}`):\n\n{report}{end}"
-    if start not in text:
-        raise SystemExit(f"docs/benchmarks.md has no {start} block")
-    docs.write_text(re.sub(f"{start}.*?{end}", lambda _: block, text, flags=re.S))
+    write_doc_block(name, command, report)
 
 
 if __name__ == "__main__":

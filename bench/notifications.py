@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from analytics import create_database, drop_database  # noqa: E402
+from common import free_port, write_doc_block  # noqa: E402
 
 from tajiri_live.app import create_app  # noqa: E402
 from tajiri_live.core.migrations import upgrade  # noqa: E402
@@ -49,12 +48,6 @@ from tajiri_live.users.models import Follow, User  # noqa: E402
 SECRET = "bench-secret-" + "n" * 40
 STREAMER = 1
 CHUNK = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def service_account(directory: Path, port: int) -> Path:
@@ -171,18 +164,11 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> st
 
 
 def write_docs(block_text: str, args: argparse.Namespace) -> None:
-    docs = ROOT / "docs" / "benchmarks.md"
-    content = docs.read_text()
-    start, end = "<!-- notifications:start -->", "<!-- notifications:end -->"
-    stamp = time.strftime("%Y-%m-%d", time.gmtime())
     command = (
         f"bench/notifications.py --followers {args.followers} --concurrency {args.concurrency} "
         f"--batch {args.batch} --database-url postgresql+asyncpg://..."
     )
-    block = f"{start}\nLatest run ({stamp}, `{command}`):\n\n{block_text}{end}"
-    if start not in content:
-        raise SystemExit(f"docs/benchmarks.md has no {start} block")
-    docs.write_text(re.sub(f"{start}.*?{end}", lambda _: block, content, flags=re.S))
+    write_doc_block("notifications", command, block_text)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream
-from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.viewers.service import room_of
 
 BATCH = 50
@@ -42,12 +41,7 @@ async def report(runtime: Runtime, stream_id: int) -> dict[str, object] | None:
         stream = await session.get(LiveStream, stream_id)
         if stream is None:
             return None
-        data = await service.build_report(
-            runtime.sessions,
-            stream=stream,
-            now=now,
-            storage_base_url=storage_base_url(runtime.settings),
-        )
+        data = await service.build_report(runtime, stream=stream, now=now)
         await service.save_report(session, stream_id=stream_id, data=data, now=now)
         return data
 

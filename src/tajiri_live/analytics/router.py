@@ -11,7 +11,6 @@ from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.moderation import service as moderation
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
-from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.users.dependencies import CurrentPrincipal
 
 router = APIRouter(prefix="/streams", tags=["analytics"])
@@ -33,12 +32,7 @@ async def stream_analytics(
     cache: service.LiveReportCache = request.app.state.analytics_cache
     data = cache.get(stream.id)
     if data is None:
-        data = await service.build_report(
-            runtime.sessions,
-            stream=stream,
-            now=runtime.clock.now(),
-            storage_base_url=storage_base_url(runtime.settings),
-        )
+        data = await service.build_report(runtime, stream=stream)
         if stream.status_enum not in FINAL_STATUSES:
             cache.put(stream.id, data)
     return {"success": True, "data": data}

@@ -23,15 +23,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Float, case, delete, func, literal, select, text, union_all, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.analytics.models import StreamAnalytics, StreamReport
 from tajiri_live.core.clock import iso
 from tajiri_live.core.db import dialect_insert, epoch
+from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike
 from tajiri_live.gifts.models import StreamGift
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamViewer
+from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.users.models import User
 from tajiri_live.users.presenters import user_dict
 
@@ -175,14 +177,13 @@ def _watched(window: Window) -> Any:
 
 
 async def build_report(
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    stream: LiveStream,
-    now: datetime,
-    storage_base_url: str,
+    runtime: Runtime, *, stream: LiveStream, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The contract's analytics answer plus the report's extras, for any moment of a stream.
-    Its independent aggregates run at once, each on its own connection."""
+    """The contract's analytics answer plus the report's extras, for any moment of a stream
+    (now, unless told). Its independent aggregates run at once, each on its own connection."""
+    sessions = runtime.sessions
+    storage = storage_base_url(runtime.settings)
+    now = now or runtime.clock.now()
     window = report_window(stream, now)
     sid = stream.id
 
@@ -246,14 +247,14 @@ async def build_report(
         ],
         "top_viewers": [
             {
-                "user": user_dict(profiles.get(user_id), storage_base_url=storage_base_url),
+                "user": user_dict(profiles.get(user_id), storage_base_url=storage),
                 "watch_time": round(seconds),
             }
             for user_id, seconds in audience.leaders
         ],
         "top_gifters": [
             {
-                "user": user_dict(profiles.get(user_id), storage_base_url=storage_base_url),
+                "user": user_dict(profiles.get(user_id), storage_base_url=storage),
                 "total_value": value,
                 "gifts": quantity,
             }

@@ -236,6 +236,8 @@ class PusherSession:
             first = await registry.add_member(
                 pusher_app.id, channel, connection.socket_id, user_id, member.get("user_info")
             )
+            # Read again, now that this socket hears member events: a member who joined
+            # since the capacity check is in the list or announced, never neither.
             members = await registry.members(pusher_app.id, channel)
             succeeded = _json(
                 {"presence": {"ids": list(members), "hash": members, "count": len(members)}}

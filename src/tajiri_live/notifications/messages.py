@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 SCHEDULED = "scheduled"
 STARTING_SOON = "starting_soon"
 NOW_LIVE = "now_live"
 ENDED = "ended"
 REMINDER = "reminder"
-TYPES = (SCHEDULED, STARTING_SOON, NOW_LIVE, ENDED, REMINDER)
 
 # Without an explicit preference: starting_soon is opt-in, the rest are on.
 DEFAULT_ENABLED = {
@@ -64,7 +61,3 @@ def payload(kind: str, *, stream_id: int, has_replay: bool) -> dict[str, str]:
     if kind == ENDED and not has_replay:
         screen = "summary"
     return {"type": kind, "stream_id": str(stream_id), "screen": screen}
-
-
-def stored_data(kind: str, *, stream_id: int, has_replay: bool) -> dict[str, Any]:
-    return payload(kind, stream_id=stream_id, has_replay=has_replay)

@@ -24,6 +24,7 @@ from tajiri_live.notifications.models import (
 )
 from tajiri_live.streams.dependencies import OwnedStreamDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
+from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.users import presenters as user_presenters
 from tajiri_live.users import service as users_service
 from tajiri_live.users.dependencies import CurrentPrincipal
@@ -96,7 +97,7 @@ async def followers(
         .offset((page - 1) * size)
         .limit(size)
     )
-    base = f"{runtime.settings.public_base_url.rstrip('/')}/storage"
+    base = storage_base_url(runtime.settings)
     data = [user_presenters.user_dict(u, storage_base_url=base) for u in rows]
     meta, links = page_links(request, page=page, per_page=size, total=total, count=len(data))
     return {"success": True, "data": data, "meta": meta, "links": links}

@@ -32,6 +32,7 @@ from tajiri_live.notifications.push import Outcome, PushMessage, PushSender, Sen
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamViewer
 from tajiri_live.users.models import Follow, User
+from tajiri_live.users.presenters import display_name
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +161,13 @@ async def process_trigger(runtime: Runtime, trigger_id: int) -> int:
             trigger.skipped = "stream gone" if stream is None else "quiet period"
             await session.commit()
             return 0
-        name = display_name(streamer, trigger.streamer_id)
+        name = (
+            display_name(streamer.id, streamer.first_name, streamer.last_name, streamer.username)
+            if streamer is not None
+            else f"user{trigger.streamer_id}"
+        )
         title, body = messages.render(trigger.type, None, name=name, title=stream.title)
-        data = messages.stored_data(
+        data = messages.payload(
             trigger.type, stream_id=stream.id, has_replay=bool(stream.recording_path)
         )
         people = recipients(trigger)
@@ -254,13 +259,6 @@ async def process_triggers(runtime: Runtime) -> int:
     return made
 
 
-def display_name(user: User | None, user_id: int) -> str:
-    if user is None:
-        return f"user{user_id}"
-    names = " ".join(n for n in (user.first_name, user.last_name) if n)
-    return names or user.username or f"user{user_id}"
-
-
 # --- delivery ------------------------------------------------------------------------------------
 
 
@@ -336,8 +334,8 @@ async def claim(runtime: Runtime, limit: int) -> list[Claimed]:
         claimed = []
         for (oid, nid, did, attempts, token, locale, kind, sid, title, recording, uid,
              first, last, username) in rows:  # fmt: skip
-            names = " ".join(n for n in (first, last) if n) or username or f"user{uid}"
-            head, body = messages.render(kind, locale, name=names, title=title)
+            name = display_name(uid, first, last, username)
+            head, body = messages.render(kind, locale, name=name, title=title)
             data = messages.payload(kind, stream_id=sid, has_replay=bool(recording))
             claimed.append(Claimed(oid, nid, did, attempts, PushMessage(token, head, body, data)))
         return claimed

@@ -146,15 +146,23 @@ class RedisChannelRegistry:
             for name in (_text(n) for n in await self._redis.smembers(index))
             if name.startswith(prefix)
         )
+        # One round trip for every channel's count, not one per channel.
+        now = self._now_ms()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                key = self._key(app_id, "subs", name)
+                pipe.zremrangebyscore(key, "-inf", now)
+                pipe.zcard(key)
+            replies = await pipe.execute()
+        counts = dict(zip(names, replies[1::2], strict=True))
+        if empty := [name for name, count in counts.items() if not count]:
+            await self._redis.srem(index, *empty)
         found: dict[str, int] = {}
-        for name in names:
-            count = await self.subscription_count(app_id, name)
-            if count == 0:
-                await self._redis.srem(index, name)
-            elif name.startswith("presence-"):
+        for name, count in counts.items():
+            if count and name.startswith("presence-"):
                 found[name] = len(await self.members(app_id, name))
-            else:
-                found[name] = count
+            elif count:
+                found[name] = int(count)
         return found
 
     async def renew(self) -> None:

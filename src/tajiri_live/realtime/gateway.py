@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tajiri_live.realtime.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
 from tajiri_live.realtime.hub import Hub
 
 if TYPE_CHECKING:
@@ -38,9 +39,9 @@ class Refusal(Exception):
 class CloseCodes:
     """The close code and reason a protocol uses for each server-side close."""
 
-    going_away: tuple[int, str] = (1001, "server shutting down")
-    slow: tuple[int, str] = (1013, "slow consumer")
-    idle: tuple[int, str] = (1001, "idle timeout")
+    going_away: tuple[int, str] = (CLOSE_GOING_AWAY, "server shutting down")
+    slow: tuple[int, str] = (CLOSE_TRY_AGAIN_LATER, "slow consumer")
+    idle: tuple[int, str] = (CLOSE_GOING_AWAY, "idle timeout")
 
 
 class SocketSession(Protocol):

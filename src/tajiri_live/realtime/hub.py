@@ -190,9 +190,6 @@ class Hub:
             if not groups:
                 del self._channels[channel]
 
-    def is_subscribed(self, sink: Sink, channel: str) -> bool:
-        return any(entry[0] == channel for entry in self._subscriptions.get(sink, ()))
-
     def local_count(self, channel: str) -> int:
         return sum(len(g.members) for g in self._channels.get(channel, {}).values())
 
@@ -212,21 +209,24 @@ class Hub:
         self.stats.events += 1
         lane = LANE_OF.get(event.name, Lane.ALWAYS)
         encoded: dict[object, bytes | None] = {}
+        banned = event.data.get("user_id") if event.name == USER_BANNED else None
         for channel in event.channels:
-            self._deliver_on(event, channel, lane, encoded)
-            fed = self._feeds.get(channel)
-            if fed:
-                for target in list(fed):
-                    self._deliver_on(event, target, lane, encoded)
+            self._deliver_on(event, channel, lane, encoded, banned)
+            for target in self._feeds.get(channel, ()):
+                self._deliver_on(event, target, lane, encoded, banned)
         self._schedule()
 
     def _deliver_on(
-        self, event: Event, channel: str, lane: Lane, encoded: dict[object, bytes | None]
+        self,
+        event: Event,
+        channel: str,
+        lane: Lane,
+        encoded: dict[object, bytes | None],
+        banned: object,
     ) -> None:
         groups = self._channels.get(channel)
         if not groups:
             return
-        banned = event.data.get("user_id") if event.name == USER_BANNED else None
         for group in groups.values():
             encoder = group.encoder
             key: object = (encoder.name, channel) if encoder.per_channel else encoder.name

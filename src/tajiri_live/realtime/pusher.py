@@ -25,7 +25,6 @@ from tajiri_live.realtime.events import (
 )
 from tajiri_live.realtime.frames import frame
 
-PROTOCOL_VERSION = 7
 MIN_PROTOCOL_VERSION = 5  # older clients are refused with 4007
 # The characters Pusher allows in a channel name, and its length limit.
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_\-=@,.;]{1,164}$")

@@ -294,17 +294,10 @@ async def start_stream(
     }
 
 
-async def _end_analytics(
-    session: AsyncSession, stream: LiveStream, runtime: Runtime
-) -> dict[str, Any]:
+async def _end_analytics(stream: LiveStream, runtime: Runtime) -> dict[str, Any]:
     """The contract's `analytics` block of the end answer, from the same report as
     `GET /streams/{id}/analytics`."""
-    report = await analytics_service.build_report(
-        runtime.sessions,
-        stream=stream,
-        now=runtime.clock.now(),
-        storage_base_url=presenters.storage_base_url(runtime.settings),
-    )
+    report = await analytics_service.build_report(runtime, stream=stream)
     return {
         "total_viewers": report["total_viewers"],
         "unique_viewers": report["unique_viewers"],
@@ -325,7 +318,7 @@ async def end_stream(
         "success": True,
         "message": "Stream is ending.",
         "data": await _stream_data(session, stream, principal, runtime.settings),
-        "analytics": await _end_analytics(session, stream, runtime),
+        "analytics": await _end_analytics(stream, runtime),
     }
 
 
