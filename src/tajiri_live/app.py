@@ -23,6 +23,7 @@ from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
+from tajiri_live.core import logredact
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
@@ -33,6 +34,10 @@ from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.gifts.router import router as gifts_router
+from tajiri_live.ingest.jobs import ingest_jobs
+from tajiri_live.ingest.router import callbacks as ingest_callbacks
+from tajiri_live.ingest.router import owner as ingest_owner_router
+from tajiri_live.ingest.service import Ingest
 from tajiri_live.moderation.router import router as moderation_router
 from tajiri_live.notifications.jobs import build_sender, notification_jobs
 from tajiri_live.notifications.push import PushSender
@@ -68,12 +73,14 @@ class Services:
     sockets: PlainSocketApp
     pusher: PusherSocketApp
     push: PushSender
+    ingest: Ingest
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
         settings = self.runtime.settings
         return [
             *lifecycle_jobs(self.runtime),
+            *ingest_jobs(self.runtime),
             *analytics_jobs(self.runtime),
             *notification_jobs(self.runtime, self.push),
             PeriodicJob(
@@ -115,6 +122,7 @@ class Services:
         await self.runtime.presence.close()
         await self.runtime.channels.close()
         await self.push.close()
+        await self.ingest.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.runtime.engine.dispose()
@@ -158,7 +166,15 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     pusher = PusherSocketApp(runtime, gateway, viewers, apps)
     pusher.install()
     return Services(
-        runtime, backends.redis, hub, gateway, viewers, sockets, pusher, build_sender(settings)
+        runtime,
+        backends.redis,
+        hub,
+        gateway,
+        viewers,
+        sockets,
+        pusher,
+        build_sender(settings),
+        Ingest(runtime),
     )
 
 
@@ -170,6 +186,8 @@ def create_app(
 ) -> FastAPI:
     """Build the service. `clock` is injectable for tests; jobs follow settings unless told."""
     settings.media_dir.mkdir(parents=True, exist_ok=True)
+    logredact.install("uvicorn.access")
+    logredact.install("uvicorn.error")
     services = build_services(settings, clock=clock)
     runtime = services.runtime
     cluster_jobs_enabled = settings.run_jobs if run_jobs is None else run_jobs
@@ -196,6 +214,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.services = services
     app.state.viewers = services.viewers
+    app.state.ingest = services.ingest
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
@@ -209,6 +228,8 @@ def create_app(
     api.include_router(moderation_router)
     api.include_router(analytics_router)
     api.include_router(notifications_router)
+    api.include_router(ingest_callbacks)
+    api.include_router(ingest_owner_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)

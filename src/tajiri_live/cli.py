@@ -64,6 +64,42 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
 
 
 @main.command()
+@click.option("--print-config", is_flag=True, help="Print nginx's configuration and exit.")
+def ingest(print_config: bool) -> None:
+    """Run nginx-rtmp (RTMP in, signed HLS out) configured from the TAJIRI_* settings."""
+    import os
+    import shutil
+
+    from tajiri_live.ingest import nginx
+
+    settings = _settings()
+    run_dir = (settings.var_dir / "nginx").resolve()
+    as_root = os.geteuid() == 0
+    config = nginx.render(settings, run_dir=run_dir, as_root=as_root)
+    if print_config:
+        click.echo(config, nl=False)
+        return
+    binary = shutil.which(settings.ingest_nginx_binary)
+    if binary is None:
+        raise click.ClickException(
+            f"{settings.ingest_nginx_binary} not found: apt-get install nginx libnginx-mod-rtmp"
+        )
+    for path in (run_dir / "tmp", *nginx.media_dirs(settings).all()):
+        path.mkdir(parents=True, exist_ok=True)
+        if as_root and settings.ingest_nginx_user != "root":
+            shutil.chown(path, user=settings.ingest_nginx_user)
+    conf = run_dir / "nginx.conf"
+    conf.write_text(config)
+    conf.chmod(0o600)  # it holds the callback and link secrets
+    click.echo(
+        f"ingest: rtmp://{settings.ingest_listen_host}:{settings.ingest_rtmp_port}/live, "
+        f"HLS on http://{settings.ingest_listen_host}:{settings.ingest_http_port}"
+    )
+    args = [binary, "-p", str(run_dir), "-c", str(conf), "-e", str(run_dir / "error.log")]
+    os.execv(binary, args)  # nginx runs in the foreground (daemon off) in this process
+
+
+@main.command()
 def migrate() -> None:
     """Upgrade the configured database to the newest schema."""
     settings = _settings()

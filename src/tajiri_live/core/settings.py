@@ -82,9 +82,48 @@ class Settings(BaseSettings):
     # --- uploads -------------------------------------------------------------------------
     max_thumbnail_bytes: int = 5 * 1024 * 1024
 
-    # --- ingest and playback ---------------------------------------------------------------
+    # --- ingest and playback (nginx-rtmp, ffmpeg; docs/operations.md "Ingest") ---------------
+    # Off (the embedded default, no nginx): `start` puts a stream on air and its playback URL
+    # is unsigned. On: nginx-rtmp's callbacks decide, keys are checked, HLS URLs are signed and
+    # returned only once the playlist exists.
+    ingest_enabled: bool = False
     rtmp_ingest_url: str = "rtmp://127.0.0.1:1935/live"
-    hls_base_url: str | None = None  # default: {public_base_url}/hls
+    hls_base_url: str | None = None  # ingest off: unsigned {this}/{id}/index.m3u8
+    media_base_url: str | None = None  # ingest on: nginx's HTTP server as viewers reach it
+    ingest_listen_host: str = "127.0.0.1"  # where nginx listens (RTMP and HLS)
+    ingest_rtmp_port: int = 1935
+    ingest_http_port: int = 8088
+    ingest_media_dir: Path | None = None  # HLS, recordings, thumbnails; default var_dir/media
+    ingest_callback_base_url: str | None = None  # where nginx calls us; default public_base_url
+    ingest_control_url: str | None = None  # nginx's /control and /stat; default its HTTP port
+    ingest_secret: str | None = None  # callbacks' shared secret; unset: derived from the JWT one
+    hls_signing_secret: str | None = None  # secure_link's secret; unset: derived likewise
+    hls_url_ttl_seconds: int = Field(default=4 * 3600, ge=60)
+    hls_fragment_seconds: float = Field(default=1.0, gt=0)
+    hls_playlist_seconds: float = Field(default=6.0, gt=0)
+    ingest_reconnect_seconds: float = 60.0  # an encoder that drops may come back this long
+    ingest_update_seconds: int = Field(default=5, ge=1)  # nginx's on_update period
+    ingest_publisher_stale_seconds: float = 30.0  # no update this long: the publisher is gone
+    ingest_playlist_wait_seconds: float = 30.0  # how long a publish waits for its playlist
+    ingest_key_ttl_hours: float = Field(default=72.0, gt=0)  # after creation or the schedule
+    # The shipped mobile SDK publishes to .../live/{stream_id} with no key: anyone who knows
+    # a stream's id could then go live in its place. Off unless that client must be served.
+    ingest_legacy_stream_id_names: bool = False
+    ingest_abr_enabled: bool = False
+    # name:WIDTHxHEIGHT:video bitrate:audio bitrate, best first
+    ingest_abr_renditions: list[str] = Field(
+        default_factory=lambda: [
+            "720p:1280x720:2500k:128k",
+            "480p:854x480:1200k:96k",
+            "360p:640x360:700k:64k",
+        ]
+    )
+    ingest_thumbnail_seconds: float = 15.0  # a live stream's thumbnail is refreshed this often
+    ingest_nginx_binary: str = "nginx"
+    ingest_ffmpeg_binary: str = "ffmpeg"
+    ingest_rtmp_module: Path = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
+    ingest_nginx_user: str = "www-data"  # when started as root, nginx's workers run as this
+    job_ingest_media_every_seconds: float = 2.0
 
     # --- real time -------------------------------------------------------------------------
     websocket_protocol: Literal["plain", "pusher"] = "plain"
@@ -150,6 +189,16 @@ class Settings(BaseSettings):
                 "TAJIRI_PUSHER_APP_SECRET must be set in production when no TAJIRI_JWT_SECRET "
                 "is there to derive it from"
             )
+        if (
+            self.env == "production"
+            and self.ingest_enabled
+            and not (self.jwt_secret or self.jwt_private_key)
+            and not (self.ingest_secret and self.hls_signing_secret)
+        ):
+            raise ValueError(
+                "TAJIRI_INGEST_SECRET and TAJIRI_HLS_SIGNING_SECRET must be set in production "
+                "when no JWT secret or private key is there to derive them from"
+            )
         if self.push_sender == "fcm" and self.fcm_service_account_file is None:
             raise ValueError("TAJIRI_PUSH_SENDER=fcm needs TAJIRI_FCM_SERVICE_ACCOUNT_FILE")
         if self.env == "production" and not self.jwt_public_key:
@@ -174,6 +223,20 @@ class Settings(BaseSettings):
     @property
     def resolved_hls_base_url(self) -> str:
         return (self.hls_base_url or f"{self.public_base_url.rstrip('/')}/hls").rstrip("/")
+
+    @property
+    def resolved_media_base_url(self) -> str:
+        default = f"http://{self.ingest_listen_host}:{self.ingest_http_port}"
+        return (self.media_base_url or default).rstrip("/")
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return (self.ingest_media_dir or self.var_dir / "media").resolve()
+
+    @property
+    def resolved_ingest_control_url(self) -> str:
+        default = f"http://127.0.0.1:{self.ingest_http_port}"
+        return (self.ingest_control_url or default).rstrip("/")
 
     @property
     def websocket_base_url(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -74,6 +74,16 @@ class LiveStream(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration: Mapped[int | None] = mapped_column(Integer)
+    # --- ingest (nginx-rtmp callbacks) ---
+    # Set when the key is revoked (the stream ended) or rotated; else it expires by the settings.
+    stream_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    publish_count: Mapped[int] = counter()  # HLS and recordings are named {id}_{publish_count}
+    publisher_client: Mapped[str | None] = mapped_column(String(64))  # nginx's client id
+    publisher_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    playback_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # playlist exists
+    ingest_health: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    live_thumbnail_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recording_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.settings import Settings
+from tajiri_live.ingest import links
 from tajiri_live.realtime.events import stream_channel
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamCoHost
@@ -22,10 +23,65 @@ def storage_base_url(settings: Settings) -> str:
     return f"{settings.public_base_url.rstrip('/')}/storage"
 
 
-def playback_url(stream: LiveStream, settings: Settings) -> str | None:
+def playback_url(stream: LiveStream, settings: Settings, *, viewer_id: int = 0) -> str | None:
+    """The HLS playlist, once the stream is live (with ingest: and its playlist exists).
+
+    With ingest the link is signed for `viewer_id` (0: anyone who hears a broadcast)."""
     if stream.status != StreamStatus.LIVE:
         return None
-    return f"{settings.resolved_hls_base_url}/{stream.id}/index.m3u8"
+    if not settings.ingest_enabled:
+        return f"{settings.resolved_hls_base_url}/{stream.id}/index.m3u8"
+    if stream.playback_ready_at is None:
+        return None
+    return links.media_url(
+        settings,
+        kind=links.HLS,
+        stream_id=stream.id,
+        rest=f"_{stream.publish_count}/index.m3u8",
+        viewer=viewer_id,
+    )
+
+
+def media_links(stream: LiveStream, settings: Settings, *, viewer_id: int) -> dict[str, Any]:
+    """The replay (once recorded) and the live thumbnail (while live), signed like playback."""
+    if not settings.ingest_enabled:
+        return {"replay_url": None, "replay_thumbnail_url": None, "live_thumbnail_url": None}
+    recorded = stream.recording_path is not None
+    live = stream.status == StreamStatus.LIVE and stream.live_thumbnail_at is not None
+
+    def link(kind: str, rest: str, present: bool) -> str | None:
+        if not present:
+            return None
+        return links.media_url(
+            settings, kind=kind, stream_id=stream.id, rest=rest, viewer=viewer_id
+        )
+
+    return {
+        "replay_url": link(links.RECORDINGS, ".mp4", recorded),
+        "replay_thumbnail_url": link(links.RECORDINGS, ".jpg", recorded),
+        "live_thumbnail_url": link(links.THUMBNAILS, ".jpg", live),
+    }
+
+
+def ingest_dict(stream: LiveStream, settings: Settings) -> dict[str, Any]:
+    """What the owner sees of the encoder: connected or not, and its health."""
+    return {
+        "publishing": stream.publisher_client is not None,
+        "publisher_seen_at": iso(stream.publisher_seen_at),
+        "playback_ready": stream.playback_ready_at is not None,
+        "publish_count": stream.publish_count,
+        "key_expires_at": iso(key_expires_at(stream, settings)),
+        "health": stream.ingest_health,
+    }
+
+
+def key_expires_at(stream: LiveStream, settings: Settings) -> datetime:
+    """A key lives `ingest_key_ttl_hours` past its stream's creation or schedule, unless it
+    was revoked (the stream ended) or rotated since."""
+    if stream.stream_key_expires_at is not None:
+        return stream.stream_key_expires_at
+    base = max(stream.created_at, stream.scheduled_at or stream.created_at)
+    return base + timedelta(hours=settings.ingest_key_ttl_hours)
 
 
 def ingest_url(stream: LiveStream, settings: Settings) -> str:
@@ -68,6 +124,7 @@ def stream_dict(
     reaction_counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     is_owner = viewer is not None and viewer.user_id == stream.user_id
+    viewer_id = viewer.user_id if viewer is not None else 0
     return {
         "id": stream.id,
         "user_id": stream.user_id,
@@ -80,7 +137,8 @@ def stream_dict(
         "status": stream.status,
         "privacy": stream.privacy,
         "stream_url": ingest_url(stream, settings) if is_owner else None,
-        "playback_url": playback_url(stream, settings),
+        "playback_url": playback_url(stream, settings, viewer_id=viewer_id),
+        **media_links(stream, settings, viewer_id=viewer_id),
         "recording_path": stream.recording_path,
         "is_recorded": stream.is_recorded,
         "allow_comments": stream.allow_comments,
@@ -109,6 +167,7 @@ def stream_dict(
         "cohosts": [cohost_dict(c, settings) for c in stream.cohosts],
         "is_liked": is_liked,
         "reaction_counts": reaction_counts or {},
+        "ingest": ingest_dict(stream, settings) if is_owner else None,
     }
 
 

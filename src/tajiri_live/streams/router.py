@@ -17,6 +17,7 @@ from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
 from tajiri_live.engagement import service as engagement_service
+from tajiri_live.ingest.service import ingest_of
 from tajiri_live.streams import presenters, service
 from tajiri_live.streams.dependencies import OwnedStreamDep, StreamDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
@@ -209,7 +210,9 @@ async def _show_body(
     return {
         "success": True,
         "data": await _stream_data(session, stream, viewer, settings),
-        "playback_url": presenters.playback_url(stream, settings),
+        "playback_url": presenters.playback_url(
+            stream, settings, viewer_id=viewer.user_id if viewer else 0
+        ),
         "websocket": presenters.websocket_info(
             stream.id, settings, public=stream.privacy == "public"
         )
@@ -271,6 +274,8 @@ async def patch_status(
 ) -> dict[str, Any]:
     data = validated(StatusUpdate, await read_payload(request))
     await service.change_status(session, runtime=runtime, stream=stream, target=data.status)
+    if stream.status_enum not in (StreamStatus.LIVE, StreamStatus.PRE_LIVE):
+        await ingest_of(request).drop_publisher(stream)
     return {
         "success": True,
         "message": f"Stream is now {stream.status}.",
@@ -287,7 +292,9 @@ async def start_stream(
         "success": True,
         "message": "Stream is live.",
         "data": await _stream_data(session, stream, principal, runtime.settings),
-        "playback_url": presenters.playback_url(stream, runtime.settings),
+        "playback_url": presenters.playback_url(
+            stream, runtime.settings, viewer_id=principal.user_id
+        ),
         "websocket": presenters.websocket_info(
             stream.id, runtime.settings, public=stream.privacy == "public"
         ),
@@ -311,9 +318,14 @@ async def _end_analytics(stream: LiveStream, runtime: Runtime) -> dict[str, Any]
 
 @router.post("/{stream_id}/end", summary="End the stream (outro, then ended)")
 async def end_stream(
-    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+    request: Request,
+    stream: OwnedStreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     await service.end(session, runtime=runtime, stream=stream)
+    await ingest_of(request).drop_publisher(stream)
     return {
         "success": True,
         "message": "Stream is ending.",
@@ -324,9 +336,14 @@ async def end_stream(
 
 @router.post("/{stream_id}/cancel", summary="Call off a stream that has not finished")
 async def cancel_stream(
-    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+    request: Request,
+    stream: OwnedStreamDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     await service.move(session, runtime=runtime, stream=stream, target=StreamStatus.CANCELLED)
+    await ingest_of(request).drop_publisher(stream)
     return {
         "success": True,
         "message": "Stream cancelled.",

@@ -254,14 +254,16 @@ def _stamps(
             "ending_started_at": now,
             "ending_deadline": now + timedelta(seconds=hold_seconds),
         }
+    # A finished stream's key is revoked: nobody publishes to it again.
+    final = {"ending_deadline": None, "stream_key_expires_at": now, "playback_ready_at": None}
     if target is StreamStatus.ENDED:
         started = stream.started_at or now
         return {
             "ended_at": now,
             "duration": max(0, int((now - started).total_seconds())),
-            "ending_deadline": None,
+            **final,
         }
-    return {"cancelled_at": now, "ending_deadline": None}
+    return {"cancelled_at": now, **final}
 
 
 async def _apply_step(
@@ -339,6 +341,13 @@ def _status_event(runtime: Runtime, stream: LiveStream, old: str, now: datetime)
     return Event(channel=stream_channel(stream.id), name=STATUS_CHANGED, data=data, also=also)
 
 
+async def announce_playback(runtime: Runtime, stream: LiveStream) -> None:
+    """A live stream's playback became available (its encoder connected after `start`):
+    `status_changed` live -> live carries the new `playback_url`."""
+    event = _status_event(runtime, stream, stream.status, runtime.clock.now())
+    await _publish_steps(runtime, [event])
+
+
 async def _publish_steps(runtime: Runtime, steps: list[Event]) -> None:
     for event in steps:
         log.info(
@@ -361,7 +370,9 @@ async def end(
     stream: LiveStream,
     hold_seconds: float | None = None,
 ) -> None:
-    """live -> ending; the finishing job makes it `ended` after the hold."""
+    """live -> ending; the finishing job makes it `ended` after the hold.
+
+    The key is revoked at once: an explicit end is not a drop, no encoder may resume it."""
     await move(
         session,
         runtime=runtime,
@@ -370,6 +381,9 @@ async def end(
         hold_seconds=hold_seconds,
         already_there=frozenset({StreamStatus.ENDED}),
     )
+    if stream.stream_key_expires_at is None or stream.stream_key_expires_at > runtime.clock.now():
+        stream.stream_key_expires_at = runtime.clock.now()
+        await session.commit()
 
 
 async def change_status(

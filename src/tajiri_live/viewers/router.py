@@ -68,7 +68,7 @@ async def join(
     return {
         "success": True,
         "message": "Joined the stream.",
-        "playback_url": presenters.playback_url(stream, settings),
+        "playback_url": presenters.playback_url(stream, settings, viewer_id=principal.user_id),
         "current_viewers": current,
         "websocket": presenters.websocket_info(
             stream.id, settings, public=stream.privacy == "public"

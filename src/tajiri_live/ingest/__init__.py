@@ -1,0 +1,1 @@
+"""Ingest and playback: nginx-rtmp's callbacks, stream keys, signed HLS links, ffmpeg media."""
