@@ -96,3 +96,69 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+class IngestProcess:
+    """`tajiri-live ingest`: nginx with the RTMP module, configured from the same settings."""
+
+    def __init__(self, workdir: Path, **env: str) -> None:
+        self.workdir = workdir
+        self.rtmp_port = free_port()
+        self.http_port = free_port()
+        self.log_path = workdir / "ingest.log"
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+        self.env = {
+            **base,
+            "TAJIRI_VAR_DIR": str(workdir / "var"),
+            "TAJIRI_JWT_SECRET": TEST_SECRET,
+            "TAJIRI_INGEST_RTMP_PORT": str(self.rtmp_port),
+            "TAJIRI_INGEST_HTTP_PORT": str(self.http_port),
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def settings_env(self) -> dict[str, str]:
+        """What the API nodes must share with it."""
+        return {k: v for k, v in self.env.items() if k.startswith("TAJIRI_INGEST_")}
+
+    def rtmp_url(self, name: str) -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{name}"
+
+    def start(self) -> IngestProcess:
+        command = [sys.executable, "-m", "tajiri_live", "ingest"]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # nginx and the ffmpeg it starts: one group to stop
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.rtmp_port), timeout=0.5):
+                    return self
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nginx did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def logs(self) -> str:
+        """Everything nginx wrote: its error and access logs and the command's own output."""
+        run_dir = self.workdir / "var" / "nginx"
+        texts = [self.log_path.read_text(errors="replace")]
+        texts += [p.read_text(errors="replace") for p in run_dir.glob("*.log")]
+        return "\n".join(texts)

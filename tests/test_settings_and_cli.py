@@ -224,3 +224,20 @@ def test_pusher_apps_prints_laravel_credentials(tmp_path: Path) -> None:
     assert lines["PUSHER_HOST"] == "live.example.org" and lines["PUSHER_PORT"] == "443"
     secret = lines["PUSHER_APP_SECRET"]
     assert len(secret) == 40 and "j" * 10 not in secret  # derived, not the JWT secret itself
+
+
+def test_ingest_prints_its_nginx_configuration(tmp_path: Path) -> None:
+    env = {
+        "TAJIRI_VAR_DIR": str(tmp_path),
+        "TAJIRI_JWT_SECRET": "j" * 40,
+        "TAJIRI_INGEST_CALLBACK_BASE_URL": "http://10.0.0.2:8000",
+        "TAJIRI_INGEST_RTMP_PORT": "1936",
+        "TAJIRI_INGEST_ABR_ENABLED": "true",
+    }
+    result = CliRunner().invoke(main, ["ingest", "--print-config"], env=env)
+    assert result.exit_code == 0, result.output
+    config = result.output
+    assert "listen 127.0.0.1:1936;" in config
+    assert "on_publish http://10.0.0.2:8000/api/rtmp/publish?secret=" in config
+    assert "-var_stream_map" in config and "name:720p" in config  # the default ladder
+    assert "secure_link_md5" in config and "j" * 10 not in config  # derived secrets only

@@ -35,6 +35,7 @@ PART_SETTLE_SECONDS = 2.0  # nginx may still be closing a part this soon after i
 RECORDING_LEASE = timedelta(minutes=10)  # a claim by a node that died is taken over after it
 FFMPEG_TIMEOUT_SECONDS = 600.0
 THUMBNAIL_WIDTH = 640
+SCALE_DOWN = f"scale='min({THUMBNAIL_WIDTH},iw)':-2"  # never up
 
 
 async def run_ffmpeg(binary: str, *args: str, limit: float = FFMPEG_TIMEOUT_SECONDS) -> bool:
@@ -106,7 +107,7 @@ async def take_thumbnail(binary: str, source: Path, target: Path, *, at: float =
     ok = await run_ffmpeg(
         binary,
         *("-ss", f"{at:g}", "-i", str(source)),
-        *("-frames:v", "1", "-vf", f"scale={THUMBNAIL_WIDTH}:-2", "-q:v", "4", str(partial)),
+        *("-frames:v", "1", "-vf", SCALE_DOWN, "-q:v", "4", str(partial)),
         limit=60,
     )
     ok = ok and partial.exists() and partial.stat().st_size > 0

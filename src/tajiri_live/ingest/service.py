@@ -154,8 +154,9 @@ async def accept_publish(runtime: Runtime, who: Publisher) -> tuple[int, int]:
             .execution_options(synchronize_session=False)
         )
         if getattr(claimed, "rowcount", 0) != 1:
+            stream_id = stream.id
             await session.rollback()
-            raise Refused(f"stream {stream.id}: already being published")
+            raise Refused(f"stream {stream_id}: already being published")
         await session.commit()
         await session.refresh(stream)
         if stream.status_enum is StreamStatus.SCHEDULED:
@@ -254,13 +255,14 @@ class Ingest:
                 stream.stream_key_expires_at is not None and stream.stream_key_expires_at <= now
             )
             if revoked or stream.status_enum in FINAL_STATUSES:
+                stream_id = stream.id
                 await session.execute(
                     update(LiveStream)
                     .where(LiveStream.id == stream.id, LiveStream.publisher_client == who.client)
                     .values(publisher_client=None, playback_ready_at=None)
                 )
                 await session.commit()
-                raise Refused(f"stream {stream.id}: no longer accepts its publisher")
+                raise Refused(f"stream {stream_id}: no longer accepts its publisher")
             health = await self.stream_health(publish_name(stream.id, stream.publish_count))
             await session.execute(
                 update(LiveStream)
