@@ -334,3 +334,32 @@ def test_renditions_are_parsed_and_bad_ones_refused() -> None:
     assert [r.name for r in ladder] == ["720p", "360p"] and ladder[0].height == 720
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         nginx.parse_renditions(["720p:1280-720:2500k:128k"])
+
+
+async def test_old_playlists_are_removed_once_players_are_done(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, rtmp: Nginx, settings: Settings
+) -> None:
+    import os
+    import time
+
+    from tajiri_live.ingest import media
+
+    live = await _stream(client, auth)
+    ended = await _stream(client, auth)
+    for stream in (live, ended):
+        for client_id in (1, 2):  # two publishes each
+            assert (await rtmp.call("publish", client_id, stream["stream_key"])).status_code == 302
+            await rtmp.call("publish-done", client_id, stream["stream_key"])
+    await client.post(f"/api/streams/{ended['id']}/cancel", headers=auth(OWNER))
+    hls = nginx.media_dirs(settings).hls
+    names = [f"{live['id']}_1", f"{live['id']}_2", f"{ended['id']}_2", "999999_1", "fresh_1"]
+    for name in [*names, f"{ended['id']}_3"]:
+        (hls / name).mkdir(parents=True)
+        if name != f"{ended['id']}_3":  # that one was written just now: players may still read
+            long_ago = time.time() - 600
+            os.utime(hls / name, (long_ago, long_ago))
+
+    removed = await media.remove_old_playlists(app.state.runtime)
+    assert removed == 3
+    left = sorted(p.name for p in hls.iterdir())
+    assert left == sorted([f"{live['id']}_2", f"{ended['id']}_3", "fresh_1"])

@@ -15,4 +15,5 @@ def ingest_jobs(runtime: Runtime) -> list[PeriodicJob]:
     return [
         PeriodicJob("ingest.recordings", every, lambda: media.finalize_recordings(runtime)),
         PeriodicJob("ingest.thumbnails", every, lambda: media.refresh_live_thumbnails(runtime)),
+        PeriodicJob("ingest.old_playlists", 60.0, lambda: media.remove_old_playlists(runtime)),
     ]

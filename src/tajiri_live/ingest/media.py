@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -31,6 +32,8 @@ from tajiri_live.streams.models import LiveStream
 log = logging.getLogger(__name__)
 
 PART_NAME = re.compile(r"^(\d+)_(\d+)-(\d+)\.flv$")
+HLS_FOLDER = re.compile(r"^(\d+)_(\d+)$")
+HLS_KEEP_SECONDS = 120.0  # an old playlist's folder stays this long after its last write
 PART_SETTLE_SECONDS = 2.0  # nginx may still be closing a part this soon after its last write
 RECORDING_LEASE = timedelta(minutes=10)  # a claim by a node that died is taken over after it
 FFMPEG_TIMEOUT_SECONDS = 600.0
@@ -193,6 +196,42 @@ async def make_recording(
     _delete(parts)
     log.info("stream %s: recording ready (%d parts)", stream_id, len(parts))
     return True
+
+
+async def remove_old_playlists(runtime: Runtime) -> int:
+    """HLS folders of earlier publishes and of finished streams, once players are done with
+    them (nginx cleans segments while a publish runs, not the folder after it)."""
+    settings = runtime.settings
+    dirs = media_dirs(settings)
+    if not settings.ingest_enabled or not dirs.hls.is_dir():
+        return 0
+    folders: dict[int, list[tuple[int, Path]]] = defaultdict(list)
+    quiet_since = time.time() - HLS_KEEP_SECONDS
+    for path in dirs.hls.iterdir():
+        match = HLS_FOLDER.match(path.name)
+        if match and path.is_dir() and path.stat().st_mtime < quiet_since:
+            folders[int(match[1])].append((int(match[2]), path))
+    if not folders:
+        return 0
+    async with runtime.sessions() as session:
+        rows = (
+            await session.execute(
+                select(LiveStream.id, LiveStream.status, LiveStream.publish_count).where(
+                    LiveStream.id.in_(list(folders))
+                )
+            )
+        ).all()
+    current = {
+        row.id: (-1 if StreamStatus(row.status) in FINAL_STATUSES else row.publish_count)
+        for row in rows
+    }
+    removed = 0
+    for stream_id, found in folders.items():
+        for number, path in found:
+            if number != current.get(stream_id, -1):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def _newest_segment(dirs: MediaDirs, name: str) -> Path | None:
