@@ -205,3 +205,31 @@ async def test_shares_are_counted_and_limited(
     ]
     assert counts == list(range(1, runtime.settings.share_limit + 1))
     assert (await client.post(url, headers=auth(FAN))).status_code == 429
+
+
+async def test_concurrent_comments_are_written_together_and_each_gets_its_own_row(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, events: list[Event]
+) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from tajiri_live.engagement.models import StreamComment
+
+    sid = await live_stream(client, auth)
+    users = range(100, 160)
+    answers = await asyncio.gather(
+        *(comment(client, auth, sid, user, content=f"salamu kutoka {user}") for user in users)
+    )
+    assert [a.status_code for a in answers] == [201] * len(users)
+    async with runtime.sessions() as session:
+        rows = {c.id: c for c in await session.scalars(select(StreamComment))}
+    for user, answer in zip(users, answers, strict=True):
+        data = answer.json()["data"]
+        stored = rows[data["id"]]  # the id answered is the row holding this very comment
+        assert stored.content == data["content"] == f"salamu kutoka {user}"
+        assert stored.user_id == user == data["user_id"]
+    assert len(rows) == len(users)
+    stream = (await client.get(f"/api/streams/{sid}")).json()["data"]
+    assert stream["comments_count"] == len(users)
+    assert sorted(e.data["id"] for e in events if e.name == NEW_COMMENT) == sorted(rows)

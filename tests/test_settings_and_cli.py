@@ -241,3 +241,19 @@ def test_ingest_prints_its_nginx_configuration(tmp_path: Path) -> None:
     assert "on_publish http://10.0.0.2:8000/api/rtmp/publish?secret=" in config
     assert "-var_stream_map" in config and "name:720p" in config  # the default ladder
     assert "secure_link_md5" in config and "j" * 10 not in config  # derived secrets only
+
+
+def test_a_remembered_token_still_expires_and_a_forged_one_is_not_remembered() -> None:
+    from tajiri_live.core.auth import TokenCodec
+    from tajiri_live.core.errors import ApiError
+
+    codec = TokenCodec(Settings(jwt_secret="k" * 40))
+    token = codec.encode(5, ttl_seconds=1)
+    assert codec.decode(token).user_id == 5
+    assert codec.decode(token).user_id == 5  # from the cache of verified tokens
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(ApiError):
+        codec.decode(forged)
+    time.sleep(1.1)
+    with pytest.raises(ApiError, match="expired"):
+        codec.decode(token)

@@ -33,6 +33,7 @@ from tajiri_live.core.scheduler import PeriodicJob, Scheduler
 from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
+from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.gifts.router import router as gifts_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
@@ -74,6 +75,7 @@ class Services:
     pusher: PusherSocketApp
     push: PushSender
     ingest: Ingest
+    comment_writer: CommentWriter
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -123,6 +125,7 @@ class Services:
         await self.runtime.channels.close()
         await self.push.close()
         await self.ingest.close()
+        await self.comment_writer.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.runtime.engine.dispose()
@@ -175,6 +178,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         pusher,
         build_sender(settings),
         Ingest(runtime),
+        CommentWriter(runtime.sessions),
     )
 
 
@@ -215,6 +219,7 @@ def create_app(
     app.state.services = services
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
+    app.state.comment_writer = services.comment_writer
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)

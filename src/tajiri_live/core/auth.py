@@ -28,8 +28,12 @@ class Principal:
         return (self.first_name, self.last_name, self.username, self.picture)
 
 
+VERIFIED_CACHE_SIZE = 50_000  # tokens; the cache starts over when full
+
+
 class TokenCodec:
     def __init__(self, settings: Settings) -> None:
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self._algorithm = settings.signing_algorithm()
         self._verify_key = settings.jwt_public_key or settings.jwt_secret
         self._sign_key = settings.jwt_private_key or settings.jwt_secret
@@ -75,6 +79,21 @@ class TokenCodec:
         return jwt.encode(claims, self._sign_key, algorithm=self._algorithm)
 
     def decode(self, token: str) -> Principal:
+        """The token's principal. A token verified before is not verified again until it
+        expires: the signature check is the costliest step of a small request."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -95,7 +114,7 @@ class TokenCodec:
         if user_id <= 0:
             raise ApiError(401, "The token subject must be a user id.")
         roles = claims.get("roles") or []
-        return Principal(
+        principal = Principal(
             user_id=user_id,
             is_admin=bool(claims.get("admin")) or (isinstance(roles, list) and "admin" in roles),
             first_name=_text(claims.get("given_name")),
@@ -104,6 +123,7 @@ class TokenCodec:
             picture=_text(claims.get("picture")),
             region=_text(claims.get("region")),
         )
+        return principal, float(claims["exp"])
 
 
 def _text(value: Any) -> str | None:

@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _changed_meanwhile(_: Request, exc: StaleDataError) -> JSONResponse:
         # e.g. an edit racing a delete of the same row: the edit found nothing to change
         return _envelope(409, "The resource was changed or removed meanwhile; reload it.")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up while its body was read: nobody to answer, nothing went wrong.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

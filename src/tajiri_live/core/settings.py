@@ -40,6 +40,8 @@ class Settings(BaseSettings):
 
     # --- redis (unset: in-memory backends, one process) ------------------------------------
     redis_url: str | None = None
+    redis_max_connections: int = Field(default=64, ge=2)  # per process (pub/sub holds one)
+    redis_pool_timeout_seconds: float = 10.0  # a request waits this long for a connection
 
     # --- auth ----------------------------------------------------------------------------
     jwt_secret: str | None = None

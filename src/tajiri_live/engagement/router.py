@@ -50,7 +50,12 @@ async def post_comment(
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(CommentCreate, payload)
     comment = await service.post_comment(
-        session, runtime=runtime, stream=stream, principal=principal, content=data.content
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        content=data.content,
+        writer=request.app.state.comment_writer,
     )
     return JSONResponse(
         {

@@ -18,6 +18,7 @@ from tajiri_live.core.ratelimit import retry_after_header
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.engagement.presenters import comment_dict
+from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.moderation import service as moderation
 from tajiri_live.moderation.service import is_moderator
 from tajiri_live.realtime.events import NEW_COMMENT, REACTION, Event, stream_channel
@@ -75,7 +76,10 @@ async def post_comment(
     stream: LiveStream,
     principal: Principal,
     content: str,
+    writer: CommentWriter,
 ) -> StreamComment:
+    """Checked with the request's session; stored by the group-commit writer; published
+    once committed."""
     settings = runtime.settings
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
@@ -102,24 +106,24 @@ async def post_comment(
     content = await moderation.screen_comment(
         session, runtime=runtime, stream=stream, principal=principal, content=content
     )
+    # The author (synced from the token by this request), in the checks' transaction.
+    author = await session.get(User, principal.user_id)
+    stream_id = stream.id
+    await session.close()  # the connection goes back to the pool while the batch is written
     now = runtime.clock.now()
     comment = StreamComment(
-        stream_id=stream.id,
+        stream_id=stream_id,
         user_id=principal.user_id,
         content=content,
+        is_pinned=False,
+        is_highlighted=False,
         created_at=now,
         updated_at=now,
     )
-    session.add(comment)
-    await session.execute(
-        update(LiveStream)
-        .where(LiveStream.id == stream.id)
-        .values(comments_count=LiveStream.comments_count + 1)
-        .execution_options(synchronize_session=False)
+    comment.id = await writer.write(
+        stream_id=stream_id, user_id=principal.user_id, content=content, created_at=now
     )
-    await session.commit()
-    # The author, one lookup (the row was synced from the token by this request).
-    set_committed_value(comment, "user", await session.get(User, principal.user_id))
+    set_committed_value(comment, "user", author)
     await _publish(
         runtime, stream, NEW_COMMENT, comment_dict(comment, settings), actor_id=principal.user_id
     )

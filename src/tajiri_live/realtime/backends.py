@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from tajiri_live.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from tajiri_live.core.settings import Settings
@@ -39,9 +39,16 @@ def build_backends(settings: Settings) -> Backends:
             MemoryChannelRegistry(),
             None,
         )
-    redis = Redis.from_url(
-        settings.redis_url, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True
+    # Blocking: a burst of requests waits for a free connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_seconds,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry_on_timeout=True,
     )
+    redis = Redis(connection_pool=pool)
     prefix = settings.redis_prefix
     return Backends(
         RedisBroker(redis, prefix=prefix),
