@@ -65,6 +65,10 @@ async def hammer(base: str, clients: int, seconds: float, request: Any) -> dict[
         started = time.monotonic()
         await asyncio.gather(*(loop(i) for i in range(clients)))
         elapsed = time.monotonic() - started
+    return summary(latencies, codes, elapsed)
+
+
+def summary(latencies: list[float], codes: dict[int, int], elapsed: float) -> dict[str, Any]:
     ok = sum(v for k, v in codes.items() if 200 <= k < 300)
     return {
         "ok": ok,
@@ -102,15 +106,7 @@ async def paced(
 
         await asyncio.gather(*(loop(i) for i in range(clients)))
         elapsed = time.monotonic() - started
-    ok = sum(v for k, v in codes.items() if 200 <= k < 300)
-    return {
-        "ok": ok,
-        "codes": codes,
-        "per_second": ok / elapsed,
-        "p50_ms": 1000 * percentile(latencies, 0.5),
-        "p99_ms": 1000 * percentile(latencies, 0.99),
-        "interval": interval,
-    }
+    return summary(latencies, codes, elapsed)
 
 
 async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[str, Any]:
