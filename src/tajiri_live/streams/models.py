@@ -78,7 +78,8 @@ class LiveStream(Base):
     # Set when the key is revoked (the stream ended) or rotated; else it expires by the settings.
     stream_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     publish_count: Mapped[int] = counter()  # HLS and recordings are named {id}_{publish_count}
-    publisher_client: Mapped[str | None] = mapped_column(String(64))  # nginx's client id
+    # nginx's client id and the encoder's address; every ingest callback looks it up
+    publisher_client: Mapped[str | None] = mapped_column(String(64), index=True)
     publisher_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     playback_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # playlist exists
     ingest_health: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
