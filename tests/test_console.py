@@ -3,8 +3,6 @@ a real `serve` process. Screenshots of every page go to test-artifacts/console/.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,28 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
+from browser import CHROMIUM, launch_args, require_browser
 from conftest import TEST_SECRET
 from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.settings import Settings
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "console"
 CREATOR, FAN, GIVER, ADMIN = 1, 7, 8, 9
-
-
-def require_browser() -> None:
-    """Chromium and Playwright; in CI their absence is a failure, not a skip."""
-    try:
-        import playwright
-    except ImportError:
-        playwright = None
-    if shutil.which("chromium") and os.path.exists(CHROMIUM) and playwright is not None:
-        return
-    message = "install chromium (apt) and playwright (pip) to run the console tests"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -52,7 +36,7 @@ async def page(server: ServerProcess) -> AsyncIterator[Any]:
     async with async_playwright() as driver:
         browser = await driver.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            args=launch_args(),
         )
         context = await browser.new_context(viewport={"width": 390, "height": 844})  # a phone
         tab = await context.new_page()

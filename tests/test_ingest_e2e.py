@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
+from browser import play_hls, require_browser
 from conftest import TEST_SECRET
 from mediatools import require_media_tools
 from servers import IngestProcess, ServerProcess
@@ -262,6 +263,7 @@ async def test_an_abr_ladder_and_an_explicit_end_that_drops_the_encoder(
     tmp_path: Path, database_url: str
 ) -> None:
     require_media_tools()
+    require_browser()
     settings_env = {
         "TAJIRI_INGEST_ENABLED": "true",
         "TAJIRI_INGEST_MEDIA_DIR": str(tmp_path / "media"),
@@ -297,6 +299,10 @@ async def test_an_abr_ladder_and_an_explicit_end_that_drops_the_encoder(
             variant_url = urljoin(live["data"]["playback_url"], "90p/index.m3u8")
             variant = await api.get(variant_url)
             assert variant.status_code == 200 and "#EXTINF" in variant.text
+
+            # A browser plays the link a viewer's join returns (hls.js, as the console does).
+            joined = await api.post(f"/api/streams/{stream_id}/join", headers=bearer(VIEWER))
+            assert await play_hls(server.url, joined.json()["playback_url"]) >= 2.0
 
             ended = await api.post(f"/api/streams/{stream_id}/end", headers=bearer(CREATOR))
             assert ended.status_code == 200
