@@ -165,7 +165,7 @@ async function liveView(id) {
       el("section", {}, el("h2", {}, "Chat"), chat),
       el("section", {}, el("h2", {}, "Gifts"), gifts)));
   const source = playback || stream.playback_url;
-  if (source && window.Hls && Hls.isSupported()) { const hls = new Hls({ liveSyncDurationCount: 1 }); // start at the live edge: ~1.5 s behind hls.loadSource(source); hls.attachMedia(video); }
+  if (source && window.Hls && Hls.isSupported()) { const hls = new Hls({ liveSyncDurationCount: 1 }); /* at the live edge */ hls.loadSource(source); hls.attachMedia(video); }
   else if (source) video.src = source;
   const viewers = lineChart("viewers", canvas, [new Date().toLocaleTimeString()], [stream.current_viewers ?? 0], "Viewers");
 
