@@ -70,6 +70,13 @@ async def test_a_creator_runs_a_stream_from_the_console(page: Any, server: Serve
     await row.get_by_role("button", name="Show ingest URL and key").click()
     await row.locator(".secret").wait_for()
     assert "Key:" in await row.locator(".secret").inner_text()
+    assert "Encoder not connected" in await row.locator(".encoder").inner_text()
+    old_key = await row.locator(".key").inner_text()
+    await row.get_by_role("button", name="New key").click()
+    await page.wait_for_function(
+        "(old) => document.querySelector('.secret .key').textContent !== old", arg=old_key
+    )
+    assert len(await row.locator(".key").inner_text()) >= 32
     await row.get_by_role("button", name="Start").click()
     await row.locator(".status.live").wait_for()
     await shot(page, "2-my-streams")

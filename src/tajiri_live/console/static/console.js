@@ -126,9 +126,21 @@ async function streamsView() {
   async function fill() {
     const { data } = await api(`/streams/user/${user.id}?per_page=50`);
     list.replaceChildren(...data.map((stream) => {
+      const key = el("span", { class: "key" }, stream.stream_key ?? "");
+      const ingest = stream.ingest ?? {};
+      const health = ingest.health
+        ? `${ingest.health.width ?? "?"}×${ingest.health.height ?? "?"}, ${ingest.health.fps ?? "?"} fps, ${ingest.health.bitrate_kbps ?? "?"} kb/s`
+        : "";
       const secret = el("div", { class: "secret", hidden: true },
-        el("div", {}, "Server: ", stream.stream_url ?? ""), el("div", {}, "Key: ", stream.stream_key ?? ""),
-        act("Copy key", async () => { await navigator.clipboard.writeText(stream.stream_key ?? ""); toast("Key copied."); }));
+        el("div", {}, "Server: ", stream.stream_url ?? ""), el("div", {}, "Key: ", key),
+        el("div", { class: "encoder" }, ingest.publishing ? `Encoder connected ${health}` : "Encoder not connected"),
+        el("div", { class: "muted" }, "Key valid until ", ingest.key_expires_at ?? ""),
+        act("Copy key", async () => { await navigator.clipboard.writeText(key.textContent); toast("Key copied."); }),
+        act("New key", async () => {
+          const rotated = await api(`/streams/${stream.id}/rotate-key`, { method: "POST" });
+          key.textContent = rotated.stream_key;
+          toast("New key: the old one no longer works.");
+        }));
       const step = (label, path, cls) => act(label, async () => { await api(`/streams/${stream.id}/${path}`, { method: "POST" }); await fill(); }, cls);
       return el("tr", { "data-stream": stream.id },
         el("td", {}, el("a", { href: `#/live/${stream.id}` }, stream.title)),
@@ -164,9 +176,16 @@ async function liveView(id) {
     el("div", { class: "grid" },
       el("section", {}, el("h2", {}, "Chat"), chat),
       el("section", {}, el("h2", {}, "Gifts"), gifts)));
+  function play(source) {
+    video.dataset.playing = "true";
+    if (window.Hls && Hls.isSupported()) {
+      const hls = new Hls({ liveSyncDurationCount: 1 }); // start at the live edge
+      hls.loadSource(source);
+      hls.attachMedia(video);
+    } else video.src = source;
+  }
   const source = playback || stream.playback_url;
-  if (source && window.Hls && Hls.isSupported()) { const hls = new Hls({ liveSyncDurationCount: 1 }); /* at the live edge */ hls.loadSource(source); hls.attachMedia(video); }
-  else if (source) video.src = source;
+  if (source) play(source); // with ingest: once the playlist exists (status_changed below)
   const viewers = lineChart("viewers", canvas, [new Date().toLocaleTimeString()], [stream.current_viewers ?? 0], "Viewers");
 
   function comment(c) {
@@ -198,7 +217,10 @@ async function liveView(id) {
       viewers.data.labels.push(new Date().toLocaleTimeString());
       viewers.data.datasets[0].data.push(data.current_viewers);
       viewers.update();
-    } else if (event === "status_changed") { status.textContent = data.status; status.className = `status ${data.status}`; }
+    } else if (event === "status_changed") {
+      status.textContent = data.status; status.className = `status ${data.status}`;
+      if (data.playback_url && !video.dataset.playing) play(data.playback_url);
+    }
     else if (event === "user_banned") chat.querySelectorAll("li").forEach((li) => li.dataset.user === String(data.user_id) && li.remove());
   };
   socket.onopen = () => { updates.textContent = "live updates on"; updates.dataset.connected = "true"; };
