@@ -84,9 +84,17 @@ async def post_comment(
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
     ensure_open(stream, "comments")
-    await moderation.ensure_allowed(
-        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="comment"
+    check = await moderation.check_commenter(
+        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, content=content
     )
+    if check.restricted:  # says why (banned, or muted until when)
+        await moderation.ensure_allowed(
+            session,
+            runtime=runtime,
+            stream_id=stream.id,
+            user_id=principal.user_id,
+            action="comment",
+        )
     if len(content) > settings.comment_max_length:
         raise ValidationFailed(
             {
@@ -104,10 +112,14 @@ async def post_comment(
         window=settings.comment_window_seconds,
     )
     content = await moderation.screen_comment(
-        session, runtime=runtime, stream=stream, principal=principal, content=content
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        content=content,
+        repeated=None if check.author is None else check.repeated,
     )
-    # The author (synced from the token by this request), in the checks' transaction.
-    author = await session.get(User, principal.user_id)
+    author = check.author or await session.get(User, principal.user_id)
     stream_id = stream.id
     await session.close()  # the connection goes back to the pool while the batch is written
     now = runtime.clock.now()

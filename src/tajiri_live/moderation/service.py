@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Exists, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
@@ -21,6 +22,7 @@ from tajiri_live.moderation.wordfilter import DEFAULT_WORDS, WordFilter
 from tajiri_live.realtime.events import USER_BANNED, Event, stream_channel
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.users import service as users_service
+from tajiri_live.users.models import User
 
 LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
@@ -230,6 +232,47 @@ def word_filter(runtime: Runtime) -> WordFilter:
     return _filter(tuple(words))
 
 
+def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str) -> Exists:
+    since = runtime.clock.now() - timedelta(seconds=runtime.settings.spam_repeat_seconds)
+    return exists().where(
+        StreamComment.stream_id == stream_id,
+        StreamComment.user_id == user_id,
+        StreamComment.created_at >= since,
+        StreamComment.content == content,
+    )
+
+
+@dataclass(frozen=True)
+class CommenterCheck:
+    author: User | None
+    restricted: bool  # an active ban or mute: `ensure_allowed` says which, and why
+    repeated: bool  # the same text from them on this stream lately
+
+
+async def check_commenter(
+    session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, content: str
+) -> CommenterCheck:
+    """What every comment needs to know, in one round trip: its author, whether they are
+    restricted here, and whether they said this very text lately."""
+    now = runtime.clock.now()
+    restricted = exists().where(
+        StreamRestriction.stream_id == stream_id,
+        StreamRestriction.user_id == user_id,
+        or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
+    )
+    repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
+    row = (
+        await session.execute(
+            select(User, restricted.label("restricted"), repeated.label("repeated")).where(
+                User.id == user_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return CommenterCheck(None, restricted=True, repeated=True)  # let the full checks run
+    return CommenterCheck(row[0], restricted=bool(row[1]), repeated=bool(row[2]))
+
+
 async def screen_comment(
     session: AsyncSession,
     *,
@@ -237,24 +280,25 @@ async def screen_comment(
     stream: LiveStream,
     principal: Principal,
     content: str,
+    repeated: bool | None = None,
 ) -> str:
-    """The text to store (masked if configured), or a 422 for bad words or spam."""
+    """The text to store (masked if configured), or a 422 for bad words or spam.
+    `repeated`: already known from `check_commenter` (None: look it up)."""
     settings = runtime.settings
     if len(LINK.findall(content)) > settings.spam_max_links:
         await _blocked(session, stream, principal, "too many links")
         raise ValidationFailed({"content": ["Looks like spam: too many links."]})
-    since = runtime.clock.now() - timedelta(seconds=settings.spam_repeat_seconds)
-    repeated = await session.scalar(
-        select(StreamComment.id)
-        .where(
-            StreamComment.stream_id == stream.id,
-            StreamComment.user_id == principal.user_id,
-            StreamComment.created_at >= since,
-            StreamComment.content == content,
+    if repeated is None:
+        repeated = bool(
+            await session.scalar(
+                select(
+                    _said_lately(
+                        runtime, stream_id=stream.id, user_id=principal.user_id, content=content
+                    )
+                )
+            )
         )
-        .limit(1)
-    )
-    if repeated is not None:
+    if repeated:
         await _blocked(session, stream, principal, "repeated text")
         raise ValidationFailed({"content": ["Looks like spam: you already said that."]})
     words = word_filter(runtime)
