@@ -363,3 +363,29 @@ async def test_old_playlists_are_removed_once_players_are_done(
     assert removed == 3
     left = sorted(p.name for p in hls.iterdir())
     assert left == sorted([f"{live['id']}_2", f"{ended['id']}_3", "fresh_1"])
+
+
+async def test_each_publish_remembers_the_nginx_it_came_through(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, secret: str
+) -> None:
+    stream = await _stream(client, auth)
+    form = {"name": stream["stream_key"], "clientid": "1", "addr": "1.2.3.4", "call": "publish"}
+    params = {
+        "secret": secret,
+        "control": "http://10.0.0.7:8088",
+        "media": "https://edge-7.example/",
+    }
+    assert (await client.post("/api/rtmp/publish", params=params, data=form)).status_code == 302
+    row = await _row(app, stream["id"])
+    assert row.ingest_control_url == "http://10.0.0.7:8088"
+    assert row.ingest_media_url == "https://edge-7.example"
+    await app.state.ingest.mark_ready(stream["id"], 1)
+    shown = (await client.get(f"/api/streams/{stream['id']}", headers=auth(9))).json()
+    assert shown["playback_url"].startswith("https://edge-7.example/hls/")
+
+    other = await _stream(client, auth)
+    form["name"], form["clientid"] = other["stream_key"], "2"
+    odd = {"secret": secret, "control": "file:///etc/passwd", "media": "javascript:x"}
+    assert (await client.post("/api/rtmp/publish", params=odd, data=form)).status_code == 302
+    row = await _row(app, other["id"])
+    assert row.ingest_control_url is None and row.ingest_media_url is None  # not URLs: ignored

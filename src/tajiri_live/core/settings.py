@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     ingest_media_dir: Path | None = None  # HLS, recordings, thumbnails; default var_dir/media
     ingest_callback_base_url: str | None = None  # where nginx calls us; default public_base_url
     ingest_control_url: str | None = None  # nginx's /control and /stat; default its HTTP port
+    # Who may reach nginx's /control and /stat (the API nodes): addresses or CIDR blocks.
+    ingest_control_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
     ingest_secret: str | None = None  # callbacks' shared secret; unset: derived from the JWT one
     hls_signing_secret: str | None = None  # secure_link's secret; unset: derived likewise
     hls_url_ttl_seconds: int = Field(default=4 * 3600, ge=60)

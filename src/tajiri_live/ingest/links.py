@@ -63,9 +63,18 @@ def signed_path(
     return f"/{kind}/{sig}/{expires}/{viewer}/{stream_id}{rest}"
 
 
-def media_url(settings: Settings, *, kind: str, stream_id: int, rest: str, viewer: int = 0) -> str:
-    """A signed link that lives `hls_url_ttl_seconds` (rounded up to the minute, so a viewer's
-    link is the same for a minute and caches can share it)."""
+def media_url(
+    settings: Settings,
+    *,
+    kind: str,
+    stream_id: int,
+    rest: str,
+    viewer: int = 0,
+    base: str | None = None,
+) -> str:
+    """A signed link on `base` (the nginx that has the media; default: the configured one)
+    that lives `hls_url_ttl_seconds`, rounded up to the minute: a viewer's link is the same
+    for a minute."""
     expires = (int(time.time()) + settings.hls_url_ttl_seconds) // 60 * 60 + 60
     path = signed_path(
         link_secret(settings),
@@ -75,4 +84,4 @@ def media_url(settings: Settings, *, kind: str, stream_id: int, rest: str, viewe
         viewer=viewer,
         expires=expires,
     )
-    return settings.resolved_media_base_url + path
+    return (base or settings.resolved_media_base_url).rstrip("/") + path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 from tajiri_live.core.settings import Settings
 from tajiri_live.ingest import links
@@ -77,9 +78,18 @@ def media_dirs(settings: Settings) -> MediaDirs:
 
 
 def callback_url(settings: Settings, action: str) -> str:
+    """The secret rides in the query (nginx-rtmp cannot send headers; access logs redact it),
+    with this nginx's own addresses: the API keeps them on the stream, so several ingest
+    hosts can serve one deployment."""
     base = (settings.ingest_callback_base_url or settings.public_base_url).rstrip("/")
-    # The secret rides in the query (nginx-rtmp cannot send headers); access logs redact it.
-    return f"{base}/api/rtmp/{action}?secret={links.callback_secret(settings)}"
+    query = urlencode(
+        {
+            "secret": links.callback_secret(settings),
+            "control": settings.resolved_ingest_control_url,
+            "media": settings.resolved_media_base_url,
+        }
+    )
+    return f"{base}/api/rtmp/{action}?{query}"
 
 
 def abr_command(settings: Settings, dirs: MediaDirs) -> str:
@@ -126,6 +136,7 @@ def render(settings: Settings, *, run_dir: Path, as_root: bool) -> str:
         to_hls = f"push rtmp://127.0.0.1:{settings.ingest_rtmp_port}/{HLS_APP};"
     user = f"user {settings.ingest_nginx_user};\n" if as_root else ""
     secure = links.secure_link_expression(links.link_secret(settings))
+    allow = "\n".join(f"            allow {source};" for source in settings.ingest_control_allow)
     temp = "\n".join(
         f"    {name}_temp_path {run_dir / 'tmp' / name};"
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -214,13 +225,13 @@ http {{
         }}
 
         location = /stat {{
-            allow 127.0.0.1;
+{allow}
             deny all;
             rtmp_stat all;
         }}
 
         location /control {{
-            allow 127.0.0.1;
+{allow}
             deny all;
             rtmp_control all;
         }}

@@ -24,11 +24,15 @@ callbacks = APIRouter(prefix="/rtmp", tags=["ingest"], include_in_schema=True)
 owner = APIRouter(prefix="/streams", tags=["ingest"])
 
 SecretQuery = Annotated[str | None, Query(description="The shared ingest secret")]
+NodeQuery = Annotated[str | None, Query(description="The calling nginx's address")]
 
 
-async def _publisher(request: Request) -> Publisher:
+async def _publisher(
+    request: Request, control: str | None = None, media: str | None = None
+) -> Publisher:
     form = await request.form()
-    return Publisher.from_form({k: v for k, v in form.items() if isinstance(v, str)})
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return Publisher.from_form(fields, control=control, media=media)
 
 
 def _refused(reason: Refused) -> Response:
@@ -37,10 +41,16 @@ def _refused(reason: Refused) -> Response:
 
 
 @callbacks.post("/publish", summary="nginx-rtmp on_publish: may this encoder go on air?")
-async def on_publish(request: Request, runtime: RuntimeDep, secret: SecretQuery = None) -> Response:
+async def on_publish(
+    request: Request,
+    runtime: RuntimeDep,
+    secret: SecretQuery = None,
+    control: NodeQuery = None,
+    media: NodeQuery = None,
+) -> Response:
     service.check_secret(runtime, secret)
     try:
-        name = await ingest_of(request).on_publish(await _publisher(request))
+        name = await ingest_of(request).on_publish(await _publisher(request, control, media))
     except Refused as reason:
         return _refused(reason)
     # A name without rtmp:// renames the stream in place: HLS and recordings follow the id.

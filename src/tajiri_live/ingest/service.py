@@ -35,6 +35,7 @@ from tajiri_live.streams.models import LiveStream
 log = logging.getLogger(__name__)
 
 MIN_KEY_LENGTH = 32
+MAX_URL_LENGTH = 500
 PLAYLIST_POLL_SECONDS = 0.2
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=3)
 
@@ -50,14 +51,26 @@ class Publisher:
     name: str  # the publishing name: a stream key, or a stream id with a `key` argument
     key: str | None  # the `key` query argument, if any
     client: str  # nginx's client id and the encoder's address: one publishing session
+    control_url: str | None = None  # the calling nginx's /control and /stat, as we reach it
+    media_url: str | None = None  # the calling nginx's media base, as viewers reach it
 
     @classmethod
-    def from_form(cls, form: dict[str, str]) -> Publisher:
+    def from_form(
+        cls, form: dict[str, str], *, control: str | None = None, media: str | None = None
+    ) -> Publisher:
         return cls(
             name=form.get("name", ""),
             key=form.get("key") or None,
             client=f"{form.get('clientid', '')}@{form.get('addr', '')}"[:64],
+            control_url=_http_url(control),
+            media_url=_http_url(media),
         )
+
+
+def _http_url(value: str | None) -> str | None:
+    if value and value.startswith(("http://", "https://")) and len(value) <= MAX_URL_LENGTH:
+        return value.rstrip("/")
+    return None
 
 
 def publish_name(stream_id: int, number: int) -> str:
@@ -134,6 +147,8 @@ async def accept_publish(runtime: Runtime, who: Publisher) -> tuple[int, int]:
             "publish_count": LiveStream.publish_count + 1,
             "playback_ready_at": None,
             "ingest_health": None,
+            "ingest_control_url": who.control_url,
+            "ingest_media_url": who.media_url,
         }
         if stream.status_enum is StreamStatus.ENDING and stream.ending_deadline is not None:
             # The window must not close while the new playlist is being made.
@@ -229,16 +244,16 @@ class Ingest:
         if self._http is not None:
             await self._http.close()
 
-    @property
-    def _control(self) -> str:
-        return self.runtime.settings.resolved_ingest_control_url
+    def _control(self, url: str | None) -> str:
+        """The nginx to ask: the one a publish came through, else the configured one."""
+        return url or self.runtime.settings.resolved_ingest_control_url
 
     # --- callbacks ------------------------------------------------------------------------
 
     async def on_publish(self, who: Publisher) -> str:
         """Accept the publish; returns the name nginx relays it under."""
         stream_id, number = await accept_publish(self.runtime, who)
-        task = asyncio.create_task(self._wait_for_playlist(stream_id, number))
+        task = asyncio.create_task(self._wait_for_playlist(stream_id, number, who.control_url))
         self._waiting.add(task)
         task.add_done_callback(self._waiting.discard)
         return publish_name(stream_id, number)
@@ -263,7 +278,10 @@ class Ingest:
                 )
                 await session.commit()
                 raise Refused(f"stream {stream_id}: no longer accepts its publisher")
-            health = await self.stream_health(publish_name(stream.id, stream.publish_count))
+            control = stream.ingest_control_url
+            health = await self.stream_health(
+                publish_name(stream.id, stream.publish_count), control
+            )
             await session.execute(
                 update(LiveStream)
                 .where(LiveStream.id == stream.id, LiveStream.publisher_client == who.client)
@@ -271,12 +289,13 @@ class Ingest:
             )
             await session.commit()
             ready, number = stream.playback_ready_at is not None, stream.publish_count
-        if not ready and await self.playlist_exists(stream.id, number):
-            await self.mark_ready(stream.id, number)
+            stream_id = stream.id
+        if not ready and await self.playlist_exists(stream_id, number, control):
+            await self.mark_ready(stream_id, number)
 
     # --- playback readiness ---------------------------------------------------------------
 
-    def _internal_link(self, stream_id: int, rest: str) -> str:
+    def _internal_link(self, stream_id: int, rest: str, control: str | None) -> str:
         settings = self.runtime.settings
         path = links.signed_path(
             links.link_secret(settings),
@@ -286,21 +305,22 @@ class Ingest:
             viewer=0,
             expires=int(time.time()) + 60,
         )
-        return self._control + path
+        return self._control(control) + path
 
-    async def playlist_exists(self, stream_id: int, number: int) -> bool:
-        url = self._internal_link(stream_id, playlist_rest(self.runtime.settings, number))
+    async def playlist_exists(self, stream_id: int, number: int, control: str | None) -> bool:
+        rest = playlist_rest(self.runtime.settings, number)
+        url = self._internal_link(stream_id, rest, control)
         try:
             async with self.http.get(url) as response:
                 return response.status == 200 and b"#EXTINF" in await response.read()
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    async def _wait_for_playlist(self, stream_id: int, number: int) -> None:
+    async def _wait_for_playlist(self, stream_id: int, number: int, control: str | None) -> None:
         deadline = time.monotonic() + self.runtime.settings.ingest_playlist_wait_seconds
         try:
             while time.monotonic() < deadline:
-                if await self.playlist_exists(stream_id, number):
+                if await self.playlist_exists(stream_id, number, control):
                     await self.mark_ready(stream_id, number)
                     return
                 await asyncio.sleep(PLAYLIST_POLL_SECONDS)
@@ -343,10 +363,10 @@ class Ingest:
 
     # --- nginx's stats and control --------------------------------------------------------
 
-    async def stream_health(self, name: str) -> dict[str, Any] | None:
+    async def stream_health(self, name: str, control: str | None) -> dict[str, Any] | None:
         """Bitrates, resolution and frame rate of the published stream, from nginx's /stat."""
         try:
-            async with self.http.get(f"{self._control}/stat") as response:
+            async with self.http.get(f"{self._control(control)}/stat") as response:
                 if response.status != 200:
                     return None
                 xml = await response.read()
@@ -360,7 +380,8 @@ class Ingest:
         if stream.publisher_client is None or not self.runtime.settings.ingest_enabled:
             return
         name = publish_name(stream.id, stream.publish_count)
-        url = f"{self._control}/control/drop/publisher?app={LIVE_APP}&name={name}"
+        control = self._control(stream.ingest_control_url)
+        url = f"{control}/control/drop/publisher?app={LIVE_APP}&name={name}"
         try:
             async with self.http.get(url) as response:
                 if response.status != 200:

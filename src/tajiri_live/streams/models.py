@@ -82,6 +82,9 @@ class LiveStream(Base):
     publisher_client: Mapped[str | None] = mapped_column(String(64), index=True)
     publisher_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     playback_ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # playlist exists
+    # The nginx the current (or last) publish went through: its /control and its media base.
+    ingest_control_url: Mapped[str | None] = mapped_column(String(500))
+    ingest_media_url: Mapped[str | None] = mapped_column(String(500))
     ingest_health: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     live_thumbnail_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recording_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

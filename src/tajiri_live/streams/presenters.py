@@ -39,6 +39,7 @@ def playback_url(stream: LiveStream, settings: Settings, *, viewer_id: int = 0) 
         stream_id=stream.id,
         rest=f"_{stream.publish_count}/index.m3u8",
         viewer=viewer_id,
+        base=stream.ingest_media_url,
     )
 
 
@@ -53,7 +54,12 @@ def media_links(stream: LiveStream, settings: Settings, *, viewer_id: int) -> di
         if not present:
             return None
         return links.media_url(
-            settings, kind=kind, stream_id=stream.id, rest=rest, viewer=viewer_id
+            settings,
+            kind=kind,
+            stream_id=stream.id,
+            rest=rest,
+            viewer=viewer_id,
+            base=stream.ingest_media_url,
         )
 
     return {

@@ -34,6 +34,8 @@ def upgrade() -> None:
             sa.Column("publish_count", sa.Integer(), server_default="0", nullable=False)
         )
         batch_op.add_column(sa.Column("publisher_client", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("ingest_control_url", sa.String(length=500), nullable=True))
+        batch_op.add_column(sa.Column("ingest_media_url", sa.String(length=500), nullable=True))
         batch_op.create_index(
             batch_op.f("ix_live_streams_publisher_client"), ["publisher_client"], unique=False
         )
@@ -49,5 +51,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("live_streams") as batch_op:
         batch_op.drop_index(batch_op.f("ix_live_streams_publisher_client"))
-        for name in ("ingest_health", "publisher_client", "publish_count", *TIMESTAMPS):
+        for name in (
+            "ingest_media_url",
+            "ingest_control_url",
+            "ingest_health",
+            "publisher_client",
+            "publish_count",
+            *TIMESTAMPS,
+        ):
             batch_op.drop_column(name)
