@@ -86,11 +86,15 @@ class Server:
     port: int
 
     def stop(self) -> None:
-        self.process.terminate()
+        """Stop the server and its workers (one process group), and wait: keys it writes
+        while shutting down must land before the run deletes its Redis prefix."""
+        group = os.getpgid(self.process.pid)
+        os.killpg(group, signal.SIGTERM)
         try:
-            self.process.wait(timeout=20)
+            self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(group, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
 
 def wait_ready(port: int, path: str, process: subprocess.Popen[bytes]) -> None:
@@ -123,6 +127,7 @@ def start_tajiri(env: dict[str, str], workdir: Path, workers: int = 1) -> Server
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the server and its workers: one group to stop
     )
     wait_ready(port, "/ready", process)
     return Server("tajiri-live", process, port)
@@ -151,6 +156,7 @@ def start_naive(env: dict[str, str], workdir: Path) -> Server:
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # the server and its workers: one group to stop
     )
     wait_ready(port, "/docs", process)
     return Server("naive FastAPI", process, port)
