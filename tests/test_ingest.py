@@ -15,10 +15,11 @@ import pytest
 from fastapi import FastAPI
 
 from tajiri_live.app import create_app
+from tajiri_live.core import medialinks as links
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.core.logredact import RedactQuerySecrets, redact
 from tajiri_live.core.settings import Settings
-from tajiri_live.ingest import links, nginx
+from tajiri_live.ingest import nginx
 from tajiri_live.ingest.service import Ingest, parse_stat
 from tajiri_live.realtime.events import Event
 from tajiri_live.streams import service as streams

@@ -21,9 +21,9 @@ from browser import play_hls, require_browser
 from conftest import TEST_SECRET
 from mediatools import require_media_tools
 from servers import IngestProcess, ServerProcess
+from tajiri_live.core import medialinks as links
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.settings import Settings
-from tajiri_live.ingest import links
 from wsclient import Viewer
 
 CREATOR, VIEWER = 1, 2

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from tajiri_live.core import medialinks as links
 from tajiri_live.core.settings import Settings
-from tajiri_live.ingest import links
 
 LIVE_APP = "live"
 HLS_APP = "hls"  # local relay target, named by stream id
-# /{kind}/{token}/{expires}/{viewer}/{stream id}{rest}: see ingest/links.py
+# /{kind}/{token}/{expires}/{viewer}/{stream id}{rest}: see core/medialinks.py
 MEDIA_LOCATION = (
     r"^/(?<sl_kind>hls|recordings|thumbnails)/(?<sl_token>[A-Za-z0-9_-]{22})"
     r"/(?<sl_expires>[0-9]{1,12})/(?<sl_viewer>[0-9]{1,20})/(?<sl_stream>[0-9]{1,20})"

@@ -23,9 +23,9 @@ from fastapi import Request
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tajiri_live.core import medialinks as links
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
-from tajiri_live.ingest import links
 from tajiri_live.ingest.nginx import LIVE_APP, parse_renditions
 from tajiri_live.streams import presenters
 from tajiri_live.streams import service as streams

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from tajiri_live.core import medialinks as links
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.settings import Settings
-from tajiri_live.ingest import links
 from tajiri_live.realtime.events import stream_channel
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamCoHost
