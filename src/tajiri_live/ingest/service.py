@@ -278,18 +278,20 @@ class Ingest:
                 )
                 await session.commit()
                 raise Refused(f"stream {stream_id}: no longer accepts its publisher")
-            control = stream.ingest_control_url
-            health = await self.stream_health(
-                publish_name(stream.id, stream.publish_count), control
-            )
+            stream_id, number = stream.id, stream.publish_count
+            control, ready = stream.ingest_control_url, stream.playback_ready_at is not None
+        # nginx is asked with no database connection held.
+        health = await self.stream_health(publish_name(stream_id, number), control)
+        seen: dict[str, Any] = {"publisher_seen_at": now}
+        if health is not None:
+            seen["ingest_health"] = health
+        async with runtime.sessions() as session:
             await session.execute(
                 update(LiveStream)
-                .where(LiveStream.id == stream.id, LiveStream.publisher_client == who.client)
-                .values(publisher_seen_at=now, ingest_health=health or stream.ingest_health)
+                .where(LiveStream.id == stream_id, LiveStream.publisher_client == who.client)
+                .values(**seen)
             )
             await session.commit()
-            ready, number = stream.playback_ready_at is not None, stream.publish_count
-            stream_id = stream.id
         if not ready and await self.playlist_exists(stream_id, number, control):
             await self.mark_ready(stream_id, number)
 
