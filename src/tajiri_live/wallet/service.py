@@ -24,6 +24,9 @@ async def house_wallet(session: AsyncSession, kind: str) -> int:
 
 async def user_wallet(session: AsyncSession, user_id: int) -> int:
     """The user's wallet id, created empty on first use (safe under concurrency)."""
+    existing = await session.scalar(select(Wallet.id).where(Wallet.user_id == user_id))
+    if existing is not None:  # the usual case: one read, no write
+        return int(existing)
     insert = dialect_insert(session)
     await session.execute(
         insert(Wallet)
