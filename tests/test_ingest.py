@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +36,6 @@ def settings(settings: Settings) -> Settings:
             "media_base_url": "https://media.example",
         }
     )
-
-
-@pytest.fixture
-async def app(settings: Settings, clock: ManualClock) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, clock=clock, run_jobs=False)
-    async with application.router.lifespan_context(application):
-        yield application
 
 
 @pytest.fixture

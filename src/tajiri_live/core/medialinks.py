@@ -23,16 +23,23 @@ THUMBNAILS = "thumbnails"
 MEDIA_KINDS = (HLS, RECORDINGS, THUMBNAILS)
 
 
-_UNSEEDED: dict[str, str] = {}
+_DERIVED: dict[tuple[str | None, str], str] = {}
 
 
 def derive(settings: Settings, purpose: str) -> str:
     """A secret for `purpose` derived from the JWT secret: as strong and as shared between the
-    nodes (and the `ingest` command) as that, with nothing more to configure."""
+    nodes (and the `ingest` command) as that, with nothing more to configure. Remembered: a
+    page of streams signs several links each."""
     seed = settings.jwt_secret or settings.jwt_private_key
-    if not seed:  # outside production only (the settings refuse it there): one per process
-        return _UNSEEDED.setdefault(purpose, secrets.token_urlsafe(32))
-    return hmac.new(seed.encode(), f"tajiri-live {purpose}".encode(), hashlib.sha256).hexdigest()
+    derived = _DERIVED.get((seed, purpose))
+    if derived is None:
+        if seed:
+            mac = hmac.new(seed.encode(), f"tajiri-live {purpose}".encode(), hashlib.sha256)
+            derived = mac.hexdigest()
+        else:  # outside production only (the settings refuse it there): one per process
+            derived = secrets.token_urlsafe(32)
+        _DERIVED[(seed, purpose)] = derived
+    return derived
 
 
 def callback_secret(settings: Settings) -> str:

@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         return (self.media_base_url or default).rstrip("/")
 
     @property
-    def resolved_media_dir(self) -> Path:
+    def resolved_ingest_media_dir(self) -> Path:
         return (self.ingest_media_dir or self.var_dir / "media").resolve()
 
     @property

@@ -121,8 +121,8 @@ async def take_thumbnail(binary: str, source: Path, target: Path, *, at: float =
     return ok
 
 
-async def _claim_recording(runtime: Runtime, stream_id: int) -> LiveStream | None:
-    """The finished stream if this node may make its recording now; None otherwise."""
+async def _claim_recording(runtime: Runtime, stream_id: int) -> bool:
+    """Whether this node may make the finished stream's recording now."""
     now = runtime.clock.now()
     async with runtime.sessions() as session:
         claimed = await session.execute(
@@ -141,9 +141,7 @@ async def _claim_recording(runtime: Runtime, stream_id: int) -> LiveStream | Non
             .execution_options(synchronize_session=False)
         )
         await session.commit()
-        if getattr(claimed, "rowcount", 0) != 1:
-            return None
-        return await session.get(LiveStream, stream_id)
+        return getattr(claimed, "rowcount", 0) == 1
 
 
 async def finalize_recordings(runtime: Runtime) -> int:
@@ -169,7 +167,7 @@ async def finalize_recordings(runtime: Runtime) -> int:
         if row is None or not row.is_recorded:
             _delete(parts)
             continue
-        if await _claim_recording(runtime, stream_id) is None:
+        if not await _claim_recording(runtime, stream_id):
             continue
         if await make_recording(runtime, stream_id, parts, dirs):
             made += 1

@@ -74,7 +74,7 @@ class MediaDirs:
 
 
 def media_dirs(settings: Settings) -> MediaDirs:
-    return MediaDirs(settings.resolved_media_dir)
+    return MediaDirs(settings.resolved_ingest_media_dir)
 
 
 def callback_url(settings: Settings, action: str) -> str:

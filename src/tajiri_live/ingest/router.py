@@ -12,9 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.ingest import service
-from tajiri_live.ingest.service import Publisher, Refused, ingest_of
+from tajiri_live.ingest.dependencies import IngestDep
+from tajiri_live.ingest.service import Publisher, Refused
 from tajiri_live.streams import presenters
 from tajiri_live.streams.dependencies import OwnedStreamDep
 
@@ -44,13 +46,14 @@ def _refused(reason: Refused) -> Response:
 async def on_publish(
     request: Request,
     runtime: RuntimeDep,
+    ingest: IngestDep,
     secret: SecretQuery = None,
     control: NodeQuery = None,
     media: NodeQuery = None,
 ) -> Response:
     service.check_secret(runtime, secret)
     try:
-        name = await ingest_of(request).on_publish(await _publisher(request, control, media))
+        name = await ingest.on_publish(await _publisher(request, control, media))
     except Refused as reason:
         return _refused(reason)
     # A name without rtmp:// renames the stream in place: HLS and recordings follow the id.
@@ -67,13 +70,15 @@ async def on_publish_done(
 
 
 @callbacks.post("/update", summary="nginx-rtmp on_update: the encoder is still there")
-async def on_update(request: Request, runtime: RuntimeDep, secret: SecretQuery = None) -> Response:
+async def on_update(
+    request: Request, runtime: RuntimeDep, ingest: IngestDep, secret: SecretQuery = None
+) -> Response:
     service.check_secret(runtime, secret)
     form = await request.form()
     if form.get("call") != "update_publish":
         return PlainTextResponse("ok")  # players (the local relay, the ladder): nothing to do
     try:
-        await ingest_of(request).on_update(await _publisher(request))
+        await ingest.on_update(await _publisher(request))
     except Refused as reason:
         return _refused(reason)
     return PlainTextResponse("ok")
@@ -81,19 +86,17 @@ async def on_update(request: Request, runtime: RuntimeDep, secret: SecretQuery =
 
 @owner.post("/{stream_id}/rotate-key", summary="A new stream key; the old one stops working")
 async def rotate_key(
-    request: Request, stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep
+    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep, ingest: IngestDep
 ) -> dict[str, Any]:
-    publisher_was = stream.publisher_client
     stream = await service.rotate_key(session, runtime=runtime, stream=stream)
-    if publisher_was is not None:
-        await ingest_of(request).drop_publisher(stream)
+    await ingest.drop_publisher(stream)  # the old key's encoder, if one is connected
     settings = runtime.settings
     return {
         "success": True,
         "message": "Stream key rotated.",
         "stream_key": stream.stream_key,
         "stream_url": presenters.ingest_url(stream, settings),
-        "key_expires_at": presenters.ingest_dict(stream, settings)["key_expires_at"],
+        "key_expires_at": iso(presenters.key_expires_at(stream, settings)),
     }
 
 

@@ -15,11 +15,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from xml.etree import ElementTree
 
 import aiohttp
-from fastapi import Request
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -217,10 +216,6 @@ async def publish_done(runtime: Runtime, who: Publisher) -> None:
             )
 
 
-def ingest_of(request: Request) -> Ingest:
-    return cast(Ingest, request.app.state.ingest)
-
-
 class Ingest:
     """This process's side of ingest: nginx's HTTP endpoints (playlists, stats, control) and
     the tasks that wait for a new publish's playlist."""
@@ -349,10 +344,9 @@ class Ingest:
             await session.commit()
             if getattr(marked, "rowcount", 0) != 1:
                 return
-            stream = await session.get(LiveStream, stream_id)
+            stream = await session.get(LiveStream, stream_id)  # read after the update
             if stream is None:
                 return
-            await session.refresh(stream)
             if stream.status_enum is StreamStatus.LIVE:
                 await streams.announce_playback(runtime, stream)
             elif stream.status_enum in (StreamStatus.PRE_LIVE, StreamStatus.ENDING):

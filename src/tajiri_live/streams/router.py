@@ -17,7 +17,7 @@ from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
 from tajiri_live.engagement import service as engagement_service
-from tajiri_live.ingest.service import ingest_of
+from tajiri_live.ingest.dependencies import IngestDep
 from tajiri_live.streams import presenters, service
 from tajiri_live.streams.dependencies import OwnedStreamDep, StreamDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
@@ -268,6 +268,7 @@ async def delete_stream(stream: OwnedStreamDep, session: SessionDep) -> dict[str
 async def patch_status(
     request: Request,
     stream: OwnedStreamDep,
+    ingest: IngestDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
@@ -275,7 +276,7 @@ async def patch_status(
     data = validated(StatusUpdate, await read_payload(request))
     await service.change_status(session, runtime=runtime, stream=stream, target=data.status)
     if stream.status_enum not in (StreamStatus.LIVE, StreamStatus.PRE_LIVE):
-        await ingest_of(request).drop_publisher(stream)
+        await ingest.drop_publisher(stream)
     return {
         "success": True,
         "message": f"Stream is now {stream.status}.",
@@ -318,14 +319,14 @@ async def _end_analytics(stream: LiveStream, runtime: Runtime) -> dict[str, Any]
 
 @router.post("/{stream_id}/end", summary="End the stream (outro, then ended)")
 async def end_stream(
-    request: Request,
     stream: OwnedStreamDep,
+    ingest: IngestDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     await service.end(session, runtime=runtime, stream=stream)
-    await ingest_of(request).drop_publisher(stream)
+    await ingest.drop_publisher(stream)
     return {
         "success": True,
         "message": "Stream is ending.",
@@ -336,14 +337,14 @@ async def end_stream(
 
 @router.post("/{stream_id}/cancel", summary="Call off a stream that has not finished")
 async def cancel_stream(
-    request: Request,
     stream: OwnedStreamDep,
+    ingest: IngestDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
     await service.move(session, runtime=runtime, stream=stream, target=StreamStatus.CANCELLED)
-    await ingest_of(request).drop_publisher(stream)
+    await ingest.drop_publisher(stream)
     return {
         "success": True,
         "message": "Stream cancelled.",
