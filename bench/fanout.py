@@ -282,7 +282,7 @@ def run_load(
         client_cpu += cpu_seconds(load.pid)  # readable until the process is reaped
         load.wait()
     cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
-    flushes = server_metrics(servers[0].port)
+    wheel = server_metrics(servers[0].port)
     frames = sum(r["frames"] for r in results)
     samples = sum(r["samples"] for r in results) or 1
     expected = published * sum(r["open"] for r in results)
@@ -311,7 +311,7 @@ def run_load(
             final_counts == {opened} and sum(r["count_disagreements"] for r in results) == 0
         ),
         "final_counts": sorted(final_counts),
-        **flushes,
+        **wheel,
     }
 
 
@@ -326,13 +326,15 @@ def server_metrics(port: int) -> dict[str, float]:
         for line in text.splitlines()
         if line and not line.startswith("#") and len(line.split()) == 2
     )
-    if "tajiri_ws_flushes_total" not in values:
+    if "tajiri_ws_turns_total" not in values:
         return {}
-    count = float(values["tajiri_ws_flushes_total"])
+    count = float(values["tajiri_ws_turns_total"])
+    writes = float(values["tajiri_ws_writes_total"])
     return {
-        "flushes": count,
-        "mean_flush_ms": 1000 * float(values["tajiri_ws_flush_seconds_total"]) / max(count, 1),
-        "max_flush_ms": 1000 * float(values["tajiri_ws_flush_seconds_max"]),
+        "turns": count,
+        "mean_turn_ms": 1000 * float(values["tajiri_ws_turn_seconds_total"]) / max(count, 1),
+        "max_turn_ms": 1000 * float(values["tajiri_ws_turn_seconds_max"]),
+        "frames_per_write": float(values["tajiri_ws_frames_out_total"]) / max(writes, 1),
     }
 
 
@@ -531,10 +533,11 @@ def main() -> None:
             f"{'yes' if row['counts_agree'] else 'NO'}).\n"
         )
     for row in rows:
-        if "flushes" in row:
+        if "turns" in row:
             report += (
-                f"{row['server']}: {row['flushes']:,.0f} flushes, "
-                f"mean {row['mean_flush_ms']:.1f} ms, max {row['max_flush_ms']:.1f} ms.\n"
+                f"{row['server']}: {row['turns']:,.0f} turns of the wheel, writing for "
+                f"{row['mean_turn_ms']:.1f} ms on average (max {row['max_turn_ms']:.1f} ms); "
+                f"{row['frames_per_write']:.1f} frames per write.\n"
             )
     print(report)
     if args.write_docs:

@@ -85,7 +85,16 @@ async def test_counters_keep_only_the_latest_per_tick() -> None:
     h.deliver(event(GIFT_SENT, 99))
     await asyncio.sleep(0.01)
     names = [(e["event"], e["data"]) for e in s.events()]
-    assert names == [(GIFT_SENT, {"n": 99}), (VIEWER_COUNT_UPDATED, {"n": 9})]
+    assert names == [(VIEWER_COUNT_UPDATED, {"n": 9}), (GIFT_SENT, {"n": 99})]
+    # A socket that had the old count gets the new one; one that had not gets only the newest.
+    late = Socket()
+    h.subscribe(late, "stream.1", "plain")
+    h.deliver(event(VIEWER_COUNT_UPDATED, 10))
+    h.deliver(event(VIEWER_COUNT_UPDATED, 11))
+    await asyncio.sleep(0.01)
+    assert s.events()[-1] == {"event": VIEWER_COUNT_UPDATED, "data": {"n": 11}}
+    assert len(s.events()) == 3
+    assert late.events() == [{"event": VIEWER_COUNT_UPDATED, "data": {"n": 11}}]
 
 
 async def test_big_busy_rooms_sample_comments_but_the_author_sees_theirs() -> None:
@@ -202,3 +211,43 @@ def test_pusher_event_name_sets() -> None:
     assert echo.names_for(tap) == [REACTION]  # no class for it: the plain name
     assert PusherEncoder("both", "").names_for(live) == [STATUS_CHANGED, "StreamStatusChanged"]
     assert PusherEncoder("mobile", "App\\Events").names_for(ended) == [STATUS_CHANGED]
+
+
+async def test_a_frame_that_arrives_mid_turn_reaches_the_sockets_not_yet_visited() -> None:
+    h = hub(sockets_per_step=2)
+    sockets = [Socket() for _ in range(6)]
+    for s in sockets:
+        h.subscribe(s, "stream.1", "plain")
+    h.deliver(event(GIFT_SENT, 1))
+    await asyncio.sleep(0)  # one step: the first two sockets are written
+    assert [len(s.transport.writes) for s in sockets] == [1, 1, 0, 0, 0, 0]
+    h.deliver(event(GIFT_SENT, 2))
+    late = Socket()
+    h.subscribe(late, "stream.1", "plain")  # joins mid-turn: owed only what comes after
+    h.deliver(event(GIFT_SENT, 3))
+    await asyncio.sleep(0.02)
+    for s in sockets:
+        assert [e["data"] for e in s.events()] == [{"n": 1}, {"n": 2}, {"n": 3}]
+    # visited before 2 and 3 arrived: a second write in the next turn; the rest: one write
+    assert [len(s.transport.writes) for s in sockets] == [2, 2, 1, 1, 1, 1]
+    assert late.events() == [{"event": GIFT_SENT, "data": {"n": 3}}]
+    assert h.stats.frames_out == 19 and h.stats.writes == 9
+
+
+async def test_a_socket_that_leaves_mid_turn_is_skipped_and_the_log_is_trimmed() -> None:
+    h = hub(sockets_per_step=1)
+    a, b, c = Socket(), Socket(), Socket()
+    for s in (a, b, c):
+        h.subscribe(s, "stream.1", "plain")
+    h.deliver(event(GIFT_SENT, 1))
+    await asyncio.sleep(0)
+    h.drop(b)
+    await asyncio.sleep(0.02)
+    assert len(a.events()) == 1 and b.events() == [] and len(c.events()) == 1
+    group = h._channels["stream.1"]["plain"]
+    h.deliver(event(GIFT_SENT, 2))
+    await asyncio.sleep(0.02)
+    assert [e["data"] for e in c.events()] == [{"n": 1}, {"n": 2}]
+    h.deliver(event(GIFT_SENT, 3))
+    await asyncio.sleep(0.02)
+    assert len(group.log) <= 1  # frames everyone has were forgotten

@@ -155,7 +155,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         settings=HubSettings(
             tick_seconds=settings.realtime_tick_ms / 1000,
             max_tick_seconds=settings.realtime_max_tick_ms / 1000,
-            flush_cost_factor=settings.realtime_flush_cost_factor,
+            turn_cost_factor=settings.realtime_turn_cost_factor,
+            sockets_per_step=settings.realtime_sockets_per_step,
             max_buffer_bytes=settings.slow_consumer_bytes,
             sample_room_size=settings.sample_room_size,
             sample_per_second=settings.sample_comments_per_second,
@@ -255,9 +256,9 @@ def create_app(
             ("tajiri_ws_writes_total", "counter", stats.writes),
             ("tajiri_ws_sampled_out_total", "counter", stats.sampled_out),
             ("tajiri_ws_slow_closed_total", "counter", stats.slow_closed),
-            ("tajiri_ws_flushes_total", "counter", stats.flushes),
-            ("tajiri_ws_flush_seconds_total", "counter", round(stats.flush_seconds, 6)),
-            ("tajiri_ws_flush_seconds_max", "gauge", round(stats.max_flush_seconds, 6)),
+            ("tajiri_ws_turns_total", "counter", stats.turns),
+            ("tajiri_ws_turn_seconds_total", "counter", round(stats.turn_seconds, 6)),
+            ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
         ]
         body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")

@@ -133,9 +133,10 @@ class Settings(BaseSettings):
     websocket_protocol: Literal["plain", "pusher"] = "plain"
     global_channel: str = "streams"
     redis_prefix: str = "tajiri:"
-    realtime_tick_ms: float = 20.0  # frames to one socket are coalesced per tick
-    realtime_max_tick_ms: float = 100.0  # big rooms stretch the tick up to this
-    realtime_flush_cost_factor: float = 0.0  # next tick >= this x the last flush's duration
+    realtime_tick_ms: float = 20.0  # the least time between two writes to one socket
+    realtime_max_tick_ms: float = 100.0  # big rooms stretch that time up to this
+    realtime_turn_cost_factor: float = 1.5  # a turn of the wheel >= this x its writing time
+    realtime_sockets_per_step: int = Field(default=100, ge=1)  # then the loop does other work
     slow_consumer_bytes: int = 4 * 1024 * 1024  # unread bytes before a socket is closed
     sample_room_size: int = 1000  # rooms this big...
     sample_comments_per_second: int = 50  # ...get at most this many comments a second

@@ -1,8 +1,12 @@
 """The fan-out hub: local sockets subscribed to channels, fed by the broker.
 
 Per event the hub does O(groups) work: encode once per wire encoder, append the frame to the
-channel group's pending list. Per tick it joins each group's frames once and writes the same
-bytes to every member with one call. Per-socket work is therefore per tick, not per event.
+channel group's log. A wheel visits every member of the busy groups in turn, a slice of
+sockets per event-loop step, and writes each socket everything it has not had yet in one call
+(the joined bytes are shared by every socket at the same position). Per-socket work is
+therefore per visit, not per event, and a frame waits at most one turn of the wheel: a frame
+that arrives mid-turn reaches the sockets not yet visited in that same turn, and the loop
+stays free between slices to read the broker and serve requests.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -66,11 +70,13 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class HubSettings:
-    tick_seconds: float = 0.02  # the shortest gap between two flushes
-    # A flush writes once per socket; when that takes long (big rooms), the next flush waits
-    # this many times as long, so CPU per frame stays flat as rooms grow (latency grows).
-    flush_cost_factor: float = 0.0
+    tick_seconds: float = 0.02  # the shortest gap between two turns of the wheel
+    # A turn writes once per socket; when that takes long (big rooms), the next turn starts
+    # no sooner than this many times the last turn's writing time after it began, so each
+    # write carries more frames (CPU per frame stays flat) and the loop keeps time for reads.
+    turn_cost_factor: float = 1.5
     max_tick_seconds: float = 0.1
+    sockets_per_step: int = 100  # sockets written per event-loop step
     slow_check_seconds: float = 0.25  # how often a group's sockets' buffers are checked
     max_buffer_bytes: int = 4 * 1024 * 1024  # unread bytes queued for one socket
     max_own_frames: int = 1000
@@ -85,33 +91,73 @@ class HubStats:
     writes: int = 0
     sampled_out: int = 0
     slow_closed: int = 0
-    flushes: int = 0
-    flush_seconds: float = 0.0
-    max_flush_seconds: float = 0.0
+    turns: int = 0
+    turn_seconds: float = 0.0  # time spent writing (the steps), not the gaps between them
+    max_turn_seconds: float = 0.0
+
+
+class Slot:
+    """One socket's place in one group: where it is in the group's log."""
+
+    __slots__ = ("alive", "seq", "write")
+
+    def __init__(self, write: Callable[[bytes], object], seq: int) -> None:
+        self.write = write  # the transport's bound `write`: the wheel does nothing else
+        self.seq = seq  # the first frame of the log this socket has not been written
+        self.alive = True  # False once it left: turns already planned skip it
 
 
 class Group:
-    """The members of one channel that speak one wire protocol."""
+    """The members of one channel that speak one wire protocol, and the frames they are owed."""
 
     __slots__ = (
+        "base",
         "encoder",
         "latest",
+        "log",
         "members",
         "next_check",
-        "pending",
         "window_count",
         "window_start",
     )
 
     def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        # socket -> its transport's bound `write`: the flush loop does nothing else per socket
-        self.members: dict[Sink, Callable[[bytes], object]] = {}
+        self.members: dict[Sink, Slot] = {}
         self.next_check = 0.0
-        self.pending: list[bytes] = []
-        self.latest: dict[str, bytes] = {}
+        self.log: list[bytes] = []
+        self.base = 0  # the sequence number of log[0]
+        self.latest: dict[str, int] = {}  # keep-latest event name -> its frame's sequence
         self.window_start = 0.0
         self.window_count = 0
+
+    @property
+    def head(self) -> int:
+        return self.base + len(self.log)
+
+    def append(self, data: bytes) -> None:
+        self.log.append(data)
+
+    def replace_latest(self, name: str, data: bytes) -> None:
+        """Append a keep-latest frame and blank the older one of that name: a socket that has
+        not had the old one yet gets only the new one, a socket that had it gets the update."""
+        previous = self.latest.get(name)
+        if previous is not None and previous >= self.base:
+            self.log[previous - self.base] = b""
+        self.latest[name] = self.head
+        self.log.append(data)
+
+    def since(self, seq: int) -> tuple[bytes, int]:
+        """The frames from `seq` on, joined, and how many there are."""
+        frames = self.log[seq - self.base :]
+        return b"".join(frames), sum(1 for f in frames if f)
+
+    def trim(self) -> None:
+        """Forget the frames every member has been written."""
+        floor = min((slot.seq for slot in self.members.values()), default=self.head)
+        if floor > self.base:
+            del self.log[: floor - self.base]
+            self.base = floor
 
 
 @dataclass
@@ -130,9 +176,12 @@ class Hub:
         self._users: dict[int, set[Sink]] = {}
         self._dirty_groups: set[Group] = set()
         self._dirty_sinks: set[Sink] = set()
-        self._flush_handle: asyncio.TimerHandle | None = None
-        self._delay = self.settings.tick_seconds
-        self._closing: list[Sink] = []  # closed after the next flush (they hear why first)
+        self._step_handle: asyncio.Handle | None = None
+        self._turn: deque[tuple[Group, list[Slot]]] = deque()  # slices left in this turn
+        self._turn_started = -1e9
+        self._turn_cost = 0.0
+        self._gap = self.settings.tick_seconds  # the least time from one turn's start to the next
+        self._closing: list[Sink] = []  # closed on the next step (they hear why first)
 
     # --- membership ------------------------------------------------------------------------
 
@@ -145,7 +194,8 @@ class Hub:
         group = groups.get(encoder)
         if group is None:
             group = groups[encoder] = Group(self.encoders[encoder])
-        group.members[sink] = sink.transport.write
+        if sink not in group.members:
+            group.members[sink] = Slot(sink.transport.write, group.head)
         self._subscriptions.setdefault(sink, []).append((channel, encoder, source))
         if source is not None:
             self._feeds.setdefault(source, Counter())[channel] += 1
@@ -183,7 +233,9 @@ class Hub:
         if groups is None or encoder not in groups:
             return
         group = groups[encoder]
-        group.members.pop(sink, None)
+        slot = group.members.pop(sink, None)
+        if slot is not None:
+            slot.alive = False
         if not group.members:
             del groups[encoder]
             self._dirty_groups.discard(group)
@@ -242,12 +294,12 @@ class Hub:
                         self.send_own(sink, data)
                 continue
             if lane is Lane.LATEST:
-                group.latest[event.name] = data
+                group.replace_latest(event.name, data)
             elif lane is Lane.SAMPLED and not self._admit_sampled(group):
                 self._to_actor(event, group, data)
                 continue
             else:
-                group.pending.append(data)
+                group.append(data)
             self._dirty_groups.add(group)
             if isinstance(banned, int):
                 self._closing += [s for s in self._users.get(banned, ()) if s in group.members]
@@ -283,56 +335,110 @@ class Hub:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._flush_handle is None and (self._dirty_groups or self._dirty_sinks):
-            loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(self._delay, self.flush)
+        if self._step_handle is not None or not (self._dirty_groups or self._dirty_sinks):
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._turn_started + self._gap - self.clock()
+        if wait > 0:
+            self._step_handle = loop.call_later(wait, self._step)
+        else:
+            self._step_handle = loop.call_soon(self._step)
 
-    def flush(self) -> None:
-        """Write everything queued since the last tick: one write per socket per source."""
-        self._flush_handle = None
+    def _step(self) -> None:
+        """One event-loop step of the wheel: this socket's own frames, then one slice."""
+        self._step_handle = None
         started = self.clock()
-        stats = self.stats
+        if not self._turn:
+            self._begin_turn(started)
         if self._dirty_sinks:
-            sinks, self._dirty_sinks = self._dirty_sinks, set()
-            for sink in sinks:
-                if sink.own:
-                    data = b"".join(sink.own)
-                    stats.frames_out += len(sink.own)
-                    sink.own.clear()
-                    sink.transport.write(data)
-                    stats.writes += 1
-        if self._dirty_groups:
-            groups, self._dirty_groups = self._dirty_groups, set()
-            for group in groups:
-                parts = group.pending
-                if group.latest:
-                    parts.extend(group.latest.values())
-                    group.latest.clear()
-                group.pending = []
-                if not parts:
-                    continue
-                if started >= group.next_check:
-                    group.next_check = started + self.settings.slow_check_seconds
-                    for sink in self._slow_members(group):
-                        self._close_slow(sink)
-                blob = b"".join(parts)
-                for write in group.members.values():
-                    write(blob)
-                stats.frames_out += len(parts) * len(group.members)
-                stats.writes += len(group.members)
+            self._write_own()
+        if self._turn:
+            group, slots = self._turn.popleft()
+            self._write_slice(group, slots)
         if self._closing:
             closing, self._closing = self._closing, []
             for sink in closing:
+                self._catch_up(sink)
                 self.drop(sink)
                 sink.close(POLICY_VIOLATION, "banned from this stream")
-        settings = self.settings
-        cost = self.clock() - started
-        stats.flushes += 1
-        stats.flush_seconds += cost
-        stats.max_flush_seconds = max(stats.max_flush_seconds, cost)
-        self._delay = min(
-            settings.max_tick_seconds, max(settings.tick_seconds, cost * settings.flush_cost_factor)
+        self._turn_cost += self.clock() - started
+        if self._turn:
+            self._step_handle = asyncio.get_running_loop().call_soon(self._step)
+            return
+        self._end_turn()
+        self._schedule()
+
+    def _begin_turn(self, now: float) -> None:
+        self._turn_started = now
+        self._turn_cost = 0.0
+        groups, self._dirty_groups = self._dirty_groups, set()
+        size = max(1, self.settings.sockets_per_step)
+        for group in groups:
+            if now >= group.next_check:
+                group.next_check = now + self.settings.slow_check_seconds
+                for sink in self._slow_members(group):
+                    self._close_slow(sink)
+            group.trim()
+            slots = list(group.members.values())
+            for offset in range(0, len(slots), size):
+                self._turn.append((group, slots[offset : offset + size]))
+
+    def _end_turn(self) -> None:
+        stats, settings = self.stats, self.settings
+        cost = self._turn_cost
+        stats.turns += 1
+        stats.turn_seconds += cost
+        stats.max_turn_seconds = max(stats.max_turn_seconds, cost)
+        self._gap = min(
+            settings.max_tick_seconds, max(settings.tick_seconds, cost * settings.turn_cost_factor)
         )
+
+    def _write_own(self) -> None:
+        stats = self.stats
+        sinks, self._dirty_sinks = self._dirty_sinks, set()
+        for sink in sinks:
+            if sink.own:
+                data = b"".join(sink.own)
+                stats.frames_out += len(sink.own)
+                sink.own.clear()
+                sink.transport.write(data)
+                stats.writes += 1
+
+    def _write_slice(self, group: Group, slots: list[Slot]) -> None:
+        head = group.head
+        joined: dict[int, tuple[bytes, int]] = {}  # start -> (bytes, frames): shared in a slice
+        frames = writes = 0
+        for slot in slots:
+            seq = slot.seq
+            if seq >= head or not slot.alive:
+                continue
+            owed = joined.get(seq)
+            if owed is None:
+                owed = joined[seq] = group.since(seq)
+            slot.seq = head
+            if owed[1]:
+                slot.write(owed[0])
+                frames += owed[1]
+                writes += 1
+        self.stats.frames_out += frames
+        self.stats.writes += writes
+
+    def _catch_up(self, sink: Sink) -> None:
+        """Write a socket everything it is owed now (it is about to be closed)."""
+        if sink.own:
+            self.stats.frames_out += len(sink.own)
+            sink.transport.write(b"".join(sink.own))
+            sink.own.clear()
+        for channel, encoder, _source in self._subscriptions.get(sink, []):
+            group = self._channels.get(channel, {}).get(encoder)
+            slot = group.members.get(sink) if group is not None else None
+            if group is None or slot is None or slot.seq >= group.head:
+                continue
+            data, count = group.since(slot.seq)
+            slot.seq = group.head
+            if count:
+                sink.transport.write(data)
+                self.stats.frames_out += count
 
     def _slow_members(self, group: Group) -> list[Sink]:
         limit = self.settings.max_buffer_bytes
@@ -344,6 +450,6 @@ class Hub:
         sink.close_slow()
 
     def close(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        if self._step_handle is not None:
+            self._step_handle.cancel()
+            self._step_handle = None
