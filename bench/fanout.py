@@ -335,6 +335,9 @@ def server_metrics(port: int) -> dict[str, float]:
         "mean_turn_ms": 1000 * float(values["tajiri_ws_turn_seconds_total"]) / max(count, 1),
         "max_turn_ms": 1000 * float(values["tajiri_ws_turn_seconds_max"]),
         "frames_per_write": float(values["tajiri_ws_frames_out_total"]) / max(writes, 1),
+        "gc_full": float(values.get("tajiri_gc_full_collections_total", 0)),
+        "gc_seconds": float(values.get("tajiri_gc_seconds_total", 0)),
+        "gc_max_ms": 1000 * float(values.get("tajiri_gc_pause_seconds_max", 0)),
     }
 
 
@@ -537,7 +540,9 @@ def main() -> None:
             report += (
                 f"{row['server']}: {row['turns']:,.0f} turns of the wheel, writing for "
                 f"{row['mean_turn_ms']:.1f} ms on average (max {row['max_turn_ms']:.1f} ms); "
-                f"{row['frames_per_write']:.1f} frames per write.\n"
+                f"{row['frames_per_write']:.1f} frames per write; garbage collector "
+                f"{row['gc_seconds']:.2f} s in all, longest pause {row['gc_max_ms']:.1f} ms "
+                f"({row['gc_full']:,.0f} full collections).\n"
             )
     print(report)
     if args.write_docs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.errors import install_error_handlers
+from tajiri_live.core.gcpauses import PAUSES
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
 from tajiri_live.core.settings import Settings
@@ -203,10 +205,17 @@ def create_app(
         jobs = services.node_jobs() + (services.cluster_jobs() if cluster_jobs_enabled else [])
         scheduler = Scheduler(jobs)
         scheduler.start()
+        # What exists now (modules, settings, pools) lives as long as the process: keep it out
+        # of every later full collection, whose pause stops the loop and the fan-out with it.
+        gc.collect()
+        gc.freeze()
+        PAUSES.install()
         try:
             # uvicorn hands this state to the WebSocket protocol after an upgrade
             yield {"realtime_gateway": services.gateway}
         finally:
+            PAUSES.uninstall()
+            gc.unfreeze()
             await scheduler.stop()
             await services.stop()
 
@@ -259,6 +268,10 @@ def create_app(
             ("tajiri_ws_turns_total", "counter", stats.turns),
             ("tajiri_ws_turn_seconds_total", "counter", round(stats.turn_seconds, 6)),
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
+            ("tajiri_gc_collections_total", "counter", PAUSES.collections),
+            ("tajiri_gc_full_collections_total", "counter", PAUSES.full_collections),
+            ("tajiri_gc_seconds_total", "counter", round(PAUSES.seconds, 6)),
+            ("tajiri_gc_pause_seconds_max", "gauge", round(PAUSES.max_seconds, 6)),
         ]
         body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")

@@ -48,6 +48,11 @@ def _with_people() -> Sequence[Any]:
 # --- visibility ---------------------------------------------------------------------------
 
 
+# Built once: an alias made per call is cyclic garbage for the collector on every request.
+VIEWER_FOLLOWS = aliased(Follow, name="viewer_follows")
+OWNER_FOLLOWS = aliased(Follow, name="owner_follows")
+
+
 def visible_to(viewer: Principal | None) -> ColumnElement[bool]:
     """Public streams to everyone; `friends` to mutual follows; co-hosts and the owner always."""
     public = LiveStream.privacy == "public"
@@ -61,7 +66,7 @@ def visible_to(viewer: Principal | None) -> ColumnElement[bool]:
         StreamCoHost.user_id == uid,
         StreamCoHost.status.in_(VISIBLE_COHOST_STATUSES),
     )
-    viewer_follows, owner_follows = aliased(Follow), aliased(Follow)
+    viewer_follows, owner_follows = VIEWER_FOLLOWS, OWNER_FOLLOWS
     is_mutual = and_(
         exists().where(
             viewer_follows.follower_id == uid, viewer_follows.followed_id == LiveStream.user_id

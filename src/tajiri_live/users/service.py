@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -29,14 +30,21 @@ async def sync_user(
     now = utcnow()
     values: dict[str, Any] = {"id": principal.user_id, "created_at": now, "updated_at": now}
     values.update({k: v for k, v in zip(PROFILE_FIELDS, profile, strict=True) if v is not None})
-    insert = dialect_insert(session)
-    statement = insert(User).values(**values)
-    changes = {k: statement.excluded[k] for k in values if k not in ("id", "created_at")}
-    await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=changes))
+    statement = _profile_upsert(dialect_insert(session), tuple(values))
+    await session.execute(statement, values)
     await session.commit()
     if len(cache) > 100_000:
         cache.clear()
     cache[principal.user_id] = profile
+
+
+@functools.cache
+def _profile_upsert(insert: Any, columns: tuple[str, ...]) -> Any:
+    """One statement per dialect and set of columns, built once: building it per call made a
+    table alias (`excluded`) per request, cyclic garbage that lengthens the collector's pauses."""
+    statement = insert(User)
+    changes = {k: statement.excluded[k] for k in columns if k not in ("id", "created_at")}
+    return statement.on_conflict_do_update(index_elements=["id"], set_=changes)
 
 
 async def ensure_user(session: AsyncSession, *, user_id: int, now: datetime) -> None:
