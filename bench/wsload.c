@@ -269,6 +269,9 @@ int main(int argc, char **argv) {
                     }
                 }
                 if (c->state == 2) parse_frames(c);
+                /* a short read drained the socket: epoll (level-triggered) reports it again
+                   when more arrives, so skip the read that would only say EAGAIN */
+                if ((size_t)got < sizeof chunk) break;
             }
         }
     }

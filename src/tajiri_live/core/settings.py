@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     redis_prefix: str = "tajiri:"
     realtime_tick_ms: float = 20.0  # the least time between two writes to one socket
     realtime_max_tick_ms: float = 100.0  # big rooms stretch that time up to this
-    realtime_turn_cost_factor: float = 1.5  # a turn of the wheel >= this x its writing time
+    realtime_turn_cost_factor: float = 1.7  # a turn of the wheel >= this x its writing time
     realtime_sockets_per_step: int = Field(default=100, ge=1)  # then the loop does other work
     slow_consumer_bytes: int = 4 * 1024 * 1024  # unread bytes before a socket is closed
     sample_room_size: int = 1000  # rooms this big...

@@ -74,7 +74,7 @@ class HubSettings:
     # A turn writes once per socket; when that takes long (big rooms), the next turn starts
     # no sooner than this many times the last turn's writing time after it began, so each
     # write carries more frames (CPU per frame stays flat) and the loop keeps time for reads.
-    turn_cost_factor: float = 1.5
+    turn_cost_factor: float = 1.7
     max_tick_seconds: float = 0.1
     sockets_per_step: int = 100  # sockets written per event-loop step
     slow_check_seconds: float = 0.25  # how often a group's sockets' buffers are checked
