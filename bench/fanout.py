@@ -265,6 +265,7 @@ def run_load(
     drain = 3.0
     loads: list[subprocess.Popen[str]] = []
     first = 0
+    connect_started = time.monotonic()
     for index, server in enumerate(servers):
         share = viewers // len(servers) + (1 if index < viewers % len(servers) else 0)
         per_node = max(1, processes // len(servers))
@@ -273,6 +274,7 @@ def run_load(
         )
         first += share
     opened = wait_connected(loads)
+    connect_seconds = time.monotonic() - connect_started
     time.sleep(1.0)  # let the connect storm settle before measuring
     rss_after = sum(rss_bytes(pid) for pid in pids)
     cpu_before = sum(cpu_seconds(pid) for pid in pids)
@@ -317,6 +319,7 @@ def run_load(
             final_counts == {opened} and sum(r["count_disagreements"] for r in results) == 0
         ),
         "final_counts": sorted(final_counts),
+        "connect_s": connect_seconds,
         **wheel,
     }
 
@@ -540,6 +543,13 @@ def main() -> None:
             f"Viewer counts ({row['server']}): every viewer was last told {row['final_counts']} "
             f"(agree with the {row['viewers']:,} connected: "
             f"{'yes' if row['counts_agree'] else 'NO'}).\n"
+        )
+    for row in ours:
+        who = "anonymous, each then subscribing" if "pusher" in row["server"] else "each a user"
+        report += (
+            f"Join storm ({row['server']}): {row['viewers']:,} viewers ({who}) connected in "
+            f"{row['connect_s']:.1f} s ({row['viewers'] / max(row['connect_s'], 1e-9):,.0f} "
+            "handshakes/s).\n"
         )
     for row in rows:
         if "turns" in row:

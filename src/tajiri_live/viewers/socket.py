@@ -83,8 +83,9 @@ class PlainSocketApp:
         stream_id = int(handshake.params["stream_id"])
         async with self.runtime.sessions() as session:
             try:
+                # only the status is needed: not the owner and co-hosts (two queries fewer)
                 stream = await streams_service.get_visible_stream(
-                    session, stream_id=stream_id, viewer=principal
+                    session, stream_id=stream_id, viewer=principal, people=False
                 )
             except ApiError as error:
                 raise Refusal(404, error.message) from error
