@@ -251,3 +251,13 @@ async def test_a_socket_that_leaves_mid_turn_is_skipped_and_the_log_is_trimmed()
     h.deliver(event(GIFT_SENT, 3))
     await asyncio.sleep(0.02)
     assert len(group.log) <= 1  # frames everyone has were forgotten
+
+
+async def test_small_rooms_share_a_step() -> None:
+    h = hub(sockets_per_step=10)
+    rooms = [Socket() for _ in range(8)]
+    for n, s in enumerate(rooms):
+        h.subscribe(s, f"stream.{n + 10}", "plain")
+        h.deliver(Event(channel=f"stream.{n + 10}", name=GIFT_SENT, data={"n": n}))
+    await asyncio.sleep(0)  # one step: eight one-socket rooms fit in one slice's worth
+    assert [len(s.transport.writes) for s in rooms] == [1] * 8

@@ -345,16 +345,19 @@ class Hub:
             self._step_handle = loop.call_soon(self._step)
 
     def _step(self) -> None:
-        """One event-loop step of the wheel: this socket's own frames, then one slice."""
+        """One event-loop step of the wheel: sockets' own frames, then up to a slice's worth of
+        sockets (one big room's slice, or several small rooms)."""
         self._step_handle = None
         started = self.clock()
         if not self._turn:
             self._begin_turn(started)
         if self._dirty_sinks:
             self._write_own()
-        if self._turn:
+        budget = self.settings.sockets_per_step  # small rooms share a step
+        while self._turn and budget > 0:
             group, slots = self._turn.popleft()
             self._write_slice(group, slots)
+            budget -= len(slots)
         if self._closing:
             closing, self._closing = self._closing, []
             for sink in closing:
