@@ -9,7 +9,7 @@ from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Exists, delete, exists, or_, select
+from sqlalchemy import ColumnElement, Exists, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
@@ -71,18 +71,24 @@ async def audit(
 # --- restrictions ------------------------------------------------------------------------
 
 
+def _active_restrictions(
+    runtime: Runtime, *, stream_id: int, user_id: int
+) -> tuple[ColumnElement[bool], ...]:
+    """The user's bans and mutes on the stream that have not expired."""
+    now = runtime.clock.now()
+    return (
+        StreamRestriction.stream_id == stream_id,
+        StreamRestriction.user_id == user_id,
+        or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
+    )
+
+
 async def restriction(
     session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int
 ) -> StreamRestriction | None:
     """The user's active ban, else their active mute, else None."""
-    now = runtime.clock.now()
-    rows = await session.scalars(
-        select(StreamRestriction).where(
-            StreamRestriction.stream_id == stream_id,
-            StreamRestriction.user_id == user_id,
-            or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
-        )
-    )
+    active = _active_restrictions(runtime, stream_id=stream_id, user_id=user_id)
+    rows = await session.scalars(select(StreamRestriction).where(*active))
     found = {r.kind: r for r in rows}
     return found.get("ban") or found.get("mute")
 
@@ -254,11 +260,8 @@ async def check_commenter(
 ) -> CommenterCheck:
     """What every comment needs to know, in one round trip: its author, whether they are
     restricted here, and whether they said this very text lately."""
-    now = runtime.clock.now()
     restricted = exists().where(
-        StreamRestriction.stream_id == stream_id,
-        StreamRestriction.user_id == user_id,
-        or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
+        *_active_restrictions(runtime, stream_id=stream_id, user_id=user_id)
     )
     repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
     row = (

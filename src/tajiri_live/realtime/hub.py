@@ -117,6 +117,7 @@ class Group:
         "log",
         "members",
         "next_check",
+        "turn_head",
         "window_count",
         "window_start",
     )
@@ -127,6 +128,7 @@ class Group:
         self.next_check = 0.0
         self.log: list[bytes] = []
         self.base = 0  # the sequence number of log[0]
+        self.turn_head = 0  # the head when this group's last turn began
         self.latest: dict[str, int] = {}  # keep-latest event name -> its frame's sequence
         self.window_start = 0.0
         self.window_count = 0
@@ -152,12 +154,14 @@ class Group:
         frames = self.log[seq - self.base :]
         return b"".join(frames), sum(1 for f in frames if f)
 
-    def trim(self) -> None:
-        """Forget the frames every member has been written."""
-        floor = min((slot.seq for slot in self.members.values()), default=self.head)
+    def begin_turn(self) -> None:
+        """Forget the frames every member has had: the last turn wrote each member at least up
+        to the head it began with, and members who joined since start at their join."""
+        floor = self.turn_head
         if floor > self.base:
             del self.log[: floor - self.base]
             self.base = floor
+        self.turn_head = self.head
 
 
 @dataclass
@@ -381,7 +385,7 @@ class Hub:
                 group.next_check = now + self.settings.slow_check_seconds
                 for sink in self._slow_members(group):
                     self._close_slow(sink)
-            group.trim()
+            group.begin_turn()
             slots = list(group.members.values())
             for offset in range(0, len(slots), size):
                 self._turn.append((group, slots[offset : offset + size]))

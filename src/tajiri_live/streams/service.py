@@ -66,13 +66,12 @@ def visible_to(viewer: Principal | None) -> ColumnElement[bool]:
         StreamCoHost.user_id == uid,
         StreamCoHost.status.in_(VISIBLE_COHOST_STATUSES),
     )
-    viewer_follows, owner_follows = VIEWER_FOLLOWS, OWNER_FOLLOWS
     is_mutual = and_(
         exists().where(
-            viewer_follows.follower_id == uid, viewer_follows.followed_id == LiveStream.user_id
+            VIEWER_FOLLOWS.follower_id == uid, VIEWER_FOLLOWS.followed_id == LiveStream.user_id
         ),
         exists().where(
-            owner_follows.follower_id == LiveStream.user_id, owner_follows.followed_id == uid
+            OWNER_FOLLOWS.follower_id == LiveStream.user_id, OWNER_FOLLOWS.followed_id == uid
         ),
     )
     return or_(
