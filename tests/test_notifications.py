@@ -66,6 +66,8 @@ async def pushes(app: FastAPI) -> int:
 
 
 async def follow(client: httpx.AsyncClient, auth: Any, follower: int, streamer: int) -> None:
+    # Only users seen here (or known to the identity source) can be followed.
+    assert (await client.get("/api/wallet", headers=auth(streamer))).status_code == 200
     answer = await client.post(f"/api/users/{streamer}/follow", headers=auth(follower))
     assert answer.status_code == 200, answer.text
 

@@ -185,6 +185,7 @@ def test_rs256_tokens_with_a_public_key_and_issuer_audience_checks() -> None:
             jwt_issuer="tajiri",
             jwt_audience="live",
             pusher_app_secret="p" * 40,  # nothing to derive it from when only verifying
+            viewer_token_secret="v" * 40,  # likewise for the sockets' own tokens
         )
     )
     token = identity.encode(12, first_name="Zawadi", admin=True)

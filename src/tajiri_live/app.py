@@ -25,7 +25,7 @@ from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
 from tajiri_live.core import logredact
-from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.auth.identity import build_identity, build_token_codec
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.errors import install_error_handlers
@@ -62,6 +62,7 @@ from tajiri_live.wallet.router import router as wallet_router
 log = logging.getLogger(__name__)
 
 IDLE_SWEEP_SECONDS = 30.0
+IDENTITY_FLUSH_SECONDS = 10.0  # Sanctum's last_used_at, written off the request path
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Services:
             PeriodicJob(
                 "channels.renew", settings.presence_renew_seconds, self.runtime.channels.renew
             ),
+            PeriodicJob("identity.flush", IDENTITY_FLUSH_SECONDS, self.runtime.identity.flush),
         ]
 
     async def _sweep_idle(self) -> None:
@@ -115,6 +117,11 @@ class Services:
 
     async def start(self) -> None:
         await self.runtime.broker.start(self.hub.handle)
+        if self.runtime.settings.legacy_client_identity:
+            log.warning(
+                "TAJIRI_LEGACY_CLIENT_IDENTITY is on: requests without a token act as the user "
+                "id they name (see docs/operations.md); money and admin still need tokens"
+            )
 
     async def stop(self) -> None:
         for connection in list(self.gateway.connections):
@@ -128,6 +135,7 @@ class Services:
         await self.push.close()
         await self.ingest.close()
         await self.comment_writer.close()
+        await self.runtime.identity.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.runtime.engine.dispose()
@@ -136,13 +144,15 @@ class Services:
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
     engine = create_engine(settings.resolved_database_url, echo=settings.database_echo)
     backends = build_backends(settings)
+    tokens = build_token_codec(settings)
     runtime = Runtime(
         settings=settings,
         engine=engine,
         sessions=create_sessionmaker(engine),
         clock=clock or SystemClock(),
         broker=backends.broker,
-        tokens=TokenCodec(settings),
+        tokens=tokens,
+        identity=build_identity(settings, tokens),
         presence=backends.presence,
         limiter=backends.limiter,
         channels=backends.channels,
@@ -258,6 +268,7 @@ def create_app(
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics of this process")
     async def metrics() -> PlainTextResponse:
         stats = services.hub.stats
+        identity = runtime.identity.stats
         lines = [
             ("tajiri_ws_connections", "gauge", len(services.gateway.connections)),
             ("tajiri_ws_events_total", "counter", stats.events),
@@ -272,21 +283,39 @@ def create_app(
             ("tajiri_gc_full_collections_total", "counter", PAUSES.full_collections),
             ("tajiri_gc_seconds_total", "counter", round(PAUSES.seconds, 6)),
             ("tajiri_gc_pause_seconds_max", "gauge", round(PAUSES.max_seconds, 6)),
+            ("tajiri_auth_legacy_requests_total", "counter", identity.legacy_requests),
+            ("tajiri_auth_legacy_sockets_total", "counter", identity.legacy_sockets),
+            ("tajiri_auth_cache_hits_total", "counter", identity.cache_hits),
+            ("tajiri_auth_lookups_total", "counter", identity.lookups),
+            ("tajiri_auth_refused_total", "counter", identity.refused),
+            ("tajiri_auth_unavailable_total", "counter", identity.unavailable),
         ]
         body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
-    @app.get("/ready", tags=["ops"], summary="The database answers")
+    @app.get("/ready", tags=["ops"], summary="The database and identity's dependencies answer")
     async def ready() -> JSONResponse:
+        problems: dict[str, str] = {}
         try:
             async with runtime.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:  # any failure means not ready
-            log.warning("readiness check failed: %s", type(exc).__name__)
+            problems["database"] = f"unreachable ({type(exc).__name__})"
+        problems.update(await runtime.identity.dependency_problems())
+        body: dict[str, Any] = {"identity": runtime.identity.describe()}
+        if problems:
+            log.warning("readiness check failed: %s", problems)
+            names = ", ".join(problems)
             return JSONResponse(
-                {"success": False, "status": "unavailable", "message": "Database unreachable."},
+                {
+                    "success": False,
+                    "status": "unavailable",
+                    "message": f"Not ready: {names} down.",
+                    "problems": problems,
+                    **body,
+                },
                 status_code=503,
             )
-        return JSONResponse({"success": True, "status": "ready"})
+        return JSONResponse({"success": True, "status": "ready", **body})
 
     return app

@@ -20,7 +20,15 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def read_payload(request: Request) -> dict[str, Any]:
-    """The body as a dict; `tags[0]`, `tags[1]` (or `tags[]`) become a list under `tags`."""
+    """The body as a dict; `tags[0]`, `tags[1]` (or `tags[]`) become a list under `tags`.
+    Read once per request (identity may read it before the route does)."""
+    cached: dict[str, Any] | None = getattr(request.state, "payload", None)
+    if cached is None:
+        cached = request.state.payload = await _read_payload(request)
+    return cached
+
+
+async def _read_payload(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         async with request.form() as form:

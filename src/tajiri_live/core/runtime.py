@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.auth import Identity, TokenCodec
 from tajiri_live.core.clock import Clock
 from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.settings import Settings
@@ -22,7 +22,8 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     broker: Broker
-    tokens: TokenCodec
+    tokens: TokenCodec | None  # the JWT signer/verifier, when JWTs are configured
+    identity: Identity  # every authenticator, its cache, socket tokens
     presence: Presence
     limiter: RateLimiter
     channels: ChannelRegistry  # Pusher channel occupancy

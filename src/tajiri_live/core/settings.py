@@ -51,6 +51,33 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_default_ttl_seconds: int = 7 * 24 * 3600
+    # Keys from an OIDC provider's JWKS endpoint (Firebase Auth, Keycloak...), chosen by `kid`.
+    jwt_jwks_url: str | None = None
+    jwt_jwks_min_refresh_seconds: float = Field(default=60.0, ge=1)  # on an unknown `kid`
+    jwt_user_id_claim: str = "sub"  # the claim holding the TAJIRI user id (an integer)
+    # Laravel Sanctum: the main app's database, where `personal_access_tokens` and `users` are.
+    auth_sanctum_database_url: str | None = None
+    auth_sanctum_user_model: str = "App\\Models\\User"  # `tokenable_type` of user tokens
+    auth_sanctum_expiration_minutes: float | None = Field(default=None, gt=0)  # `expiration`
+    auth_sanctum_tokens_table: str = Field(
+        default="personal_access_tokens", pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+    )
+    auth_sanctum_users_table: str = Field(
+        default="users", pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+    )
+    auth_sanctum_timezone: str = "UTC"  # the main app's APP_TIMEZONE (its timestamps are naive)
+    auth_sanctum_touch_last_used: bool = True  # off: read-only credentials are enough
+    auth_sanctum_admin_ability: str | None = None  # a token ability that makes its user admin
+    # Introspection: the main app answers who a token is (e.g. its `/api/user`).
+    auth_introspection_url: str | None = None
+    auth_introspection_timeout_seconds: float = Field(default=5.0, gt=0)
+    auth_cache_seconds: float = Field(default=60.0, ge=0)  # answers (and refusals) reused this long
+    # The shipped mobile client sends no token: it names itself with `user_id` (and the like).
+    # On, such requests act as that user for what the client does (never money, never admin).
+    legacy_client_identity: bool = False
+    # Socket tokens handed out by `join`; unset: derived from the JWT secret or private key.
+    viewer_token_secret: str | None = None
+    viewer_token_ttl_seconds: int = Field(default=6 * 3600, ge=60)
 
     # --- streams and lifecycle -------------------------------------------------------------
     pre_live_lead_seconds: int = 15 * 60
@@ -206,14 +233,34 @@ class Settings(BaseSettings):
             )
         if self.push_sender == "fcm" and self.fcm_service_account_file is None:
             raise ValueError("TAJIRI_PUSH_SENDER=fcm needs TAJIRI_FCM_SERVICE_ACCOUNT_FILE")
-        if self.env == "production" and not self.jwt_public_key:
+        if self.env == "production" and not (
+            self.jwt_secret or self.jwt_private_key or self.viewer_token_secret
+        ):
+            raise ValueError(
+                "TAJIRI_VIEWER_TOKEN_SECRET must be set in production when no "
+                "TAJIRI_JWT_SECRET or private key is there to derive it from"
+            )
+        # A weak shared secret lets anyone sign tokens, whatever else verifies them.
+        if self.env == "production" and (self.jwt_secret or not self.verifies_elsewhere):
             secret = self.jwt_secret or ""
             if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
                 raise ValueError(
                     "TAJIRI_JWT_SECRET must be set to a random value of at least "
-                    f"{MIN_SECRET_LENGTH} characters (or TAJIRI_JWT_PUBLIC_KEY) in production"
+                    f"{MIN_SECRET_LENGTH} characters in production (or leave it unset and "
+                    "verify with TAJIRI_JWT_PUBLIC_KEY, TAJIRI_JWT_JWKS_URL, Sanctum or "
+                    "introspection)"
                 )
         return self
+
+    @property
+    def verifies_elsewhere(self) -> bool:
+        """Tokens are checked with keys or services other than a shared HS256 secret."""
+        return bool(
+            self.jwt_public_key
+            or self.jwt_jwks_url
+            or self.auth_sanctum_database_url
+            or self.auth_introspection_url
+        )
 
     @property
     def resolved_database_url(self) -> str:

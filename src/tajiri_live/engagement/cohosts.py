@@ -30,6 +30,16 @@ async def _load(session: AsyncSession, stream_id: int, cohost_id: int) -> Stream
     return cohost
 
 
+async def invitee_of(session: AsyncSession, *, stream_id: int, cohost_id: int) -> int | None:
+    """The user a co-host invitation is for (None: no such invitation on this stream)."""
+    user_id = await session.scalar(
+        select(StreamCoHost.user_id).where(
+            StreamCoHost.id == cohost_id, StreamCoHost.stream_id == stream_id
+        )
+    )
+    return int(user_id) if user_id is not None else None
+
+
 async def invite(
     session: AsyncSession,
     *,

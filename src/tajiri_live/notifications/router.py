@@ -53,7 +53,13 @@ async def follow(
     if user_id == principal.user_id:
         raise ApiError(422, "You cannot follow yourself.", errors={"user_id": ["Not yourself."]})
     now = runtime.clock.now()
-    await users_service.ensure_user(session, user_id=user_id, now=now)
+    if await users_service.get_user(session, user_id) is None:
+        # Nobody has seen this id here: only a user the identity source knows may be followed
+        # (a row per arbitrary id would let anyone fill the users table).
+        known = await runtime.identity.known_user(user_id)
+        if known is None:
+            raise ApiError(404, f"There is no user {user_id}.")
+        await users_service.sync_user(session, principal=known, cache=runtime.synced_profiles)
     insert = dialect_insert(session)
     await session.execute(
         insert(Follow)

@@ -99,6 +99,12 @@ async def get_visible_stream(
     return stream
 
 
+async def owner_of(session: AsyncSession, stream_id: int) -> int | None:
+    """The owner's id of a stream (None: no such stream)."""
+    owner = await session.scalar(select(LiveStream.user_id).where(LiveStream.id == stream_id))
+    return int(owner) if owner is not None else None
+
+
 def ensure_owner(stream: LiveStream, principal: Principal) -> None:
     if stream.user_id != principal.user_id and not principal.is_admin:
         raise forbidden("Only the stream's owner can do this.")

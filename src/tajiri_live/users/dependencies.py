@@ -1,40 +1,108 @@
-"""Who is calling: the bearer token, verified, with the user row kept in sync."""
+"""Who is calling: the bearer token (or, when allowed, the id the legacy client names), with the
+user row kept in sync."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal, bearer_token
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.errors import ApiError, forbidden
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
+from tajiri_live.core.payload import MAX_ID, read_payload
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.engagement import cohosts as cohosts_service
+from tajiri_live.streams import service as streams_service
 from tajiri_live.users import service
+from tajiri_live.users.legacy import OWN_PATH_USER, RULES, Implied
 
 
 async def optional_principal(
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal | None:
     token = bearer_token(authorization)
-    if token is None:
+    if token is not None:
+        principal = await runtime.identity.authenticate(token)
+    elif runtime.settings.legacy_client_identity:
+        legacy = await _legacy_principal(request, runtime, session)
+        if legacy is None:
+            return None
+        principal = legacy
+        runtime.identity.stats.legacy_requests += 1
+    else:
         return None
-    principal = runtime.tokens.decode(token)
     await service.sync_user(session, principal=principal, cache=runtime.synced_profiles)
     return principal
 
 
 async def require_principal(
+    runtime: RuntimeDep,
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> Principal:
     if principal is None:
-        raise ApiError(401, "Unauthenticated.", headers={"WWW-Authenticate": "Bearer"})
+        message = "Unauthenticated."
+        if runtime.settings.legacy_client_identity:
+            # The route is outside what the unmodified client may do without a token.
+            message = (
+                "This action needs a signed-in token (Authorization: Bearer <token>): "
+                "a user id in the request is not enough for it."
+            )
+        raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+
+
+async def _legacy_principal(
+    request: Request, runtime: Runtime, session: AsyncSession
+) -> Principal | None:
+    """The caller the unmodified client names for this route (users/legacy.py), if any."""
+    route = request.scope.get("route")
+    key = (request.method, getattr(route, "path", ""))
+    if key in OWN_PATH_USER:
+        return await runtime.identity.claimed(_user_id(request.path_params.get("user_id")))
+    rule = RULES.get(key)
+    if rule is None:
+        return None
+    claimed: object = None
+    if rule.query:
+        claimed = request.query_params.get(rule.query)
+    if claimed in (None, "") and rule.body:
+        claimed = (await read_payload(request)).get(rule.body)
+    if claimed not in (None, ""):
+        return await runtime.identity.claimed(_user_id(claimed, rule.query or rule.body))
+    stream_id = _path_id(request, "stream_id")
+    implied: int | None = None
+    if rule.implied is Implied.OWNER and stream_id is not None:
+        implied = await streams_service.owner_of(session, stream_id)
+    elif rule.implied is Implied.INVITEE and stream_id is not None:
+        cohost_id = _path_id(request, "cohost_id")
+        if cohost_id is not None:
+            implied = await cohosts_service.invitee_of(
+                session, stream_id=stream_id, cohost_id=cohost_id
+            )
+    return await runtime.identity.claimed(implied) if implied is not None else None
+
+
+def _path_id(request: Request, name: str) -> int | None:
+    value = str(request.path_params.get(name, ""))
+    return int(value) if value.isascii() and value.isdigit() and int(value) <= MAX_ID else None
+
+
+def _user_id(value: object, field: str | None = "user_id") -> int:
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_ID:
+        name = field or "user_id"
+        message = f"The {name.replace('_', ' ')} must be a positive integer."
+        raise ValidationFailed({name: [message]})
+    return int(text)
 
 
 def ensure_same_user(claimed: object, principal: Principal | None, field: str = "user_id") -> None:

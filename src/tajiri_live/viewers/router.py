@@ -22,7 +22,6 @@ router = APIRouter(prefix="/streams", tags=["viewers"])
 socket_paths = APIRouter(tags=["websocket"])
 
 NOT_STARTED = frozenset({StreamStatus.SCHEDULED, StreamStatus.PRE_LIVE})
-VIEWER_TOKEN_SECONDS = 6 * 3600
 
 
 def viewers_of(request: Request) -> Viewers:
@@ -73,7 +72,8 @@ async def join(
         "websocket": presenters.websocket_info(
             stream.id, settings, public=stream.privacy == "public"
         ),
-        "viewer_token": runtime.tokens.encode(principal.user_id, ttl_seconds=VIEWER_TOKEN_SECONDS),
+        # For the socket only; it expires no later than the credential the caller joined with.
+        "viewer_token": runtime.identity.mint_viewer_token(principal),
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
+from tajiri_live.core.payload import MAX_ID
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.encoders import client_message, plain_frame
@@ -52,17 +53,25 @@ class PlainSocketApp:
         self.gateway.route(r"/streams/(?P<stream_id>\d{1,18})", self.admit_stream)
 
     async def _identify(self, handshake: Handshake) -> Principal | None:
+        """The token's user (a user token or the viewer token `join` gave); with legacy
+        identity on and no token, the `?user_id=` the unmodified client sends."""
         token = handshake.query.get("token")
         authorization = handshake.headers.get("authorization", "")
         if not token and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
-        principal: Principal | None = None
-        if token:
-            try:
-                principal = self.runtime.tokens.decode(token)
-            except ApiError as error:
-                raise Refusal(401, error.message) from error
+        identity = self.runtime.identity
         claimed = handshake.query.get("user_id")
+        principal: Principal | None = None
+        try:
+            if token:
+                principal = await identity.authenticate_socket(token)
+            elif claimed and self.runtime.settings.legacy_client_identity:
+                if not (claimed.isascii() and claimed.isdigit()) or not 0 < int(claimed) <= MAX_ID:
+                    raise Refusal(400, "The user_id must be a positive integer.")
+                principal = await identity.claimed(int(claimed))
+                identity.stats.legacy_sockets += 1
+        except ApiError as error:
+            raise Refusal(error.status_code, error.message) from error
         if claimed and principal is not None and claimed != str(principal.user_id):
             raise Refusal(403, "The user_id does not match the token.")
         if principal is not None:

@@ -1,0 +1,319 @@
+"""Who is calling: the authenticator chain, its cache, socket tokens and claimed ids.
+
+Authenticators are tried in a fixed order, each only when configured: JWT (a static key or a
+JWKS endpoint) for JWT-shaped tokens, then Sanctum (the main app's `personal_access_tokens`),
+then introspection (the main app answers who the token is). The first that recognises the
+token decides. Answers are cached per process for `TAJIRI_AUTH_CACHE_SECONDS`, refusals too
+(so a flood of bad tokens costs one lookup per distinct token per window), and concurrent
+requests with the same unknown token wait for one lookup. "Cannot answer now" (a database
+or service that is down) is never cached: it is a 503 until the dependency is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tajiri_live.core.auth.introspection import Introspection
+from tajiri_live.core.auth.jwks import JwksKeys
+from tajiri_live.core.auth.jwt import TokenCodec, looks_like_jwt
+from tajiri_live.core.auth.principal import LEGACY, Principal
+from tajiri_live.core.auth.sanctum import SanctumConfig, SanctumTokens
+from tajiri_live.core.auth.viewer import ViewerTokens, is_viewer_token
+from tajiri_live.core.errors import ApiError
+from tajiri_live.core.medialinks import derive
+from tajiri_live.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_CHARS = 4096
+CACHE_SIZE = 100_000
+T = TypeVar("T")
+
+
+@dataclass
+class IdentityStats:
+    """What /metrics shows of identity."""
+
+    legacy_requests: int = 0  # REST requests identified by a claimed id (no token)
+    legacy_sockets: int = 0  # sockets opened with ?user_id= and no token
+    cache_hits: int = 0
+    lookups: int = 0  # tokens resolved by an authenticator (cache misses)
+    refused: int = 0
+    unavailable: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Entry:
+    value: Principal | ApiError | bool | None
+    until: float  # monotonic
+
+
+class Identity:
+    def __init__(
+        self,
+        *,
+        jwt: TokenCodec | None,
+        sanctum: SanctumTokens | None,
+        introspection: Introspection | None,
+        viewer_tokens: ViewerTokens,
+        cache_seconds: float,
+        legacy_client_identity: bool,
+    ) -> None:
+        self.jwt = jwt if jwt is not None and jwt.enabled else None
+        self.sanctum = sanctum
+        self.introspection = introspection
+        self.viewer_tokens = viewer_tokens
+        self.cache_seconds = cache_seconds
+        self.legacy_client_identity = legacy_client_identity
+        self.stats = IdentityStats()
+        self._cache: dict[bytes, _Entry] = {}
+        self._inflight: dict[bytes, asyncio.Task[object]] = {}
+
+    @property
+    def authenticators(self) -> list[str]:
+        present = {"jwt": self.jwt, "sanctum": self.sanctum, "introspection": self.introspection}
+        return [name for name, part in present.items() if part is not None]
+
+    # --- bearer tokens (REST) -------------------------------------------------------------
+
+    async def authenticate(self, token: str) -> Principal:
+        """The token's principal, or ApiError 401 (refused) / 503 (cannot tell now)."""
+        _check_shape(token)
+        result = await self._cached(b"t:" + _digest(token), lambda: self._resolve(token))
+        assert isinstance(result, Principal)
+        return result
+
+    async def _resolve(self, token: str) -> Principal:
+        if looks_like_jwt(token) and is_viewer_token(token):
+            raise ApiError(
+                401,
+                "This is a viewer token: it opens sockets only. "
+                "Send the user's own token to the API.",
+            )
+        if self.jwt is not None and looks_like_jwt(token):
+            return self._count(await self.jwt.verify(token))
+        if self.sanctum is not None and self.sanctum.recognises(token):
+            principal = await self.sanctum.authenticate(token)
+            if principal is not None:
+                return self._count(principal)
+        if self.introspection is not None:
+            return self._count(await self.introspection.authenticate(token))
+        raise ApiError(401, "The token is invalid.")
+
+    def _count(self, principal: Principal) -> Principal:
+        by_source = self.stats.by_source
+        by_source[principal.source] = by_source.get(principal.source, 0) + 1
+        return principal
+
+    # --- sockets -------------------------------------------------------------------------
+
+    async def authenticate_socket(self, token: str) -> Principal:
+        """A user token, or a viewer token minted by `join` (sockets only)."""
+        _check_shape(token)
+        viewer = self.viewer_tokens.read(token)
+        if viewer is None:
+            return await self.authenticate(token)
+        if viewer.source == LEGACY and not self.legacy_client_identity:
+            raise ApiError(401, "This viewer token came from a request without a token: sign in.")
+        credential = viewer.credential or ""
+        if credential.startswith("sanctum:") and not await self._credential_alive(credential):
+            raise ApiError(401, "The sign-in this viewer token came from was revoked.")
+        return viewer
+
+    async def _credential_alive(self, credential: str) -> bool:
+        sanctum = self.sanctum
+        if sanctum is None:
+            return False
+        token_id = int(credential.partition(":")[2] or 0)
+        alive = await self._cached(
+            b"c:" + credential.encode(), lambda: sanctum.token_alive(token_id)
+        )
+        return bool(alive)
+
+    def mint_viewer_token(self, principal: Principal) -> str:
+        return self.viewer_tokens.mint(principal)
+
+    # --- ids a client names ----------------------------------------------------------------
+
+    async def claimed(self, user_id: int) -> Principal:
+        """The unmodified client's caller: trusted by setting. When the main app's users table
+        is reachable, the id must exist there and the profile comes from it."""
+        if self.sanctum is None:
+            return Principal(user_id=user_id, source=LEGACY)
+        found = await self.known_user(user_id)
+        if found is None:
+            raise ApiError(401, f"There is no user {user_id}.")
+        return Principal(
+            user_id=user_id,
+            first_name=found.first_name,
+            last_name=found.last_name,
+            username=found.username,
+            picture=found.picture,
+            source=LEGACY,
+        )
+
+    async def known_user(self, user_id: int) -> Principal | None:
+        """The main app's user with this id; None when it has none. ApiError 404 when no
+        identity source can tell (the caller decides what that means)."""
+        sanctum = self.sanctum
+        if sanctum is None:
+            raise ApiError(404, "Users are not known here until they sign in.")
+        found = await self._cached(b"u:%d" % user_id, lambda: sanctum.user_profile(user_id))
+        return found if isinstance(found, Principal) else None
+
+    # --- the cache ---------------------------------------------------------------------------
+
+    async def _cached(self, key: bytes, resolve: Callable[[], Awaitable[T]]) -> T:
+        entry = self._cache.get(key)
+        if entry is not None and entry.until > time.monotonic():
+            self.stats.cache_hits += 1
+            outcome: object = entry.value
+        else:
+            # One lookup per key at a time, in a task of its own: a caller that hangs up does
+            # not cancel it for the others waiting on the same answer.
+            task = self._inflight.get(key)
+            if task is None:
+                self.stats.lookups += 1
+                task = asyncio.get_running_loop().create_task(self._settle(key, resolve))
+                self._inflight[key] = task
+                task.add_done_callback(lambda done: self._forget(key, done))
+            outcome = await asyncio.shield(task)
+        if isinstance(outcome, ApiError):
+            raise _again(outcome)
+        return outcome  # type: ignore[return-value]
+
+    async def _settle(self, key: bytes, resolve: Callable[[], Awaitable[object]]) -> object:
+        try:
+            value = await resolve()
+        except ApiError as error:
+            if error.status_code >= 500:
+                self.stats.unavailable += 1  # "cannot tell now" is never remembered
+            else:
+                self.stats.refused += 1
+                self._store(key, error)
+            return error
+        self._store(key, value)  # type: ignore[arg-type]
+        return value
+
+    def _forget(self, key: bytes, task: asyncio.Task[object]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+
+    def _store(self, key: bytes, value: Principal | ApiError | bool | None) -> None:
+        now = time.monotonic()
+        until = now + self.cache_seconds
+        if isinstance(value, Principal) and value.expires_at is not None:
+            until = min(until, now + (value.expires_at - time.time()))
+        if len(self._cache) >= CACHE_SIZE:
+            for stale in list(self._cache)[: CACHE_SIZE // 10]:  # the oldest tenth
+                del self._cache[stale]
+        self._cache[key] = _Entry(value, until)
+
+    # --- operations --------------------------------------------------------------------------
+
+    async def dependency_problems(self) -> dict[str, str]:
+        """Identity's dependencies that do not answer now (for /ready), by name."""
+        problems: dict[str, str] = {}
+        if self.sanctum is not None:
+            try:
+                await self.sanctum.ping()
+            except Exception as error:  # any failure means sign-ins will fail
+                problems["sanctum_database"] = f"unreachable ({type(error).__name__})"
+        jwks = self.jwt.jwks if self.jwt is not None else None
+        if jwks is not None and not jwks.loaded and jwks.last_error:
+            problems["jwks"] = jwks.last_error
+        return problems
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "authenticators": self.authenticators,
+            "legacy_client_identity": self.legacy_client_identity,
+        }
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Background work: Sanctum's `last_used_at` writes."""
+        if self.sanctum is not None:
+            await self.sanctum.flush_last_used()
+
+    async def close(self) -> None:
+        for part in (self.jwt, self.sanctum, self.introspection):
+            if part is not None:
+                await part.close()
+
+
+def _again(error: ApiError) -> ApiError:
+    """A fresh copy: raising one stored exception again and again would grow its traceback."""
+    return ApiError(error.status_code, error.message, headers=error.headers, **error.extra)
+
+
+def _digest(token: str) -> bytes:
+    # Tokens may be 4 KB: the cache keeps 16 bytes of them, not the text.
+    return hashlib.blake2b(token.encode(), digest_size=16).digest()
+
+
+def _check_shape(token: str) -> None:
+    if len(token) > MAX_TOKEN_CHARS:
+        raise ApiError(401, "The token is invalid: it is too long.")
+    if not token.isascii() or not token.isprintable():
+        raise ApiError(401, "The token is invalid: it has characters no token has.")
+
+
+def build_identity(settings: Settings, tokens: TokenCodec | None) -> Identity:
+    """The chain the settings describe (each authenticator only when configured)."""
+    sanctum = None
+    if settings.auth_sanctum_database_url:
+        sanctum = SanctumTokens(
+            SanctumConfig(
+                database_url=settings.auth_sanctum_database_url,
+                user_model=settings.auth_sanctum_user_model,
+                expiration_minutes=settings.auth_sanctum_expiration_minutes,
+                tokens_table=settings.auth_sanctum_tokens_table,
+                users_table=settings.auth_sanctum_users_table,
+                timezone=settings.auth_sanctum_timezone,
+                touch_last_used=settings.auth_sanctum_touch_last_used,
+                admin_ability=settings.auth_sanctum_admin_ability,
+            )
+        )
+    introspection = None
+    if settings.auth_introspection_url:
+        introspection = Introspection(
+            settings.auth_introspection_url,
+            timeout_seconds=settings.auth_introspection_timeout_seconds,
+        )
+    secret = settings.viewer_token_secret or derive(settings, "viewer tokens")
+    identity = Identity(
+        jwt=tokens,
+        sanctum=sanctum,
+        introspection=introspection,
+        viewer_tokens=ViewerTokens(secret, ttl_seconds=settings.viewer_token_ttl_seconds),
+        cache_seconds=settings.auth_cache_seconds,
+        legacy_client_identity=settings.legacy_client_identity,
+    )
+    if not identity.authenticators:
+        raise RuntimeError(
+            "no authenticator configured: set TAJIRI_JWT_SECRET, TAJIRI_JWT_PUBLIC_KEY, "
+            "TAJIRI_JWT_JWKS_URL, TAJIRI_AUTH_SANCTUM_DATABASE_URL or "
+            "TAJIRI_AUTH_INTROSPECTION_URL"
+        )
+    return identity
+
+
+def build_token_codec(settings: Settings) -> TokenCodec | None:
+    """The JWT verifier (and the signer of `tajiri-live token`), when JWTs are configured."""
+    jwks = None
+    if settings.jwt_jwks_url:
+        jwks = JwksKeys(
+            settings.jwt_jwks_url, min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds
+        )
+    if not (settings.jwt_secret or settings.jwt_public_key or jwks):
+        return None
+    return TokenCodec(settings, jwks=jwks)

@@ -1,0 +1,213 @@
+"""Bearer JWTs: signing (for `tajiri-live token`) and verification with a static key (HS256
+secret, RS256/ES256 public key) or keys from a JWKS endpoint."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+from tajiri_live.core.auth.jwks import JwksKeys, KeysUnavailable
+from tajiri_live.core.auth.principal import JWT, Principal, profile_text
+from tajiri_live.core.errors import ApiError
+from tajiri_live.core.settings import Settings
+
+VERIFIED_CACHE_SIZE = 50_000  # tokens; the cache starts over when full
+VIEWER_TOKEN_TYPE = "viewer+jwt"  # the header `typ` of socket tokens (see viewer.py)
+
+
+def looks_like_jwt(token: str) -> bool:
+    """Three base64url parts: the only shape this authenticator claims."""
+    parts = token.split(".")
+    return len(parts) == 3 and all(parts[:2])
+
+
+class TokenCodec:
+    """Signs and verifies the service's bearer JWTs. Verified tokens are remembered until they
+    expire: the signature check is the costliest step of a small request."""
+
+    def __init__(self, settings: Settings, *, jwks: JwksKeys | None = None) -> None:
+        self._verified: dict[str, tuple[Principal, float]] = {}
+        self._algorithm = settings.signing_algorithm()
+        self._verify_key = settings.jwt_public_key or settings.jwt_secret
+        self._sign_key = settings.jwt_private_key or settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._default_ttl = settings.jwt_default_ttl_seconds
+        self._user_claim = settings.jwt_user_id_claim
+        self._jwks = jwks
+        if not self._verify_key and jwks is None:
+            raise RuntimeError("no JWT secret, public key or JWKS URL configured")
+
+    @property
+    def jwks(self) -> JwksKeys | None:
+        return self._jwks
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._verify_key) or self._jwks is not None
+
+    def encode(
+        self,
+        user_id: int,
+        *,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        username: str | None = None,
+        picture: str | None = None,
+        region: str | None = None,
+        admin: bool = False,
+        ttl_seconds: int | None = None,
+    ) -> str:
+        if not self._sign_key:
+            raise RuntimeError("signing needs TAJIRI_JWT_SECRET or TAJIRI_JWT_PRIVATE_KEY")
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": str(user_id),
+            "iat": now,
+            "exp": now + (ttl_seconds if ttl_seconds is not None else self._default_ttl),
+        }
+        if self._user_claim != "sub":
+            claims[self._user_claim] = user_id
+        optional = {
+            "given_name": first_name,
+            "family_name": last_name,
+            "preferred_username": username,
+            "picture": picture,
+            "region": region,
+            "iss": self._issuer,
+            "aud": self._audience,
+        }
+        claims.update({k: v for k, v in optional.items() if v is not None})
+        if admin:
+            claims["admin"] = True
+        return jwt.encode(claims, self._sign_key, algorithm=self._algorithm)
+
+    def decode(self, token: str) -> Principal:
+        """Verify with the static key (no JWKS): for callers that cannot wait."""
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        return self._remember(token, *self._verify_static(token))
+
+    async def verify(self, token: str) -> Principal:
+        """Verify with the static key, or the JWKS key the token names."""
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
+        header = _header(token)
+        if self._jwks is not None and ("kid" in header or not self._verify_key):
+            try:
+                key = await self._jwks.key_for(_text_or_none(header.get("kid")))
+            except KeysUnavailable as exc:
+                raise ApiError(
+                    503,
+                    "Sign-in is unavailable: the identity provider's keys cannot be fetched. "
+                    "Try again shortly.",
+                    headers={"Retry-After": "5"},
+                ) from exc
+            except jwt.PyJWTError as exc:
+                raise ApiError(401, "The token is invalid: its signing key is unknown.") from exc
+            claims = self._claims(token, key.key, [key.algorithm_name])
+        else:
+            return self._remember(token, *self._verify_static(token))
+        return self._remember(token, *self._principal(claims))
+
+    def _cached(self, token: str) -> Principal | None:
+        cached = self._verified.get(token)
+        if cached is None:
+            return None
+        principal, expires = cached
+        if time.time() < expires:
+            return principal
+        del self._verified[token]
+        return None
+
+    def _remember(self, token: str, principal: Principal, expires: float) -> Principal:
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify_static(self, token: str) -> tuple[Principal, float]:
+        if not self._verify_key:
+            raise ApiError(401, "The token is invalid.")
+        if _header(token).get("typ") == VIEWER_TOKEN_TYPE:
+            raise ApiError(
+                401,
+                "This is a viewer token: it opens sockets only. "
+                "Send the user's own token to the API.",
+            )
+        return self._principal(self._claims(token, self._verify_key, [self._algorithm]))
+
+    def _claims(self, token: str, key: Any, algorithms: list[str]) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ApiError(401, "The token has expired.") from exc
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, "The token is invalid.") from exc
+        return claims
+
+    def _principal(self, claims: dict[str, Any]) -> tuple[Principal, float]:
+        user_id = _user_id(claims.get(self._user_claim))
+        if user_id is None:
+            raise ApiError(401, f"The token's {self._user_claim} claim must be a user id.")
+        roles = claims.get("roles") or []
+        expires = float(claims["exp"])
+        principal = Principal(
+            user_id=user_id,
+            is_admin=claims.get("admin") is True or (isinstance(roles, list) and "admin" in roles),
+            first_name=profile_text(claims.get("given_name")),
+            last_name=profile_text(claims.get("family_name")),
+            username=profile_text(claims.get("preferred_username")),
+            picture=profile_text(claims.get("picture")),
+            region=profile_text(claims.get("region")),
+            source=JWT,
+            expires_at=expires,
+        )
+        return principal, expires
+
+    async def close(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.close()
+
+
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise ApiError(401, "The token is invalid.") from exc
+    return header if isinstance(header, dict) else {}
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _user_id(value: Any) -> int | None:
+    """A positive id that fits a BIGINT, from an int or a string of digits."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and 0 < value <= 2**62:
+        return value
+    return None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "Use an Authorization header of the form 'Bearer <token>'.")
+    return token.strip()

@@ -1,0 +1,92 @@
+"""Viewer tokens: what `join` hands a viewer for their socket.
+
+Signed with a key of the service's own (so they work when the service only *verifies* user
+tokens: an RS256 public key, JWKS, Sanctum), marked with their own header `typ` and audience
+so the API refuses them, and never outliving the credential they were minted from: their
+expiry is capped by that credential's, and a Sanctum-backed one names its token, which the
+socket checks again (through the identity cache) before it trusts the viewer token.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+from tajiri_live.core.auth.jwt import VIEWER_TOKEN_TYPE, _user_id
+from tajiri_live.core.auth.principal import LEGACY, VIEWER, Principal, profile_text
+from tajiri_live.core.errors import ApiError
+
+AUDIENCE = "tajiri-live:sockets"
+ALGORITHM = "HS256"
+
+
+def is_viewer_token(token: str) -> bool:
+    try:
+        return bool(jwt.get_unverified_header(token).get("typ") == VIEWER_TOKEN_TYPE)
+    except jwt.PyJWTError:
+        return False
+
+
+class ViewerTokens:
+    def __init__(self, secret: str, *, ttl_seconds: float) -> None:
+        self._secret = secret
+        self._ttl = ttl_seconds
+
+    def mint(self, principal: Principal) -> str:
+        now = time.time()
+        expires = now + self._ttl
+        if principal.expires_at is not None:
+            expires = min(expires, principal.expires_at)
+        claims: dict[str, Any] = {
+            "sub": str(principal.user_id),
+            "aud": AUDIENCE,
+            "iat": int(now),
+            "exp": int(expires),
+            "src": principal.credential,
+            "legacy": principal.source == LEGACY or None,
+            "given_name": principal.first_name,
+            "family_name": principal.last_name,
+            "preferred_username": principal.username,
+            "picture": principal.picture,
+            "region": principal.region,
+        }
+        return jwt.encode(
+            {k: v for k, v in claims.items() if v is not None},
+            self._secret,
+            algorithm=ALGORITHM,
+            headers={"typ": VIEWER_TOKEN_TYPE},
+        )
+
+    def read(self, token: str) -> Principal | None:
+        """The viewer a token of ours names; None when it is not a viewer token at all;
+        ApiError 401 when it is one but expired or forged."""
+        if not is_viewer_token(token):
+            return None
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                options={"require": ["sub", "exp"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ApiError(401, "The viewer token has expired: join the stream again.") from exc
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, "The viewer token is invalid.") from exc
+        user_id = _user_id(claims.get("sub"))
+        if user_id is None:
+            raise ApiError(401, "The viewer token is invalid.")
+        return Principal(
+            user_id=user_id,
+            first_name=profile_text(claims.get("given_name")),
+            last_name=profile_text(claims.get("family_name")),
+            username=profile_text(claims.get("preferred_username")),
+            picture=profile_text(claims.get("picture")),
+            region=profile_text(claims.get("region")),
+            source=LEGACY if claims.get("legacy") is True else VIEWER,
+            expires_at=float(claims["exp"]),
+            credential=claims.get("src") if isinstance(claims.get("src"), str) else None,
+        )
