@@ -34,6 +34,9 @@ run_pytest() {
 if [ "${CI:-}" = "true" ]; then
   export TAJIRI_TEST_DATABASE_URL="${TAJIRI_TEST_DATABASE_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test}"
   export TAJIRI_TEST_REDIS_URL="${TAJIRI_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+  # The Sanctum tests create Laravel-shaped main app databases on both kinds of server.
+  export TAJIRI_TEST_MAINAPP_POSTGRES_URL="${TAJIRI_TEST_MAINAPP_POSTGRES_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test}"
+  export TAJIRI_TEST_MAINAPP_MYSQL_URL="${TAJIRI_TEST_MAINAPP_MYSQL_URL:-mysql+asyncmy://root@127.0.0.1:3306/test}"
 fi
 
 pg_url="${TAJIRI_TEST_DATABASE_URL:-}"
@@ -50,6 +53,8 @@ if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   .venv/bin/python bench/analytics.py --quick
   echo "== notifications benchmark smoke =="
   .venv/bin/python bench/notifications.py --quick
+  echo "== identity benchmark smoke =="
+  .venv/bin/python bench/identity.py --quick
   echo "== engagement benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
   if command -v nginx >/dev/null && command -v ffmpeg >/dev/null; then

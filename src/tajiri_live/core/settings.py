@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     # Keys from an OIDC provider's JWKS endpoint (Firebase Auth, Keycloak...), chosen by `kid`.
     jwt_jwks_url: str | None = None
     jwt_jwks_min_refresh_seconds: float = Field(default=60.0, ge=1)  # on an unknown `kid`
+    jwt_jwks_timeout_seconds: float = Field(default=5.0, gt=0)  # a slow provider gives up
     jwt_user_id_claim: str = "sub"  # the claim holding the TAJIRI user id (an integer)
     # Laravel Sanctum: the main app's database, where `personal_access_tokens` and `users` are.
     auth_sanctum_database_url: str | None = None

@@ -16,7 +16,7 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement import cohosts as cohosts_service
 from tajiri_live.streams import service as streams_service
 from tajiri_live.users import service
-from tajiri_live.users.legacy import OWN_PATH_USER, RULES, Implied
+from tajiri_live.users.legacy import OWN_PATH_USER, REFUSALS, RULES, Implied, route_template
 
 
 async def optional_principal(
@@ -41,6 +41,7 @@ async def optional_principal(
 
 
 async def require_principal(
+    request: Request,
     runtime: RuntimeDep,
     principal: Annotated[Principal | None, Depends(optional_principal)],
 ) -> Principal:
@@ -48,9 +49,10 @@ async def require_principal(
         message = "Unauthenticated."
         if runtime.settings.legacy_client_identity:
             # The route is outside what the unmodified client may do without a token.
-            message = (
+            message = REFUSALS.get(
+                (request.method, route_template(request)),
                 "This action needs a signed-in token (Authorization: Bearer <token>): "
-                "a user id in the request is not enough for it."
+                "a user id in the request is not enough for it.",
             )
         raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
     return principal
@@ -64,8 +66,7 @@ async def _legacy_principal(
     request: Request, runtime: Runtime, session: AsyncSession
 ) -> Principal | None:
     """The caller the unmodified client names for this route (users/legacy.py), if any."""
-    route = request.scope.get("route")
-    key = (request.method, getattr(route, "path", ""))
+    key = (request.method, route_template(request))
     if key in OWN_PATH_USER:
         return await runtime.identity.claimed(_user_id(request.path_params.get("user_id")))
     rule = RULES.get(key)

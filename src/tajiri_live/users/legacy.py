@@ -10,8 +10,13 @@ needs a token. The risk is stated in docs/operations.md: anyone can claim any id
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
+
+from starlette.requests import Request
+
+_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 
 
 class Implied(Enum):
@@ -56,6 +61,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", f"{STREAM}/notify-followers"): Rule(implied=Implied.OWNER),
 }
 
+# Calls of the client that stay refused without a token, with the reason the client shows.
+REFUSALS: dict[tuple[str, str], str] = {
+    ("POST", f"{STREAM}/gifts"): (
+        "Gifts are paid with coins: sending one needs a signed-in token "
+        "(Authorization: Bearer <token>); a sender_id in the body is not enough."
+    ),
+}
+
 # The path's user id is the caller (the client reads its own notifications).
 OWN_PATH_USER = frozenset(
     {
@@ -64,3 +77,17 @@ OWN_PATH_USER = frozenset(
         ("POST", "/api/users/{user_id}/stream-notifications/{notification_id}/read"),
     }
 )
+
+
+def route_template(request: Request) -> str:
+    """The matched route's full path template (`/api/streams/{stream_id}/start`).
+
+    An included router's route knows only its own part of the path; the rest is the request
+    path minus that part rendered with the request's path parameters."""
+    template = str(getattr(request.scope.get("route"), "path", ""))
+    params = request.path_params
+    rendered = _PARAM.sub(lambda m: str(params.get(m[1], m[0])), template)
+    path = request.url.path
+    if not path.endswith(rendered):
+        return template
+    return path[: len(path) - len(rendered)] + template

@@ -312,7 +312,9 @@ def build_token_codec(settings: Settings) -> TokenCodec | None:
     jwks = None
     if settings.jwt_jwks_url:
         jwks = JwksKeys(
-            settings.jwt_jwks_url, min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds
+            settings.jwt_jwks_url,
+            min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
+            timeout_seconds=settings.jwt_jwks_timeout_seconds,
         )
     if not (settings.jwt_secret or settings.jwt_public_key or jwks):
         return None

@@ -1,0 +1,453 @@
+"""Identity: Sanctum tokens from a Laravel-shaped database (PostgreSQL and MariaDB), JWKS,
+introspection, the cache, viewer tokens, and dependencies that are down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
+
+from authservers import IntrospectionServer, JwksServer, SigningKey
+from laravel import MainAppDatabase, server_url
+from tajiri_live.app import create_app
+from tajiri_live.core.clock import ManualClock
+from tajiri_live.core.errors import ApiError
+from tajiri_live.core.settings import Settings
+
+NEEMA = 501
+
+
+@asynccontextmanager
+async def serving(
+    settings: Settings, clock: ManualClock, **changes: Any
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    application = create_app(settings.model_copy(update=changes), clock=clock, run_jobs=False)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield application, client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+async def mainapp(request: pytest.FixtureRequest) -> AsyncIterator[MainAppDatabase]:
+    database = await MainAppDatabase(request.param, server_url(request.param)).create()
+    try:
+        yield database
+    finally:
+        await database.drop()
+
+
+# --- Sanctum -------------------------------------------------------------------------------
+
+
+async def test_a_sanctum_token_signs_the_caller_in_with_the_main_apps_names(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(
+        NEEMA,
+        first_name="Neema",
+        last_name="Juma",
+        username="neema",
+        profile_photo_path="avatars/neema.jpg",
+    )
+    _, token = await mainapp.issue_token(NEEMA)
+    async with serving(settings, clock, auth_sanctum_database_url=mainapp.url) as (_app, client):
+        created = await client.post("/api/streams", json={"title": "Habari"}, headers=bearer(token))
+        assert created.status_code == 201, created.text
+        stream = created.json()["data"]
+        assert stream["user_id"] == NEEMA
+        user = stream["user"]
+        assert (user["first_name"], user["last_name"], user["username"]) == (
+            "Neema",
+            "Juma",
+            "neema",
+        )
+        assert user["profile_photo_path"] == "avatars/neema.jpg"
+        # A token without its id is found by its hash, as Sanctum does.
+        plain = token.partition("|")[2]
+        assert (await client.get("/api/wallet", headers=bearer(plain))).status_code == 200
+        ready = (await client.get("/ready")).json()
+        assert ready["status"] == "ready"
+        assert "sanctum" in ready["identity"]["authenticators"]
+
+
+async def test_deleted_expired_foreign_and_orphaned_tokens_are_refused(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(NEEMA, first_name="Neema")
+    token_id, token = await mainapp.issue_token(NEEMA)
+    now = datetime.now(UTC)
+    _, expired = await mainapp.issue_token(NEEMA, expires_at=now - timedelta(minutes=1))
+    _, old = await mainapp.issue_token(NEEMA, created_at=now - timedelta(hours=2))
+    _, foreign = await mainapp.issue_token(NEEMA, model="App\\Models\\Merchant")
+    _, orphan = await mainapp.issue_token(9_999)  # no such user
+    async with serving(
+        settings,
+        clock,
+        auth_sanctum_database_url=mainapp.url,
+        auth_sanctum_expiration_minutes=60,
+        auth_cache_seconds=1.0,
+    ) as (_app, client):
+        assert (await client.get("/api/wallet", headers=bearer(token))).status_code == 200
+        for bad, why in (
+            (expired, "expired"),
+            (old, "expired"),
+            (foreign, "does not belong to a user"),
+            (orphan, "no longer exists"),
+        ):
+            answer = await client.get("/api/wallet", headers=bearer(bad))
+            assert answer.status_code == 401, (bad, answer.text)
+            assert why in answer.json()["message"]
+        # Revoked (the row deleted): refused once the cached answer is older than the window.
+        await mainapp.execute("DELETE FROM personal_access_tokens WHERE id = :id", id=token_id)
+        assert (await client.get("/api/wallet", headers=bearer(token))).status_code == 200
+        await asyncio.sleep(1.1)
+        assert (await client.get("/api/wallet", headers=bearer(token))).status_code == 401
+
+
+async def test_malformed_tokens_are_refused_without_a_lookup(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    async with serving(settings, clock, auth_sanctum_database_url=mainapp.url) as (app, client):
+        sanctum = app.state.runtime.identity.sanctum
+        for bad in ("abc|0123456789", "12x|abc", "|", "x" * 10_240, "a.b.c", "0|abc"):
+            answer = await client.get("/api/wallet", headers=bearer(bad))
+            assert answer.status_code == 401, (bad[:20], answer.text)
+            assert answer.json()["success"] is False
+        assert sanctum.lookups == 0
+        identity = app.state.runtime.identity
+        for bad in ("1|abc\x00def", "é|x", "1|" + "y" * 300):
+            with pytest.raises(ApiError) as refused:
+                await identity.authenticate(bad)
+            assert refused.value.status_code == 401
+
+
+async def test_last_used_at_is_written_off_the_request_path_once_a_minute(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(NEEMA)
+    token_id, token = await mainapp.issue_token(NEEMA)
+    last_used = "SELECT last_used_at FROM personal_access_tokens WHERE id = :id"
+    async with serving(settings, clock, auth_sanctum_database_url=mainapp.url) as (app, client):
+        identity = app.state.runtime.identity
+        assert (await client.get("/api/wallet", headers=bearer(token))).status_code == 200
+        assert await mainapp.scalar(last_used, id=token_id) is None  # not while the request ran
+        assert await identity.sanctum.flush_last_used() == 1
+        written = await mainapp.scalar(last_used, id=token_id)
+        assert written is not None
+        assert (await client.get("/api/streams", headers=bearer(token))).status_code == 200
+        assert await identity.sanctum.flush_last_used() == 0  # within the minute
+    async with serving(
+        settings,
+        clock,
+        auth_sanctum_database_url=mainapp.url,
+        auth_sanctum_touch_last_used=False,
+    ) as (app, client):
+        _, fresh = await mainapp.issue_token(NEEMA)
+        assert (await client.get("/api/wallet", headers=bearer(fresh))).status_code == 200
+        assert await app.state.runtime.identity.sanctum.flush_last_used() == 0
+
+
+async def test_a_flood_of_bad_tokens_costs_one_lookup_per_distinct_token(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    """10,000 requests with 50 distinct bad tokens: 50 lookups in the window, not 10,000."""
+    await mainapp.add_user(NEEMA)
+    _, good = await mainapp.issue_token(NEEMA)
+    bad = [f"{n}|{'wrong' * 8}" for n in range(1, 51)]
+    async with serving(settings, clock, auth_sanctum_database_url=mainapp.url) as (app, client):
+        sanctum = app.state.runtime.identity.sanctum
+
+        async def call(token: str) -> int:
+            return (await client.get("/api/wallet", headers=bearer(token))).status_code
+
+        statuses: list[int] = []
+        for start in range(0, 10_000, 500):  # 500 at a time, the same tokens over and over
+            batch = [bad[n % len(bad)] for n in range(start, start + 500)]
+            statuses += await asyncio.gather(*(call(t) for t in batch))
+        assert statuses.count(401) == 10_000
+        assert sanctum.lookups == len(bad)
+        # The good token is looked up once however often it is used.
+        assert {await call(good) for _ in range(20)} == {200}
+        assert sanctum.lookups == len(bad) + 1
+
+
+async def test_legacy_ids_are_checked_against_the_main_apps_users(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(NEEMA, first_name="Neema", username="neema")
+    async with serving(
+        settings, clock, auth_sanctum_database_url=mainapp.url, legacy_client_identity=True
+    ) as (_app, client):
+        created = await client.post("/api/streams", data={"user_id": str(NEEMA), "title": "x"})
+        assert created.status_code == 201, created.text
+        assert created.json()["data"]["user"]["first_name"] == "Neema"
+        unknown = await client.post("/api/streams", data={"user_id": "424242", "title": "x"})
+        assert unknown.status_code == 401
+        # Following: ids the main app knows are followed (and named); others are 404.
+        _, token = await mainapp.issue_token(NEEMA)
+        await mainapp.add_user(502, first_name="Juma")
+        followed = await client.post("/api/users/502/follow", headers=bearer(token))
+        assert followed.status_code == 200, followed.text
+        missing = await client.post("/api/users/777777/follow", headers=bearer(token))
+        assert missing.status_code == 404
+
+
+async def test_a_sanctum_database_that_is_down_is_a_503_and_jwts_still_work(
+    settings: Settings, clock: ManualClock
+) -> None:
+    down = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
+    async with serving(settings, clock, auth_sanctum_database_url=down) as (app, client):
+        answer = await client.get("/api/wallet", headers=bearer("5|" + "a" * 40))
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "5"
+        assert "cannot be reached" in answer.json()["message"]
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert "sanctum_database" in ready.json()["problems"]
+        jwt_token = app.state.runtime.tokens.encode(8)
+        assert (await client.get("/api/wallet", headers=bearer(jwt_token))).status_code == 200
+        # "Cannot tell now" is not remembered as a refusal.
+        assert app.state.runtime.identity.stats.refused == 0
+
+
+# --- JWKS ----------------------------------------------------------------------------------
+
+
+def claims(user_id: int | str, **more: Any) -> dict[str, Any]:
+    return {"sub": str(user_id), "exp": int(time.time()) + 600, **more}
+
+
+async def test_jwks_keys_by_kid_rotation_rate_limit_and_bad_answers(
+    settings: Settings, clock: ManualClock
+) -> None:
+    first, second = SigningKey("k1"), SigningKey("k2")
+    provider = await JwksServer([first]).start()
+    try:
+        async with serving(
+            settings,
+            clock,
+            jwt_jwks_url=provider.jwks_url,
+            jwt_jwks_min_refresh_seconds=1,
+            jwt_jwks_timeout_seconds=0.5,
+        ) as (_app, client):
+            wallet = "/api/wallet"
+            assert (await client.get(wallet, headers=bearer(first.sign(claims(41))))).is_success
+            assert provider.hits == 1
+            # The provider rotates: an unknown kid fetches the set again (once the minimum
+            # interval since the last fetch has passed).
+            provider.keys = [first, second]
+            await asyncio.sleep(1.1)
+            assert (await client.get(wallet, headers=bearer(second.sign(claims(42))))).is_success
+            assert provider.hits == 2
+            # Forged kids within the refresh interval cost no request to the provider.
+            stranger = SigningKey("k9")
+            for n in range(20):
+                forged = stranger.sign(claims(43, n=n))
+                assert (await client.get(wallet, headers=bearer(forged))).status_code == 401
+            assert provider.hits == 2
+            # Garbage, then a slow answer: the keys already known keep working.
+            provider.garbage = b"<html>oops</html>"
+            await asyncio.sleep(1.1)
+            unknown = SigningKey("k3").sign(claims(44))
+            assert (await client.get(wallet, headers=bearer(unknown))).status_code == 401
+            assert provider.hits == 3
+            assert (await client.get(wallet, headers=bearer(first.sign(claims(45))))).is_success
+            provider.garbage, provider.delay = None, 3.0
+            await asyncio.sleep(1.1)
+            started = time.monotonic()
+            assert (await client.get(wallet, headers=bearer(unknown))).status_code == 401
+            assert time.monotonic() - started < 2.5  # the fetch gave up, the request did not hang
+            assert (await client.get(wallet, headers=bearer(second.sign(claims(46))))).is_success
+            # An HS256 token naming a JWKS kid is not verified with the public key as a secret.
+            confused = jwt.encode(
+                claims(47), "k1-" + "x" * 40, algorithm="HS256", headers={"kid": "k1"}
+            )
+            assert (await client.get(wallet, headers=bearer(confused))).status_code == 401
+    finally:
+        await provider.stop()
+
+
+async def test_oidc_tokens_name_the_tajiri_user_in_a_claim_and_join_works_verify_only(
+    settings: Settings, clock: ManualClock
+) -> None:
+    """Firebase-style: `sub` is the provider's uid; the TAJIRI id is a custom claim. The
+    service holds no secret that signs user tokens, and `join` still mints viewer tokens."""
+    key = SigningKey("fb1")
+    provider = await JwksServer([key]).start()
+    try:
+        async with serving(
+            settings,
+            clock,
+            jwt_secret=None,
+            jwt_jwks_url=provider.jwks_url,
+            jwt_user_id_claim="tajiri_user_id",
+        ) as (app, client):
+            owner = bearer(key.sign(claims("firebase-uid-1", tajiri_user_id=71)))
+            fan = bearer(key.sign(claims("firebase-uid-2", tajiri_user_id=72)))
+            created = await client.post("/api/streams", json={"title": "x"}, headers=owner)
+            assert created.status_code == 201, created.text
+            assert created.json()["data"]["user_id"] == 71
+            stream_id = created.json()["data"]["id"]
+            assert (await client.post(f"/api/streams/{stream_id}/start", headers=owner)).is_success
+            joined = await client.post(f"/api/streams/{stream_id}/join", headers=fan)
+            assert joined.status_code == 200, joined.text
+            viewer = await app.state.runtime.identity.authenticate_socket(
+                joined.json()["viewer_token"]
+            )
+            assert viewer.user_id == 72
+            no_claim = bearer(key.sign(claims("firebase-uid-3")))
+            refused = await client.get("/api/wallet", headers=no_claim)
+            assert refused.status_code == 401
+            assert "tajiri_user_id" in refused.json()["message"]
+    finally:
+        await provider.stop()
+
+
+# --- introspection ---------------------------------------------------------------------------
+
+
+async def test_introspection_signs_in_refuses_and_never_caches_an_outage(
+    settings: Settings, clock: ManualClock
+) -> None:
+    account = await IntrospectionServer().start()
+    account.users["opaque-token-baraka"] = {
+        "data": {"id": 61, "first_name": "Baraka", "username": "baraka"}
+    }
+    try:
+        async with serving(
+            settings, clock, auth_introspection_url=account.user_url, auth_cache_seconds=60
+        ) as (_app, client):
+            good = bearer("opaque-token-baraka")
+            created = await client.post("/api/streams", json={"title": "x"}, headers=good)
+            assert created.status_code == 201, created.text
+            assert created.json()["data"]["user"]["first_name"] == "Baraka"
+            assert (await client.get("/api/wallet", headers=good)).status_code == 200
+            assert account.hits == 1  # cached
+            for _ in range(5):
+                refused = await client.get("/api/wallet", headers=bearer("opaque-unknown"))
+                assert refused.status_code == 401
+            assert account.hits == 2  # the refusal is cached too
+            account.status = 500
+            outage = await client.get("/api/wallet", headers=bearer("opaque-new"))
+            assert outage.status_code == 503
+            account.status = None
+            account.users["opaque-new"] = {"id": 62}
+            assert (await client.get("/api/wallet", headers=bearer("opaque-new"))).is_success
+    finally:
+        await account.stop()
+
+
+# --- viewer tokens -------------------------------------------------------------------------
+
+
+async def live_stream(client: httpx.AsyncClient, owner: dict[str, str]) -> int:
+    created = await client.post("/api/streams", json={"title": "x"}, headers=owner)
+    stream_id = int(created.json()["data"]["id"])
+    assert (await client.post(f"/api/streams/{stream_id}/start", headers=owner)).is_success
+    return stream_id
+
+
+async def test_viewer_tokens_open_sockets_only_and_expire_with_their_source(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any
+) -> None:
+    stream_id = await live_stream(client, auth(1))
+    tokens = app.state.runtime.tokens
+    short = tokens.encode(2, first_name="Amani", ttl_seconds=120)
+    joined = await client.post(f"/api/streams/{stream_id}/join", headers=bearer(short))
+    assert joined.status_code == 200, joined.text
+    viewer_token = joined.json()["viewer_token"]
+    refused = await client.get("/api/wallet", headers=bearer(viewer_token))
+    assert refused.status_code == 401
+    assert "viewer token" in refused.json()["message"]
+    again = await client.post(f"/api/streams/{stream_id}/join", headers=bearer(viewer_token))
+    assert again.status_code == 401  # it cannot mint itself a successor
+    identity = app.state.runtime.identity
+    viewer = await identity.authenticate_socket(viewer_token)
+    assert (viewer.user_id, viewer.first_name) == (2, "Amani")
+    exp = jwt.decode(viewer_token, options={"verify_signature": False})["exp"]
+    assert exp <= time.time() + 120  # not the 6 h default: capped by the token it came from
+    forged = jwt.encode(
+        {"sub": "3", "aud": "tajiri-live:sockets", "exp": int(time.time()) + 60},
+        "not-our-secret-" + "x" * 30,
+        headers={"typ": "viewer+jwt"},
+    )
+    with pytest.raises(ApiError):
+        await identity.authenticate_socket(forged)
+
+
+async def test_join_answers_200_when_the_service_only_holds_a_public_key(
+    settings: Settings, clock: ManualClock
+) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+    def user(user_id: int) -> dict[str, str]:
+        return bearer(jwt.encode(claims(user_id), private, algorithm="RS256"))
+
+    async with serving(settings, clock, jwt_secret=None, jwt_public_key=public_pem) as (
+        app,
+        client,
+    ):
+        stream_id = await live_stream(client, user(1))
+        joined = await client.post(f"/api/streams/{stream_id}/join", headers=user(2))
+        assert joined.status_code == 200, joined.text
+        viewer = await app.state.runtime.identity.authenticate_socket(joined.json()["viewer_token"])
+        assert viewer.user_id == 2
+
+
+async def test_a_sanctum_viewer_token_dies_with_its_sanctum_token(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(1)
+    await mainapp.add_user(2)
+    _, owner = await mainapp.issue_token(1)
+    token_id, fan = await mainapp.issue_token(2)
+    async with serving(
+        settings, clock, auth_sanctum_database_url=mainapp.url, auth_cache_seconds=0.5
+    ) as (app, client):
+        stream_id = await live_stream(client, bearer(owner))
+        joined = await client.post(f"/api/streams/{stream_id}/join", headers=bearer(fan))
+        viewer_token = joined.json()["viewer_token"]
+        identity = app.state.runtime.identity
+        assert (await identity.authenticate_socket(viewer_token)).user_id == 2
+        await mainapp.execute("DELETE FROM personal_access_tokens WHERE id = :id", id=token_id)
+        await asyncio.sleep(0.6)
+        with pytest.raises(ApiError) as refused:
+            await identity.authenticate_socket(viewer_token)
+        assert "revoked" in refused.value.message
+
+
+async def test_legacy_viewer_tokens_stop_when_legacy_identity_is_turned_off(
+    settings: Settings, clock: ManualClock
+) -> None:
+    async with serving(settings, clock, legacy_client_identity=True) as (app, client):
+        created = await client.post("/api/streams", data={"user_id": "1", "title": "x"})
+        stream_id = created.json()["data"]["id"]
+        assert (await client.post(f"/api/streams/{stream_id}/start")).is_success
+        joined = await client.post(f"/api/streams/{stream_id}/join", json={"user_id": 2})
+        assert joined.status_code == 200, joined.text
+        identity = app.state.runtime.identity
+        viewer_token = joined.json()["viewer_token"]
+        assert (await identity.authenticate_socket(viewer_token)).user_id == 2
+        identity.legacy_client_identity = False
+        with pytest.raises(ApiError):
+            await identity.authenticate_socket(viewer_token)
