@@ -451,3 +451,14 @@ async def test_legacy_viewer_tokens_stop_when_legacy_identity_is_turned_off(
         identity.legacy_client_identity = False
         with pytest.raises(ApiError):
             await identity.authenticate_socket(viewer_token)
+
+
+async def test_a_claimed_id_never_pays_whatever_the_route_tables_say() -> None:
+    from tajiri_live.core.auth.principal import LEGACY, SANCTUM, VIEWER, Principal
+    from tajiri_live.users.dependencies import require_verified
+
+    for source in (LEGACY, VIEWER):
+        with pytest.raises(ApiError) as refused:
+            await require_verified(Principal(user_id=5, source=source))
+        assert refused.value.status_code == 401
+    assert (await require_verified(Principal(user_id=5, source=SANCTUM))).user_id == 5

@@ -15,7 +15,11 @@ from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
 from tajiri_live.moderation import service as moderation
 from tajiri_live.streams.dependencies import StreamRowDep
-from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
+from tajiri_live.users.dependencies import (
+    CurrentPrincipal,
+    VerifiedPrincipal,
+    ensure_same_user,
+)
 
 router = APIRouter(prefix="/streams", tags=["gifts"])
 
@@ -39,7 +43,7 @@ async def send_gift(
     stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: CurrentPrincipal,
+    principal: VerifiedPrincipal,
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
 ) -> JSONResponse:
     payload = await read_payload(request)

@@ -58,8 +58,23 @@ async def require_principal(
     return principal
 
 
+async def require_verified(
+    principal: Annotated[Principal, Depends(require_principal)],
+) -> Principal:
+    """A caller whose credential this service checked: what moving coins needs, whatever
+    route tables say (a claimed id never pays)."""
+    if not principal.verified:
+        raise ApiError(
+            401,
+            "Paying needs a signed-in token (Authorization: Bearer <token>).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
 CurrentPrincipal = Annotated[Principal, Depends(require_principal)]
+VerifiedPrincipal = Annotated[Principal, Depends(require_verified)]
 
 
 async def _legacy_principal(
