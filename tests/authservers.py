@@ -31,6 +31,19 @@ class SigningKey:
         return jwt.encode(claims, self.private, algorithm="RS256", headers=headers)
 
 
+async def send_in_two(request: web.Request, body: bytes) -> web.StreamResponse:
+    """A whole answer in two chunks 0.2 s apart, as a slow proxy delivers it."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    half = len(body) // 2
+    await response.write(body[:half])
+    await asyncio.sleep(0.2)
+    await response.write(body[half:])
+    await response.write_eof()
+    return response
+
+
 class LocalServer:
     def __init__(self) -> None:
         self.port = free_port()
@@ -59,6 +72,7 @@ class JwksServer(LocalServer):
         self.keys = keys
         self.garbage: bytes | None = None
         self.delay = 0.0
+        self.chunked = False  # the answer in two writes, a moment apart
 
     async def start(self) -> JwksServer:  # type: ignore[override]
         app = web.Application()
@@ -70,13 +84,16 @@ class JwksServer(LocalServer):
     def jwks_url(self) -> str:
         return f"{self.url}/.well-known/jwks.json"
 
-    async def _serve(self, _: web.Request) -> web.Response:
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.garbage is not None:
             return web.Response(body=self.garbage, content_type="application/json")
-        return web.json_response({"keys": [k.jwk() for k in self.keys]})
+        body = json.dumps({"keys": [k.jwk() for k in self.keys]}).encode()
+        if not self.chunked:
+            return web.Response(body=body, content_type="application/json")
+        return await send_in_two(request, body)
 
 
 class IntrospectionServer(LocalServer):
@@ -86,6 +103,7 @@ class IntrospectionServer(LocalServer):
         super().__init__()
         self.users: dict[str, dict[str, Any]] = {}
         self.status: int | None = None  # force an answer (e.g. 500)
+        self.chunked = False
 
     async def start(self) -> IntrospectionServer:  # type: ignore[override]
         app = web.Application()
@@ -97,7 +115,7 @@ class IntrospectionServer(LocalServer):
     def user_url(self) -> str:
         return f"{self.url}/api/user"
 
-    async def _serve(self, request: web.Request) -> web.Response:
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.hits += 1
         if self.status is not None:
             return web.json_response({"message": "Server Error"}, status=self.status)
@@ -105,4 +123,6 @@ class IntrospectionServer(LocalServer):
         user = self.users.get(token)
         if user is None:
             return web.json_response({"message": "Unauthenticated."}, status=401)
+        if self.chunked:
+            return await send_in_two(request, json.dumps(user).encode())
         return web.json_response(user)

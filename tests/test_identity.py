@@ -263,19 +263,28 @@ async def test_jwks_keys_by_kid_rotation_rate_limit_and_bad_answers(
                 forged = stranger.sign(claims(43, n=n))
                 assert (await client.get(wallet, headers=bearer(forged))).status_code == 401
             assert provider.hits == 2
-            # Garbage, then a slow answer: the keys already known keep working.
+            # Garbage, then a slow answer: the keys already known keep working, and a new kid
+            # cannot be judged (503, not a refusal the cache would keep).
             provider.garbage = b"<html>oops</html>"
             await asyncio.sleep(1.1)
-            unknown = SigningKey("k3").sign(claims(44))
-            assert (await client.get(wallet, headers=bearer(unknown))).status_code == 401
+            third = SigningKey("k3")
+            unknown = third.sign(claims(44))
+            outage = await client.get(wallet, headers=bearer(unknown))
+            assert outage.status_code == 503 and outage.headers["Retry-After"]
             assert provider.hits == 3
             assert (await client.get(wallet, headers=bearer(first.sign(claims(45))))).is_success
             provider.garbage, provider.delay = None, 3.0
             await asyncio.sleep(1.1)
             started = time.monotonic()
-            assert (await client.get(wallet, headers=bearer(unknown))).status_code == 401
+            assert (await client.get(wallet, headers=bearer(unknown))).status_code == 503
             assert time.monotonic() - started < 2.5  # the fetch gave up, the request did not hang
             assert (await client.get(wallet, headers=bearer(second.sign(claims(46))))).is_success
+            # The provider is back with the new key, answering in two chunks: the token that
+            # could not be judged signs in at once.
+            provider.delay, provider.chunked = 0.0, True
+            provider.keys = [first, second, third]
+            await asyncio.sleep(1.1)
+            assert (await client.get(wallet, headers=bearer(unknown))).is_success
             # An HS256 token naming a JWKS kid is not verified with the public key as a secret.
             confused = jwt.encode(
                 claims(47), "k1-" + "x" * 40, algorithm="HS256", headers={"kid": "k1"}
@@ -350,7 +359,15 @@ async def test_introspection_signs_in_refuses_and_never_caches_an_outage(
             assert outage.status_code == 503
             account.status = None
             account.users["opaque-new"] = {"id": 62}
+            account.chunked = True  # a whole answer, however it is cut
             assert (await client.get("/api/wallet", headers=bearer("opaque-new"))).is_success
+            # Its viewer tokens cannot be checked again: they are short-lived.
+            stream_id = await live_stream(client, good)
+            joined = await client.post(
+                f"/api/streams/{stream_id}/join", headers=bearer("opaque-new")
+            )
+            exp = jwt.decode(joined.json()["viewer_token"], options={"verify_signature": False})
+            assert exp["exp"] <= time.time() + 900
     finally:
         await account.stop()
 
@@ -417,6 +434,33 @@ async def test_join_answers_200_when_the_service_only_holds_a_public_key(
         assert viewer.user_id == 2
 
 
+async def test_a_reused_sanctum_token_id_does_not_revive_a_viewer_token(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(1)
+    await mainapp.add_user(2)
+    await mainapp.add_user(3)
+    _, owner = await mainapp.issue_token(1)
+    token_id, fan = await mainapp.issue_token(2)
+    async with serving(
+        settings, clock, auth_sanctum_database_url=mainapp.url, auth_cache_seconds=0.3
+    ) as (app, client):
+        stream_id = await live_stream(client, bearer(owner))
+        joined = await client.post(f"/api/streams/{stream_id}/join", headers=bearer(fan))
+        viewer_token = joined.json()["viewer_token"]
+        await mainapp.execute("DELETE FROM personal_access_tokens WHERE id = :id", id=token_id)
+        await mainapp.execute(
+            "INSERT INTO personal_access_tokens (id, tokenable_type, tokenable_id, name, token) "
+            "VALUES (:id, :model, 3, 'app', :token)",
+            id=token_id,
+            model="App\\Models\\User",
+            token="f" * 64,
+        )
+        await asyncio.sleep(0.4)
+        with pytest.raises(ApiError):
+            await app.state.runtime.identity.authenticate_socket(viewer_token)
+
+
 async def test_a_sanctum_viewer_token_dies_with_its_sanctum_token(
     mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
 ) -> None:
@@ -465,3 +509,93 @@ async def test_a_claimed_id_never_pays_whatever_the_route_tables_say() -> None:
             await require_verified(Principal(user_id=5, source=source))
         assert refused.value.status_code == 401
     assert (await require_verified(Principal(user_id=5, source=SANCTUM))).user_id == 5
+
+
+async def test_cached_refusals_are_small(settings: Settings, clock: ManualClock) -> None:
+    """A refusal is remembered as its status and message, not as an exception holding its
+    traceback and the token: 2,000 distinct 4 KB bad tokens must not cost megabytes."""
+    import tracemalloc
+
+    async with serving(settings, clock, auth_refusals_per_address=0) as (app, _client):
+        identity = app.state.runtime.identity
+        garbage = "eyJhbGciOiJIUzI1NiJ9." + "A" * 4000 + ".sig"
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(2000):
+            with pytest.raises(ApiError):
+                await identity.authenticate(f"{n}{garbage}")
+        grown = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert identity.stats.refused == 2000
+        assert grown < 2000 * 1024, grown  # about 20 KB a token when the exception was kept
+
+
+async def test_one_address_cannot_hammer_the_lookups(
+    mainapp: MainAppDatabase, settings: Settings, clock: ManualClock
+) -> None:
+    await mainapp.add_user(NEEMA)
+    _, good = await mainapp.issue_token(NEEMA)
+    async with serving(
+        settings, clock, auth_sanctum_database_url=mainapp.url, auth_refusals_per_address=20
+    ) as (app, client):
+        assert (await client.get("/api/wallet", headers=bearer(good))).status_code == 200
+        answers = [
+            (await client.get("/api/wallet", headers=bearer(f"{n}|{'z' * 40}"))).status_code
+            for n in range(1, 31)
+        ]
+        assert answers == [401] * 20 + [429] * 10
+        assert app.state.runtime.identity.sanctum.lookups == 21  # the good one and 20 bad
+        limited = await client.get("/api/wallet", headers=bearer("31|" + "z" * 40))
+        assert limited.headers["Retry-After"]
+        # Answers the cache holds still come: the good token, and the bad ones as 401.
+        assert (await client.get("/api/wallet", headers=bearer(good))).status_code == 200
+        again = await client.get("/api/wallet", headers=bearer("1|" + "z" * 40))
+        assert again.status_code == 401
+
+
+async def test_legacy_ids_cannot_decide_who_is_paid(settings: Settings, clock: ManualClock) -> None:
+    async with serving(settings, clock, legacy_client_identity=True) as (legacy_app, legacy):
+        owner = bearer(legacy_app.state.runtime.tokens.encode(1))
+        created = await legacy.post(
+            "/api/streams", json={"title": "x", "split_gifts_with_cohosts": True}, headers=owner
+        )
+        sid = created.json()["data"]["id"]
+        assert created.json()["data"]["stream_key"]  # the owner, signed in, sees the key
+        refused = await legacy.post(
+            "/api/streams", data={"user_id": "1", "title": "y", "split_gifts_with_cohosts": "1"}
+        )
+        assert refused.status_code == 403 and "who is paid" in refused.json()["message"]
+        plain = await legacy.post("/api/streams", data={"user_id": "1", "title": "z"})
+        assert plain.status_code == 201 and plain.json()["data"]["stream_key"] is None
+        resplit = await legacy.put(
+            f"/api/streams/{plain.json()['data']['id']}", json={"split_gifts_with_cohosts": True}
+        )
+        assert resplit.status_code == 403
+        invited = await legacy.post(
+            f"/api/streams/{sid}/cohosts", json={"user_id": 4}, headers=owner
+        )
+        cohost = invited.json()["data"]["id"]
+        for call in (
+            legacy.post(f"/api/streams/{sid}/cohosts", json={"user_id": 3}),
+            legacy.put(f"/api/streams/{sid}/cohosts/{cohost}", json={"status": "accepted"}),
+            legacy.delete(f"/api/streams/{sid}/cohosts/{cohost}"),
+        ):
+            assert (await call).status_code == 403
+        shown = await legacy.get(f"/api/streams/{sid}?current_user_id=1")
+        assert shown.json()["data"]["stream_key"] is None  # a claimed id never sees the key
+        assert (await legacy.get("/api/wallet", headers={"Authorization": ""})).status_code == 401
+
+
+async def test_tokens_with_absurd_expiries_and_unknown_streamers(
+    app: FastAPI, client: httpx.AsyncClient, auth: Any, settings: Settings
+) -> None:
+    absurd = jwt.encode({"sub": "5", "exp": 10**400}, settings.jwt_secret, algorithm="HS256")
+    refused = await client.get("/api/wallet", headers=bearer(absurd))
+    assert refused.status_code == 401
+    preference = await client.put(
+        "/api/users/5/notification-preferences",
+        json={"streamer_id": 123456789, "enabled": True},
+        headers=auth(5),
+    )
+    assert preference.status_code == 404
+    assert (await client.post("/api/users/123456789/follow", headers=auth(5))).status_code == 404

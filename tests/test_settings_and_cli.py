@@ -33,6 +33,32 @@ def test_production_refuses_missing_or_placeholder_secret() -> None:
         Settings(env="production", jwt_public_key="a public key cannot sign Pusher channels")
 
 
+def test_production_verifying_elsewhere_needs_what_it_cannot_derive() -> None:
+    sanctum = "mysql+asyncmy://live@db/tajiri"
+    with pytest.raises(ValidationError, match="VIEWER_TOKEN_SECRET"):
+        Settings(env="production", auth_sanctum_database_url=sanctum, pusher_app_secret="p" * 40)
+    assert Settings(
+        env="production",
+        auth_sanctum_database_url=sanctum,
+        pusher_app_secret="p" * 40,
+        viewer_token_secret="v" * 40,
+    ).verifies_elsewhere
+    with pytest.raises(ValidationError, match="ISSUER"):
+        Settings(
+            env="production",
+            jwt_jwks_url="https://idp.example/jwks",
+            pusher_app_secret="p" * 40,
+            viewer_token_secret="v" * 40,
+        )
+    with pytest.raises(ValidationError, match="JWT_SECRET"):  # a weak secret is never fine
+        Settings(
+            env="production",
+            jwt_secret="changeme",
+            auth_sanctum_database_url=sanctum,
+            pusher_app_secret="p" * 40,
+        )
+
+
 def test_dev_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = Settings(var_dir=tmp_path).ensure_dev_secret()
     second = Settings(var_dir=tmp_path).ensure_dev_secret()

@@ -73,12 +73,17 @@ class Settings(BaseSettings):
     auth_introspection_url: str | None = None
     auth_introspection_timeout_seconds: float = Field(default=5.0, gt=0)
     auth_cache_seconds: float = Field(default=60.0, ge=0)  # answers (and refusals) reused this long
+    # Refused lookups one client address may cause per 10 s (then its unknown tokens get 429);
+    # 0: no limit. Cached answers are not counted.
+    auth_refusals_per_address: int = Field(default=50, ge=0)
     # The shipped mobile client sends no token: it names itself with `user_id` (and the like).
     # On, such requests act as that user for what the client does (never money, never admin).
     legacy_client_identity: bool = False
     # Socket tokens handed out by `join`; unset: derived from the JWT secret or private key.
     viewer_token_secret: str | None = None
     viewer_token_ttl_seconds: int = Field(default=6 * 3600, ge=60)
+    # Introspection gives no expiry and no way to ask again without the user's token.
+    viewer_token_unchecked_ttl_seconds: int = Field(default=900, ge=60)
 
     # --- streams and lifecycle -------------------------------------------------------------
     pre_live_lead_seconds: int = 15 * 60
@@ -240,6 +245,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TAJIRI_VIEWER_TOKEN_SECRET must be set in production when no "
                 "TAJIRI_JWT_SECRET or private key is there to derive it from"
+            )
+        if (
+            self.env == "production"
+            and self.jwt_jwks_url
+            and not (self.jwt_issuer and self.jwt_audience)
+        ):
+            # A provider's keys sign tokens for every app of every tenant it serves.
+            raise ValueError(
+                "TAJIRI_JWT_ISSUER and TAJIRI_JWT_AUDIENCE must be set in production with "
+                "TAJIRI_JWT_JWKS_URL"
             )
         # A weak shared secret lets anyone sign tokens, whatever else verifies them.
         if self.env == "production" and (self.jwt_secret or not self.verifies_elsewhere):

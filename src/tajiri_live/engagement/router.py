@@ -16,7 +16,11 @@ from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.presenters import cohost_dict, storage_base_url
-from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
+from tajiri_live.users.dependencies import (
+    CurrentPrincipal,
+    ensure_same_user,
+    ensure_verified_for,
+)
 from tajiri_live.users.presenters import user_dict
 
 router = APIRouter(prefix="/streams", tags=["engagement"])
@@ -222,6 +226,8 @@ async def invite_cohost(
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> JSONResponse:
+    if stream.split_gifts_with_cohosts:
+        ensure_verified_for(principal, "Changing the co-hosts of a stream that splits gifts")
     data = validated(CohostInvite, await read_payload(request))
     cohost = await cohosts.invite(
         session, runtime=runtime, stream=stream, principal=principal, user_id=data.user_id
@@ -245,6 +251,8 @@ async def answer_cohost(
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
+    if stream.split_gifts_with_cohosts:
+        ensure_verified_for(principal, "Changing the co-hosts of a stream that splits gifts")
     data = validated(CohostAnswer, await read_payload(request))
     cohost = await cohosts.answer(
         session,
@@ -265,6 +273,8 @@ async def end_cohost(
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> dict[str, Any]:
+    if stream.split_gifts_with_cohosts:
+        ensure_verified_for(principal, "Changing the co-hosts of a stream that splits gifts")
     cohost = await cohosts.end(
         session, runtime=runtime, stream=stream, principal=principal, cohost_id=cohost_id
     )

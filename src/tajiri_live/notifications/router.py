@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.clock import iso
 from tajiri_live.core.db import dialect_insert
@@ -15,6 +16,7 @@ from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError, forbidden
 from tajiri_live.core.pagination import page_links
 from tajiri_live.core.payload import MAX_ID, read_payload, validated
+from tajiri_live.core.runtime import Runtime
 from tajiri_live.notifications import messages, service
 from tajiri_live.notifications.models import (
     Device,
@@ -46,6 +48,17 @@ def _own(user_id: int, principal: Any) -> None:
 # --- follows -----------------------------------------------------------------------------------
 
 
+async def _known(session: AsyncSession, runtime: Runtime, user_id: int) -> None:
+    """A user seen here, or one the identity source knows (then mirrored here): a row per
+    arbitrary id would let anyone fill the users table."""
+    if await users_service.get_user(session, user_id) is not None:
+        return
+    known = await runtime.identity.known_user(user_id)
+    if known is None:
+        raise ApiError(404, f"There is no user {user_id}.")
+    await users_service.sync_user(session, principal=known, cache=runtime.synced_profiles)
+
+
 @router.post("/users/{user_id}/follow", summary="Follow a user")
 async def follow(
     user_id: UserId, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
@@ -53,13 +66,7 @@ async def follow(
     if user_id == principal.user_id:
         raise ApiError(422, "You cannot follow yourself.", errors={"user_id": ["Not yourself."]})
     now = runtime.clock.now()
-    if await users_service.get_user(session, user_id) is None:
-        # Nobody has seen this id here: only a user the identity source knows may be followed
-        # (a row per arbitrary id would let anyone fill the users table).
-        known = await runtime.identity.known_user(user_id)
-        if known is None:
-            raise ApiError(404, f"There is no user {user_id}.")
-        await users_service.sync_user(session, principal=known, cache=runtime.synced_profiles)
+    await _known(session, runtime, user_id)
     insert = dialect_insert(session)
     await session.execute(
         insert(Follow)
@@ -341,7 +348,7 @@ async def set_preference(
         )
     )
     if body.streamer_id is not None:
-        await users_service.ensure_user(session, user_id=body.streamer_id, now=runtime.clock.now())
+        await _known(session, runtime, body.streamer_id)
     session.add(
         NotificationPreference(
             user_id=user_id, streamer_id=body.streamer_id, type=body.type, enabled=body.enabled

@@ -161,7 +161,10 @@ class WebSocketConnection(asyncio.Protocol):
     def _refuse(self, status: int, message: str) -> None:
         body = orjson.dumps({"success": False, "message": message})
         phrase = http.HTTPStatus(status).phrase
-        extra = b"WWW-Authenticate: Bearer\r\n" if status == 401 else b""
+        extra = {
+            401: b"WWW-Authenticate: Bearer\r\n",
+            503: b"Retry-After: 5\r\n",  # a dependency is down: the client may come back
+        }.get(status, b"")
         self.transport.write(
             f"HTTP/1.1 {status} {phrase}\r\n".encode()
             + b"Content-Type: application/json\r\nConnection: close\r\n"

@@ -129,7 +129,9 @@ def stream_dict(
     is_liked: bool = False,
     reaction_counts: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    is_owner = viewer is not None and viewer.user_id == stream.user_id
+    # The key publishes as the owner: never shown to a claimed id (legacy identity), which
+    # anyone can claim; the legacy client publishes by stream id anyway.
+    is_owner = viewer is not None and viewer.user_id == stream.user_id and viewer.verified
     viewer_id = viewer.user_id if viewer is not None else 0
     return {
         "id": stream.id,

@@ -23,7 +23,12 @@ from tajiri_live.streams.dependencies import OwnedStreamDep, StreamDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.streams.schemas import StatusUpdate, StreamCreate, StreamUpdate
-from tajiri_live.users.dependencies import CurrentPrincipal, OptionalPrincipal, ensure_same_user
+from tajiri_live.users.dependencies import (
+    CurrentPrincipal,
+    OptionalPrincipal,
+    ensure_same_user,
+    ensure_verified_for,
+)
 
 router = APIRouter(prefix="/streams", tags=["streams"])
 
@@ -191,6 +196,8 @@ async def create_stream(
     ensure_same_user(payload.pop("user_id", None), principal)
     thumbnail_file_present = "thumbnail" in payload
     data = validated(StreamCreate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    if data.split_gifts_with_cohosts:
+        ensure_verified_for(principal, "Splitting gifts with co-hosts")
     thumbnail = await _thumbnail(payload, runtime) if thumbnail_file_present else None
     stream = await service.create_stream(
         session, runtime=runtime, owner=principal, data=data, thumbnail_path=thumbnail
@@ -247,6 +254,8 @@ async def update_stream(
     ensure_same_user(payload.pop("user_id", None), principal)
     has_thumbnail = "thumbnail" in payload
     data = validated(StreamUpdate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    if data.split_gifts_with_cohosts is not None:
+        ensure_verified_for(principal, "Changing how gifts are split")
     thumbnail = await _thumbnail(payload, runtime) if has_thumbnail else None
     stream = await service.update_stream(
         session, runtime=runtime, stream=stream, data=data, thumbnail_path=thumbnail

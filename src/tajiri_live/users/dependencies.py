@@ -18,6 +18,8 @@ from tajiri_live.streams import service as streams_service
 from tajiri_live.users import service
 from tajiri_live.users.legacy import OWN_PATH_USER, REFUSALS, RULES, Implied, route_template
 
+WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
+
 
 async def optional_principal(
     request: Request,
@@ -27,7 +29,12 @@ async def optional_principal(
 ) -> Principal | None:
     token = bearer_token(authorization)
     if token is not None:
-        principal = await runtime.identity.authenticate(token)
+        address = request.client.host if request.client else None
+        principal = await runtime.identity.authenticate(token, address=address)
+    elif authorization is not None:
+        # A header with nothing in it is a client that meant to send a token: never anonymous,
+        # never a claimed id.
+        raise ApiError(401, "The Authorization header is empty.", headers=WWW_AUTHENTICATE)
     elif runtime.settings.legacy_client_identity:
         legacy = await _legacy_principal(request, runtime, session)
         if legacy is None:
@@ -54,7 +61,7 @@ async def require_principal(
                 "This action needs a signed-in token (Authorization: Bearer <token>): "
                 "a user id in the request is not enough for it.",
             )
-        raise ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, message, headers=WWW_AUTHENTICATE)
     return principal
 
 
@@ -67,9 +74,19 @@ async def require_verified(
         raise ApiError(
             401,
             "Paying needs a signed-in token (Authorization: Bearer <token>).",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers=WWW_AUTHENTICATE,
         )
     return principal
+
+
+def ensure_verified_for(principal: Principal, what: str) -> None:
+    """Changes that decide who gets paid are not made on a claimed id."""
+    if not principal.verified:
+        raise ApiError(
+            403,
+            f"{what} needs a signed-in token (Authorization: Bearer <token>): it decides who "
+            "is paid.",
+        )
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

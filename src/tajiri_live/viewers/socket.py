@@ -59,6 +59,8 @@ class PlainSocketApp:
         authorization = handshake.headers.get("authorization", "")
         if not token and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
+        if not token and ("token" in handshake.query or "authorization" in handshake.headers):
+            raise Refusal(401, "The token is empty.")  # meant to sign in: never a claimed id
         identity = self.runtime.identity
         claimed = handshake.query.get("user_id")
         principal: Principal | None = None

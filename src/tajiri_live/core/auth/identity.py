@@ -49,10 +49,11 @@ class IdentityStats:
     by_source: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass
-class _Entry:
-    value: Principal | ApiError | bool | None
-    until: float  # monotonic
+# What the cache keeps of a refusal: its status and message. Not the exception: one with its
+# traceback holds the frames and the token text (kilobytes per bad token).
+Refusal = tuple[int, str]
+# (until, answer): plain tuples, which the garbage collector stops tracking.
+Entry = tuple[float, "Principal | Refusal | bool | None"]
 
 
 class Identity:
@@ -65,6 +66,7 @@ class Identity:
         viewer_tokens: ViewerTokens,
         cache_seconds: float,
         legacy_client_identity: bool,
+        refusals_per_address: int = 0,
     ) -> None:
         self.jwt = jwt if jwt is not None and jwt.enabled else None
         self.sanctum = sanctum
@@ -73,8 +75,10 @@ class Identity:
         self.cache_seconds = cache_seconds
         self.legacy_client_identity = legacy_client_identity
         self.stats = IdentityStats()
-        self._cache: dict[bytes, _Entry] = {}
+        self.refusals_per_address = refusals_per_address
+        self._cache: dict[bytes, Entry] = {}
         self._inflight: dict[bytes, asyncio.Task[object]] = {}
+        self._refusals: dict[str, tuple[float, int]] = {}  # address -> (window start, count)
 
     @property
     def authenticators(self) -> list[str]:
@@ -83,12 +87,26 @@ class Identity:
 
     # --- bearer tokens (REST) -------------------------------------------------------------
 
-    async def authenticate(self, token: str) -> Principal:
-        """The token's principal, or ApiError 401 (refused) / 503 (cannot tell now)."""
+    async def authenticate(self, token: str, *, address: str | None = None) -> Principal:
+        """The token's principal, or ApiError 401 (refused) / 503 (cannot tell now).
+
+        `address` (the client's) bounds the lookups a stream of bad tokens may cause: past
+        `refusals_per_address` refused lookups in a window, its uncached tokens get a 429."""
         _check_shape(token)
-        result = await self._cached(b"t:" + _digest(token), lambda: self._resolve(token))
-        assert isinstance(result, Principal)
-        return result
+        key = b"t:" + _digest(token)
+        found = self._hit(key)
+        if found is _MISS:
+            if address is not None and self._too_many_refusals(address):
+                raise ApiError(
+                    429,
+                    "Too many sign-ins with unknown tokens from this address: "
+                    f"try again in {int(REFUSAL_WINDOW_SECONDS)} s.",
+                    headers={"Retry-After": str(int(REFUSAL_WINDOW_SECONDS))},
+                )
+            found = await self._lookup(key, lambda: self._resolve(token))
+            if address is not None and _is_refusal(found):
+                self._note_refusal(address)
+        return _principal_or_raise(found)
 
     async def _resolve(self, token: str) -> Principal:
         if looks_like_jwt(token) and is_viewer_token(token):
@@ -123,17 +141,22 @@ class Identity:
         if viewer.source == LEGACY and not self.legacy_client_identity:
             raise ApiError(401, "This viewer token came from a request without a token: sign in.")
         credential = viewer.credential or ""
-        if credential.startswith("sanctum:") and not await self._credential_alive(credential):
+        if credential.startswith("sanctum:") and not await self._credential_alive(
+            credential, viewer.user_id
+        ):
             raise ApiError(401, "The sign-in this viewer token came from was revoked.")
         return viewer
 
-    async def _credential_alive(self, credential: str) -> bool:
+    async def _credential_alive(self, credential: str, user_id: int) -> bool:
         sanctum = self.sanctum
         if sanctum is None:
             return False
-        token_id = int(credential.partition(":")[2] or 0)
+        _, token_id, fingerprint = [*credential.split(":"), "", ""][:3]
+        if not token_id.isdigit():
+            return False
         alive = await self._cached(
-            b"c:" + credential.encode(), lambda: sanctum.token_alive(token_id)
+            b"c:" + credential.encode(),
+            lambda: sanctum.token_alive(int(token_id), fingerprint=fingerprint, user_id=user_id),
         )
         return bool(alive)
 
@@ -149,7 +172,7 @@ class Identity:
             return Principal(user_id=user_id, source=LEGACY)
         found = await self.known_user(user_id)
         if found is None:
-            raise ApiError(401, f"There is no user {user_id}.")
+            raise ApiError(401, "Unknown user.")
         return Principal(
             user_id=user_id,
             first_name=found.first_name,
@@ -171,34 +194,42 @@ class Identity:
     # --- the cache ---------------------------------------------------------------------------
 
     async def _cached(self, key: bytes, resolve: Callable[[], Awaitable[T]]) -> T:
+        found = self._hit(key)
+        if found is _MISS:
+            found = await self._lookup(key, resolve)
+        if _is_refusal(found):
+            raise _error(found)  # type: ignore[arg-type]
+        return found  # type: ignore[return-value]
+
+    def _hit(self, key: bytes) -> object:
         entry = self._cache.get(key)
-        if entry is not None and entry.until > time.monotonic():
-            self.stats.cache_hits += 1
-            outcome: object = entry.value
-        else:
-            # One lookup per key at a time, in a task of its own: a caller that hangs up does
-            # not cancel it for the others waiting on the same answer.
-            task = self._inflight.get(key)
-            if task is None:
-                self.stats.lookups += 1
-                task = asyncio.get_running_loop().create_task(self._settle(key, resolve))
-                self._inflight[key] = task
-                task.add_done_callback(lambda done: self._forget(key, done))
-            outcome = await asyncio.shield(task)
-        if isinstance(outcome, ApiError):
-            raise _again(outcome)
-        return outcome  # type: ignore[return-value]
+        if entry is None or entry[0] <= time.monotonic():
+            return _MISS
+        self.stats.cache_hits += 1
+        return entry[1]
+
+    async def _lookup(self, key: bytes, resolve: Callable[[], Awaitable[object]]) -> object:
+        """One lookup per key at a time, in a task of its own: a caller that hangs up does not
+        cancel it for the others waiting on the same answer."""
+        task = self._inflight.get(key)
+        if task is None:
+            self.stats.lookups += 1
+            task = asyncio.get_running_loop().create_task(self._settle(key, resolve))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(task)
 
     async def _settle(self, key: bytes, resolve: Callable[[], Awaitable[object]]) -> object:
         try:
             value = await resolve()
         except ApiError as error:
+            refusal: Refusal = (error.status_code, error.message)
             if error.status_code >= 500:
                 self.stats.unavailable += 1  # "cannot tell now" is never remembered
-            else:
-                self.stats.refused += 1
-                self._store(key, error)
-            return error
+                return _Unavailable(error.status_code, error.message, error.headers)
+            self.stats.refused += 1
+            self._store(key, refusal)
+            return refusal
         self._store(key, value)  # type: ignore[arg-type]
         return value
 
@@ -206,15 +237,42 @@ class Identity:
         if self._inflight.get(key) is task:
             del self._inflight[key]
 
-    def _store(self, key: bytes, value: Principal | ApiError | bool | None) -> None:
+    def _store(self, key: bytes, value: Principal | Refusal | bool | None) -> None:
         now = time.monotonic()
         until = now + self.cache_seconds
         if isinstance(value, Principal) and value.expires_at is not None:
             until = min(until, now + (value.expires_at - time.time()))
         if len(self._cache) >= CACHE_SIZE:
-            for stale in list(self._cache)[: CACHE_SIZE // 10]:  # the oldest tenth
+            self._make_room(now)
+        self._cache[key] = (until, value)
+
+    def _make_room(self, now: float) -> None:
+        """Drop what has expired; if that is not enough, the oldest tenth."""
+        expired = [k for k, (until, _) in self._cache.items() if until <= now]
+        for stale in expired:
+            del self._cache[stale]
+        if len(self._cache) >= CACHE_SIZE * 0.9:
+            for stale in list(self._cache)[: CACHE_SIZE // 10]:
                 del self._cache[stale]
-        self._cache[key] = _Entry(value, until)
+
+    def _too_many_refusals(self, address: str) -> bool:
+        if not self.refusals_per_address:
+            return False
+        start, count = self._refusals.get(address, (0.0, 0))
+        return time.monotonic() - start < REFUSAL_WINDOW_SECONDS and count >= (
+            self.refusals_per_address
+        )
+
+    def _note_refusal(self, address: str) -> None:
+        now = time.monotonic()
+        start, count = self._refusals.get(address, (now, 0))
+        if now - start >= REFUSAL_WINDOW_SECONDS:
+            start, count = now, 0
+        if len(self._refusals) > 100_000:  # forget finished windows now and then
+            self._refusals = {
+                a: w for a, w in self._refusals.items() if now - w[0] < REFUSAL_WINDOW_SECONDS
+            }
+        self._refusals[address] = (start, count + 1)
 
     # --- operations --------------------------------------------------------------------------
 
@@ -226,9 +284,14 @@ class Identity:
                 await self.sanctum.ping()
             except Exception as error:  # any failure means sign-ins will fail
                 problems["sanctum_database"] = f"unreachable ({type(error).__name__})"
+        if self.introspection is not None:
+            try:
+                await self.introspection.ping()
+            except Exception as error:  # no answer at all: every new sign-in would be a 503
+                problems["introspection"] = f"unreachable ({type(error).__name__})"
         jwks = self.jwt.jwks if self.jwt is not None else None
         if jwks is not None and not jwks.loaded and jwks.last_error:
-            problems["jwks"] = jwks.last_error
+            problems["jwks"] = "no keys loaded yet: the key set cannot be read (see the logs)"
         return problems
 
     def describe(self) -> dict[str, object]:
@@ -250,9 +313,34 @@ class Identity:
                 await part.close()
 
 
-def _again(error: ApiError) -> ApiError:
-    """A fresh copy: raising one stored exception again and again would grow its traceback."""
-    return ApiError(error.status_code, error.message, headers=error.headers, **error.extra)
+_MISS = object()
+REFUSAL_WINDOW_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class _Unavailable:
+    """A 503 handed to every caller waiting on the same lookup (never cached)."""
+
+    status: int
+    message: str
+    headers: dict[str, str]
+
+
+def _is_refusal(found: object) -> bool:
+    return isinstance(found, tuple | _Unavailable)
+
+
+def _error(found: Refusal | _Unavailable) -> ApiError:
+    if isinstance(found, _Unavailable):
+        return ApiError(found.status, found.message, headers=found.headers)
+    return ApiError(found[0], found[1])
+
+
+def _principal_or_raise(found: object) -> Principal:
+    if _is_refusal(found):
+        raise _error(found)  # type: ignore[arg-type]
+    assert isinstance(found, Principal)
+    return found
 
 
 def _digest(token: str) -> bytes:
@@ -294,9 +382,14 @@ def build_identity(settings: Settings, tokens: TokenCodec | None) -> Identity:
         jwt=tokens,
         sanctum=sanctum,
         introspection=introspection,
-        viewer_tokens=ViewerTokens(secret, ttl_seconds=settings.viewer_token_ttl_seconds),
+        viewer_tokens=ViewerTokens(
+            secret,
+            ttl_seconds=settings.viewer_token_ttl_seconds,
+            unchecked_ttl_seconds=settings.viewer_token_unchecked_ttl_seconds,
+        ),
         cache_seconds=settings.auth_cache_seconds,
         legacy_client_identity=settings.legacy_client_identity,
+        refusals_per_address=settings.auth_refusals_per_address,
     )
     if not identity.authenticators:
         raise RuntimeError(

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tajiri_live.core.auth.httpbody import TooLarge, read_capped
 from tajiri_live.core.auth.principal import INTROSPECTION, Principal, profile_text
 from tajiri_live.core.errors import ApiError
 
@@ -43,13 +44,13 @@ class Introspection:
         try:
             async with self._http.get(self.url, headers=headers, allow_redirects=False) as answer:
                 status = answer.status
-                body = await answer.content.read(MAX_ANSWER_BYTES + 1)
-        except (aiohttp.ClientError, TimeoutError) as error:
+                body = await read_capped(answer, MAX_ANSWER_BYTES) if status == 200 else b""
+        except (aiohttp.ClientError, TimeoutError, TooLarge) as error:
             log.warning("introspection failed: %s", type(error).__name__)
             raise IntrospectionUnavailable() from error
         if status in (401, 403):
             raise ApiError(401, "The token was refused by the account service.")
-        if status != 200 or len(body) > MAX_ANSWER_BYTES:
+        if status != 200:
             log.warning("introspection answered HTTP %s", status)
             raise IntrospectionUnavailable()
         try:
@@ -58,6 +59,16 @@ class Introspection:
             log.warning("introspection answered something that is not JSON")
             raise IntrospectionUnavailable() from error
         return _principal(document)
+
+    async def ping(self) -> None:
+        """Raises when the account service does not answer at all (readiness): any HTTP
+        answer, a 401 to this tokenless call included, means it is up."""
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        async with self._http.get(
+            self.url, headers={"Accept": "application/json"}, allow_redirects=False
+        ):
+            return
 
     async def close(self) -> None:
         if self._http is not None:

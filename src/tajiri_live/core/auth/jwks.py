@@ -17,6 +17,8 @@ import aiohttp
 import jwt
 import orjson
 
+from tajiri_live.core.auth.httpbody import read_capped
+
 log = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 512 * 1024
@@ -67,7 +69,8 @@ class JwksKeys:
             key = self._pick(kid) or key
         if key is not None:
             return key
-        if not self._keys and self.last_error:
+        if self.last_error:
+            # The set could not be read: the key may well be new. Not a refusal to remember.
             raise KeysUnavailable(self.last_error)
         raise jwt.InvalidKeyError("The token's signing key is unknown.")
 
@@ -105,10 +108,7 @@ class JwksKeys:
         async with self._http.get(self.url, headers={"Accept": "application/json"}) as response:
             if response.status != 200:
                 raise ValueError(f"HTTP {response.status}")
-            body = await response.content.read(MAX_JWKS_BYTES + 1)
-            if len(body) > MAX_JWKS_BYTES:
-                raise ValueError("key set too large")
-            return orjson.loads(body)
+            return orjson.loads(await read_capped(response, MAX_JWKS_BYTES))
 
     async def close(self) -> None:
         if self._fetching is not None and not self._fetching.done():

@@ -14,6 +14,7 @@ from tajiri_live.core.errors import ApiError
 from tajiri_live.core.settings import Settings
 
 VERIFIED_CACHE_SIZE = 50_000  # tokens; the cache starts over when full
+MAX_EPOCH = 2**40  # seconds: far past any real expiry, well inside a float's exact range
 VIEWER_TOKEN_TYPE = "viewer+jwt"  # the header `typ` of socket tokens (see viewer.py)
 
 
@@ -162,7 +163,10 @@ class TokenCodec:
         if user_id is None:
             raise ApiError(401, f"The token's {self._user_claim} claim must be a user id.")
         roles = claims.get("roles") or []
-        expires = float(claims["exp"])
+        expires = claims["exp"]
+        if not isinstance(expires, int | float) or not 0 < expires < MAX_EPOCH:
+            raise ApiError(401, "The token's expiry is not a time.")
+        expires = float(expires)
         principal = Principal(
             user_id=user_id,
             is_admin=claims.get("admin") is True or (isinstance(roles, list) and "admin" in roles),
@@ -205,7 +209,9 @@ def _user_id(value: Any) -> int | None:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
+    """The token of an `Authorization: Bearer` header; None when there is no header or it
+    is blank (the caller decides what a blank header means)."""
+    if not authorization or not authorization.strip():
         return None
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

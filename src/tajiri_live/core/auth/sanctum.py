@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import bindparam, column, select, table, update
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tajiri_live.core.auth.principal import SANCTUM, Principal, profile_text
@@ -31,8 +31,11 @@ from tajiri_live.core.errors import ApiError
 log = logging.getLogger(__name__)
 
 LOOKUP_TIMEOUT_SECONDS = 5.0
+QUEUE_TIMEOUT_SECONDS = 10.0  # a lookup that cannot even start within this is a 503
+POOL_SIZE = 10
 TOUCH_EVERY_SECONDS = 60.0  # Sanctum's own throttle on last_used_at writes is per request
 MAX_PLAINTEXT = 255
+FINGERPRINT_CHARS = 16  # of the stored hash, in the viewer tokens minted from a token
 
 
 class SanctumUnavailable(ApiError):
@@ -60,14 +63,18 @@ class SanctumTokens:
     def __init__(self, config: SanctumConfig) -> None:
         self.config = config
         self._zone = ZoneInfo(config.timezone)
+        # No pre-ping (it doubles the round trips of every lookup): a connection found dead
+        # is retried once on a fresh one instead.
         self._engine: AsyncEngine = create_async_engine(
             config.database_url,
-            pool_size=5,
-            max_overflow=10,
-            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=0,
             pool_recycle=1800,  # MySQL drops idle connections after wait_timeout
             connect_args=_connect_timeout(config.database_url),
         )
+        # Lookups queue here, not in the pool: waiting for a turn is not "the database is
+        # down", and the query's own timeout starts when it runs.
+        self._turns = asyncio.Semaphore(POOL_SIZE)
         self._tokens = table(
             config.tokens_table,
             column("id"),
@@ -122,10 +129,16 @@ class SanctumTokens:
             return None
         return self._principal(row)
 
-    async def token_alive(self, token_id: int) -> bool:
-        """Whether the token still exists, is unexpired and its user still exists."""
+    async def token_alive(self, token_id: int, *, fingerprint: str, user_id: int) -> bool:
+        """Whether the very token a viewer token came from (its id, the start of its hash and
+        its user, so a reused id is not mistaken for it) still exists, unexpired, with its
+        user."""
         row = await self._fetch(self._tokens.c.id == token_id)
-        if row is None:
+        if row is None or len(fingerprint) < FINGERPRINT_CHARS:
+            return False
+        if int(row["tokenable_id"]) != user_id or not hmac.compare_digest(
+            str(row["token"])[:FINGERPRINT_CHARS].encode(), fingerprint.encode()
+        ):
             return False
         try:
             self._principal(row, touch=False)
@@ -155,14 +168,34 @@ class SanctumTokens:
             .limit(1)
         )
         self.lookups += 1
-        try:
-            async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
-                async with self._engine.connect() as connection:
-                    row = (await connection.execute(query)).mappings().first()
-        except (OSError, TimeoutError, OperationalError, DBAPIError) as error:
-            log.warning("Sanctum lookup failed: %s", type(error).__name__)
-            raise SanctumUnavailable() from error
+        row = await self._first(query)
         return dict(row) if row is not None else None
+
+    async def _first(self, query: Any) -> Any:
+        """The query's first row, on a turn of the pool; one retry on a dead connection."""
+        try:
+            async with asyncio.timeout(QUEUE_TIMEOUT_SECONDS):
+                await self._turns.acquire()
+        except TimeoutError as error:
+            log.warning("Sanctum lookups queued for %.0f s", QUEUE_TIMEOUT_SECONDS)
+            raise SanctumUnavailable() from error
+        try:
+            for attempt in (1, 2):
+                try:
+                    async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
+                        async with self._engine.connect() as connection:
+                            return (await connection.execute(query)).mappings().first()
+                except DBAPIError as error:
+                    if attempt == 1 and error.connection_invalidated:
+                        continue  # the server closed an idle connection: once more, fresh
+                    log.warning("Sanctum lookup failed: %s", type(error).__name__)
+                    raise SanctumUnavailable() from error
+                except (OSError, TimeoutError) as error:
+                    log.warning("Sanctum lookup failed: %s", type(error).__name__)
+                    raise SanctumUnavailable() from error
+            raise SanctumUnavailable()
+        finally:
+            self._turns.release()
 
     def _principal(self, row: dict[str, Any], *, touch: bool = True) -> Principal:
         config = self.config
@@ -186,7 +219,7 @@ class SanctumTokens:
             picture=profile_text(row["profile_photo_path"]),
             source=SANCTUM,
             expires_at=expires.timestamp() if expires is not None else None,
-            credential=f"sanctum:{int(row['id'])}",
+            credential=f"sanctum:{int(row['id'])}:{str(row['token'])[:FINGERPRINT_CHARS]}",
         )
 
     def _expiry(self, row: dict[str, Any]) -> datetime | None:
@@ -229,13 +262,7 @@ class SanctumTokens:
             users.c.profile_photo_path,
         ).where(users.c.id == user_id)
         self.lookups += 1
-        try:
-            async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
-                async with self._engine.connect() as connection:
-                    row = (await connection.execute(query)).mappings().first()
-        except (OSError, TimeoutError, OperationalError, DBAPIError) as error:
-            log.warning("Sanctum user lookup failed: %s", type(error).__name__)
-            raise SanctumUnavailable() from error
+        row = await self._first(query)
         if row is None:
             return None
         return Principal(
@@ -277,7 +304,7 @@ class SanctumTokens:
             async with asyncio.timeout(LOOKUP_TIMEOUT_SECONDS):
                 async with self._engine.begin() as connection:
                     await connection.execute(statement, rows)
-        except (OSError, TimeoutError, OperationalError, DBAPIError) as error:
+        except (OSError, TimeoutError, DBAPIError) as error:
             log.warning("Sanctum last_used_at write failed: %s", type(error).__name__)
             return 0
         for token_id in due:

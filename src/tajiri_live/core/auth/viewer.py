@@ -15,7 +15,13 @@ from typing import Any
 import jwt
 
 from tajiri_live.core.auth.jwt import VIEWER_TOKEN_TYPE, _user_id
-from tajiri_live.core.auth.principal import LEGACY, VIEWER, Principal, profile_text
+from tajiri_live.core.auth.principal import (
+    INTROSPECTION,
+    LEGACY,
+    VIEWER,
+    Principal,
+    profile_text,
+)
 from tajiri_live.core.errors import ApiError
 
 AUDIENCE = "tajiri-live:sockets"
@@ -30,15 +36,21 @@ def is_viewer_token(token: str) -> bool:
 
 
 class ViewerTokens:
-    def __init__(self, secret: str, *, ttl_seconds: float) -> None:
+    def __init__(
+        self, secret: str, *, ttl_seconds: float, unchecked_ttl_seconds: float | None = None
+    ) -> None:
         self._secret = secret
         self._ttl = ttl_seconds
+        self._unchecked_ttl = unchecked_ttl_seconds or ttl_seconds
 
     def mint(self, principal: Principal) -> str:
         now = time.time()
         expires = now + self._ttl
         if principal.expires_at is not None:
             expires = min(expires, principal.expires_at)
+        elif principal.source == INTROSPECTION:
+            # Neither an expiry nor a way to ask again without the user's token: short-lived.
+            expires = min(expires, now + self._unchecked_ttl)
         claims: dict[str, Any] = {
             "sub": str(principal.user_id),
             "aud": AUDIENCE,
