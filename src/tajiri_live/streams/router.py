@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.analytics import service as analytics_service
+from tajiri_live.core import clienttime
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
@@ -190,7 +191,8 @@ async def create_stream(
     payload = await read_payload(request)
     ensure_same_user(payload.pop("user_id", None), principal)
     thumbnail_file_present = "thumbnail" in payload
-    data = validated(StreamCreate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    fields = {k: v for k, v in payload.items() if k != "thumbnail"}
+    data = validated(StreamCreate, fields, context=clienttime.context(runtime.settings))
     thumbnail = await _thumbnail(payload, runtime) if thumbnail_file_present else None
     stream = await service.create_stream(
         session, runtime=runtime, owner=principal, data=data, thumbnail_path=thumbnail
@@ -246,7 +248,8 @@ async def update_stream(
     payload = await read_payload(request)
     ensure_same_user(payload.pop("user_id", None), principal)
     has_thumbnail = "thumbnail" in payload
-    data = validated(StreamUpdate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    fields = {k: v for k, v in payload.items() if k != "thumbnail"}
+    data = validated(StreamUpdate, fields, context=clienttime.context(runtime.settings))
     thumbnail = await _thumbnail(payload, runtime) if has_thumbnail else None
     stream = await service.update_stream(
         session, runtime=runtime, stream=stream, data=data, thumbnail_path=thumbnail
