@@ -36,6 +36,7 @@ from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
+from tajiri_live.gifts import artwork
 from tajiri_live.gifts.router import router as gifts_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
@@ -193,6 +194,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. `clock` is injectable for tests; jobs follow settings unless told."""
     settings.media_dir.mkdir(parents=True, exist_ok=True)
+    artwork.install(settings.media_dir)  # the seeded gifts' icons, served under /storage
     logredact.install("uvicorn.access")
     logredact.install("uvicorn.error")
     services = build_services(settings, clock=clock)
