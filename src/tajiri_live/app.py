@@ -20,6 +20,7 @@ from tajiri_live import __version__
 from tajiri_live.analytics.jobs import analytics_jobs
 from tajiri_live.analytics.router import router as analytics_router
 from tajiri_live.analytics.service import LiveReportCache
+from tajiri_live.apidocs.router import install as install_api_docs
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
@@ -226,6 +227,8 @@ def create_app(
         version=__version__,
         description="Livestreaming backend for the TAJIRI app.",
         lifespan=lifespan,
+        docs_url=None,  # served by apidocs with local assets, not from a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.services = services
@@ -251,6 +254,7 @@ def create_app(
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)
     install_console(app)
+    install_api_docs(app)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")
 
     @app.get("/health", tags=["ops"], summary="The process is up")

@@ -26,6 +26,12 @@ HEADERS = {
 router = APIRouter(tags=["console"], include_in_schema=False)
 
 
+@router.get("/")
+async def site_root() -> RedirectResponse:
+    """A browser pointed at the service lands on the console (the API is under /api)."""
+    return RedirectResponse("/console/")
+
+
 @router.get("/console")
 async def console_root() -> RedirectResponse:
     return RedirectResponse("/console/")
