@@ -253,7 +253,7 @@ def create_app(
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)
-    install_console(app)
+    install_console(app, settings)
     install_api_docs(app)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")
 

@@ -17,6 +17,7 @@ from tajiri_live.core.settings import Settings
 
 LIVE_APP = "live"
 HLS_APP = "hls"  # local relay target, named by stream id
+PLAYLIST_PROBE = "/playlists/"  # where the API nodes ask whether a publish's playlist exists
 # /{kind}/{token}/{expires}/{viewer}/{stream id}{rest}: see core/medialinks.py
 MEDIA_LOCATION = (
     r"^/(?<sl_kind>hls|recordings|thumbnails)/(?<sl_token>[A-Za-z0-9_-]{22})"
@@ -130,7 +131,9 @@ def render(settings: Settings, *, run_dir: Path, as_root: bool) -> str:
     host = settings.ingest_listen_host
     fragment = settings.hls_fragment_seconds
     if settings.ingest_abr_enabled:
-        to_hls = f"exec_push {abr_command(settings, dirs)};"
+        # Stopped with SIGTERM, ffmpeg exits with a code; killed (the default), nginx logs the
+        # child's signal as an alert at the end of every publish.
+        to_hls = f"exec_push {abr_command(settings, dirs)};\n            exec_kill_signal term;"
     else:
         # Relayed: the relay carries the new name (nginx's own HLS would keep the key).
         to_hls = f"push rtmp://127.0.0.1:{settings.ingest_rtmp_port}/{HLS_APP};"
@@ -222,6 +225,17 @@ http {{
             add_header Access-Control-Allow-Origin * always;
             add_header Cache-Control $sl_cache always;
             alias {dirs.root}/$sl_kind/$sl_stream$sl_rest;
+        }}
+
+        # Until a publish's first playlist is written the API nodes' question is answered 404:
+        # expected, so neither an error nor an access log line.
+        location ^~ {PLAYLIST_PROBE} {{
+{allow}
+            deny all;
+            access_log off;
+            log_not_found off;
+            add_header Cache-Control no-cache always;
+            alias {dirs.hls}/;
         }}
 
         location = /stat {{
