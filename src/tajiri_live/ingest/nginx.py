@@ -7,7 +7,10 @@ named by the stream's id, never by its key, and every publish starts a fresh pla
 
 from __future__ import annotations
 
+import grp
+import pwd
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -76,6 +79,26 @@ class MediaDirs:
 
 def media_dirs(settings: Settings) -> MediaDirs:
     return MediaDirs(settings.resolved_ingest_media_dir)
+
+
+def closed_to(user: str, path: Path) -> Path | None:
+    """The first folder on the way to `path` that `user` may not enter, if any (nginx's
+    workers must reach the media and temporary folders; a home such as /root is often 0700)."""
+    entry = pwd.getpwnam(user)
+    groups = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {entry.pw_gid}
+    for folder in reversed((path.resolve() / "x").parents):  # from / down to `path`
+        if not folder.exists():
+            break  # made later, by root, with the default mode
+        info = folder.stat()
+        if info.st_uid == entry.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return folder
+    return None
 
 
 def callback_url(settings: Settings, action: str) -> str:
