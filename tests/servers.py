@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import httpx
 
 from conftest import TEST_SECRET
 
+NGINX_ERROR = re.compile(r"\[(error|crit|alert|emerg)\]")
 FAST_JOBS = {
     "TAJIRI_VIEWER_COUNT_INTERVAL_SECONDS": "0.2",
     "TAJIRI_JOB_TO_ENDED_EVERY_SECONDS": "0.2",
@@ -155,6 +157,12 @@ class IngestProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
+
+    def errors(self) -> list[str]:
+        """nginx's error log lines at `error` or worse (it logs from `warn` up)."""
+        path = self.workdir / "var" / "nginx" / "error.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return [line for line in text.splitlines() if NGINX_ERROR.search(line)]
 
     def logs(self) -> str:
         """Everything nginx wrote: its error and access logs and the command's own output."""

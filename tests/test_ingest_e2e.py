@@ -257,6 +257,8 @@ async def test_a_phone_goes_live_drops_resumes_ends_and_leaves_a_recording(
     assert not any(key in str(p) for p in (tmp_path / "media").rglob("*"))
     print(f"publish to playable: {publish_to_playable:.2f}s")
     assert re.search(r"POST /api/rtmp/publish\?secret=\*\*\*", server.log())
+    # Refused keys, drops, reconnects and the wait for each playlist are normal operation.
+    assert ingest.errors() == []
 
 
 async def test_an_abr_ladder_and_an_explicit_end_that_drops_the_encoder(
@@ -310,6 +312,8 @@ async def test_an_abr_ladder_and_an_explicit_end_that_drops_the_encoder(
             await viewer.wait_for(status_event("ended"), within=15)
             assert refused(push(ingest.rtmp_url(key)))
             await viewer.close()
+        # A publish with a ladder, waited for, played and dropped: nothing to alarm anyone.
+        assert ingest.errors() == []
     finally:
         if encoder is not None:
             stop(encoder)

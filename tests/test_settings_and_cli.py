@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from tajiri_live.cli import main
 from tajiri_live.core.settings import Settings
+from tajiri_live.ingest import nginx
 
 
 def test_production_refuses_missing_or_placeholder_secret() -> None:
@@ -268,6 +270,27 @@ def test_ingest_prints_its_nginx_configuration(tmp_path: Path) -> None:
     assert "on_publish http://10.0.0.2:8000/api/rtmp/publish?secret=" in config
     assert "-var_stream_map" in config and "name:720p" in config  # the default ladder
     assert "secure_link_md5" in config and "j" * 10 not in config  # derived secrets only
+
+
+def test_a_folder_closed_to_nginx_workers_is_found(tmp_path: Path) -> None:
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert nginx.closed_to(me, tmp_path / "media") is None
+    # pytest keeps its folders in pytest-of-<user>, open to that user alone.
+    closed = nginx.closed_to("nobody", tmp_path / "media")
+    assert closed is not None and closed.name == f"pytest-of-{me}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="nginx's workers change user only under root")
+def test_ingest_refuses_workers_that_could_not_reach_the_media(tmp_path: Path) -> None:
+    env = {
+        "TAJIRI_VAR_DIR": str(tmp_path / "var"),
+        "TAJIRI_JWT_SECRET": "j" * 40,
+        "TAJIRI_INGEST_NGINX_USER": "nobody",
+        "TAJIRI_INGEST_NGINX_BINARY": str(tmp_path / "no-nginx"),  # never exec'd by a test
+    }
+    result = CliRunner().invoke(main, ["ingest"], env=env)
+    assert result.exit_code != 0
+    assert "nobody, who may not enter" in result.output and "pytest-of-root" in result.output
 
 
 def test_a_remembered_token_still_expires_and_a_forged_one_is_not_remembered() -> None:

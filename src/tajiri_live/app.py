@@ -20,6 +20,7 @@ from tajiri_live import __version__
 from tajiri_live.analytics.jobs import analytics_jobs
 from tajiri_live.analytics.router import router as analytics_router
 from tajiri_live.analytics.service import LiveReportCache
+from tajiri_live.apidocs.router import install as install_api_docs
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
@@ -36,6 +37,7 @@ from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
+from tajiri_live.gifts import artwork
 from tajiri_live.gifts.router import router as gifts_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
@@ -203,6 +205,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. `clock` is injectable for tests; jobs follow settings unless told."""
     settings.media_dir.mkdir(parents=True, exist_ok=True)
+    artwork.install(settings.media_dir)  # the seeded gifts' icons, served under /storage
     logredact.install("uvicorn.access")
     logredact.install("uvicorn.error")
     services = build_services(settings, clock=clock)
@@ -234,6 +237,8 @@ def create_app(
         version=__version__,
         description="Livestreaming backend for the TAJIRI app.",
         lifespan=lifespan,
+        docs_url=None,  # served by apidocs with local assets, not from a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.services = services
@@ -258,7 +263,8 @@ def create_app(
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)
-    install_console(app)
+    install_console(app, settings)
+    install_api_docs(app)
     app.mount("/storage", StaticFiles(directory=settings.media_dir), name="storage")
 
     @app.get("/health", tags=["ops"], summary="The process is up")

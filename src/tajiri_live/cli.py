@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from pathlib import Path
 
 import click
 
@@ -79,15 +80,17 @@ def ingest(print_config: bool) -> None:
     if print_config:
         click.echo(config, nl=False)
         return
+    user = settings.ingest_nginx_user
+    for path in (run_dir / "tmp", *nginx.media_dirs(settings).all()):
+        path.mkdir(parents=True, exist_ok=True)
+        if as_root and user != "root":
+            _reachable_by(user, path)
+            shutil.chown(path, user=user)
     binary = shutil.which(settings.ingest_nginx_binary)
     if binary is None:
         raise click.ClickException(
             f"{settings.ingest_nginx_binary} not found: apt-get install nginx libnginx-mod-rtmp"
         )
-    for path in (run_dir / "tmp", *nginx.media_dirs(settings).all()):
-        path.mkdir(parents=True, exist_ok=True)
-        if as_root and settings.ingest_nginx_user != "root":
-            shutil.chown(path, user=settings.ingest_nginx_user)
     conf = run_dir / "nginx.conf"
     conf.write_text(config)
     conf.chmod(0o600)  # it holds the callback and link secrets
@@ -97,6 +100,26 @@ def ingest(print_config: bool) -> None:
     )
     args = [binary, "-p", str(run_dir), "-c", str(conf), "-e", str(run_dir / "error.log")]
     os.execv(binary, args)  # nginx runs in the foreground (daemon off) in this process
+
+
+def _reachable_by(user: str, path: Path) -> None:
+    """Refuse to start an nginx whose workers could not write its files (it would run, and
+    no stream would ever become playable)."""
+    from tajiri_live.ingest import nginx
+
+    try:
+        closed = nginx.closed_to(user, path)
+    except KeyError as exc:
+        raise click.ClickException(
+            f"there is no user {user!r} for nginx's workers: set TAJIRI_INGEST_NGINX_USER"
+        ) from exc
+    if closed is not None:
+        raise click.ClickException(
+            f"nginx's workers run as {user}, who may not enter {closed} on the way to {path}. "
+            f"Keep the service's folders where {user} can reach them (TAJIRI_VAR_DIR, "
+            f"TAJIRI_INGEST_MEDIA_DIR), let it pass with `chmod o+x {closed}`, or choose "
+            "another TAJIRI_INGEST_NGINX_USER."
+        )
 
 
 @main.command()

@@ -94,10 +94,13 @@ def upload(payload: dict[str, Any], field: str) -> FilePart | None:
     return value
 
 
-def validated(model: type[ModelT], payload: dict[str, Any]) -> ModelT:
-    """Validate with pydantic; failures become a Laravel-style 422."""
+def validated(
+    model: type[ModelT], payload: dict[str, Any], *, context: dict[str, Any] | None = None
+) -> ModelT:
+    """Validate with pydantic (`context` reaches its validators); failures become a
+    Laravel-style 422."""
     try:
-        return model.model_validate(payload)
+        return model.model_validate(payload, context=context)
     except ValidationError as exc:
         raise ValidationFailed(laravel_errors(exc.errors())) from exc
 

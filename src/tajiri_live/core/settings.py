@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "changeme", "change-me", "please-change", "dev"})
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "info"
+    # The zone of times the client sends without an offset (an IANA name); answers are UTC.
+    client_timezone: str = "UTC"
 
     # --- database ------------------------------------------------------------------------
     # Unset: a SQLite file under var_dir (the embedded default).
@@ -220,6 +223,17 @@ class Settings(BaseSettings):
 
     extra_cors_origins: list[str] = Field(default_factory=list)
 
+    @field_validator("client_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} is not an IANA time zone name (such as Africa/Dar_es_Salaam)"
+            ) from exc
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret_in_production(self) -> Settings:
         if self.env == "production" and not (self.pusher_app_secret or self.jwt_secret):
@@ -277,6 +291,10 @@ class Settings(BaseSettings):
             or self.auth_sanctum_database_url
             or self.auth_introspection_url
         )
+
+    @property
+    def client_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.client_timezone)
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,7 +7,10 @@ named by the stream's id, never by its key, and every publish starts a fresh pla
 
 from __future__ import annotations
 
+import grp
+import pwd
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -17,6 +20,7 @@ from tajiri_live.core.settings import Settings
 
 LIVE_APP = "live"
 HLS_APP = "hls"  # local relay target, named by stream id
+PLAYLIST_PROBE = "/playlists/"  # where the API nodes ask whether a publish's playlist exists
 # /{kind}/{token}/{expires}/{viewer}/{stream id}{rest}: see core/medialinks.py
 MEDIA_LOCATION = (
     r"^/(?<sl_kind>hls|recordings|thumbnails)/(?<sl_token>[A-Za-z0-9_-]{22})"
@@ -77,6 +81,26 @@ def media_dirs(settings: Settings) -> MediaDirs:
     return MediaDirs(settings.resolved_ingest_media_dir)
 
 
+def closed_to(user: str, path: Path) -> Path | None:
+    """The first folder on the way to `path` that `user` may not enter, if any (nginx's
+    workers must reach the media and temporary folders; a home such as /root is often 0700)."""
+    entry = pwd.getpwnam(user)
+    groups = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {entry.pw_gid}
+    for folder in reversed((path.resolve() / "x").parents):  # from / down to `path`
+        if not folder.exists():
+            break  # made later, by root, with the default mode
+        info = folder.stat()
+        if info.st_uid == entry.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            return folder
+    return None
+
+
 def callback_url(settings: Settings, action: str) -> str:
     """The secret rides in the query (nginx-rtmp cannot send headers; access logs redact it),
     with this nginx's own addresses: the API keeps them on the stream, so several ingest
@@ -130,7 +154,9 @@ def render(settings: Settings, *, run_dir: Path, as_root: bool) -> str:
     host = settings.ingest_listen_host
     fragment = settings.hls_fragment_seconds
     if settings.ingest_abr_enabled:
-        to_hls = f"exec_push {abr_command(settings, dirs)};"
+        # Stopped with SIGTERM, ffmpeg exits with a code; killed (the default), nginx logs the
+        # child's signal as an alert at the end of every publish.
+        to_hls = f"exec_push {abr_command(settings, dirs)};\n            exec_kill_signal term;"
     else:
         # Relayed: the relay carries the new name (nginx's own HLS would keep the key).
         to_hls = f"push rtmp://127.0.0.1:{settings.ingest_rtmp_port}/{HLS_APP};"
@@ -222,6 +248,17 @@ http {{
             add_header Access-Control-Allow-Origin * always;
             add_header Cache-Control $sl_cache always;
             alias {dirs.root}/$sl_kind/$sl_stream$sl_rest;
+        }}
+
+        # Until a publish's first playlist is written the API nodes' question is answered 404:
+        # expected, so neither an error nor an access log line.
+        location ^~ {PLAYLIST_PROBE} {{
+{allow}
+            deny all;
+            access_log off;
+            log_not_found off;
+            add_header Cache-Control no-cache always;
+            alias {dirs.hls}/;
         }}
 
         location = /stat {{

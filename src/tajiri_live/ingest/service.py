@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tajiri_live.core import medialinks as links
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
-from tajiri_live.ingest.nginx import LIVE_APP, parse_renditions
+from tajiri_live.ingest.nginx import LIVE_APP, PLAYLIST_PROBE, parse_renditions
 from tajiri_live.streams import presenters
 from tajiri_live.streams import service as streams
 from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
@@ -292,21 +292,11 @@ class Ingest:
 
     # --- playback readiness ---------------------------------------------------------------
 
-    def _internal_link(self, stream_id: int, rest: str, control: str | None) -> str:
-        settings = self.runtime.settings
-        path = links.signed_path(
-            links.link_secret(settings),
-            kind=links.HLS,
-            stream_id=stream_id,
-            rest=rest,
-            viewer=0,
-            expires=int(time.time()) + 60,
-        )
-        return self._control(control) + path
-
     async def playlist_exists(self, stream_id: int, number: int, control: str | None) -> bool:
+        """Asked of nginx's `/playlists/` (API nodes only): its 404 for a playlist not written
+        yet is expected, and that location keeps it out of nginx's error log."""
         rest = playlist_rest(self.runtime.settings, number)
-        url = self._internal_link(stream_id, rest, control)
+        url = f"{self._control(control)}{PLAYLIST_PROBE}{stream_id}{rest}"
         try:
             async with self.http.get(url) as response:
                 return response.status == 200 and b"#EXTINF" in await response.read()

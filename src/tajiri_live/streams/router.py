@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.analytics import service as analytics_service
+from tajiri_live.core import clienttime
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
@@ -195,7 +196,8 @@ async def create_stream(
     payload = await read_payload(request)
     ensure_same_user(payload.pop("user_id", None), principal)
     thumbnail_file_present = "thumbnail" in payload
-    data = validated(StreamCreate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    fields = {k: v for k, v in payload.items() if k != "thumbnail"}
+    data = validated(StreamCreate, fields, context=clienttime.context(runtime.settings))
     if data.split_gifts_with_cohosts:
         ensure_verified_for(principal, "Splitting gifts with co-hosts")
     thumbnail = await _thumbnail(payload, runtime) if thumbnail_file_present else None
@@ -253,7 +255,8 @@ async def update_stream(
     payload = await read_payload(request)
     ensure_same_user(payload.pop("user_id", None), principal)
     has_thumbnail = "thumbnail" in payload
-    data = validated(StreamUpdate, {k: v for k, v in payload.items() if k != "thumbnail"})
+    fields = {k: v for k, v in payload.items() if k != "thumbnail"}
+    data = validated(StreamUpdate, fields, context=clienttime.context(runtime.settings))
     if data.split_gifts_with_cohosts is not None:
         ensure_verified_for(principal, "Changing how gifts are split")
     thumbnail = await _thumbnail(payload, runtime) if has_thumbnail else None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from tajiri_live.core.clienttime import ClientDateTime
 from tajiri_live.streams.lifecycle import StreamStatus
 
 Privacy = Literal["public", "friends", "private"]
@@ -33,7 +33,6 @@ def optional_text(max_length: int) -> Any:
     ]
 
 
-OptionalDateTime = Annotated[datetime | None, BeforeValidator(_blank_to_none)]
 Tags = Annotated[
     Annotated[list[Annotated[str, Field(min_length=1, max_length=50)]], Field(max_length=MAX_TAGS)],
     BeforeValidator(_as_tag_list),
@@ -52,14 +51,9 @@ class StreamFields(BaseModel):
     allow_gifts: bool = True
     allow_co_hosts: bool = True
     split_gifts_with_cohosts: bool = False
-    scheduled_at: OptionalDateTime = None
-
-    @field_validator("scheduled_at")
-    @classmethod
-    def _assume_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC) if value is not None else None
+    # Validated with `core.clienttime.context(settings)`: a time without an offset is read
+    # in the client's zone.
+    scheduled_at: ClientDateTime = None
 
 
 class StreamCreate(StreamFields):

@@ -1,0 +1,40 @@
+"""The console page's Content-Security-Policy lets it play and show this deployment's media."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tajiri_live.console.router import content_security_policy, media_origins
+from tajiri_live.core.settings import Settings
+
+
+def directive(policy: str, name: str) -> list[str]:
+    for part in policy.split(";"):
+        words = part.split()
+        if words and words[0] == name:
+            return words[1:]
+    raise AssertionError(f"no {name} in {policy}")
+
+
+async def test_the_page_names_the_plain_http_media_origin(client: httpx.AsyncClient) -> None:
+    page = await client.get("/console/")
+    policy = page.headers["content-security-policy"]
+    # Development: nginx serves HLS over plain http on its own port.
+    for name in ("connect-src", "media-src", "img-src"):
+        assert "http://127.0.0.1:8088" in directive(policy, name), name
+    assert directive(policy, "script-src") == ["'self'"]
+
+
+@pytest.mark.parametrize(
+    ("media", "expected"),
+    [
+        ("https://media.example", []),  # https is allowed anyway
+        ("http://10.0.0.7:8088/cdn/", ["http://10.0.0.7:8088"]),
+    ],
+)
+def test_only_plain_http_media_origins_are_added(media: str, expected: list[str]) -> None:
+    settings = Settings(media_base_url=media, hls_base_url="https://hls.example/hls")
+    assert media_origins(settings) == expected
+    policy = content_security_policy(media_origins(settings))
+    assert all(origin in directive(policy, "media-src") for origin in expected)
