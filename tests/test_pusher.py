@@ -142,6 +142,7 @@ async def test_pusher_js_follows_a_stream_like_the_plain_protocol(
             )
         )
         assert counts["data"]["stream_id"] == stream_id
+        assert counts["data"]["viewers_count"] == 2  # the grid's field, on this path too
         assert shown["data"]["id"] == stream_id
     finally:
         await client.close()

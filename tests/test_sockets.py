@@ -157,6 +157,8 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
     stream_id = await new_stream(api)
     await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
     url = f"{server.ws}/streams/{stream_id}"
+    grid = await Viewer.connect(f"{server.ws}/streams/all?user_id={FAN}")
+    await grid.wait_for(lambda e: e["event"] == "connected")
     fan_a = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")
     fan_b = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")  # same user, 2nd device
     friend = await Viewer.connect(f"{url}?token={tokens.encode(FRIEND)}")
@@ -170,9 +172,16 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
     await fan_a.wait_for(
         lambda e: (
             e["event"] == "viewer_count_updated"
-            and e["data"] == {"stream_id": stream_id, "current_viewers": 1, "peak_viewers": 3}
+            and e["data"]
+            == {"stream_id": stream_id, "current_viewers": 1, "viewers_count": 1, "peak_viewers": 3}
         )
     )
+    # The stream grid follows /streams/all and reads `viewers_count` (as an int).
+    on_grid = await grid.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 1
+    )
+    assert on_grid["data"]["stream_id"] == stream_id and on_grid["data"]["viewers_count"] == 1
+    await grid.close()
     counts = [d["current_viewers"] for d in fan_a.named("viewer_count_updated")]
     assert all(a != b for a, b in itertools.pairwise(counts))  # only changes
     assert max(counts) == 3

@@ -134,6 +134,7 @@ class Viewers:
         data: dict[str, Any] = {
             "stream_id": stream_id,
             "current_viewers": counts.current,
+            "viewers_count": counts.current,  # what the stream grid reads (the Stream's field)
             "peak_viewers": counts.peak,
         }
         also = (self.runtime.settings.global_channel,) if privacy == "public" else ()
