@@ -365,6 +365,35 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient, auth: Any)
     assert (await client.get("/api/streams?status=nope")).status_code == 422
 
 
+async def test_the_grids_two_lists_cover_a_stream_about_to_start(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    """The grid loads `status=live` and `status=scheduled`: a pre-live stream is in the second."""
+    scheduled = await create(client, auth(OWNER))
+    soon = await create(client, auth(OWNER))
+    moved = await client.patch(
+        f"/api/streams/{soon['id']}/status", json={"status": "pre_live"}, headers=auth(OWNER)
+    )
+    assert moved.status_code == 200 and moved.json()["data"]["status"] == "pre_live"
+    live = await create(client, auth(OTHER))
+    await client.post(f"/api/streams/{live['id']}/start", headers=auth(OTHER))
+
+    def ids(query: str) -> list[int]:
+        return [s["id"] for s in listed[query]["data"]]
+
+    listed = {
+        q: (await client.get(f"/api/streams?status={q}")).json()
+        for q in ("live", "scheduled", "upcoming", "pre_live")
+    }
+    assert ids("live") == [live["id"]]
+    assert ids("scheduled") == [soon["id"], scheduled["id"]]
+    assert ids("upcoming") == ids("scheduled")  # the explicit alias
+    assert ids("pre_live") == [soon["id"]]
+    assert listed["scheduled"]["meta"]["total"] == 2
+    mine = (await client.get(f"/api/streams/user/{OWNER}?status=upcoming")).json()
+    assert {s["id"] for s in mine["data"]} == {soon["id"], scheduled["id"]}
+
+
 async def test_private_and_friends_visibility(
     client: httpx.AsyncClient, auth: Any, runtime: Any
 ) -> None:

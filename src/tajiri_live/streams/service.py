@@ -127,7 +127,7 @@ async def list_streams(
     session: AsyncSession,
     *,
     viewer: Principal | None,
-    status: StreamStatus | None = None,
+    statuses: frozenset[StreamStatus] | None = None,
     owner_id: int | None = None,
     category: str | None = None,
     following: bool = False,
@@ -140,8 +140,8 @@ async def list_streams(
             Follow.follower_id == (viewer.user_id if viewer else -1)
         )
         conditions.append(LiveStream.user_id.in_(followed))
-    if status is not None:
-        conditions.append(LiveStream.status == status.value)
+    if statuses:
+        conditions.append(LiveStream.status.in_(sorted(s.value for s in statuses)))
     if owner_id is not None:
         conditions.append(LiveStream.user_id == owner_id)
     if category:
