@@ -388,3 +388,31 @@ async def test_unknown_app_keys_and_a_second_app(
     finally:
         for client in (unknown, second, first_app):
             await client.close()
+
+
+async def test_the_mobile_clients_messages_on_the_pusher_path_never_get_pusher_errors(
+    server: ServerProcess, api: Any
+) -> None:
+    """The mobile client's Pusher path: a bare WebSocket, `pusher:subscribe`, then its plain
+    `ping` every 30 s (and any action it sends). A `pusher:error` is a dead connection to it."""
+    stream_id = await new_stream(api)
+    client = await Viewer.connect(f"{server.ws}/app/{APP_KEY}?protocol=7&client=dart")
+    try:
+        await client.wait_for(lambda e: e["event"] == "pusher:connection_established")
+        await client.send("pusher:subscribe", {"channel": f"stream.{stream_id}"})
+        await client.wait_for(lambda e: e["event"] == "pusher_internal:subscription_succeeded")
+        await client.send("ping", {"timestamp": "2026-11-29T10:00:00.000"})
+        pong = await client.wait_for(lambda e: e["event"] == "pong")
+        # As the client decodes it: `data` is a JSON string holding the plain pong's data.
+        assert orjson.loads(pong["data"]) == {"timestamp": "2026-11-29T10:00:00.000"}
+        await client.send("reaction", {"reaction_type": "fire"})
+        refused = await client.wait_for(lambda e: e["event"] == "error")
+        assert orjson.loads(refused["data"])["code"] == "unknown_event"
+        await client.send("ping", {"timestamp": 2})
+        await client.wait_for(lambda e: e["event"] == "pong" and '"timestamp":2' in e["data"])
+        assert [e for e in client.events if e["event"] == "pusher:error"] == []
+        await client.send("pusher:bogus", {})  # the protocol's own namespace is still policed
+        await client.wait_for(lambda e: e["event"] == "pusher:error")
+        assert client.connection.close_code is None  # still connected
+    finally:
+        await client.close()

@@ -19,7 +19,7 @@ from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.encoders import client_message
-from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.events import ERROR, PONG, Event
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.pusher import (
     CHANNEL_NAME,
@@ -153,8 +153,31 @@ class PusherSession:
             self._client_event(connection, name, message.get("channel"), data)
         elif name == "pusher:pong":
             return
-        else:
+        elif name.startswith(("pusher:", "pusher_internal:")):
             connection.send(pusher_error(None, f"Unsupported event '{name[:40]}'."))
+        else:
+            self._app_message(connection, name, data)
+
+    @staticmethod
+    def _app_message(connection: WebSocketConnection, name: str, data: object) -> None:
+        """The mobile client sends its plain-protocol messages on whatever socket it has: its
+        `ping` every 30 s is answered with `pong` as on the plain socket. It treats any
+        `pusher:error` as a broken connection, so the rest get the plain `error` event."""
+        if isinstance(data, str):  # a Pusher-style client may send data as a JSON string
+            try:
+                data = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                data = None
+        if name == "ping":
+            stamp = data.get("timestamp") if isinstance(data, dict) else None
+            connection.send(pusher_frame(PONG, _json({"timestamp": stamp})))
+            return
+        problem = {
+            "code": "unknown_event",
+            "message": f"'{name[:40]}' is not served on the Pusher socket: use the REST API "
+            "or the plain socket.",
+        }
+        connection.send(pusher_frame(ERROR, _json(problem)))
 
     # --- ordered subscription work ---------------------------------------------------------
 
