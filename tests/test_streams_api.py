@@ -7,13 +7,22 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from tajiri_live.core.clock import ManualClock
+from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.events import STATUS_CHANGED, Event
 
 OWNER = 10
 OTHER = 20
+HLS = "https://hls.example/live"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Ingest off, with the server that has the HLS named: playback links while live."""
+    return settings.model_copy(update={"hls_base_url": HLS})
 
 
 def png_bytes() -> bytes:
@@ -231,7 +240,7 @@ async def test_start_passes_through_pre_live_and_publishes_both_steps(
     body = response.json()
     assert body["data"]["status"] == "live"
     assert body["playback_url"] == body["data"]["playback_url"]
-    assert body["playback_url"].endswith(f"/{stream['id']}/index.m3u8")
+    assert body["playback_url"] == f"{HLS}/{stream['id']}/index.m3u8"
     assert body["data"]["started_at"] is not None
     changes = [(e.data["old_status"], e.data["status"]) for e in events if e.name == STATUS_CHANGED]
     assert changes == [("scheduled", "pre_live"), ("pre_live", "live")]

@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     # returned only once the playlist exists.
     ingest_enabled: bool = False
     rtmp_ingest_url: str = "rtmp://127.0.0.1:1935/live"
-    hls_base_url: str | None = None  # ingest off: unsigned {this}/{id}/index.m3u8
+    # Ingest off: where another server serves HLS, as {this}/{id}/index.m3u8 (unsigned).
+    # Unset: no playback_url (nothing here serves HLS without ingest).
+    hls_base_url: str | None = None
     media_base_url: str | None = None  # ingest on: nginx's HTTP server as viewers reach it
     ingest_listen_host: str = "127.0.0.1"  # where nginx listens (RTMP and HLS)
     ingest_rtmp_port: int = 1935
@@ -224,10 +226,6 @@ class Settings(BaseSettings):
     @property
     def is_embedded_database(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
-
-    @property
-    def resolved_hls_base_url(self) -> str:
-        return (self.hls_base_url or f"{self.public_base_url.rstrip('/')}/hls").rstrip("/")
 
     @property
     def resolved_media_base_url(self) -> str:

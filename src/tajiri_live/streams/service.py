@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.settings import Settings
 from tajiri_live.notifications import service as notifications
 from tajiri_live.notifications.messages import SCHEDULED
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
@@ -240,16 +241,23 @@ async def delete_stream(session: AsyncSession, *, stream: LiveStream) -> None:
 # --- lifecycle ----------------------------------------------------------------------------
 
 
+def on_air(stream: LiveStream, settings: Settings) -> bool:
+    """Can viewers play it? Without ingest nothing tells: `live` is on air. With ingest, only
+    once the encoder's playlist exists (a `start` before the encoder is live but silent)."""
+    return not settings.ingest_enabled or stream.playback_ready_at is not None
+
+
 def _stamps(
-    stream: LiveStream, target: StreamStatus, now: datetime, hold_seconds: float
+    stream: LiveStream, target: StreamStatus, now: datetime, hold_seconds: float, on_air: bool
 ) -> dict[str, Any]:
     if target is StreamStatus.PRE_LIVE:
         return {"pre_live_started_at": now}
     if target is StreamStatus.LIVE:
-        # A reconnect keeps the original start; the live segment restarts.
+        # A reconnect keeps the original start; the live segment restarts. `started_at` (and
+        # so `duration`) counts from the moment it could be watched, not from `start`.
         return {
             "live_started_at": now,
-            "started_at": stream.started_at or now,
+            "started_at": stream.started_at or (now if on_air else None),
             "ending_started_at": None,
             "ending_deadline": None,
         }
@@ -276,9 +284,10 @@ async def _apply_step(
     target: StreamStatus,
     now: datetime,
     hold_seconds: float,
+    on_air: bool,
 ) -> bool:
     """One conditional update; True if this call made the change."""
-    values = _stamps(stream, target, now, hold_seconds)
+    values = _stamps(stream, target, now, hold_seconds, on_air)
     result = await session.execute(
         update(LiveStream)
         .where(LiveStream.id == stream.id, LiveStream.status == stream.status)
@@ -324,12 +333,13 @@ async def move(
                 requested_status=target.value,
             )
         now = runtime.clock.now()
-        if await _apply_step(session, stream, path[0], now, hold):
+        ready = on_air(stream, runtime.settings)
+        if await _apply_step(session, stream, path[0], now, hold, ready):
             steps.append(_status_event(runtime, stream, current.value, now))
             # Followers hear of it through the outbox, committed with the transition.
             await notifications.on_transition(session, stream=stream, target=path[0], now=now)
         else:
-            await session.refresh(stream, ["status", "started_at"])
+            await session.refresh(stream, ["status", "started_at", "playback_ready_at"])
     await session.commit()
     await _publish_steps(runtime, steps)
     return [(e.data["old_status"], e.data["status"]) for e in steps]
