@@ -188,7 +188,8 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
     assert max(counts) == 3
     shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
     assert (shown["viewers_count"], shown["peak_viewers"]) == (1, 3)
-    assert shown["unique_viewers"] == 3 and shown["total_viewers"] == 4
+    # Three visits: the fan's two devices are one person's one visit.
+    assert shown["unique_viewers"] == 3 and shown["total_viewers"] == 3
     await fan_a.close()
     await fan_b.close()
     await asyncio.sleep(0.5)  # the session writer flushes every 0.1 s in tests
@@ -205,9 +206,96 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
             )
         ).all()
     await engine.dispose()
-    assert len(rows) == 4
-    assert sorted((r.user_id or 0) for r in rows) == [0, FAN, FAN, FRIEND]
+    assert sorted((r.user_id or 0) for r in rows) == [0, FAN, FRIEND]  # one row per visit
     assert all(bool(r.done) and r.watch_duration >= 0 for r in rows)
+
+
+async def open_sessions(database_url: str, stream_id: int) -> list[Any]:
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                sa.text(
+                    "SELECT user_id, left_at FROM stream_viewers WHERE stream_id = :s ORDER BY id"
+                ),
+                {"s": stream_id},
+            )
+        ).all()
+    await engine.dispose()
+    return list(rows)
+
+
+async def test_a_rest_join_and_a_socket_are_one_viewer_and_the_broadcaster_none(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str
+) -> None:
+    """The bar: a person with a REST join and a socket, plus the broadcaster's socket (and the
+    creator's console on the same socket), read `current_viewers: 1`."""
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+    broadcaster = await Viewer.connect(f"{url}?token={tokens.encode(CREATOR)}")
+    console = await Viewer.connect(f"{url}?token={tokens.encode(CREATOR)}")
+    joined = await api.post(f"/api/streams/{stream_id}/join", headers=api.as_user(FAN))
+    assert joined.json()["current_viewers"] == 1
+    owner_join = await api.post(f"/api/streams/{stream_id}/join", headers=api.as_user(CREATOR))
+    assert owner_join.json()["current_viewers"] == 1  # the owner is never a viewer
+    fan = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")
+    await fan.wait_for(lambda e: e["event"] == "connected")
+    # Someone else arrives and leaves: the numbers around them show who counted.
+    passerby = await Viewer.connect(url)
+    two = await broadcaster.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 2
+    )
+    assert two["data"]["peak_viewers"] == 2
+    await passerby.close()
+    one = await fan.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 1
+    )
+    assert one["data"]["viewers_count"] == 1 and one["data"]["peak_viewers"] == 2
+    assert (await api.get(f"/api/streams/{stream_id}/check")).json()["current_viewers"] == 1
+    watching = await api.get(f"/api/streams/{stream_id}/viewers", headers=api.as_user(CREATOR))
+    assert [v["user_id"] for v in watching.json()["data"]] == [FAN]  # once; not the owner
+
+    await api.post(f"/api/streams/{stream_id}/leave", headers=api.as_user(FAN))
+    await asyncio.sleep(0.5)
+    assert (await api.get(f"/api/streams/{stream_id}/check")).json()["current_viewers"] == 1
+    await fan.close()  # the socket was the last thing holding the fan
+    await broadcaster.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 0
+    )
+    await asyncio.sleep(0.3)
+    rows = await open_sessions(database_url, stream_id)
+    assert [r.user_id for r in rows] == [FAN, None]  # one visit each; none for the creator
+    assert all(r.left_at is not None for r in rows)
+    shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (shown["peak_viewers"], shown["total_viewers"]) == (2, 2)
+    await broadcaster.close()
+    await console.close()
+
+
+async def test_anonymous_viewers_count_at_most_three_per_address(
+    server: ServerProcess, api: Any
+) -> None:
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+
+    def from_address(address: str) -> dict[str, Any]:
+        # The tests connect from 127.0.0.1, a trusted proxy by default: it names the client.
+        return {"additional_headers": {"X-Forwarded-For": f"6.6.6.6, {address}"}}
+
+    script = [await Viewer.connect(url, **from_address("198.51.100.7")) for _ in range(5)]
+    other = await Viewer.connect(url, **from_address("203.0.113.9"))
+    three_plus_one = await other.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 4
+    )
+    assert three_plus_one["data"]["peak_viewers"] == 4
+    for viewer in script:  # they all watch; only three of them count
+        await viewer.wait_for(lambda e: e["event"] == "connected")
+    await asyncio.sleep(0.5)
+    assert (await api.get(f"/api/streams/{stream_id}/check")).json()["current_viewers"] == 4
+    for viewer in [*script, other]:
+        await viewer.close()
 
 
 async def test_rest_join_and_leave_status_codes(server: ServerProcess, api: Any) -> None:

@@ -144,9 +144,18 @@ class Settings(BaseSettings):
     sample_comments_per_second: int = 50  # ...get at most this many comments a second
     ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s
     viewer_count_interval_seconds: float = 3.0
-    presence_member_ttl_seconds: float = 30.0  # a dead node's viewers leave within this
+    # Pusher channel occupancy: a dead node's subscriptions vanish within the TTL.
+    presence_member_ttl_seconds: float = 30.0
     presence_renew_seconds: float = 10.0
+    # Viewers (docs/architecture.md, "Counting viewers"): every serving node beats this often;
+    # one silent for the timeout is reaped (its visits end at its last beat).
+    node_heartbeat_seconds: float = Field(default=1.0, gt=0)
+    node_timeout_seconds: float = Field(default=10.0, gt=0)
     rest_join_ttl_seconds: float = 90.0  # a REST join counts this long unless renewed
+    anonymous_viewers_per_address: int = Field(default=3, ge=0)  # per stream, cluster-wide
+    # Peers whose X-Forwarded-For is believed on sockets (addresses or CIDR blocks), as
+    # uvicorn's --forwarded-allow-ips is for HTTP: the proxies in front of `serve`.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     viewer_log_flush_seconds: float = 1.0
 
     # --- analytics -------------------------------------------------------------------------

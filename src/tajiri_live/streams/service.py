@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -92,12 +92,59 @@ async def get_visible_stream(
     stream = await session.scalar(query.options(*_with_people()) if people else query)
     if stream is None:
         raise not_found()
+    await _ensure_visible(session, stream, viewer)
+    return stream
+
+
+async def _ensure_visible(session: AsyncSession, stream: LiveStream, viewer: Any) -> None:
     # Most streams are public: only the others pay for the follow and co-host subqueries.
     if stream.privacy != "public" and not await session.scalar(
-        select(LiveStream.id).where(LiveStream.id == stream_id, visible_to(viewer))
+        select(LiveStream.id).where(LiveStream.id == stream.id, visible_to(viewer))
     ):
         raise not_found()
-    return stream
+
+
+def broadcasting(user_id: int) -> ColumnElement[bool]:
+    """The stream's owner or an accepted co-host: they broadcast and are never its viewers."""
+    return or_(
+        LiveStream.user_id == user_id,
+        exists().where(
+            StreamCoHost.stream_id == LiveStream.id,
+            StreamCoHost.user_id == user_id,
+            StreamCoHost.status == "accepted",
+        ),
+    )
+
+
+async def get_watched_stream(
+    session: AsyncSession,
+    *,
+    stream_id: int,
+    viewer: Principal | None,
+    watcher: int | None = None,
+) -> tuple[LiveStream, bool]:
+    """A stream `viewer` may see (404 otherwise) and whether `watcher` (by default the viewer)
+    broadcasts on it, in the same query: socket admission stays one query for public ones."""
+    user_id = watcher if watcher is not None else (viewer.user_id if viewer else None)
+    role = broadcasting(user_id) if user_id is not None else false()
+    row = (
+        await session.execute(
+            select(LiveStream, role.label("broadcasts")).where(LiveStream.id == stream_id)
+        )
+    ).first()
+    if row is None:
+        raise not_found()
+    stream, broadcasts = row
+    await _ensure_visible(session, stream, viewer)
+    return stream, bool(broadcasts)
+
+
+async def broadcasts(session: AsyncSession, *, stream_id: int, user_id: int) -> bool:
+    """Is `user_id` the stream's owner or an accepted co-host?"""
+    found = await session.scalar(
+        select(LiveStream.id).where(LiveStream.id == stream_id, broadcasting(user_id))
+    )
+    return found is not None
 
 
 def ensure_owner(stream: LiveStream, principal: Principal) -> None:
