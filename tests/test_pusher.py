@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -214,6 +215,14 @@ async def test_laravel_echo_private_and_presence_channels(
         fan_here = await fan.wait_for(lambda line: line["type"] == "here")
         assert sorted(m["id"] for m in fan_here["members"]) == [CREATOR, FAN]
         assert not [line for line in fan.lines if line["type"] == "joining"]  # not told of itself
+        # On the presence channel the owner is known, and never counted: one viewer, the fan.
+        for _ in range(50):
+            check = (await api.get(f"/api/streams/{public}/check")).json()
+            if check["current_viewers"]:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.6)  # three count periods more
+        assert (await api.get(f"/api/streams/{public}/check")).json()["current_viewers"] == 1
 
         await api.post(f"/api/streams/{hidden}/start", headers=api.as_user(CREATOR))
         status = await owner.wait_for(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.db import create_engine
 from tajiri_live.core.settings import Settings
+from tajiri_live.streams.models import StreamViewer
 from wsclient import Viewer, refused_status
 
 CREATOR, FAN, FRIEND = 1, 2, 3
@@ -211,14 +213,14 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
 
 
 async def open_sessions(database_url: str, stream_id: int) -> list[Any]:
+    """The stream's session rows, oldest first (user_id, left_at as aware datetimes)."""
     engine = create_engine(database_url)
     async with engine.connect() as connection:
         rows = (
             await connection.execute(
-                sa.text(
-                    "SELECT user_id, left_at FROM stream_viewers WHERE stream_id = :s ORDER BY id"
-                ),
-                {"s": stream_id},
+                sa.select(StreamViewer.user_id, StreamViewer.left_at)
+                .where(StreamViewer.stream_id == stream_id)
+                .order_by(StreamViewer.id)
             )
         ).all()
     await engine.dispose()
@@ -354,4 +356,61 @@ async def test_reactions_over_the_socket_share_the_rest_rules(
     assert stream["reaction_counts"]["fire"] == 1
     assert 1 <= stream["reaction_counts"]["clap"] <= 9
     for viewer in (fan, watcher, anonymous):
+        await viewer.close()
+
+
+async def test_after_kill_9_and_a_restart_no_ghost_is_left(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str
+) -> None:
+    """One node on the embedded backends (SQLite in the SQLite run), killed and restarted: the
+    sessions it left open end at its last heartbeat, the counts and the viewers list are right
+    at once, and the viewers who come back make no peak above the real one."""
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+
+    async def connect_all() -> list[Viewer]:
+        viewers = [
+            await Viewer.connect(f"{url}?token={tokens.encode(uid)}") for uid in (FAN, FRIEND)
+        ]
+        viewers.append(await Viewer.connect(url))
+        return viewers
+
+    viewers = await connect_all()
+    await viewers[0].wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 3
+    )
+    await asyncio.sleep(0.5)  # the session rows are written
+    assert len([r for r in await open_sessions(database_url, stream_id) if r.left_at is None]) == 3
+
+    server.kill()
+    killed_at = datetime.now(UTC)
+    for viewer in viewers:
+        await viewer.close()
+    assert len([r for r in await open_sessions(database_url, stream_id) if r.left_at is None]) == 3
+    server.start()  # the same node slot: its predecessor is dead, and known
+    rows = await open_sessions(database_url, stream_id)
+    assert len(rows) == 3 and all(r.left_at is not None for r in rows)
+    # Closed at the last heartbeat (every 0.2 s here), not at the restart.
+    for row in rows:
+        assert killed_at - timedelta(seconds=1.5) <= row.left_at <= killed_at
+    watching = await api.get(f"/api/streams/{stream_id}/viewers", headers=api.as_user(CREATOR))
+    assert watching.json()["data"] == []
+
+    for _ in range(50):  # the stored 3 is corrected by the next count (every 0.2 s here)
+        check = (await api.get(f"/api/streams/{stream_id}/check")).json()
+        if check["current_viewers"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert check["current_viewers"] == 0 and check["peak_viewers"] == 3
+    feed = await Viewer.connect(f"{server.ws}/streams/all")
+    await feed.wait_for(lambda e: e["event"] == "connected")
+    viewers = await connect_all()  # everyone comes back
+    back = await feed.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 3
+    )
+    assert back["data"]["peak_viewers"] == 3  # not 6: no ghost was counted
+    shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (shown["viewers_count"], shown["peak_viewers"]) == (3, 3)
+    for viewer in [*viewers, feed]:
         await viewer.close()

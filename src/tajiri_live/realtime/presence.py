@@ -141,6 +141,11 @@ class Presence(Protocol):
         """Drop `room` from `rooms()` if nobody is in it (after its zero was published)."""
         ...
 
+    async def resume(self, room: str, *, peak: int) -> None:
+        """List `room` (its count was stored but presence lost it: a restart) with at least
+        `peak` as its peak, so its true count is published again."""
+        ...
+
     async def deregister(self) -> None:
         """Leave the cluster (a clean shutdown, after every connection let go)."""
         ...

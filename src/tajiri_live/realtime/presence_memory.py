@@ -145,6 +145,11 @@ class MemoryPresence(NodePresence):
         if state is None or not state.visits:
             self._listed.discard(room)
 
+    async def resume(self, room: str, *, peak: int) -> None:
+        state = self._room(room)
+        state.peak = max(state.peak, peak)
+        self._listed.add(room)
+
     async def publish_if_changed(self, room: str, value: str, *, period: float) -> bool:
         slot = math.floor(time.time() / period)
         if self._last_slot.get(room) == slot or self._last_published.get(room) == value:

@@ -246,6 +246,19 @@ return 1
 """
 )
 
+# ARGV: prefix, room, peak
+RESUME = (
+    PRELUDE
+    + """
+local room = ARGV[2]
+if tonumber(redis.call('GET', K('peak', room)) or '0') < tonumber(ARGV[3]) then
+  redis.call('SET', K('peak', room), ARGV[3])
+end
+redis.call('SADD', ROOMS, room)
+return 1
+"""
+)
+
 # ARGV: prefix, node: leave; entries left over (a release that failed) go to the reapers
 DEREGISTER = (
     PRELUDE
@@ -306,6 +319,7 @@ class RedisPresence(NodePresence):
                 "sweep": SWEEP,
                 "counts": COUNTS,
                 "retire": RETIRE,
+                "resume": RESUME,
                 "deregister": DEREGISTER,
             }.items()
         }
@@ -461,6 +475,9 @@ class RedisPresence(NodePresence):
 
     async def retire(self, room: str) -> None:
         await self._run("retire", room)
+
+    async def resume(self, room: str, *, peak: int) -> None:
+        await self._run("resume", room, peak)
 
     async def publish_if_changed(self, room: str, value: str, *, period: float) -> bool:
         slot = math.floor(time.time() / period)

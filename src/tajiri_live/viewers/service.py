@@ -102,6 +102,7 @@ class Viewers:
             self.log.left(viewing)
         await self.log.flush()
         await self.reconcile(at=_moment(predecessor.last_beat) if predecessor else None)
+        await self.resume_counts()
 
     async def heartbeat(self) -> None:
         beat = await self.runtime.presence.heartbeat(at=self._now())
@@ -111,6 +112,7 @@ class Viewers:
             log.warning("presence registration was lost: connections held again")
             await self.log.flush()
             await self.reconcile(at=self.runtime.clock.now())
+            await self.resume_counts()
 
     async def sweep(self) -> None:
         """End lapsed REST joins and dead nodes' visits (any node may; each end is seen once)."""
@@ -160,6 +162,23 @@ class Viewers:
                 await db.commit()
                 log.info("closed %d session(s) presence no longer knew", len(closing))
         return len(closing)
+
+    async def resume_counts(self) -> None:
+        """Streams whose stored count is not zero get their room listed again, so the count
+        publisher corrects it (presence that died with a process left it standing)."""
+        presence = self.runtime.presence
+        async with self.runtime.sessions() as db:
+            stored = (
+                await db.execute(
+                    select(LiveStream.id, LiveStream.peak_viewers).where(
+                        LiveStream.current_viewers > 0
+                    )
+                )
+            ).all()
+        listed = set(await presence.rooms())
+        for stream_id, peak in stored:
+            if room_of(stream_id) not in listed:
+                await presence.resume(room_of(stream_id), peak=peak)
 
     # --- sockets -----------------------------------------------------------------------------
 
