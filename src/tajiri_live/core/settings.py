@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "secret", "changeme", "change-me", "please-change", "dev"})
@@ -197,6 +198,16 @@ class Settings(BaseSettings):
     pusher_max_payload_bytes: int = 10 * 1024  # an event's data, as Pusher limits it
 
     extra_cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_blocks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as error:
+                raise ValueError(f"not an address or CIDR block: {entry!r}") from error
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret_in_production(self) -> Settings:

@@ -336,8 +336,9 @@ class RedisPresence(NodePresence):
     async def register(self, *, predecessor: Predecessor | None = None) -> list[Visit]:
         before = predecessor.node_id if predecessor else ""
         beat_ms = int(predecessor.last_beat * 1000) if predecessor else 0
+        self._registered = True  # if Redis is away, the heartbeat registers when it answers
         await self._run("register", self.node_id, before, beat_ms)
-        self._registered, self._lost = True, False
+        self._lost = False
         self._healthy_since = time.monotonic()
         return await self._reap(before) if before else []
 

@@ -96,13 +96,18 @@ class Viewers:
     # --- the node ----------------------------------------------------------------------------
 
     async def start(self, predecessor: Predecessor | None) -> None:
-        """Join the cluster: what a dead predecessor left open ends at its last heartbeat."""
-        ended = await self.runtime.presence.register(predecessor=predecessor)
-        for viewing in _sessions(ended):
-            self.log.left(viewing)
-        await self.log.flush()
-        await self.reconcile(at=_moment(predecessor.last_beat) if predecessor else None)
-        await self.resume_counts()
+        """Join the cluster: what a dead predecessor left open ends at its last heartbeat.
+        A store that is away does not stop the node from serving: the heartbeat registers it
+        when Redis answers, and dead nodes are reaped after the timeout instead."""
+        try:
+            ended = await self.runtime.presence.register(predecessor=predecessor)
+            for viewing in _sessions(ended):
+                self.log.left(viewing)
+            await self.log.flush()
+            await self.reconcile(at=_moment(predecessor.last_beat) if predecessor else None)
+            await self.resume_counts()
+        except Exception:
+            log.exception("viewers: joining the cluster failed; the heartbeat will retry")
 
     async def heartbeat(self) -> None:
         beat = await self.runtime.presence.heartbeat(at=self._now())
@@ -120,8 +125,11 @@ class Viewers:
             self.log.left(viewing)
 
     async def stop(self) -> None:
-        await self.log.flush()
-        await self.runtime.presence.deregister()
+        try:
+            await self.log.flush()
+            await self.runtime.presence.deregister()
+        except Exception:  # the other nodes reap this one after the timeout instead
+            log.exception("viewers: leaving the cluster cleanly failed")
 
     async def reconcile(self, *, at: datetime | None) -> int:
         """Close open session rows whose visit presence no longer knows: a predecessor's (on
