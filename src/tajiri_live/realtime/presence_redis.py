@@ -364,10 +364,17 @@ class RedisPresence(NodePresence):
         self._lost = False
         started: list[Visit] = []
         for room, member, mine in self.local.counted():
+            if self.local.get(room, member) is not mine:
+                continue  # its connections closed meanwhile
             held = await self._add(room, member, self.node_id, at=at, hold=mine, expiry=None)
             mine.counted = held.counted
             if held.started is not None:
                 started.append(held.started)
+            if self.local.get(room, member) is not mine and held.counted:
+                # Closed while we held it again: let go, or it would stay until this node dies.
+                ended = await self._remove(room, member, self.node_id, at=at)
+                if ended is not None:
+                    started = [v for v in started if v.key != ended.key]
         return started
 
     async def deregister(self) -> None:
