@@ -220,7 +220,7 @@ async def test_a_dead_nodes_visits_end_at_its_last_heartbeat(
     await dead.hold(room, "a:x", at=t)  # and an anonymous viewer only on the dying one
     await dead.heartbeat(at=t)
     last_beat = time.time()
-    await beat_for(TIMEOUT / 2, alive)  # `dead` has stopped beating: killed
+    await beat_for(TIMEOUT * 0.6, alive)  # `dead` has stopped beating: killed
     await alive.hold(room, "a:y", at=time.time())  # a reconnect while the other is in doubt
     assert (await alive.counts(room)).peak == 2  # 3 present, one a ghost: no peak of 3
     await beat_for(TIMEOUT, alive)
