@@ -464,6 +464,8 @@ def main() -> None:
             "TAJIRI_SAMPLE_ROOM_SIZE": "100000000",
             # one frame per event on the Pusher path too ("both" sends two names)
             "TAJIRI_PUSHER_EVENT_NAMES": "mobile",
+            # the load client is one address: its anonymous Pusher viewers must all count
+            "TAJIRI_ANONYMOUS_VIEWERS_PER_ADDRESS": "1000000",
         }
     )
     env.update(dict(item.split("=", 1) for item in args.set))

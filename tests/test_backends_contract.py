@@ -14,27 +14,41 @@ from redisutil import delete_prefix, new_prefix, require_redis
 from tajiri_live.realtime.broker_memory import MemoryBroker
 from tajiri_live.realtime.broker_redis import RedisBroker
 from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.presence import Predecessor
 from tajiri_live.realtime.presence_memory import MemoryPresence
 from tajiri_live.realtime.presence_redis import RedisPresence
 
-TTL = 0.3
+BEAT, TIMEOUT = 0.1, 0.5  # a node's heartbeat period and the silence that gets it reaped
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def make_presence(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], Any]]:
-    """A factory of presence instances sharing one store (several nodes)."""
+    """A factory of registered nodes sharing one store (the memory backend is one node)."""
     if request.param == "memory":
-        shared = MemoryPresence(member_ttl=TTL, now=time.time)
-        yield lambda: shared
+        shared = MemoryPresence(address_cap=3)
+        await shared.register()
+
+        async def same() -> MemoryPresence:
+            return shared
+
+        yield same
         return
     url = require_redis()
     prefix = new_prefix()
     clients: list[Redis] = []
 
-    def make() -> RedisPresence:
+    async def make() -> RedisPresence:
         client = Redis.from_url(url)
         clients.append(client)
-        return RedisPresence(client, prefix=prefix, member_ttl=TTL)
+        node = RedisPresence(
+            client,
+            prefix=prefix,
+            address_cap=3,
+            heartbeat_seconds=BEAT,
+            node_timeout_seconds=TIMEOUT,
+        )
+        await node.register()
+        return node
 
     yield make
     for client in clients:
@@ -42,89 +56,211 @@ async def make_presence(request: pytest.FixtureRequest) -> AsyncIterator[Callabl
     await delete_prefix(url, prefix)
 
 
-async def test_members_count_once_and_leave_when_their_last_connection_does(
+async def test_a_person_is_one_visit_across_connections_nodes_and_rest_joins(
     make_presence: Callable[[], Any],
 ) -> None:
-    presence = make_presence()
-    await presence.join("stream:1", "u:1")
-    await presence.join("stream:1", "u:1")  # a second tab of the same user
-    await presence.join("stream:1", "u:2")
-    counts = await presence.counts("stream:1")
-    assert (counts.current, counts.total_joins, counts.unique) == (2, 3, 2)
-    await presence.leave("stream:1", "u:1")
-    assert (await presence.counts("stream:1")).current == 2
-    await presence.leave("stream:1", "u:1")
-    assert (await presence.counts("stream:1")).current == 1
+    node_a, node_b = await make_presence(), await make_presence()
+    room, t = "stream:1", time.time()
+    first = await node_a.hold(room, "u:1", at=t)
+    assert first.counted and first.started is not None and first.started.started_at == t
+    for held in (
+        await node_a.hold(room, "u:1", at=t + 1),  # a second tab
+        await node_b.hold(room, "u:1", at=t + 2),  # a phone on another node
+        await node_b.hold_for(room, "u:1", seconds=90, at=t + 3),  # and a REST join
+    ):
+        assert held.counted and held.started is None
+    await node_a.hold(room, "u:2", at=t)
+    counts = await node_a.counts(room)
+    assert (counts.current, counts.visits, counts.unique, counts.peak) == (2, 2, 2, 2)
+    assert await node_a.release(room, "u:1", at=t + 4) is None
+    assert await node_a.release(room, "u:1", at=t + 5) is None
+    assert await node_b.release(room, "u:1", at=t + 6) is None  # the REST join still holds
+    assert (await node_b.counts(room)).current == 2
+    ended = await node_b.drop(room, "u:1", at=t + 7)  # the REST leave: the last holder
+    assert ended is not None and ended.key == first.started.key and ended.ended_at == t + 7
+    assert await node_b.drop(room, "u:1", at=t + 8) is None  # told once
+    assert first.started.key in await node_a.visit_keys("stream:9") | {first.started.key}
+    assert first.started.key not in await node_a.visit_keys(room)
+    again = await node_b.hold(room, "u:1", at=t + 9)  # back later: a second visit
+    assert again.started is not None and again.started.key != first.started.key
+    counts = await node_a.counts(room)
+    assert (counts.current, counts.visits, counts.unique) == (2, 3, 2)
 
 
-async def test_peak_is_monotonic(make_presence: Callable[[], Any]) -> None:
-    presence = make_presence()
+async def test_a_rest_join_lapses_unless_renewed(make_presence: Callable[[], Any]) -> None:
+    node = await make_presence()
+    room, t = "stream:2", time.time()
+    held = await node.hold_for(room, "u:5", seconds=90, at=t, region="Arusha")
+    assert held.started is not None and held.started.region == "Arusha"
+    await node.hold_for(room, "u:5", seconds=90, at=t + 60)  # renewed: counts until t + 150
+    assert await node.sweep(at=t + 100) == []
+    ended = await node.sweep(at=t + 150)
+    assert [(v.member, v.key, v.ended_at) for v in ended] == [("u:5", held.started.key, t + 150)]
+    counts = await node.counts(room)
+    assert (counts.current, counts.visits) == (0, 1)  # a renewal is not a visit
+
+
+async def test_broadcasters_are_never_counted(make_presence: Callable[[], Any]) -> None:
+    node_a, node_b = await make_presence(), await make_presence()
+    room, t = "stream:3", time.time()
+    await node_a.hold(room, "u:7", at=t)  # watching, until accepted as a co-host
+    await node_b.hold_for(room, "u:7", seconds=90, at=t)
+    ended = await node_b.exclude(room, "u:7", at=t + 5)
+    assert ended is not None and ended.ended_at == t + 5
+    assert (await node_a.counts(room)).current == 0
+    assert not (await node_b.hold(room, "u:7", at=t + 6)).counted
+    assert not (await node_a.hold_for(room, "u:7", seconds=90, at=t + 6)).counted
+    assert await node_a.release(room, "u:7", at=t + 7) is None
+    assert await node_b.release(room, "u:7", at=t + 7) is None
+    assert (await node_a.counts(room)).current == 0
+    await node_a.include(room, "u:7")  # no longer a co-host
+    assert (await node_b.hold(room, "u:7", at=t + 8)).started is not None
+    assert (await node_a.counts(room)).peak == 1
+
+
+async def test_anonymous_viewers_are_capped_per_address(make_presence: Callable[[], Any]) -> None:
+    node_a, node_b = await make_presence(), await make_presence()
+    room, t = "stream:4", time.time()
+    nat = "198.51.100.7"
+    counted = [
+        (await node.hold(room, f"a:{n}", at=t, address=nat)).counted
+        for n, node in enumerate((node_a, node_b, node_a, node_b, node_a))
+    ]
+    assert counted == [True, True, True, False, False]  # a script cannot inflate the count
+    assert (await node_a.hold(room, "a:other", at=t, address="203.0.113.9")).counted
+    assert (await node_a.hold(room, "u:1", at=t, address=nat)).counted  # people are not capped
+    assert (await node_a.counts(room)).current == 5
+    assert await node_b.release(room, "a:3", at=t) is None  # it never counted
+    assert (await node_b.release(room, "a:1", at=t)) is not None
+    assert (await node_b.hold(room, "a:5", at=t, address=nat)).counted  # a place came free
+
+
+async def test_the_peak_is_monotonic(make_presence: Callable[[], Any]) -> None:
+    presence = await make_presence()
+    t = time.time()
     for n in range(4):
-        await presence.join("stream:2", f"u:{n}")
+        await presence.hold("stream:5", f"u:{n}", at=t)
     for n in range(4):
-        await presence.leave("stream:2", f"u:{n}")
-    counts = await presence.counts("stream:2")
+        await presence.release("stream:5", f"u:{n}", at=t)
+    counts = await presence.counts("stream:5")
     assert (counts.current, counts.peak) == (0, 4)
-
-
-async def test_entries_expire_unless_renewed(make_presence: Callable[[], Any]) -> None:
-    node = make_presence()
-    await node.join("stream:3", "u:1")  # a connection: renewed by its node
-    await node.join("stream:3", "u:9", ttl=TTL)  # a REST join that is never renewed
-    for _ in range(3):
-        await asyncio.sleep(TTL / 2)
-        await node.renew()
-    counts = await node.counts("stream:3")
-    assert counts.current == 1 and counts.peak == 2
-
-
-async def test_a_dead_nodes_viewers_expire() -> None:
-    """Redis only: the memory backend is one node by definition."""
-    url = require_redis()
-    prefix = new_prefix()
-    client = Redis.from_url(url)
-    alive = RedisPresence(client, prefix=prefix, member_ttl=TTL)
-    dead = RedisPresence(client, prefix=prefix, member_ttl=TTL)
-    await alive.join("stream:6", "u:1")
-    await dead.join("stream:6", "u:2")
-    assert (await alive.counts("stream:6")).current == 2
-    for _ in range(3):
-        await asyncio.sleep(TTL / 2)
-        await alive.renew()  # `dead` stopped renewing: its process died
-    assert (await alive.counts("stream:6")).current == 1
-    await client.aclose()
-    await delete_prefix(url, prefix)
 
 
 async def test_one_publisher_per_period_and_only_on_change(
     make_presence: Callable[[], Any],
 ) -> None:
-    node_a, node_b = make_presence(), make_presence()
+    node_a, node_b = await make_presence(), await make_presence()
     results = await asyncio.gather(
-        node_a.publish_if_changed("stream:4", "5|5", period=10),
-        node_b.publish_if_changed("stream:4", "5|5", period=10),
+        node_a.publish_if_changed("stream:6", "5|5", period=10),
+        node_b.publish_if_changed("stream:6", "5|5", period=10),
     )
     assert sorted(results) == [False, True]
-    assert not await node_a.publish_if_changed("stream:4", "6|6", period=10)  # same period
+    assert not await node_a.publish_if_changed("stream:6", "6|6", period=10)  # same period
     # a new period: a changed value goes out once; the same value again does not
     later = await asyncio.gather(
-        node_a.publish_if_changed("stream:4", "7|7", period=0.2),
-        node_b.publish_if_changed("stream:4", "7|7", period=0.2),
+        node_a.publish_if_changed("stream:6", "7|7", period=0.2),
+        node_b.publish_if_changed("stream:6", "7|7", period=0.2),
     )
     assert sorted(later) == [False, True]
     await asyncio.sleep(0.25)
-    assert not await node_b.publish_if_changed("stream:4", "7|7", period=0.2)
+    assert not await node_b.publish_if_changed("stream:6", "7|7", period=0.2)
 
 
 async def test_rooms_are_listed_until_retired_empty(make_presence: Callable[[], Any]) -> None:
-    presence = make_presence()
-    await presence.join("stream:5", "u:1", ttl=TTL)
-    assert "stream:5" in await presence.rooms()
-    await presence.retire("stream:5")
-    assert "stream:5" in await presence.rooms()  # not empty yet
-    await asyncio.sleep(TTL + 0.05)
-    await presence.retire("stream:5")
-    assert "stream:5" not in await presence.rooms()
+    presence = await make_presence()
+    t = time.time()
+    await presence.hold_for("stream:7", "u:1", seconds=1, at=t)
+    assert "stream:7" in await presence.rooms()
+    await presence.retire("stream:7")
+    assert "stream:7" in await presence.rooms()  # not empty yet
+    await presence.sweep(at=t + 1)
+    assert "stream:7" in await presence.rooms()  # its zero is still to be published
+    await presence.retire("stream:7")
+    assert "stream:7" not in await presence.rooms()
+    assert (await presence.counts("stream:7")).peak == 1  # the totals stay
+
+
+@pytest.fixture
+async def redis_nodes() -> AsyncIterator[Callable[..., Any]]:
+    """Redis only (the memory backend is one node by definition): nodes that may die."""
+    url = require_redis()
+    prefix = new_prefix()
+    client = Redis.from_url(url)
+
+    async def make(predecessor: Predecessor | None = None) -> RedisPresence:
+        node = RedisPresence(
+            client,
+            prefix=prefix,
+            heartbeat_seconds=BEAT,
+            node_timeout_seconds=TIMEOUT,
+        )
+        node.ended = await node.register(predecessor=predecessor)  # type: ignore[attr-defined]
+        return node
+
+    yield make
+    await client.aclose()
+    await delete_prefix(url, prefix)
+
+
+async def beat_for(seconds: float, *nodes: RedisPresence) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for node in nodes:
+            await node.heartbeat(at=time.time())
+        await asyncio.sleep(BEAT)
+
+
+async def test_a_dead_nodes_visits_end_at_its_last_heartbeat(
+    redis_nodes: Callable[..., Any],
+) -> None:
+    alive, dead = await redis_nodes(), await redis_nodes()
+    room, t = "stream:8", time.time()
+    await alive.hold(room, "u:1", at=t)
+    await dead.hold(room, "u:1", at=t)  # the same person on both nodes
+    await dead.hold(room, "a:x", at=t)  # and an anonymous viewer only on the dying one
+    await dead.heartbeat(at=t)
+    last_beat = time.time()
+    await beat_for(TIMEOUT * 0.6, alive)  # `dead` has stopped beating: killed
+    await alive.hold(room, "a:y", at=time.time())  # a reconnect while the other is in doubt
+    assert (await alive.counts(room)).peak == 2  # 3 present, one a ghost: no peak of 3
+    await beat_for(TIMEOUT, alive)
+    ended = await alive.sweep(at=time.time())
+    assert [v.member for v in ended] == ["a:x"]  # the person is still held by `alive`
+    assert abs(ended[0].ended_at - last_beat) < 2 * BEAT + 0.05
+    counts = await alive.counts(room)
+    assert (counts.current, counts.peak) == (2, 2)
+    assert await alive.sweep(at=time.time()) == []  # reaped once
+
+
+async def test_a_successor_in_the_same_slot_reaps_its_predecessor_at_once(
+    redis_nodes: Callable[..., Any],
+) -> None:
+    before = await redis_nodes()
+    t = time.time()
+    await before.hold("stream:9", "a:1", at=t)
+    await before.hold("stream:9", "u:2", at=t)
+    last = Predecessor(before.node_id, time.time())
+    after = await redis_nodes(predecessor=last)  # no waiting for the timeout
+    assert sorted(v.member for v in after.ended) == ["a:1", "u:2"]
+    assert (await after.counts("stream:9")).current == 0
+    again = await redis_nodes(predecessor=last)  # a later start finds nothing left
+    assert again.ended == []
+
+
+async def test_a_node_reaped_while_alive_holds_its_connections_again(
+    redis_nodes: Callable[..., Any],
+) -> None:
+    paused, other = await redis_nodes(), await redis_nodes()
+    room, t = "stream:10", time.time()
+    first = await paused.hold(room, "u:3", at=t)
+    await beat_for(TIMEOUT * 1.5, other)  # `paused` is silent: a long stall
+    ended = await other.sweep(at=time.time())
+    assert [v.key for v in ended] == [first.started.key]
+    beat = await paused.heartbeat(at=time.time())  # it wakes up and finds itself reaped
+    assert beat.recovered and [v.member for v in beat.started] == ["u:3"]
+    assert beat.started[0].key != first.started.key  # a new visit
+    assert (await other.counts(room)).current == 1
+    assert await paused.release(room, "u:3", at=time.time()) is not None
 
 
 @pytest.fixture(params=["memory", "redis"])

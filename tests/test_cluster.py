@@ -6,11 +6,13 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import websockets
 from redis.asyncio import Redis
 
@@ -18,9 +20,11 @@ from conftest import TEST_SECRET
 from redisutil import delete_prefix, new_prefix, require_redis
 from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.db import create_engine
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker_redis import encode_event
 from tajiri_live.realtime.events import Event
+from tajiri_live.streams.models import StreamViewer
 from wsclient import Viewer
 
 CREATOR = 1
@@ -281,3 +285,116 @@ async def test_pusher_clients_on_two_nodes_share_channels_presence_and_events(
         await on_b.close()
         await on_a.close()
         await plain.close()
+
+
+async def session_rows(database_url: str, stream_id: int) -> list[Any]:
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                sa.select(StreamViewer.user_id, StreamViewer.joined_at, StreamViewer.left_at)
+                .where(StreamViewer.stream_id == stream_id)
+                .order_by(StreamViewer.id)
+            )
+        ).all()
+    await engine.dispose()
+    return list(rows)
+
+
+async def until(check: Any, within: float = 60.0) -> Any:
+    """Poll `check()` until it returns something true (the bar: right within 60 s)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+async def test_after_kill_9_counts_sessions_and_the_viewers_list_are_right_and_no_ghost_peaks(
+    cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec, database_url: str
+) -> None:
+    node_a, node_b = cluster
+    stream_id = (await creator.post("/api/streams", json={"title": "x"})).json()["data"]["id"]
+    await creator.post(f"/api/streams/{stream_id}/start")
+    path = f"/streams/{stream_id}"
+
+    async def on_a() -> list[Viewer]:
+        return [
+            await Viewer.connect(f"{node_a.ws}{path}?token={tokens.encode(10)}"),
+            await Viewer.connect(f"{node_a.ws}{path}?token={tokens.encode(11)}"),
+            await Viewer.connect(f"{node_a.ws}{path}"),
+            await Viewer.connect(f"{node_a.ws}{path}"),
+        ]
+
+    doomed = await on_a()
+    on_b = [
+        await Viewer.connect(f"{node_b.ws}{path}?token={tokens.encode(10)}"),  # 10 on both
+        await Viewer.connect(f"{node_b.ws}{path}?token={tokens.encode(20)}"),
+        await Viewer.connect(f"{node_b.ws}{path}?token={tokens.encode(CREATOR)}"),  # not one
+    ]
+    joined = await creator.post(
+        f"/api/streams/{stream_id}/join", headers={"Authorization": f"Bearer {tokens.encode(30)}"}
+    )
+    assert joined.status_code == 200
+    # People 10, 11, 20, 30 and two anonymous sockets.
+    await on_b[1].wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 6
+    )
+
+    owner = {"Authorization": f"Bearer {tokens.encode(CREATOR)}"}
+    survivor = httpx.AsyncClient(base_url=node_b.url, headers=owner)  # A is about to die
+
+    async def stream() -> dict[str, Any]:
+        data: dict[str, Any] = (await survivor.get(f"/api/streams/{stream_id}")).json()["data"]
+        return data
+
+    async def watching() -> list[int]:
+        listed = (await survivor.get(f"/api/streams/{stream_id}/viewers")).json()["data"]
+        return sorted(v["user_id"] for v in listed)
+
+    assert await until(lambda: _open_count(database_url, stream_id, 6))
+    assert await watching() == [10, 11, 20, 30]
+
+    node_a.kill()  # 11 and the two anonymous viewers vanish; 10 still watches on B
+    killed_at = datetime.now(UTC)
+    for viewer in doomed:
+        await viewer.close()
+    assert await until(lambda: _current_is(stream, 3)), "counts not right within 60 s"
+    assert await watching() == [10, 20, 30]
+    rows = await session_rows(database_url, stream_id)
+    ended = [r for r in rows if r.left_at is not None]
+    assert sorted(r.user_id or 0 for r in ended) == [0, 0, 11]
+    for row in ended:  # at A's last heartbeat (every 0.2 s), not when B noticed (2 s later)
+        assert killed_at - timedelta(seconds=5) <= row.left_at <= killed_at
+    assert len(rows) == 6  # person 10's visit goes on: the same row, still open
+    assert (await stream())["peak_viewers"] == 6
+
+    node_a.start()  # restarted: everyone comes back to it
+    doomed = await on_a()
+    assert await until(lambda: _current_is(stream, 6))
+    # And again, restarted at once this time: the viewers are back before any timeout.
+    node_a.kill()
+    for viewer in doomed:
+        await viewer.close()
+    node_a.start()
+    doomed = await on_a()
+    assert await until(lambda: _current_is(stream, 6))
+    await asyncio.sleep(1.5)  # several count periods
+    shown = await stream()
+    assert (shown["current_viewers"], shown["peak_viewers"]) == (6, 6)  # no ghost peak
+    assert await watching() == [10, 11, 20, 30]
+    rows = await session_rows(database_url, stream_id)
+    assert len([r for r in rows if r.left_at is None]) == 6  # one open visit each
+    for viewer in doomed + on_b:
+        await viewer.close()
+    await survivor.aclose()
+
+
+async def _open_count(database_url: str, stream_id: int, expected: int) -> bool:
+    rows = await session_rows(database_url, stream_id)
+    return len([r for r in rows if r.left_at is None]) == expected
+
+
+async def _current_is(stream: Any, expected: int) -> bool:
+    return bool((await stream())["current_viewers"] == expected)

@@ -92,3 +92,51 @@ async def test_viewers_lists_who_watches_now(client: httpx.AsyncClient, auth: An
         (GUEST, f"V{GUEST}")
     ]
     assert viewers["data"][0]["left_at"] is None
+
+
+async def test_the_owner_and_accepted_cohosts_are_never_viewers(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, clock: Any
+) -> None:
+    from sqlalchemy import select
+
+    from tajiri_live.analytics.jobs import report
+    from tajiri_live.streams.models import StreamViewer
+
+    sid = await live(client, auth)
+
+    async def join(user: int) -> int:
+        answer = await client.post(f"/api/streams/{sid}/join", headers=auth(user))
+        assert answer.status_code == 200
+        return int(answer.json()["current_viewers"])
+
+    assert await join(OWNER) == 0  # the owner watching their own stream is not a viewer
+    invited = await client.post(
+        f"/api/streams/{sid}/cohosts", json={"user_id": GUEST}, headers=auth(OWNER)
+    )
+    assert await join(GUEST) == 1  # invited, still a viewer
+    assert await join(OTHER) == 2
+    clock.advance(seconds=30)
+    url = f"/api/streams/{sid}/cohosts/{invited.json()['data']['id']}"
+    await client.put(url, json={"status": "accepted"}, headers=auth(GUEST))
+    assert (await runtime.presence.counts(f"stream:{sid}")).current == 1  # broadcasts now
+    assert await join(GUEST) == 1  # and does not count however they join
+    viewers = (await client.get(f"/api/streams/{sid}/viewers", headers=auth(OWNER))).json()
+    assert [v["user_id"] for v in viewers["data"]] == [OTHER]
+    await client.delete(url, headers=auth(GUEST))  # leaves the co-hosting
+    assert await join(GUEST) == 2  # a viewer again: a new visit
+
+    async with runtime.sessions() as session:
+        rows = (
+            await session.execute(
+                select(StreamViewer.user_id, StreamViewer.watch_duration, StreamViewer.left_at)
+                .where(StreamViewer.stream_id == sid)
+                .order_by(StreamViewer.id)
+            )
+        ).all()
+    assert [(r.user_id, r.watch_duration, r.left_at is not None) for r in rows] == [
+        (GUEST, 30, True),  # the visit ended at the acceptance
+        (OTHER, 0, False),
+        (GUEST, 0, False),
+    ]
+    data = await report(runtime, sid)
+    assert data is not None and data["total_viewers"] == 3 and data["unique_viewers"] == 2

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from tajiri_live.app import create_app
 from tajiri_live.core import medialinks as links
-from tajiri_live.core.clock import ManualClock
+from tajiri_live.core.clock import ManualClock, iso
 from tajiri_live.core.logredact import RedactQuerySecrets, redact
 from tajiri_live.core.settings import Settings
 from tajiri_live.ingest import nginx
@@ -171,6 +171,45 @@ async def test_a_dropped_encoder_may_resume_inside_the_window_and_not_after(
     await streams.finish_ending(app.state.runtime)
     assert (await _row(app, stream_id)).status == "ended"
     assert (await rtmp.call("publish", 5, key)).status_code == 403  # revoked with the end
+
+
+async def test_started_before_its_encoder_a_stream_counts_and_plays_from_its_playlist(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    auth: Any,
+    rtmp: Nginx,
+    clock: ManualClock,
+    events: list[Event],
+) -> None:
+    stream = await _stream(client, auth)
+    key, stream_id = stream["stream_key"], stream["id"]
+    started = await client.post(f"/api/streams/{stream_id}/start", headers=auth(OWNER))
+    body = started.json()
+    assert body["data"]["status"] == "live"
+    assert body["playback_url"] is None and body["data"]["started_at"] is None  # nothing on air
+    joined = await client.post(f"/api/streams/{stream_id}/join", headers=auth(9))
+    assert joined.status_code == 200 and joined.json()["playback_url"] is None
+
+    clock.advance(40)  # the encoder connects late
+    assert (await rtmp.call("publish", 1, key)).status_code == 302
+    clock.advance(5)
+    await app.state.ingest.mark_ready(stream_id, 1)
+    on_air = clock.now()
+    heard = [e for e in events if e.name == "status_changed"][-1]
+    assert (heard.data["old_status"], heard.data["status"]) == ("live", "live")
+    assert f"/{stream_id}_1/index.m3u8" in heard.data["playback_url"]  # arrives with the event
+    assert heard.data["started_at"] == iso(on_air)
+    check = (await client.get(f"/api/streams/{stream_id}/check")).json()
+    assert check["playback_url"] and check["status"] == "live"
+
+    clock.advance(100)
+    await client.post(f"/api/streams/{stream_id}/end", headers=auth(OWNER))
+    clock.advance(app.state.runtime.settings.outro_seconds)
+    await streams.finish_ending(app.state.runtime)
+    row = await _row(app, stream_id)
+    assert row.started_at == on_air
+    # From when the encoder went live (not from `start`, 45 s earlier) to the end.
+    assert row.duration == 100 + app.state.runtime.settings.outro_seconds
 
 
 async def test_an_update_keeps_the_publisher_until_the_stream_ends(

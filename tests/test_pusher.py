@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -97,7 +98,7 @@ async def test_pusher_js_follows_a_stream_like_the_plain_protocol(
                 and line["data"]["status"] == "live"
             )
         )
-        assert status["data"]["status"] == "live" and status["data"]["playback_url"]
+        assert status["data"]["status"] == "live" and "playback_url" in status["data"]
         # The Echo class name rides beside the mobile name (the default set is "both").
         await client.wait_for(lambda line: line.get("event") == "App\\Events\\StreamStatusChanged")
 
@@ -142,6 +143,7 @@ async def test_pusher_js_follows_a_stream_like_the_plain_protocol(
             )
         )
         assert counts["data"]["stream_id"] == stream_id
+        assert counts["data"]["viewers_count"] == 2  # the grid's field, on this path too
         assert shown["data"]["id"] == stream_id
     finally:
         await client.close()
@@ -213,6 +215,14 @@ async def test_laravel_echo_private_and_presence_channels(
         fan_here = await fan.wait_for(lambda line: line["type"] == "here")
         assert sorted(m["id"] for m in fan_here["members"]) == [CREATOR, FAN]
         assert not [line for line in fan.lines if line["type"] == "joining"]  # not told of itself
+        # On the presence channel the owner is known, and never counted: one viewer, the fan.
+        for _ in range(50):
+            check = (await api.get(f"/api/streams/{public}/check")).json()
+            if check["current_viewers"]:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.6)  # three count periods more
+        assert (await api.get(f"/api/streams/{public}/check")).json()["current_viewers"] == 1
 
         await api.post(f"/api/streams/{hidden}/start", headers=api.as_user(CREATOR))
         status = await owner.wait_for(
@@ -387,3 +397,31 @@ async def test_unknown_app_keys_and_a_second_app(
     finally:
         for client in (unknown, second, first_app):
             await client.close()
+
+
+async def test_the_mobile_clients_messages_on_the_pusher_path_never_get_pusher_errors(
+    server: ServerProcess, api: Any
+) -> None:
+    """The mobile client's Pusher path: a bare WebSocket, `pusher:subscribe`, then its plain
+    `ping` every 30 s (and any action it sends). A `pusher:error` is a dead connection to it."""
+    stream_id = await new_stream(api)
+    client = await Viewer.connect(f"{server.ws}/app/{APP_KEY}?protocol=7&client=dart")
+    try:
+        await client.wait_for(lambda e: e["event"] == "pusher:connection_established")
+        await client.send("pusher:subscribe", {"channel": f"stream.{stream_id}"})
+        await client.wait_for(lambda e: e["event"] == "pusher_internal:subscription_succeeded")
+        await client.send("ping", {"timestamp": "2026-11-29T10:00:00.000"})
+        pong = await client.wait_for(lambda e: e["event"] == "pong")
+        # As the client decodes it: `data` is a JSON string holding the plain pong's data.
+        assert orjson.loads(pong["data"]) == {"timestamp": "2026-11-29T10:00:00.000"}
+        await client.send("reaction", {"reaction_type": "fire"})
+        refused = await client.wait_for(lambda e: e["event"] == "error")
+        assert orjson.loads(refused["data"])["code"] == "unknown_event"
+        await client.send("ping", {"timestamp": 2})
+        await client.wait_for(lambda e: e["event"] == "pong" and '"timestamp":2' in e["data"])
+        assert [e for e in client.events if e["event"] == "pusher:error"] == []
+        await client.send("pusher:bogus", {})  # the protocol's own namespace is still policed
+        await client.wait_for(lambda e: e["event"] == "pusher:error")
+        assert client.connection.close_code is None  # still connected
+    finally:
+        await client.close()

@@ -307,3 +307,20 @@ def test_a_remembered_token_still_expires_and_a_forged_one_is_not_remembered() -
     time.sleep(1.1)
     with pytest.raises(ApiError, match="expired"):
         codec.decode(token)
+
+
+def test_a_sockets_client_address_is_believed_only_from_trusted_proxies() -> None:
+    from tajiri_live.core.clientaddr import client_address
+
+    lb = ["10.0.0.0/8", "127.0.0.1"]
+    assert client_address("203.0.113.5", "1.2.3.4", lb) == "203.0.113.5"  # not a proxy: ignored
+    assert client_address("10.0.0.2", "198.51.100.7", lb) == "198.51.100.7"
+    # Read from the right: what the client wrote on the left is never believed.
+    assert client_address("10.0.0.2", "6.6.6.6, 198.51.100.7, 10.0.0.9", lb) == "198.51.100.7"
+    assert client_address("10.0.0.2", "10.0.0.9", lb) == "10.0.0.2"  # only proxies in it
+    assert client_address("10.0.0.2", "not-an-address", lb) == "10.0.0.2"
+    assert client_address("10.0.0.2", None, lb) == "10.0.0.2"
+    assert client_address("::1", "2001:db8::7", ["::1"]) == "2001:db8::7"
+    with pytest.raises(ValidationError) as refused:
+        Settings(trusted_proxies=["10.0.0.0/8", "the load balancer"])
+    assert "the load balancer" in str(refused.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.db import create_engine
 from tajiri_live.core.settings import Settings
+from tajiri_live.streams.models import StreamViewer
 from wsclient import Viewer, refused_status
 
 CREATOR, FAN, FRIEND = 1, 2, 3
@@ -127,7 +129,8 @@ async def test_status_changes_reach_viewers_and_the_global_feed(
         lambda e: e["event"] == "status_changed" and e["data"]["status"] == "live"
     )
     assert live["data"]["old_status"] == "pre_live"
-    assert live["data"]["playback_url"].endswith(f"/{stream_id}/index.m3u8")
+    # Ingest off and no HLS server named: nothing can be played, so no (dead) link.
+    assert live["data"]["playback_url"] is None and "playback_url" in live["data"]
     await feed.wait_for(
         lambda e: (
             e["event"] == "status_changed"
@@ -157,6 +160,8 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
     stream_id = await new_stream(api)
     await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
     url = f"{server.ws}/streams/{stream_id}"
+    grid = await Viewer.connect(f"{server.ws}/streams/all?user_id={FAN}")
+    await grid.wait_for(lambda e: e["event"] == "connected")
     fan_a = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")
     fan_b = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")  # same user, 2nd device
     friend = await Viewer.connect(f"{url}?token={tokens.encode(FRIEND)}")
@@ -170,15 +175,23 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
     await fan_a.wait_for(
         lambda e: (
             e["event"] == "viewer_count_updated"
-            and e["data"] == {"stream_id": stream_id, "current_viewers": 1, "peak_viewers": 3}
+            and e["data"]
+            == {"stream_id": stream_id, "current_viewers": 1, "viewers_count": 1, "peak_viewers": 3}
         )
     )
+    # The stream grid follows /streams/all and reads `viewers_count` (as an int).
+    on_grid = await grid.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 1
+    )
+    assert on_grid["data"]["stream_id"] == stream_id and on_grid["data"]["viewers_count"] == 1
+    await grid.close()
     counts = [d["current_viewers"] for d in fan_a.named("viewer_count_updated")]
     assert all(a != b for a, b in itertools.pairwise(counts))  # only changes
     assert max(counts) == 3
     shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
     assert (shown["viewers_count"], shown["peak_viewers"]) == (1, 3)
-    assert shown["unique_viewers"] == 3 and shown["total_viewers"] == 4
+    # Three visits: the fan's two devices are one person's one visit.
+    assert shown["unique_viewers"] == 3 and shown["total_viewers"] == 3
     await fan_a.close()
     await fan_b.close()
     await asyncio.sleep(0.5)  # the session writer flushes every 0.1 s in tests
@@ -195,9 +208,100 @@ async def test_viewer_counts_are_pushed_deduplicated_and_stored(
             )
         ).all()
     await engine.dispose()
-    assert len(rows) == 4
-    assert sorted((r.user_id or 0) for r in rows) == [0, FAN, FAN, FRIEND]
+    assert sorted((r.user_id or 0) for r in rows) == [0, FAN, FRIEND]  # one row per visit
     assert all(bool(r.done) and r.watch_duration >= 0 for r in rows)
+
+
+async def open_sessions(database_url: str, stream_id: int) -> list[Any]:
+    """The stream's session rows, oldest first (user_id, joined_at and left_at, aware)."""
+    engine = create_engine(database_url)
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                sa.select(StreamViewer.user_id, StreamViewer.joined_at, StreamViewer.left_at)
+                .where(StreamViewer.stream_id == stream_id)
+                .order_by(StreamViewer.id)
+            )
+        ).all()
+    await engine.dispose()
+    return list(rows)
+
+
+async def test_a_rest_join_and_a_socket_are_one_viewer_and_the_broadcaster_none(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str
+) -> None:
+    """The bar: a person with a REST join and a socket, plus the broadcaster's socket (and the
+    creator's console on the same socket), read `current_viewers: 1`."""
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+    broadcaster = await Viewer.connect(f"{url}?token={tokens.encode(CREATOR)}")
+    console = await Viewer.connect(f"{url}?token={tokens.encode(CREATOR)}")
+    joined = await api.post(f"/api/streams/{stream_id}/join", headers=api.as_user(FAN))
+    assert joined.json()["current_viewers"] == 1
+    owner_join = await api.post(f"/api/streams/{stream_id}/join", headers=api.as_user(CREATOR))
+    assert owner_join.json()["current_viewers"] == 1  # the owner is never a viewer
+    fan = await Viewer.connect(f"{url}?token={tokens.encode(FAN)}")
+    await fan.wait_for(lambda e: e["event"] == "connected")
+    # Someone else arrives and leaves: the numbers around them show who counted.
+    passerby = await Viewer.connect(url)
+    two = await broadcaster.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 2
+    )
+    assert two["data"]["peak_viewers"] == 2
+    await passerby.close()
+    one = await fan.wait_for(
+        lambda e: (
+            e["event"] == "viewer_count_updated"
+            and e["data"]["current_viewers"] == 1
+            and e["data"]["peak_viewers"] == 2  # after the passer-by
+        )
+    )
+    assert one["data"]["viewers_count"] == 1
+    assert (await api.get(f"/api/streams/{stream_id}/check")).json()["current_viewers"] == 1
+    watching = await api.get(f"/api/streams/{stream_id}/viewers", headers=api.as_user(CREATOR))
+    assert [v["user_id"] for v in watching.json()["data"]] == [FAN]  # once; not the owner
+
+    await api.post(f"/api/streams/{stream_id}/leave", headers=api.as_user(FAN))
+    await asyncio.sleep(0.5)
+    assert (await api.get(f"/api/streams/{stream_id}/check")).json()["current_viewers"] == 1
+    await fan.close()  # the socket was the last thing holding the fan
+    await broadcaster.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 0
+    )
+    await asyncio.sleep(0.3)
+    rows = await open_sessions(database_url, stream_id)
+    assert [r.user_id for r in rows] == [FAN, None]  # one visit each; none for the creator
+    assert all(r.left_at is not None for r in rows)
+    shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (shown["peak_viewers"], shown["total_viewers"]) == (2, 2)
+    await broadcaster.close()
+    await console.close()
+
+
+async def test_anonymous_viewers_count_at_most_three_per_address(
+    server: ServerProcess, api: Any
+) -> None:
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+
+    def from_address(address: str) -> dict[str, Any]:
+        # The tests connect from 127.0.0.1, a trusted proxy by default: it names the client.
+        return {"additional_headers": {"X-Forwarded-For": f"6.6.6.6, {address}"}}
+
+    script = [await Viewer.connect(url, **from_address("198.51.100.7")) for _ in range(5)]
+    other = await Viewer.connect(url, **from_address("203.0.113.9"))
+    three_plus_one = await other.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 4
+    )
+    assert three_plus_one["data"]["peak_viewers"] == 4
+    for viewer in script:  # they all watch; only three of them count
+        await viewer.wait_for(lambda e: e["event"] == "connected")
+    await asyncio.sleep(0.5)
+    assert (await api.get(f"/api/streams/{stream_id}/check")).json()["current_viewers"] == 4
+    for viewer in [*script, other]:
+        await viewer.close()
 
 
 async def test_rest_join_and_leave_status_codes(server: ServerProcess, api: Any) -> None:
@@ -213,7 +317,8 @@ async def test_rest_join_and_leave_status_codes(server: ServerProcess, api: Any)
     joined = await api.post(f"/api/streams/{stream_id}/join", json={"user_id": FAN}, headers=fan)
     assert joined.status_code == 200
     body = joined.json()
-    assert body["current_viewers"] == 1 and body["playback_url"] and body["viewer_token"]
+    assert body["current_viewers"] == 1 and body["viewer_token"]
+    assert body["playback_url"] is None  # no ingest, no HLS server named: nothing to play
     assert body["websocket"]["channel"] == f"stream.{stream_id}"
     left = await api.post(f"/api/streams/{stream_id}/leave", json={"user_id": FAN}, headers=fan)
     assert left.status_code == 200
@@ -255,4 +360,62 @@ async def test_reactions_over_the_socket_share_the_rest_rules(
     assert stream["reaction_counts"]["fire"] == 1
     assert 1 <= stream["reaction_counts"]["clap"] <= 9
     for viewer in (fan, watcher, anonymous):
+        await viewer.close()
+
+
+async def test_after_kill_9_and_a_restart_no_ghost_is_left(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str
+) -> None:
+    """One node on the embedded backends (SQLite in the SQLite run), killed and restarted: the
+    sessions it left open end at its last heartbeat, the counts and the viewers list are right
+    at once, and the viewers who come back make no peak above the real one."""
+    stream_id = await new_stream(api)
+    await api.post(f"/api/streams/{stream_id}/start", headers=api.as_user(CREATOR))
+    url = f"{server.ws}/streams/{stream_id}"
+
+    async def connect_all() -> list[Viewer]:
+        viewers = [
+            await Viewer.connect(f"{url}?token={tokens.encode(uid)}") for uid in (FAN, FRIEND)
+        ]
+        viewers.append(await Viewer.connect(url))
+        return viewers
+
+    viewers = await connect_all()
+    await viewers[0].wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 3
+    )
+    await asyncio.sleep(0.5)  # the session rows are written
+    assert len([r for r in await open_sessions(database_url, stream_id) if r.left_at is None]) == 3
+
+    server.kill()
+    killed_at = datetime.now(UTC)
+    for viewer in viewers:
+        await viewer.close()
+    assert len([r for r in await open_sessions(database_url, stream_id) if r.left_at is None]) == 3
+    server.start()  # the same node slot: its predecessor is dead, and known
+    rows = await open_sessions(database_url, stream_id)
+    assert len(rows) == 3 and all(r.left_at is not None for r in rows)
+    # Closed at the last heartbeat (every 0.2 s here), not at the restart.
+    for row in rows:
+        assert killed_at - timedelta(seconds=5) <= row.left_at <= killed_at
+        assert row.left_at - row.joined_at >= timedelta(seconds=0.4)  # watched until then
+    watching = await api.get(f"/api/streams/{stream_id}/viewers", headers=api.as_user(CREATOR))
+    assert watching.json()["data"] == []
+
+    for _ in range(50):  # the stored 3 is corrected by the next count (every 0.2 s here)
+        check = (await api.get(f"/api/streams/{stream_id}/check")).json()
+        if check["current_viewers"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert check["current_viewers"] == 0 and check["peak_viewers"] == 3
+    feed = await Viewer.connect(f"{server.ws}/streams/all")
+    await feed.wait_for(lambda e: e["event"] == "connected")
+    viewers = await connect_all()  # everyone comes back
+    back = await feed.wait_for(
+        lambda e: e["event"] == "viewer_count_updated" and e["data"]["current_viewers"] == 3
+    )
+    assert back["data"]["peak_viewers"] == 3  # not 6: no ghost was counted
+    shown = (await api.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (shown["viewers_count"], shown["peak_viewers"]) == (3, 3)
+    for viewer in [*viewers, feed]:
         await viewer.close()

@@ -7,13 +7,22 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from tajiri_live.core.clock import ManualClock
+from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.events import STATUS_CHANGED, Event
 
 OWNER = 10
 OTHER = 20
+HLS = "https://hls.example/live"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Ingest off, with the server that has the HLS named: playback links while live."""
+    return settings.model_copy(update={"hls_base_url": HLS})
 
 
 def png_bytes() -> bytes:
@@ -231,7 +240,7 @@ async def test_start_passes_through_pre_live_and_publishes_both_steps(
     body = response.json()
     assert body["data"]["status"] == "live"
     assert body["playback_url"] == body["data"]["playback_url"]
-    assert body["playback_url"].endswith(f"/{stream['id']}/index.m3u8")
+    assert body["playback_url"] == f"{HLS}/{stream['id']}/index.m3u8"
     assert body["data"]["started_at"] is not None
     changes = [(e.data["old_status"], e.data["status"]) for e in events if e.name == STATUS_CHANGED]
     assert changes == [("scheduled", "pre_live"), ("pre_live", "live")]
@@ -363,6 +372,35 @@ async def test_list_filters_and_pagination(client: httpx.AsyncClient, auth: Any)
     user_route = (await client.get(f"/api/streams/user/{OTHER}")).json()
     assert user_route["meta"]["total"] == 2
     assert (await client.get("/api/streams?status=nope")).status_code == 422
+
+
+async def test_the_grids_two_lists_cover_a_stream_about_to_start(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    """The grid loads `status=live` and `status=scheduled`: a pre-live stream is in the second."""
+    scheduled = await create(client, auth(OWNER))
+    soon = await create(client, auth(OWNER))
+    moved = await client.patch(
+        f"/api/streams/{soon['id']}/status", json={"status": "pre_live"}, headers=auth(OWNER)
+    )
+    assert moved.status_code == 200 and moved.json()["data"]["status"] == "pre_live"
+    live = await create(client, auth(OTHER))
+    await client.post(f"/api/streams/{live['id']}/start", headers=auth(OTHER))
+
+    def ids(query: str) -> list[int]:
+        return [s["id"] for s in listed[query]["data"]]
+
+    listed = {
+        q: (await client.get(f"/api/streams?status={q}")).json()
+        for q in ("live", "scheduled", "upcoming", "pre_live")
+    }
+    assert ids("live") == [live["id"]]
+    assert ids("scheduled") == [soon["id"], scheduled["id"]]
+    assert ids("upcoming") == ids("scheduled")  # the explicit alias
+    assert ids("pre_live") == [soon["id"]]
+    assert listed["scheduled"]["meta"]["total"] == 2
+    mine = (await client.get(f"/api/streams/user/{OWNER}?status=upcoming")).json()
+    assert {s["id"] for s in mine["data"]} == {soon["id"], scheduled["id"]}
 
 
 async def test_private_and_friends_visibility(

@@ -51,6 +51,7 @@ from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.gateway import Gateway
 from tajiri_live.realtime.hub import Hub, HubSettings
+from tajiri_live.realtime.nodeslot import NodeSlot
 from tajiri_live.realtime.pusher import PusherEncoder
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
@@ -81,6 +82,7 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
+    slot: NodeSlot
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -101,9 +103,8 @@ class Services:
         """Jobs about this process's own sockets: every serving node runs them."""
         settings = self.runtime.settings
         return [
-            PeriodicJob(
-                "presence.renew", settings.presence_renew_seconds, self.runtime.presence.renew
-            ),
+            PeriodicJob("viewers.heartbeat", settings.node_heartbeat_seconds, self._heartbeat),
+            PeriodicJob("viewers.sweep", settings.node_heartbeat_seconds, self.viewers.sweep),
             PeriodicJob(
                 "viewers.flush_sessions", settings.viewer_log_flush_seconds, self.viewers.log.flush
             ),
@@ -117,8 +118,16 @@ class Services:
     async def _sweep_idle(self) -> None:
         self.gateway.sweep_idle(time.monotonic())
 
+    async def _heartbeat(self) -> None:
+        await self.viewers.heartbeat()
+        self.slot.beat(self.runtime.presence.node_id, self.runtime.clock.now().timestamp())
+
     async def start(self) -> None:
+        """Serve as a node: events in, and a place among the cluster's viewers' nodes."""
         await self.runtime.broker.start(self.hub.handle)
+        runtime = self.runtime
+        predecessor = self.slot.acquire(runtime.presence.node_id, runtime.clock.now().timestamp())
+        await self.viewers.start(predecessor)
         if self.runtime.settings.legacy_client_identity:
             log.warning(
                 "TAJIRI_LEGACY_CLIENT_IDENTITY is on: requests without a token act as the user "
@@ -129,7 +138,8 @@ class Services:
         for connection in list(self.gateway.connections):
             connection.shutdown()
         await self.gateway.drain()
-        await self.viewers.log.flush()
+        await self.viewers.stop()
+        self.slot.release()
         self.hub.close()
         await self.runtime.broker.close()
         await self.runtime.presence.close()
@@ -194,6 +204,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.sessions),
+        NodeSlot(settings.var_dir / "nodes"),
     )
 
 

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
@@ -15,7 +16,7 @@ from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import stream_channel
 from tajiri_live.streams import presenters as stream_presenters
 from tajiri_live.streams import service as streams_service
-from tajiri_live.streams.lifecycle import FINAL_STATUSES
+from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.users import presenters as user_presenters
 from tajiri_live.users.models import User
@@ -47,20 +48,27 @@ def meaning(channel: str, *, global_channel: str) -> ChannelMeaning:
     return ChannelMeaning(None)
 
 
-async def public_stream_counted(session: AsyncSession, *, stream_id: int) -> tuple[bool, bool]:
-    """(may an anonymous socket subscribe to `stream.{id}`, does it count as a viewer)."""
+async def public_stream_counted(
+    session: AsyncSession, *, stream_id: int, user_id: int | None = None
+) -> tuple[bool, bool]:
+    """(may an anonymous socket subscribe to `stream.{id}`, does it count as a viewer: not
+    once the stream is over, never for its owner or an accepted co-host)."""
     try:
-        stream = await streams_service.get_visible_stream(
-            session, stream_id=stream_id, viewer=None, people=False
+        stream, broadcasts = await streams_service.get_watched_stream(
+            session, stream_id=stream_id, viewer=None, watcher=user_id
         )
     except ApiError:
         return False, False
-    return True, stream.status_enum not in FINAL_STATUSES
+    return True, stream.status_enum not in FINAL_STATUSES and not broadcasts
 
 
-async def stream_counted(session: AsyncSession, *, stream_id: int) -> bool:
-    stream = await session.get(LiveStream, stream_id)
-    return stream is not None and stream.status_enum not in FINAL_STATUSES
+async def stream_counted(session: AsyncSession, *, stream_id: int, user_id: int | None) -> bool:
+    """Does a subscriber of a signed channel count as a viewer (see above)?"""
+    role = streams_service.broadcasting(user_id) if user_id is not None else false()
+    row = (
+        await session.execute(select(LiveStream.status, role).where(LiveStream.id == stream_id))
+    ).first()
+    return row is not None and StreamStatus(row[0]) not in FINAL_STATUSES and not row[1]
 
 
 async def authorize(

@@ -17,9 +17,10 @@ import orjson
 
 from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.core.clientaddr import client_address
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.encoders import client_message
-from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.events import ERROR, PONG, Event
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.pusher import (
     CHANNEL_NAME,
@@ -33,7 +34,6 @@ from tajiri_live.realtime.pusher import (
 )
 from tajiri_live.realtime.server import CLOSED, WebSocketConnection
 from tajiri_live.viewers.service import Viewers, member_of
-from tajiri_live.viewers.sessions import ViewingSession
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,12 @@ class PusherSocketApp:
             problem = (APP_NOT_FOUND, "Application does not exist.")
         elif not version.isdigit() or int(version) < MIN_PROTOCOL_VERSION:
             problem = (UNSUPPORTED_PROTOCOL, "Unsupported protocol version.")
-        return PusherSession(self, app, problem)
+        address = client_address(
+            handshake.peer,
+            handshake.headers.get("x-forwarded-for"),
+            self.runtime.settings.trusted_proxies,
+        )
+        return PusherSession(self, app, problem, address=address)
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Subscription:
     channel: str
     stream_id: int | None = None
     presence_user: str | None = None  # the member's user id on a presence channel
+    watched: bool = False  # it counts this socket as one of the stream's viewers
 
 
 @dataclass
@@ -91,15 +97,22 @@ class Watching:
     """One viewer (per socket and stream) however many of the stream's channels it follows."""
 
     member: str
-    viewing: ViewingSession
     channels: int = 1
 
 
 class PusherSession:
     close_codes = PUSHER_CLOSE_CODES
 
-    def __init__(self, app: PusherSocketApp, pusher_app: PusherApp | None, problem: Any) -> None:
+    def __init__(
+        self,
+        app: PusherSocketApp,
+        pusher_app: PusherApp | None,
+        problem: Any,
+        *,
+        address: str | None = None,
+    ) -> None:
         self.app = app
+        self.address = address  # the client's, for the anonymous viewers' cap
         self.pusher_app = pusher_app
         self.problem: tuple[int, str] | None = problem
         self.encoder = f"pusher-{pusher_app.event_names}" if pusher_app else "pusher-both"
@@ -153,8 +166,31 @@ class PusherSession:
             self._client_event(connection, name, message.get("channel"), data)
         elif name == "pusher:pong":
             return
-        else:
+        elif name.startswith(("pusher:", "pusher_internal:")):
             connection.send(pusher_error(None, f"Unsupported event '{name[:40]}'."))
+        else:
+            self._app_message(connection, name, data)
+
+    @staticmethod
+    def _app_message(connection: WebSocketConnection, name: str, data: object) -> None:
+        """The mobile client sends its plain-protocol messages on whatever socket it has: its
+        `ping` every 30 s is answered with `pong` as on the plain socket. It treats any
+        `pusher:error` as a broken connection, so the rest get the plain `error` event."""
+        if isinstance(data, str):  # a Pusher-style client may send data as a JSON string
+            try:
+                data = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                data = None
+        if name == "ping":
+            stamp = data.get("timestamp") if isinstance(data, dict) else None
+            connection.send(pusher_frame(PONG, _json({"timestamp": stamp})))
+            return
+        problem = {
+            "code": "unknown_event",
+            "message": f"'{name[:40]}' is not served on the Pusher socket: use the REST API "
+            "or the plain socket.",
+        }
+        connection.send(pusher_frame(ERROR, _json(problem)))
 
     # --- ordered subscription work ---------------------------------------------------------
 
@@ -202,13 +238,16 @@ class PusherSession:
         runtime = self.app.runtime
         what = service.meaning(channel, global_channel=runtime.settings.global_channel)
         counted = False
+        watcher = self._watcher(member)
         if what.stream_id is not None:
             async with runtime.sessions() as session:
                 if channel.startswith(("private-", "presence-")):
-                    counted = await service.stream_counted(session, stream_id=what.stream_id)
+                    counted = await service.stream_counted(
+                        session, stream_id=what.stream_id, user_id=watcher
+                    )
                 else:
                     allowed, counted = await service.public_stream_counted(
-                        session, stream_id=what.stream_id
+                        session, stream_id=what.stream_id, user_id=watcher
                     )
                     if not allowed:
                         self._refuse(
@@ -254,7 +293,8 @@ class PusherSession:
                 )
         connection.send(pusher_frame(SUBSCRIPTION_SUCCEEDED, succeeded, channel))
         if counted and what.stream_id is not None:
-            await self._watch(what.stream_id, subscription.presence_user)
+            subscription.watched = True
+            await self._watch(what.stream_id, watcher)
 
     def _signed_member(
         self, pusher_app: PusherApp, channel: str, data: dict[str, Any]
@@ -285,16 +325,31 @@ class PusherSession:
         member["user_id"] = str(member["user_id"])
         return member
 
-    async def _watch(self, stream_id: int, presence_user: str | None) -> None:
+    def _watcher(self, member: dict[str, Any] | bool) -> int | None:
+        """The user behind this socket: a presence member's id, else the connection's own."""
+        if isinstance(member, dict) and str(member["user_id"]).isdigit():
+            return int(member["user_id"])
+        return self.user_id
+
+    async def _watch(self, stream_id: int, user_id: int | None) -> None:
+        connection = self.connection
+        socket_id = connection.socket_id if connection else ""
+        member = member_of(user_id, socket_id)
         watching = self.watching.get(stream_id)
+        viewers = self.app.viewers
         if watching is not None:
             watching.channels += 1
+            if member == watching.member or user_id is None:
+                return
+            # A presence channel named the user of a socket counted as anonymous: the person
+            # is held first and the anonymous socket let go after, so the count never dips.
+            await viewers.watch(stream_id, member, region=None, address=None)
+            await viewers.unwatch(stream_id, watching.member)
+            watching.member = member
             return
-        user_id = int(presence_user) if presence_user and presence_user.isdigit() else None
-        member = member_of(user_id, self.connection.socket_id if self.connection else "")
-        viewing = ViewingSession(stream_id, user_id, self.app.runtime.clock.now())
-        self.watching[stream_id] = Watching(member, viewing)
-        await self.app.viewers.socket_joined(stream_id, member, viewing)
+        self.watching[stream_id] = Watching(member)
+        address = self.address if user_id is None else None
+        await viewers.watch(stream_id, member, region=None, address=address)
 
     async def _unsubscribe(self, channel: str) -> None:
         subscription = self.subscriptions.pop(channel, None)
@@ -319,12 +374,13 @@ class PusherSession:
                 )
             )
         stream_id = subscription.stream_id
-        watching = self.watching.get(stream_id) if stream_id is not None else None
+        watched = subscription.watched and stream_id is not None
+        watching = self.watching.get(stream_id) if watched and stream_id is not None else None
         if watching is not None and stream_id is not None:
             watching.channels -= 1
             if watching.channels == 0:
                 del self.watching[stream_id]
-                await self.app.viewers.socket_left(stream_id, watching.member, watching.viewing)
+                await self.app.viewers.unwatch(stream_id, watching.member)
 
     # --- client events ---------------------------------------------------------------------
 

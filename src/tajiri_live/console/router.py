@@ -36,7 +36,7 @@ def _origin(url: str) -> str | None:
 
 def media_origins(settings: Settings) -> list[str]:
     """The plain-http origins playback links and thumbnails point at (https ones are allowed)."""
-    urls = (settings.resolved_media_base_url, settings.resolved_hls_base_url)
+    urls = (settings.resolved_media_base_url, settings.hls_base_url or "")
     return [origin for origin in map(_origin, urls) if origin is not None]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -126,7 +127,9 @@ class Settings(BaseSettings):
     # returned only once the playlist exists.
     ingest_enabled: bool = False
     rtmp_ingest_url: str = "rtmp://127.0.0.1:1935/live"
-    hls_base_url: str | None = None  # ingest off: unsigned {this}/{id}/index.m3u8
+    # Ingest off: where another server serves HLS, as {this}/{id}/index.m3u8 (unsigned).
+    # Unset: no playback_url (nothing here serves HLS without ingest).
+    hls_base_url: str | None = None
     media_base_url: str | None = None  # ingest on: nginx's HTTP server as viewers reach it
     ingest_listen_host: str = "127.0.0.1"  # where nginx listens (RTMP and HLS)
     ingest_rtmp_port: int = 1935
@@ -178,9 +181,18 @@ class Settings(BaseSettings):
     sample_comments_per_second: int = 50  # ...get at most this many comments a second
     ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s
     viewer_count_interval_seconds: float = 3.0
-    presence_member_ttl_seconds: float = 30.0  # a dead node's viewers leave within this
+    # Pusher channel occupancy: a dead node's subscriptions vanish within the TTL.
+    presence_member_ttl_seconds: float = 30.0
     presence_renew_seconds: float = 10.0
+    # Viewers (docs/architecture.md, "Counting viewers"): every serving node beats this often;
+    # one silent for the timeout is reaped (its visits end at its last beat).
+    node_heartbeat_seconds: float = Field(default=1.0, gt=0)
+    node_timeout_seconds: float = Field(default=10.0, gt=0)
     rest_join_ttl_seconds: float = 90.0  # a REST join counts this long unless renewed
+    anonymous_viewers_per_address: int = Field(default=3, ge=0)  # per stream, cluster-wide
+    # Peers whose X-Forwarded-For is believed on sockets (addresses or CIDR blocks), as
+    # uvicorn's --forwarded-allow-ips is for HTTP: the proxies in front of `serve`.
+    trusted_proxies: list[str] = Field(default_factory=lambda: ["127.0.0.1", "::1"])
     viewer_log_flush_seconds: float = 1.0
 
     # --- analytics -------------------------------------------------------------------------
@@ -232,6 +244,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"{value!r} is not an IANA time zone name (such as Africa/Dar_es_Salaam)"
             ) from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_blocks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as error:
+                raise ValueError(f"not an address or CIDR block: {entry!r}") from error
         return value
 
     @model_validator(mode="after")
@@ -305,10 +327,6 @@ class Settings(BaseSettings):
     @property
     def is_embedded_database(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
-
-    @property
-    def resolved_hls_base_url(self) -> str:
-        return (self.hls_base_url or f"{self.public_base_url.rstrip('/')}/hls").rstrip("/")
 
     @property
     def resolved_media_base_url(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -13,6 +13,7 @@ from tajiri_live.realtime.events import COHOST_JOINED, Event, stream_channel
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.streams.presenters import cohost_dict
 from tajiri_live.users import service as users_service
+from tajiri_live.viewers import service as viewers_service
 
 ANSWERS = {"accepted", "declined"}
 ACTIVE = {"invited", "accepted"}
@@ -94,6 +95,8 @@ async def answer(
     await session.commit()
     cohost = await _load(session, stream.id, cohost.id)
     if status == "accepted":
+        # A broadcaster now: no longer one of the stream's viewers (docs: counting viewers).
+        await viewers_service.stop_counting(runtime, stream_id=stream.id, user_id=cohost.user_id)
         await runtime.broker.publish(
             Event(
                 channel=stream_channel(stream.id),
@@ -124,20 +127,26 @@ async def end(
     if cohost.status not in ACTIVE:
         raise ApiError(409, f"This co-host is already {cohost.status}.")
     now = runtime.clock.now()
+    was_broadcasting = cohost.status == "accepted"
     cohost.status, cohost.left_at, cohost.updated_at = status, now, now
     await session.commit()
+    if was_broadcasting:
+        await viewers_service.count_again(runtime, stream_id=stream.id, user_id=cohost.user_id)
     return await _load(session, stream.id, cohost.id)
 
 
 async def current_viewers(session: AsyncSession, stream_id: int, limit: int) -> list[StreamViewer]:
-    """Signed-in viewers watching now (open sessions), newest first."""
+    """Signed-in viewers watching now (open visits), newest first, each person once."""
+    watching = (
+        StreamViewer.stream_id == stream_id,
+        StreamViewer.left_at.is_(None),
+        StreamViewer.user_id.is_not(None),
+    )
+    # A person has one open visit; this only guards against rows written before visits.
+    latest = select(func.max(StreamViewer.id)).where(*watching).group_by(StreamViewer.user_id)
     rows = await session.scalars(
         select(StreamViewer)
-        .where(
-            StreamViewer.stream_id == stream_id,
-            StreamViewer.left_at.is_(None),
-            StreamViewer.user_id.is_not(None),
-        )
+        .where(StreamViewer.id.in_(latest))
         .order_by(StreamViewer.id.desc())
         .limit(limit)
         .options(selectinload(StreamViewer.user))

@@ -19,7 +19,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 import aiohttp
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core import medialinks as links
@@ -328,7 +328,8 @@ class Ingest:
                     LiveStream.publisher_client.is_not(None),
                     LiveStream.playback_ready_at.is_(None),
                 )
-                .values(playback_ready_at=now)
+                # On air from now: a stream started before its encoder counts from here.
+                .values(playback_ready_at=now, started_at=func.coalesce(LiveStream.started_at, now))
                 .execution_options(synchronize_session=False)
             )
             await session.commit()

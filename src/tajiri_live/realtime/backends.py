@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -15,7 +14,7 @@ from tajiri_live.realtime.broker_redis import RedisBroker
 from tajiri_live.realtime.channels import ChannelRegistry
 from tajiri_live.realtime.channels_memory import MemoryChannelRegistry
 from tajiri_live.realtime.channels_redis import RedisChannelRegistry
-from tajiri_live.realtime.presence import Presence
+from tajiri_live.realtime.presence import Presence, new_node_id
 from tajiri_live.realtime.presence_memory import MemoryPresence
 from tajiri_live.realtime.presence_redis import RedisPresence
 
@@ -31,10 +30,11 @@ class Backends:
 
 def build_backends(settings: Settings) -> Backends:
     ttl = settings.presence_member_ttl_seconds
+    cap = settings.anonymous_viewers_per_address
     if not settings.redis_url:
         return Backends(
             MemoryBroker(),
-            MemoryPresence(member_ttl=ttl, now=time.time),
+            MemoryPresence(node_id=new_node_id(), address_cap=cap),
             MemoryRateLimiter(),
             MemoryChannelRegistry(),
             None,
@@ -52,7 +52,13 @@ def build_backends(settings: Settings) -> Backends:
     prefix = settings.redis_prefix
     return Backends(
         RedisBroker(redis, prefix=prefix),
-        RedisPresence(redis, prefix=prefix, member_ttl=ttl),
+        RedisPresence(
+            redis,
+            prefix=prefix,
+            address_cap=cap,
+            heartbeat_seconds=settings.node_heartbeat_seconds,
+            node_timeout_seconds=settings.node_timeout_seconds,
+        ),
         RedisRateLimiter(redis, prefix=prefix),
         RedisChannelRegistry(redis, prefix=prefix, ttl=ttl),
         redis,

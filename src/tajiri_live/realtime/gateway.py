@@ -24,6 +24,7 @@ class Handshake:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     params: dict[str, str] = field(default_factory=dict)  # from the route pattern
+    peer: str | None = None  # the connection's remote address (a proxy's, behind one)
 
 
 class Refusal(Exception):
@@ -72,19 +73,20 @@ class Gateway:
         self._routes.append((re.compile(f"^{pattern}$"), app))
 
     async def admit(
-        self, path: str, query: dict[str, str], headers: dict[str, str]
+        self, path: str, query: dict[str, str], headers: dict[str, str], peer: str | None = None
     ) -> SocketSession:
         for pattern, app in self._routes:
             match = pattern.match(path)
             if match:
-                return await app(Handshake(path, query, headers, match.groupdict()))
+                return await app(Handshake(path, query, headers, match.groupdict(), peer))
         raise Refusal(404, "No WebSocket endpoint at this path.")
 
-    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run background work tied to a connection; failures are logged, never raised."""
         task = asyncio.get_running_loop().create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
+        return task
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

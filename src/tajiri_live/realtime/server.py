@@ -132,7 +132,7 @@ class WebSocketConnection(asyncio.Protocol):
         url = urlsplit(target)
         query = dict(parse_qsl(url.query))
         try:
-            session = await self._gateway.admit(unquote(url.path), query, headers)
+            session = await self._gateway.admit(unquote(url.path), query, headers, self._peer())
         except Refusal as refusal:
             self._refuse(refusal.status, refusal.message)
             return
@@ -157,6 +157,10 @@ class WebSocketConnection(asyncio.Protocol):
             pending = bytes(self._buffer)
             self._buffer.clear()
             self._receive_frames(pending)
+
+    def _peer(self) -> str | None:
+        peername = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peername[0]) if isinstance(peername, tuple) and peername else None
 
     def _refuse(self, status: int, message: str) -> None:
         body = orjson.dumps({"success": False, "message": message})

@@ -34,6 +34,29 @@ ACTIVE_STATUSES = frozenset({StreamStatus.LIVE})
 UNDELETABLE_STATUSES = frozenset({StreamStatus.LIVE, StreamStatus.ENDING})
 
 
+class StatusFilter(StrEnum):
+    """What `GET /streams?status=` accepts: a status, or `upcoming` (scheduled or pre-live)."""
+
+    SCHEDULED = "scheduled"
+    PRE_LIVE = "pre_live"
+    LIVE = "live"
+    ENDING = "ending"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+    UPCOMING = "upcoming"
+
+
+UPCOMING_STATUSES = frozenset({StreamStatus.SCHEDULED, StreamStatus.PRE_LIVE})
+
+
+def statuses_of(wanted: StatusFilter) -> frozenset[StreamStatus]:
+    """The statuses a filter lists. `scheduled` includes `pre_live`: the grid asks for live and
+    scheduled streams, and one about to start (pre-live) must not vanish from both."""
+    if wanted in (StatusFilter.SCHEDULED, StatusFilter.UPCOMING):
+        return UPCOMING_STATUSES
+    return frozenset({StreamStatus(wanted.value)})
+
+
 def can_transition(current: StreamStatus, target: StreamStatus) -> bool:
     return target in TRANSITIONS[current]
 

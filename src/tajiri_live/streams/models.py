@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tajiri_live.core.columns import (
@@ -124,12 +124,21 @@ class StreamCoHost(Base):
 
 
 class StreamViewer(Base):
-    """One viewing session: a join, its leave, and the time watched."""
+    """One viewing session: a visit (a viewer's continuous presence), its end, the time
+    watched. Written under the visit's key, so whichever node sees it end closes it."""
 
     __tablename__ = "stream_viewers"
     __table_args__ = (
         Index("ix_stream_viewers_stream_id_joined_at", "stream_id", "joined_at"),
         Index("ix_stream_viewers_user_id", "user_id"),
+        # Open sessions only: what a starting node checks against presence.
+        Index(
+            "ix_stream_viewers_open",
+            "stream_id",
+            postgresql_where=text("left_at IS NULL"),
+            sqlite_where=text("left_at IS NULL"),
+        ),
+        UniqueConstraint("visit_key"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -139,6 +148,7 @@ class StreamViewer(Base):
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     watch_duration: Mapped[int] = counter()
     region: Mapped[str | None] = mapped_column(String(64))  # as the client said; None: unknown
+    visit_key: Mapped[str | None] = mapped_column(String(32))  # None: written before visits
     created_at: Mapped[datetime] = created_at()
 
     user: Mapped[User | None] = relationship(lazy="raise")

@@ -24,13 +24,18 @@ def storage_base_url(settings: Settings) -> str:
 
 
 def playback_url(stream: LiveStream, settings: Settings, *, viewer_id: int = 0) -> str | None:
-    """The HLS playlist, once the stream is live (with ingest: and its playlist exists).
+    """The HLS playlist once it can be played, else None (the client then waits for the
+    `status_changed` that carries it): with ingest, when the stream is live and its playlist
+    exists; without, while live if `hls_base_url` names the server that has it (nothing here
+    serves HLS without ingest: a link would be dead).
 
     With ingest the link is signed for `viewer_id` (0: anyone who hears a broadcast)."""
     if stream.status != StreamStatus.LIVE:
         return None
     if not settings.ingest_enabled:
-        return f"{settings.resolved_hls_base_url}/{stream.id}/index.m3u8"
+        if not settings.hls_base_url:
+            return None
+        return f"{settings.hls_base_url.rstrip('/')}/{stream.id}/index.m3u8"
     if stream.playback_ready_at is None:
         return None
     return links.media_url(

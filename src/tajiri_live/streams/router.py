@@ -21,7 +21,7 @@ from tajiri_live.engagement import service as engagement_service
 from tajiri_live.ingest.dependencies import IngestDep
 from tajiri_live.streams import presenters, service
 from tajiri_live.streams.dependencies import OwnedStreamDep, StreamDep
-from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
+from tajiri_live.streams.lifecycle import FINAL_STATUSES, StatusFilter, StreamStatus, statuses_of
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.streams.schemas import StatusUpdate, StreamCreate, StreamUpdate
 from tajiri_live.users.dependencies import (
@@ -95,7 +95,7 @@ async def _list(
     runtime: RuntimeDep,
     viewer: Any,
     *,
-    status: StreamStatus | None,
+    status: StatusFilter | None,
     owner_id: int | None,
     category: str | None,
     page: int,
@@ -107,7 +107,7 @@ async def _list(
     result = await service.list_streams(
         session,
         viewer=viewer,
-        status=status,
+        statuses=statuses_of(status) if status is not None else None,
         owner_id=owner_id,
         category=category,
         following=following,
@@ -129,7 +129,7 @@ async def list_streams(
     session: SessionDep,
     runtime: RuntimeDep,
     viewer: OptionalPrincipal,
-    status: StreamStatus | None = None,
+    status: StatusFilter | None = None,
     user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     category: str | None = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
@@ -159,7 +159,7 @@ async def user_streams(
     session: SessionDep,
     runtime: RuntimeDep,
     viewer: OptionalPrincipal,
-    status: StreamStatus | None = None,
+    status: StatusFilter | None = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int | None, Query(ge=1, le=1_000)] = None,
 ) -> dict[str, Any]:

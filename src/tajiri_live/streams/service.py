@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -17,6 +17,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.settings import Settings
 from tajiri_live.notifications import service as notifications
 from tajiri_live.notifications.messages import SCHEDULED
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
@@ -91,12 +92,59 @@ async def get_visible_stream(
     stream = await session.scalar(query.options(*_with_people()) if people else query)
     if stream is None:
         raise not_found()
+    await _ensure_visible(session, stream, viewer)
+    return stream
+
+
+async def _ensure_visible(session: AsyncSession, stream: LiveStream, viewer: Any) -> None:
     # Most streams are public: only the others pay for the follow and co-host subqueries.
     if stream.privacy != "public" and not await session.scalar(
-        select(LiveStream.id).where(LiveStream.id == stream_id, visible_to(viewer))
+        select(LiveStream.id).where(LiveStream.id == stream.id, visible_to(viewer))
     ):
         raise not_found()
-    return stream
+
+
+def broadcasting(user_id: int) -> ColumnElement[bool]:
+    """The stream's owner or an accepted co-host: they broadcast and are never its viewers."""
+    return or_(
+        LiveStream.user_id == user_id,
+        exists().where(
+            StreamCoHost.stream_id == LiveStream.id,
+            StreamCoHost.user_id == user_id,
+            StreamCoHost.status == "accepted",
+        ),
+    )
+
+
+async def get_watched_stream(
+    session: AsyncSession,
+    *,
+    stream_id: int,
+    viewer: Principal | None,
+    watcher: int | None = None,
+) -> tuple[LiveStream, bool]:
+    """A stream `viewer` may see (404 otherwise) and whether `watcher` (by default the viewer)
+    broadcasts on it, in the same query: socket admission stays one query for public ones."""
+    user_id = watcher if watcher is not None else (viewer.user_id if viewer else None)
+    role = broadcasting(user_id) if user_id is not None else false()
+    row = (
+        await session.execute(
+            select(LiveStream, role.label("broadcasts")).where(LiveStream.id == stream_id)
+        )
+    ).first()
+    if row is None:
+        raise not_found()
+    stream, broadcasts = row
+    await _ensure_visible(session, stream, viewer)
+    return stream, bool(broadcasts)
+
+
+async def broadcasts(session: AsyncSession, *, stream_id: int, user_id: int) -> bool:
+    """Is `user_id` the stream's owner or an accepted co-host?"""
+    found = await session.scalar(
+        select(LiveStream.id).where(LiveStream.id == stream_id, broadcasting(user_id))
+    )
+    return found is not None
 
 
 async def owner_of(session: AsyncSession, stream_id: int) -> int | None:
@@ -133,7 +181,7 @@ async def list_streams(
     session: AsyncSession,
     *,
     viewer: Principal | None,
-    status: StreamStatus | None = None,
+    statuses: frozenset[StreamStatus] | None = None,
     owner_id: int | None = None,
     category: str | None = None,
     following: bool = False,
@@ -146,8 +194,8 @@ async def list_streams(
             Follow.follower_id == (viewer.user_id if viewer else -1)
         )
         conditions.append(LiveStream.user_id.in_(followed))
-    if status is not None:
-        conditions.append(LiveStream.status == status.value)
+    if statuses:
+        conditions.append(LiveStream.status.in_(sorted(s.value for s in statuses)))
     if owner_id is not None:
         conditions.append(LiveStream.user_id == owner_id)
     if category:
@@ -246,16 +294,23 @@ async def delete_stream(session: AsyncSession, *, stream: LiveStream) -> None:
 # --- lifecycle ----------------------------------------------------------------------------
 
 
+def on_air(stream: LiveStream, settings: Settings) -> bool:
+    """Can viewers play it? Without ingest nothing tells: `live` is on air. With ingest, only
+    once the encoder's playlist exists (a `start` before the encoder is live but silent)."""
+    return not settings.ingest_enabled or stream.playback_ready_at is not None
+
+
 def _stamps(
-    stream: LiveStream, target: StreamStatus, now: datetime, hold_seconds: float
+    stream: LiveStream, target: StreamStatus, now: datetime, hold_seconds: float, on_air: bool
 ) -> dict[str, Any]:
     if target is StreamStatus.PRE_LIVE:
         return {"pre_live_started_at": now}
     if target is StreamStatus.LIVE:
-        # A reconnect keeps the original start; the live segment restarts.
+        # A reconnect keeps the original start; the live segment restarts. `started_at` (and
+        # so `duration`) counts from the moment it could be watched, not from `start`.
         return {
             "live_started_at": now,
-            "started_at": stream.started_at or now,
+            "started_at": stream.started_at or (now if on_air else None),
             "ending_started_at": None,
             "ending_deadline": None,
         }
@@ -282,9 +337,10 @@ async def _apply_step(
     target: StreamStatus,
     now: datetime,
     hold_seconds: float,
+    on_air: bool,
 ) -> bool:
     """One conditional update; True if this call made the change."""
-    values = _stamps(stream, target, now, hold_seconds)
+    values = _stamps(stream, target, now, hold_seconds, on_air)
     result = await session.execute(
         update(LiveStream)
         .where(LiveStream.id == stream.id, LiveStream.status == stream.status)
@@ -330,12 +386,13 @@ async def move(
                 requested_status=target.value,
             )
         now = runtime.clock.now()
-        if await _apply_step(session, stream, path[0], now, hold):
+        ready = on_air(stream, runtime.settings)
+        if await _apply_step(session, stream, path[0], now, hold, ready):
             steps.append(_status_event(runtime, stream, current.value, now))
             # Followers hear of it through the outbox, committed with the transition.
             await notifications.on_transition(session, stream=stream, target=path[0], now=now)
         else:
-            await session.refresh(stream, ["status", "started_at"])
+            await session.refresh(stream, ["status", "started_at", "playback_ready_at"])
     await session.commit()
     await _publish_steps(runtime, steps)
     return [(e.data["old_status"], e.data["status"]) for e in steps]

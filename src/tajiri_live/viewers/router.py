@@ -59,7 +59,7 @@ async def join(
         )
     current = await viewers_of(request).rest_join(
         session,
-        stream_id=stream.id,
+        stream=stream,
         user_id=principal.user_id,
         region=clean_region(payload.get("region")) or clean_region(principal.region),
     )

@@ -1,15 +1,22 @@
-"""Viewing sessions (`stream_viewers` rows), written in batches off the socket path."""
+"""Viewing sessions (`stream_viewers` rows), written in batches off the socket path.
+
+A row is a visit (docs/architecture.md, "Counting viewers") and is written under the visit's
+key: its start by the node that began it, its end by whichever node saw it end (another node,
+a reaper, a sweep). Both writes are upserts, so they may arrive in either order.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tajiri_live.core.db import dialect_insert
 from tajiri_live.streams.models import StreamViewer
 
 log = logging.getLogger(__name__)
@@ -25,7 +32,6 @@ def clean_region(value: object) -> str | None:
 
 
 MAX_PENDING = 100_000  # records kept while the database is unreachable
-NOT_STORED = -1  # row_id of a session whose stream was deleted before it could be written
 
 
 @dataclass(eq=False)
@@ -34,7 +40,7 @@ class ViewingSession:
     user_id: int | None
     joined_at: datetime
     left_at: datetime | None = None
-    row_id: int | None = field(default=None)
+    key: str | None = None  # the visit's key: the row is found by it
     region: str | None = None  # as the client said on join (analytics' viewers by region)
 
     @property
@@ -42,9 +48,50 @@ class ViewingSession:
         end = self.left_at or self.joined_at
         return max(0, int((end - self.joined_at).total_seconds()))
 
+    def row(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id,
+            "user_id": self.user_id,
+            "joined_at": self.joined_at,
+            "created_at": self.joined_at,
+            "left_at": self.left_at,
+            "watch_duration": self.watch_seconds,
+            "region": self.region,
+            "visit_key": self.key,
+        }
+
+
+async def record(
+    db: AsyncSession,
+    *,
+    opened: Sequence[ViewingSession] = (),
+    closed: Sequence[ViewingSession] = (),
+) -> None:
+    """Write visits' starts and ends, and commit. A start never undoes an end written first;
+    an end writes the whole row when its start has not arrived yet."""
+    insert = dialect_insert(db)
+    if opened:
+        await db.execute(
+            insert(StreamViewer).on_conflict_do_nothing(index_elements=["visit_key"]),
+            [s.row() for s in opened],
+        )
+    if closed:
+        statement = insert(StreamViewer)
+        await db.execute(
+            statement.on_conflict_do_update(
+                index_elements=["visit_key"],
+                set_={
+                    "left_at": statement.excluded.left_at,
+                    "watch_duration": statement.excluded.watch_duration,
+                },
+            ),
+            [s.row() for s in closed],
+        )
+    await db.commit()
+
 
 class ViewerLog:
-    """Queues joins and leaves; `flush()` writes them with two statements."""
+    """Queues visits' starts and ends; `flush()` writes them with two statements."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -54,8 +101,7 @@ class ViewerLog:
     def joined(self, session: ViewingSession) -> None:
         self._joins.append(session)
 
-    def left(self, session: ViewingSession, at: datetime) -> None:
-        session.left_at = at
+    def left(self, session: ViewingSession) -> None:
         self._leaves.append(session)
 
     async def flush(self) -> int:
@@ -73,52 +119,17 @@ class ViewerLog:
             self._joins = (joins + self._joins)[-MAX_PENDING:]
             self._leaves = (leaves + self._leaves)[-MAX_PENDING:]
             raise
-        # A leave whose join was not written yet waits for the next flush.
-        self._leaves.extend(v for v in leaves if v.row_id is None)
         return len(joins) + len(leaves)
 
     async def _write(self, joins: list[ViewingSession], leaves: list[ViewingSession]) -> None:
         async with self._sessions() as db:
-            if joins:
-                rows = [
-                    {
-                        "stream_id": j.stream_id,
-                        "user_id": j.user_id,
-                        "joined_at": j.joined_at,
-                        "created_at": j.joined_at,
-                        "left_at": j.left_at,
-                        "watch_duration": j.watch_seconds,
-                        "region": j.region,
-                    }
-                    for j in joins
-                ]
-                result = await db.execute(
-                    insert(StreamViewer).returning(StreamViewer.id, sort_by_parameter_order=True),
-                    rows,
-                )
-                for viewing, row_id in zip(joins, result.scalars().all(), strict=True):
-                    viewing.row_id = row_id
-            written_now = {id(j) for j in joins}
-            done = [
-                v for v in leaves if v.row_id not in (None, NOT_STORED) and id(v) not in written_now
-            ]
-            if done:
-                await db.execute(
-                    update(StreamViewer).execution_options(synchronize_session=False),
-                    [
-                        {"id": v.row_id, "left_at": v.left_at, "watch_duration": v.watch_seconds}
-                        for v in done
-                    ],
-                )
-            await db.commit()
+            await record(db, opened=joins, closed=leaves)
 
     async def _write_one_by_one(
         self, joins: list[ViewingSession], leaves: list[ViewingSession]
     ) -> None:
-        for viewing in joins:
+        for viewing, closing in [(j, False) for j in joins] + [(v, True) for v in leaves]:
             try:
-                await self._write([viewing], [])
+                await self._write([] if closing else [viewing], [viewing] if closing else [])
             except IntegrityError:
-                viewing.row_id = NOT_STORED
                 log.info("dropped a viewing session of stream %s (gone)", viewing.stream_id)
-        await self._write([], leaves)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.clientaddr import client_address
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.payload import MAX_ID
@@ -21,7 +23,7 @@ from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
 from tajiri_live.users import service as users_service
 from tajiri_live.viewers.service import Viewers, member_of
-from tajiri_live.viewers.sessions import ViewingSession, clean_region
+from tajiri_live.viewers.sessions import clean_region
 
 # A client action (e.g. `reaction`): (connection's context, data) -> error frame data or None.
 ActionHandler = Callable[["SocketContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -39,6 +41,7 @@ class SocketContext:
     stream_id: int | None
     connection: WebSocketConnection | None = None
     region: str | None = None
+    address: str | None = None  # an anonymous viewer's client address
 
 
 @dataclass
@@ -66,7 +69,12 @@ class PlainSocketApp:
         principal: Principal | None = None
         try:
             if token:
-                principal = await identity.authenticate_socket(token)
+                address = client_address(
+                    handshake.peer,
+                    handshake.headers.get("x-forwarded-for"),
+                    self.runtime.settings.trusted_proxies,
+                )
+                principal = await identity.authenticate_socket(token, address=address)
             elif claimed and self.runtime.settings.legacy_client_identity:
                 if not (claimed.isascii() and claimed.isdigit()) or not 0 < int(claimed) <= MAX_ID:
                     raise Refusal(400, "The user_id must be a positive integer.")
@@ -94,9 +102,10 @@ class PlainSocketApp:
         stream_id = int(handshake.params["stream_id"])
         async with self.runtime.sessions() as session:
             try:
-                # only the status is needed: not the owner and co-hosts (two queries fewer)
-                stream = await streams_service.get_visible_stream(
-                    session, stream_id=stream_id, viewer=principal, people=False
+                # The status, and whether the user broadcasts here (owner or accepted co-host:
+                # never a viewer), in one query; not the people (two queries fewer).
+                stream, broadcasts = await streams_service.get_watched_stream(
+                    session, stream_id=stream_id, viewer=principal
                 )
             except ApiError as error:
                 raise Refusal(404, error.message) from error
@@ -106,10 +115,19 @@ class PlainSocketApp:
                 )
                 if found is not None and found.kind == "ban":
                     raise Refusal(403, "You are banned from this stream.")
-        counted = stream.status_enum not in FINAL_STATUSES
+        counted = stream.status_enum not in FINAL_STATUSES and not broadcasts
+        address = None
+        if principal is None:  # anonymous viewers are capped per address
+            address = client_address(
+                handshake.peer,
+                handshake.headers.get("x-forwarded-for"),
+                self.runtime.settings.trusted_proxies,
+            )
         return PlainSession(
             self,
-            SocketContext(principal, stream_id, region=_region(handshake, principal)),
+            SocketContext(
+                principal, stream_id, region=_region(handshake, principal), address=address
+            ),
             stream_channel(stream_id),
             counted=counted,
         )
@@ -134,7 +152,7 @@ class PlainSession:
         self.counted = counted and context.stream_id is not None
         self.user_id = context.principal.user_id if context.principal else None
         self.member = member_of(self.user_id, secrets.token_hex(8))
-        self.viewing: ViewingSession | None = None
+        self._watching: asyncio.Task[bool] | None = None
 
     def opened(self, connection: WebSocketConnection) -> None:
         app = self.app
@@ -153,19 +171,25 @@ class PlainSession:
         )
         stream_id = self.context.stream_id
         if self.counted and stream_id is not None:
-            self.viewing = ViewingSession(stream_id, self.user_id, now, region=self.context.region)
-            app.gateway.spawn(
-                app.viewers.socket_joined(stream_id, self.member, self.viewing), name="viewer-join"
+            watch = app.viewers.watch(
+                stream_id, self.member, region=self.context.region, address=self.context.address
             )
+            self._watching = app.gateway.spawn(watch, name="viewer-join")
 
     def closed(self, connection: WebSocketConnection) -> None:
+        watching, self._watching = self._watching, None
+        if watching is not None:
+            self.app.gateway.spawn(self._unwatch(watching), name="viewer-leave")
+
+    async def _unwatch(self, watching: asyncio.Task[bool]) -> None:
+        # After the join, whatever the order the two tasks were started in.
+        try:
+            await watching
+        except Exception:
+            return  # never held (logged by the gateway)
         stream_id = self.context.stream_id
-        if self.viewing is not None and stream_id is not None:
-            self.app.gateway.spawn(
-                self.app.viewers.socket_left(stream_id, self.member, self.viewing),
-                name="viewer-leave",
-            )
-            self.viewing = None
+        if stream_id is not None:
+            await self.app.viewers.unwatch(stream_id, self.member)
 
     def received(self, connection: WebSocketConnection, text: str) -> None:
         message = client_message(text)

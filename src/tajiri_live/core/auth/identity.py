@@ -132,12 +132,12 @@ class Identity:
 
     # --- sockets -------------------------------------------------------------------------
 
-    async def authenticate_socket(self, token: str) -> Principal:
+    async def authenticate_socket(self, token: str, *, address: str | None = None) -> Principal:
         """A user token, or a viewer token minted by `join` (sockets only)."""
         _check_shape(token)
         viewer = self.viewer_tokens.read(token)
         if viewer is None:
-            return await self.authenticate(token)
+            return await self.authenticate(token, address=address)
         if viewer.source == LEGACY and not self.legacy_client_identity:
             raise ApiError(401, "This viewer token came from a request without a token: sign in.")
         credential = viewer.credential or ""
