@@ -164,7 +164,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             sample_per_second=settings.sample_comments_per_second,
         ),
     )
-    gateway = Gateway(hub, idle_timeout=settings.ws_idle_timeout_seconds)
+    gateway = Gateway(
+        hub,
+        idle_timeout=settings.ws_idle_timeout_seconds,
+        max_message_bytes=settings.ws_max_message_bytes,
+        max_fragments=settings.ws_max_fragments,
+    )
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
     sockets = PlainSocketApp(runtime, gateway, viewers)
     sockets.actions["reaction"] = reaction_action(runtime)

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     sample_room_size: int = 1000  # rooms this big...
     sample_comments_per_second: int = 50  # ...get at most this many comments a second
     ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a client message, assembled
+    ws_max_fragments: int = Field(default=64, ge=1)  # frames one client message may span
     viewer_count_interval_seconds: float = 3.0
     presence_member_ttl_seconds: float = 30.0  # a dead node's viewers leave within this
     presence_renew_seconds: float = 10.0

@@ -9,7 +9,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tajiri_live.realtime.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from tajiri_live.realtime.frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_TRY_AGAIN_LATER,
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+)
 from tajiri_live.realtime.hub import Hub
 
 if TYPE_CHECKING:
@@ -60,9 +65,18 @@ SocketApp = Callable[[Handshake], Awaitable[SocketSession]]
 
 
 class Gateway:
-    def __init__(self, hub: Hub, *, idle_timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        idle_timeout: float = 180.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+    ) -> None:
         self.hub = hub
         self.idle_timeout = idle_timeout
+        self.max_message_bytes = max_message_bytes  # a client message, assembled
+        self.max_fragments = max_fragments  # frames one client message may be split into
         self.connections: set[WebSocketConnection] = set()
         self._routes: list[tuple[re.Pattern[str], SocketApp]] = []
         self._tasks: set[asyncio.Task[Any]] = set()

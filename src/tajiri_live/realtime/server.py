@@ -56,7 +56,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._gateway: Gateway = gateway
         self._server_state = server_state
         self._buffer = bytearray()
-        self._parser = frames.FrameParser()
+        self._parser = frames.FrameParser(gateway.max_message_bytes, gateway.max_fragments)
         self.state = HANDSHAKE
         self.session: SocketSession | None = None
         self.transport: Any = None
