@@ -21,11 +21,13 @@ from tajiri_live.analytics.jobs import analytics_jobs
 from tajiri_live.analytics.router import router as analytics_router
 from tajiri_live.analytics.service import LiveReportCache
 from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.broadcasting.router import MAX_BATCH as PUSHER_MAX_BATCH
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
 from tajiri_live.core import logredact
 from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.bodylimit import BodyLimitMiddleware, BodyLimits
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.errors import install_error_handlers
@@ -62,6 +64,23 @@ from tajiri_live.wallet.router import router as wallet_router
 log = logging.getLogger(__name__)
 
 IDLE_SWEEP_SECONDS = 30.0
+UPLOAD_FORM_OVERHEAD = 64 * 1024  # a thumbnail's form also carries the stream's text fields
+PUSHER_ENVELOPE_HEADROOM = 32 * 1024  # name, up to 100 channel names, socket_id, info
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    """Per route: uploads get the thumbnail limit, the Pusher HTTP API Pusher's data limit
+    (escaped inside JSON: up to twice as long) plus its envelope, everything else 1 MB."""
+    upload = settings.max_thumbnail_bytes + UPLOAD_FORM_OVERHEAD
+    pusher_event = 2 * settings.pusher_max_payload_bytes + PUSHER_ENVELOPE_HEADROOM
+    return BodyLimits.build(
+        settings.max_body_bytes,
+        [
+            (r"/api/streams(/\d+)?", ("POST", "PUT"), upload, "multipart/form-data"),
+            (r"/apps/[^/]+/events", ("POST",), pusher_event, None),
+            (r"/apps/[^/]+/batch_events", ("POST",), PUSHER_MAX_BATCH * pusher_event, None),
+        ],
+    )
 
 
 @dataclass
@@ -238,6 +257,7 @@ def create_app(
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
 
     api = APIRouter(prefix="/api")
     api.include_router(gifts_router)  # before /streams/{id}

@@ -81,7 +81,10 @@ class Settings(BaseSettings):
     spam_max_links: int = 2  # more links than this in one comment is spam
     max_mute_minutes: int = 24 * 60
 
-    # --- uploads -------------------------------------------------------------------------
+    # --- request bodies and uploads ---------------------------------------------------------
+    # Counted while they stream in, before anything reads them (core/bodylimit.py); uploads
+    # and the Pusher HTTP API have their own limits.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_thumbnail_bytes: int = 5 * 1024 * 1024
 
     # --- ingest and playback (nginx-rtmp, ffmpeg; docs/operations.md "Ingest") ---------------
