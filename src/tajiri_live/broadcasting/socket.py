@@ -18,6 +18,7 @@ import orjson
 from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import control_message, find_control
 from tajiri_live.realtime.encoders import client_message
 from tajiri_live.realtime.events import Event
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
@@ -136,6 +137,10 @@ class PusherSession:
             connection.send(pusher_error(None, 'Send JSON objects: {"event": "...", "data": ...}.'))
             return
         name: str = message["event"]
+        field = find_control(message)
+        if field is not None:
+            connection.send(pusher_error(None, control_message(field)))
+            return
         data = message.get("data")
         if isinstance(data, str) and name.startswith("pusher:"):
             try:

@@ -13,6 +13,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from tajiri_live.core.text import ERROR_TYPE as CONTROL_CHARACTERS
+
 log = logging.getLogger(__name__)
 
 
@@ -92,9 +94,16 @@ def _readable(error: Mapping[str, Any]) -> str:
         "json_invalid": "The request body is not valid JSON.",
         "model_attributes_type": "The request body must be a JSON object.",
         "dict_type": "The request body must be a JSON object.",
+        CONTROL_CHARACTERS: f"The {field} must not contain control characters.",
     }
     if kind in messages:
         return messages[kind]
+    if kind in ("too_short", "too_long"):
+        # Constraints on a string typed `Text` are checked as lengths after its validator.
+        unit = "characters" if isinstance(error.get("input"), str) else "items"
+        if kind == "too_short":
+            return f"The {field} must be at least {ctx.get('min_length')} {unit}."
+        return f"The {field} may not be greater than {longest} {unit}."
     text = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
     return text if text[:1].isupper() else f"The {field} is invalid: {text}."
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from tajiri_live.core.errors import ApiError, ValidationFailed, laravel_errors
+from tajiri_live.core.text import control_message, find_control
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z_][\w]*)\[(?P<index>\d*)\]$")
 MAX_JSON_BYTES = 1024 * 1024
@@ -20,7 +21,17 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 async def read_payload(request: Request) -> dict[str, Any]:
-    """The body as a dict; `tags[0]`, `tags[1]` (or `tags[]`) become a list under `tags`."""
+    """The body as a dict; `tags[0]`, `tags[1]` (or `tags[]`) become a list under `tags`.
+    Any string in it with a control character is refused here, naming its field, whether or
+    not a schema reads that field later."""
+    payload = await _read(request)
+    field = find_control(payload)
+    if field is not None:
+        raise ValidationFailed({field: [control_message(field)]})
+    return payload
+
+
+async def _read(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         async with request.form() as form:

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.payload import MAX_ID, DbId, read_payload, validated
+from tajiri_live.core.text import Text
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
@@ -208,7 +209,7 @@ class CohostInvite(BaseModel):
 
 
 class CohostAnswer(BaseModel):
-    status: str
+    status: Text = Field(max_length=20)
 
 
 CohostId = Annotated[int, Path(ge=1, le=2**62)]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
 from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.text import Text
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
 from tajiri_live.moderation import service as moderation
@@ -25,7 +26,7 @@ class GiftSend(BaseModel):
 
     gift_id: DbId
     quantity: int = Field(default=1, ge=1, le=99)
-    message: str | None = Field(default=None, max_length=255)
+    message: Text | None = Field(default=None, max_length=255)
 
 
 @router.get("/gifts", summary="The active gift catalog")
@@ -40,7 +41,7 @@ async def send_gift(
     session: SessionDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
-    idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    idempotency_key: Annotated[Text | None, Header(max_length=100)] = None,
 ) -> JSONResponse:
     payload = await read_payload(request)
     ensure_same_user(payload.pop("sender_id", None), principal, "sender_id")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.text import Text
 from tajiri_live.moderation import service
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.users.dependencies import CurrentPrincipal
@@ -23,7 +24,7 @@ class BanCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
     user_id: DbId
-    reason: str | None = Field(default=None, max_length=255)
+    reason: Text | None = Field(default=None, max_length=255)
 
 
 class MuteCreate(BanCreate):

@@ -12,9 +12,10 @@ from sqlalchemy import delete, func, select
 from tajiri_live.core.clock import iso
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.errors import ApiError, forbidden
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.pagination import page_links
 from tajiri_live.core.payload import MAX_ID, read_payload, validated
+from tajiri_live.core.text import Text, control_message, find_control
 from tajiri_live.notifications import messages, service
 from tajiri_live.notifications.models import (
     Device,
@@ -156,9 +157,9 @@ async def sync_follows(
 
 
 class DeviceIn(BaseModel):
-    token: str = Field(min_length=10, max_length=4096)
+    token: Text = Field(min_length=10, max_length=4096)
     platform: Literal["android", "ios", "web"] = "android"
-    locale: str = Field(default="sw", min_length=2, max_length=16)
+    locale: Text = Field(default="sw", min_length=2, max_length=16)
 
 
 @router.post("/devices", status_code=201, summary="Register a device for push (FCM token)")
@@ -199,6 +200,8 @@ async def unregister_device(
     token = (await read_payload(request)).get("token") or request.query_params.get("token")
     if not isinstance(token, str) or not token:
         raise ApiError(422, "The token field is required.", errors={"token": ["Required."]})
+    if find_control(token) is not None:
+        raise ValidationFailed({"token": [control_message("token")]})
     result = await session.execute(
         delete(Device).where(Device.token == token, Device.user_id == principal.user_id)
     )

@@ -16,6 +16,7 @@ from tajiri_live.core.pagination import page_links
 from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
+from tajiri_live.core.text import Text
 from tajiri_live.engagement import service as engagement_service
 from tajiri_live.ingest.dependencies import IngestDep
 from tajiri_live.streams import presenters, service
@@ -28,7 +29,10 @@ from tajiri_live.users.dependencies import CurrentPrincipal, OptionalPrincipal, 
 router = APIRouter(prefix="/streams", tags=["streams"])
 
 CurrentUserIdQuery = Annotated[
-    str | None, Query(description="Ignored for identity; must match the token when both are sent")
+    Text | None,
+    Query(
+        max_length=40, description="Ignored for identity; must match the token when both are sent"
+    ),
 ]
 
 
@@ -125,7 +129,7 @@ async def list_streams(
     viewer: OptionalPrincipal,
     status: StreamStatus | None = None,
     user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    category: str | None = None,
+    category: Annotated[Text | None, Query(max_length=100)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int | None, Query(ge=1, le=1_000)] = None,
     current_user_id: CurrentUserIdQuery = None,

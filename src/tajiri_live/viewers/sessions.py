@@ -10,6 +10,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tajiri_live.core.text import has_control
 from tajiri_live.streams.models import StreamViewer
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,9 @@ MAX_REGION_LENGTH = 64
 
 
 def clean_region(value: object) -> str | None:
-    """A client-sent region, trimmed and bounded; blanks and non-strings are unknown."""
-    if not isinstance(value, str) or not value.strip():
+    """A region, trimmed and bounded; blanks, non-strings and text with control characters
+    (a token claim the boundary did not see) are unknown."""
+    if not isinstance(value, str) or not value.strip() or has_control(value):
         return None
     return value.strip()[:MAX_REGION_LENGTH]
 

@@ -11,6 +11,7 @@ from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import control_message, find_control
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.encoders import client_message, plain_frame
 from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
@@ -80,6 +81,7 @@ class PlainSocketApp:
 
     async def admit_stream(self, handshake: Handshake) -> PlainSession:
         principal = await self._identify(handshake)
+        region = _region(handshake, principal)  # refused before any query when malformed
         stream_id = int(handshake.params["stream_id"])
         async with self.runtime.sessions() as session:
             try:
@@ -98,7 +100,7 @@ class PlainSocketApp:
         counted = stream.status_enum not in FINAL_STATUSES
         return PlainSession(
             self,
-            SocketContext(principal, stream_id, region=_region(handshake, principal)),
+            SocketContext(principal, stream_id, region=region),
             stream_channel(stream_id),
             counted=counted,
         )
@@ -106,6 +108,8 @@ class PlainSocketApp:
 
 def _region(handshake: Handshake, principal: Principal | None) -> str | None:
     """The region the client names on the socket, else the one in the token's profile."""
+    if find_control(handshake.query.get("region")) is not None:
+        raise Refusal(422, control_message("region"))
     named = clean_region(handshake.query.get("region"))
     return named or clean_region(principal.region if principal else None)
 
@@ -166,6 +170,10 @@ class PlainSession:
             )
             return
         name: str = message["event"]
+        field = find_control(message)
+        if field is not None:
+            connection.send(error_frame("invalid", control_message(field)))
+            return
         data = message.get("data")
         data = data if isinstance(data, dict) else {}
         if name == "ping":
