@@ -242,3 +242,35 @@ def _mentions_str(annotation: Any) -> bool:
     if annotation is str:
         return True
     return any(_mentions_str(arg) for arg in getattr(annotation, "__args__", ()))
+
+
+# --- 4. the limiter answers before any query ------------------------------------------------
+
+
+async def test_a_rate_limited_socket_reaction_costs_no_query(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    from sqlalchemy import event
+
+    from tajiri_live.core.auth import Principal
+    from tajiri_live.engagement.socket_actions import reaction_action
+    from tajiri_live.viewers.socket import SocketContext
+
+    stream_id = await live_stream(client, auth)
+    await client.get("/api/streams", headers=auth(FAN))
+    handle = reaction_action(runtime)
+    context = SocketContext(Principal(user_id=FAN), stream_id)
+    for _ in range(runtime.settings.reaction_limit):
+        assert await handle(context, {"reaction_type": "fire"}) is None
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        refused = await handle(context, {"reaction_type": "fire"})
+    finally:
+        event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
+    assert refused is not None and refused["code"] == "rate_limited"
+    assert statements == []

@@ -49,6 +49,7 @@ from tajiri_live.notifications.push import PushSender
 from tajiri_live.notifications.router import router as notifications_router
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.flood import FloodLimits
 from tajiri_live.realtime.gateway import Gateway
 from tajiri_live.realtime.hub import Hub, HubSettings
 from tajiri_live.realtime.pusher import PusherEncoder
@@ -188,6 +189,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         idle_timeout=settings.ws_idle_timeout_seconds,
         max_message_bytes=settings.ws_max_message_bytes,
         max_fragments=settings.ws_max_fragments,
+        flood_limits=FloodLimits(
+            rate=settings.ws_messages_per_second,
+            burst=settings.ws_message_burst,
+            queue=settings.ws_action_queue,
+            tolerance=settings.ws_flood_tolerance,
+        ),
     )
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
     sockets = PlainSocketApp(runtime, gateway, viewers)
@@ -293,6 +300,8 @@ def create_app(
             ("tajiri_ws_turns_total", "counter", stats.turns),
             ("tajiri_ws_turn_seconds_total", "counter", round(stats.turn_seconds, 6)),
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
+            ("tajiri_ws_dropped_messages_total", "counter", services.gateway.flood_stats.dropped),
+            ("tajiri_ws_flood_closed_total", "counter", services.gateway.flood_stats.closed),
             ("tajiri_gc_collections_total", "counter", PAUSES.collections),
             ("tajiri_gc_full_collections_total", "counter", PAUSES.full_collections),
             ("tajiri_gc_seconds_total", "counter", round(PAUSES.seconds, 6)),

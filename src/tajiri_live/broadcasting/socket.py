@@ -21,6 +21,7 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import control_message, find_control
 from tajiri_live.realtime.encoders import client_message
 from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.flood import Verdict
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.pusher import (
     CHANNEL_NAME,
@@ -112,6 +113,7 @@ class PusherSession:
         self._working = False
         self._window_start = 0.0
         self._window_count = 0
+        self.flood = app.gateway.flood_guard()
 
     # --- connection ------------------------------------------------------------------------
 
@@ -129,10 +131,19 @@ class PusherSession:
         connection.send(pusher_frame("pusher:connection_established", _json(established)))
 
     def closed(self, connection: WebSocketConnection) -> None:
+        self._operations.clear()  # subscribes not yet done are moot
         self._enqueue("close", {})
 
     def received(self, connection: WebSocketConnection, text: str) -> None:
         message = client_message(text)
+        subscription = message is not None and message["event"] in (
+            "pusher:subscribe",
+            "pusher:unsubscribe",
+        )
+        # Subscriptions are bounded by their own queue (Echo sends them all at connect);
+        # everything else spends the socket's message budget.
+        if not subscription and not self._within_budget(connection, self.flood.message()):
+            return
         if message is None:
             connection.send(pusher_error(None, 'Send JSON objects: {"event": "...", "data": ...}.'))
             return
@@ -153,6 +164,9 @@ class PusherSession:
             if not isinstance(data, dict) or not isinstance(data.get("channel"), str):
                 connection.send(pusher_error(None, f"{name} needs data with a channel."))
                 return
+            if len(self._operations) >= self.app.runtime.settings.pusher_max_subscriptions:
+                self._within_budget(connection, self.flood.refuse())
+                return
             self._enqueue(name.removeprefix("pusher:"), data)
         elif name.startswith("client-"):
             self._client_event(connection, name, message.get("channel"), data)
@@ -160,6 +174,20 @@ class PusherSession:
             return
         else:
             connection.send(pusher_error(None, f"Unsupported event '{name[:40]}'."))
+
+    def _within_budget(self, connection: WebSocketConnection, verdict: Verdict) -> bool:
+        if verdict is Verdict.ACCEPTED:
+            return True
+        if verdict is Verdict.TOLD:
+            connection.send(
+                pusher_error(
+                    CLIENT_EVENT_RATE_LIMITED,
+                    "Too many messages: slow down or this connection will be closed.",
+                )
+            )
+        elif verdict is Verdict.CLOSE:
+            connection.close(*self.close_codes.flood)
+        return False
 
     # --- ordered subscription work ---------------------------------------------------------
 
@@ -198,6 +226,12 @@ class PusherSession:
         channel = str(data["channel"])
         if channel in self.subscriptions:
             return  # Pusher ignores a repeated subscribe
+        limit = self.app.runtime.settings.pusher_max_subscriptions
+        if len(self.subscriptions) >= limit:
+            self._refuse(
+                channel[:164], 403, f"Too many subscriptions: at most {limit} per connection."
+            )
+            return
         if not CHANNEL_NAME.match(channel):
             self._refuse(channel[:164], 400, "Invalid channel name.")
             return

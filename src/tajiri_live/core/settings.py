@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s
     ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a client message, assembled
     ws_max_fragments: int = Field(default=64, ge=1)  # frames one client message may span
+    # What one socket may ask (realtime/flood.py): messages per second and at once, actions
+    # queued behind the running one, and drops tolerated after `rate_limited` before a 1008.
+    ws_messages_per_second: float = Field(default=10.0, gt=0)
+    ws_message_burst: int = Field(default=30, ge=1)
+    ws_action_queue: int = Field(default=8, ge=1)
+    ws_flood_tolerance: int = Field(default=90, ge=1)
     viewer_count_interval_seconds: float = 3.0
     presence_member_ttl_seconds: float = 30.0  # a dead node's viewers leave within this
     presence_renew_seconds: float = 10.0
@@ -188,6 +194,7 @@ class Settings(BaseSettings):
     pusher_activity_timeout_seconds: int = Field(default=120, ge=10)
     pusher_client_event_limit: int = 10  # client events per socket per second
     pusher_max_presence_members: int = 100
+    pusher_max_subscriptions: int = Field(default=100, ge=1)  # channels per connection
     pusher_max_payload_bytes: int = 10 * 1024  # an event's data, as Pusher limits it
 
     extra_cors_origins: list[str] = Field(default_factory=list)

@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tajiri_live.realtime.flood import FloodGuard, FloodLimits, FloodStats
 from tajiri_live.realtime.frames import (
     CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
     CLOSE_TRY_AGAIN_LATER,
     DEFAULT_MAX_FRAGMENTS,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -47,6 +49,7 @@ class CloseCodes:
     going_away: tuple[int, str] = (CLOSE_GOING_AWAY, "server shutting down")
     slow: tuple[int, str] = (CLOSE_TRY_AGAIN_LATER, "slow consumer")
     idle: tuple[int, str] = (CLOSE_GOING_AWAY, "idle timeout")
+    flood: tuple[int, str] = (CLOSE_POLICY, "policy violation: too many messages")
 
 
 class SocketSession(Protocol):
@@ -72,11 +75,14 @@ class Gateway:
         idle_timeout: float = 180.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        flood_limits: FloodLimits | None = None,
     ) -> None:
         self.hub = hub
         self.idle_timeout = idle_timeout
         self.max_message_bytes = max_message_bytes  # a client message, assembled
         self.max_fragments = max_fragments  # frames one client message may be split into
+        self.flood_limits = flood_limits or FloodLimits()  # per socket (realtime/flood.py)
+        self.flood_stats = FloodStats()
         self.connections: set[WebSocketConnection] = set()
         self._routes: list[tuple[re.Pattern[str], SocketApp]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -93,6 +99,10 @@ class Gateway:
             if match:
                 return await app(Handshake(path, query, headers, match.groupdict()))
         raise Refusal(404, "No WebSocket endpoint at this path.")
+
+    def flood_guard(self) -> FloodGuard:
+        """A fresh per-socket budget (one per admitted connection)."""
+        return FloodGuard(self.flood_limits, self.spawn, self.flood_stats)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> None:
         """Run background work tied to a connection; failures are logged, never raised."""

@@ -182,6 +182,8 @@ class WebSocketConnection(asyncio.Protocol):
             return
         session = self.session
         for message in messages:
+            if self.state != OPEN:  # closed by an earlier message (a flood, a ban)
+                return
             if message.opcode == frames.OP_TEXT and session is not None:
                 try:
                     text = message.payload.decode("utf-8")
@@ -207,7 +209,10 @@ class WebSocketConnection(asyncio.Protocol):
             return
         was_open = self.state == OPEN
         if was_open:
-            self.transport.write(frames.close_frame(code, reason))
+            # Replies queued for this socket alone (an error saying why) go out before the
+            # close; the hub would otherwise drop them with the socket.
+            pending, self.own = self.own, []
+            self.transport.write(b"".join(pending) + frames.close_frame(code, reason))
         self.state = CLOSED
         self._gateway.hub.drop(self)
         self.transport.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from tajiri_live.core.text import control_message, find_control
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.encoders import client_message, plain_frame
 from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
+from tajiri_live.realtime.flood import Verdict
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake, Refusal
 from tajiri_live.realtime.server import WebSocketConnection
 from tajiri_live.streams import service as streams_service
@@ -128,6 +130,7 @@ class PlainSession:
         self.user_id = context.principal.user_id if context.principal else None
         self.member = member_of(self.user_id, secrets.token_hex(8))
         self.viewing: ViewingSession | None = None
+        self.flood = app.gateway.flood_guard()
 
     def opened(self, connection: WebSocketConnection) -> None:
         app = self.app
@@ -152,6 +155,7 @@ class PlainSession:
             )
 
     def closed(self, connection: WebSocketConnection) -> None:
+        self.flood.clear()
         stream_id = self.context.stream_id
         if self.viewing is not None and stream_id is not None:
             self.app.gateway.spawn(
@@ -161,6 +165,8 @@ class PlainSession:
             self.viewing = None
 
     def received(self, connection: WebSocketConnection, text: str) -> None:
+        if not self._within_budget(connection, self.flood.message()):
+            return
         message = client_message(text)
         if message is None:
             connection.send(
@@ -188,7 +194,24 @@ class PlainSession:
                 error_frame("unauthenticated", "Sign in to do this: connect with a token.")
             )
             return
-        self.app.gateway.spawn(self._act(connection, handler, data), name=f"ws-{name}")
+        work = functools.partial(self._act, connection, handler, data)
+        self._within_budget(connection, self.flood.action(work, name))
+
+    def _within_budget(self, connection: WebSocketConnection, verdict: Verdict) -> bool:
+        """Answer a verdict of the socket's budget: told once, then quiet, then closed."""
+        if verdict is Verdict.ACCEPTED:
+            return True
+        if verdict is Verdict.TOLD:
+            connection.send(
+                error_frame(
+                    "rate_limited",
+                    "Too many messages: slow down or this connection will be closed.",
+                    retry_after=self.flood.retry_after,
+                )
+            )
+        elif verdict is Verdict.CLOSE:
+            connection.close(*self.close_codes.flood)
+        return False
 
     async def _act(
         self, connection: WebSocketConnection, handler: ActionHandler, data: dict[str, Any]
