@@ -274,3 +274,103 @@ async def test_a_rate_limited_socket_reaction_costs_no_query(
         event.remove(runtime.engine.sync_engine, "before_cursor_execute", count)
     assert refused is not None and refused["code"] == "rate_limited"
     assert statements == []
+
+
+# --- 3. batches never drop good rows for one bad one ----------------------------------------
+
+
+async def test_one_poisoned_viewer_session_does_not_erase_the_others(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """The attack: `?region=%00` made the whole batch of viewer sessions fail (31 viewers,
+    0 rows). The boundary refuses that region now; whatever else a row cannot hold (here a
+    NUL that got past it, or a stream deleted meanwhile) is quarantined alone."""
+    import sqlalchemy as sa
+
+    from dbutil import backend
+    from tajiri_live.core.batches import QUARANTINED
+    from tajiri_live.streams.models import StreamViewer
+    from tajiri_live.viewers.sessions import NOT_STORED, ViewerLog, ViewingSession
+
+    stream_id = await live_stream(client, auth)
+    now = runtime.clock.now()
+    log = ViewerLog(runtime.sessions)
+    good = [ViewingSession(stream_id, None, now, region="tz") for _ in range(31)]
+    if backend() == "postgresql":
+        poison = ViewingSession(stream_id, None, now, region="\u0000")
+    else:  # SQLite stores NUL; a row whose stream is gone fails the same way
+        poison = ViewingSession(2**40, None, now)
+    for viewing in [*good[:15], poison, *good[15:]]:
+        log.joined(viewing)
+    before = QUARANTINED["viewer_sessions"]
+    assert await log.flush() == 32
+    assert QUARANTINED["viewer_sessions"] == before + 1 and poison.row_id == NOT_STORED
+    async with runtime.sessions() as session:
+        rows = await session.scalar(
+            sa.select(sa.func.count()).where(StreamViewer.stream_id == stream_id)
+        )
+    assert rows == 31
+    metrics = (await client.get("/metrics")).text
+    assert f'tajiri_quarantined_rows_total{{writer="viewer_sessions"}} {before + 1}' in metrics
+    report = (await client.get(f"/api/streams/{stream_id}/analytics", headers=auth(OWNER))).json()
+    assert report["data"]["total_viewers"] == 31
+
+
+async def test_a_comment_the_database_refuses_is_answered_alone(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, app: Any
+) -> None:
+    import asyncio
+
+    from tajiri_live.core.batches import QUARANTINED
+    from tajiri_live.core.errors import ApiError
+
+    stream_id = await live_stream(client, auth)
+    await client.get("/api/streams", headers=auth(FAN))
+    writer = app.state.comment_writer
+    now = runtime.clock.now()
+    before = QUARANTINED["comments"]
+    results = await asyncio.gather(
+        *(
+            writer.write(
+                stream_id=2**40 if n == 2 else stream_id,  # a stream that is gone
+                user_id=FAN,
+                content=f"c{n}",
+                created_at=now,
+            )
+            for n in range(5)
+        ),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(refused) == 1 and isinstance(refused[0], ApiError)
+    assert refused[0].status_code == 409 and isinstance(results[2], ApiError)
+    assert QUARANTINED["comments"] == before + 1
+    listed = (await client.get(f"/api/streams/{stream_id}/comments")).json()["data"]
+    assert [c["content"] for c in listed] == ["c0", "c1", "c3", "c4"]
+
+
+async def test_one_failing_snapshot_does_not_cost_the_other_streams_theirs(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, monkeypatch: Any
+) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.exc import IntegrityError
+
+    from tajiri_live.analytics import jobs
+    from tajiri_live.analytics.models import StreamAnalytics
+    from tajiri_live.core.batches import QUARANTINED
+
+    first, second, third = [await live_stream(client, auth) for _ in range(3)]
+    real = jobs.service.take_snapshot
+
+    async def refuse_the_second(session: Any, *, stream: Any, **kwargs: Any) -> bool:
+        if stream.id == second:  # as the database would refuse a row it cannot hold
+            raise IntegrityError("INSERT INTO stream_analytics ...", {}, Exception("refused"))
+        return await real(session, stream=stream, **kwargs)
+
+    monkeypatch.setattr(jobs.service, "take_snapshot", refuse_the_second)
+    before = QUARANTINED["analytics_snapshots"]
+    assert await jobs.snapshot_live_streams(runtime) == 2
+    assert QUARANTINED["analytics_snapshots"] == before + 1
+    async with runtime.sessions() as session:
+        ids = set(await session.scalars(sa.select(StreamAnalytics.stream_id)))
+    assert ids == {first, third}

@@ -27,6 +27,7 @@ from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
 from tajiri_live.core import logredact
 from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.batches import QUARANTINED
 from tajiri_live.core.bodylimit import BodyLimitMiddleware, BodyLimits
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
@@ -65,6 +66,10 @@ from tajiri_live.wallet.router import router as wallet_router
 log = logging.getLogger(__name__)
 
 IDLE_SWEEP_SECONDS = 30.0
+# Batched writers that quarantine rows they cannot store (core/batches.py), always listed.
+QUARANTINE_WRITERS = frozenset(
+    {"viewer_sessions", "comments", "analytics_snapshots", "notification_triggers", "push_results"}
+)
 UPLOAD_FORM_OVERHEAD = 64 * 1024  # a thumbnail's form also carries the stream's text fields
 PUSHER_ENVELOPE_HEADROOM = 32 * 1024  # name, up to 100 channel names, socket_id, info
 
@@ -308,6 +313,10 @@ def create_app(
             ("tajiri_gc_pause_seconds_max", "gauge", round(PAUSES.max_seconds, 6)),
         ]
         body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
+        body += "# TYPE tajiri_quarantined_rows_total counter\n" + "".join(
+            f'tajiri_quarantined_rows_total{{writer="{writer}"}} {QUARANTINED[writer]}\n'
+            for writer in sorted(QUARANTINE_WRITERS | set(QUARANTINED))
+        )
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     @app.get("/ready", tags=["ops"], summary="The database answers")

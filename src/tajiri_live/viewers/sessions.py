@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import insert, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.text import has_control
 from tajiri_live.streams.models import StreamViewer
 
@@ -27,7 +29,8 @@ def clean_region(value: object) -> str | None:
 
 
 MAX_PENDING = 100_000  # records kept while the database is unreachable
-NOT_STORED = -1  # row_id of a session whose stream was deleted before it could be written
+NOT_STORED = -1  # row_id of a session that could not be written (quarantined)
+WRITER = "viewer_sessions"
 
 
 @dataclass(eq=False)
@@ -65,62 +68,62 @@ class ViewerLog:
         leaves, self._leaves = self._leaves, []
         if not joins and not leaves:
             return 0
+        written_now = {id(j) for j in joins}  # rows inserted now carry their leave already
         try:
-            await self._write(joins, leaves)
-        except IntegrityError:
-            # One bad row (its stream was deleted meanwhile) must not sink the batch.
-            await self._write_one_by_one(joins, leaves)
-        except (OperationalError, OSError):
-            # The database is away: keep the records for the next flush (bounded).
-            self._joins = (joins + self._joins)[-MAX_PENDING:]
+            # A bad row (its stream deleted meanwhile, a value the column refuses) is
+            # quarantined; the rest of the batch is written.
+            for viewing, _ in await write_in_halves(
+                joins, self._insert, writer=WRITER, describe=_describe
+            ):
+                viewing.row_id = NOT_STORED
+            done = [
+                v for v in leaves if v.row_id not in (None, NOT_STORED) and id(v) not in written_now
+            ]
+            await write_in_halves(done, self._update, writer=WRITER, describe=_describe)
+        except (OperationalError, InterfaceError, OSError):
+            # The database is away: keep what was not written for the next flush (bounded).
+            unwritten = [j for j in joins if j.row_id is None]
+            self._joins = (unwritten + self._joins)[-MAX_PENDING:]
             self._leaves = (leaves + self._leaves)[-MAX_PENDING:]
             raise
         # A leave whose join was not written yet waits for the next flush.
         self._leaves.extend(v for v in leaves if v.row_id is None)
         return len(joins) + len(leaves)
 
-    async def _write(self, joins: list[ViewingSession], leaves: list[ViewingSession]) -> None:
+    async def _insert(self, joins: Sequence[ViewingSession]) -> None:
+        rows = [
+            {
+                "stream_id": j.stream_id,
+                "user_id": j.user_id,
+                "joined_at": j.joined_at,
+                "created_at": j.joined_at,
+                "left_at": j.left_at,
+                "watch_duration": j.watch_seconds,
+                "region": j.region,
+            }
+            for j in joins
+        ]
         async with self._sessions() as db:
-            if joins:
-                rows = [
-                    {
-                        "stream_id": j.stream_id,
-                        "user_id": j.user_id,
-                        "joined_at": j.joined_at,
-                        "created_at": j.joined_at,
-                        "left_at": j.left_at,
-                        "watch_duration": j.watch_seconds,
-                        "region": j.region,
-                    }
-                    for j in joins
-                ]
-                result = await db.execute(
-                    insert(StreamViewer).returning(StreamViewer.id, sort_by_parameter_order=True),
-                    rows,
-                )
-                for viewing, row_id in zip(joins, result.scalars().all(), strict=True):
-                    viewing.row_id = row_id
-            written_now = {id(j) for j in joins}
-            done = [
-                v for v in leaves if v.row_id not in (None, NOT_STORED) and id(v) not in written_now
-            ]
-            if done:
-                await db.execute(
-                    update(StreamViewer).execution_options(synchronize_session=False),
-                    [
-                        {"id": v.row_id, "left_at": v.left_at, "watch_duration": v.watch_seconds}
-                        for v in done
-                    ],
-                )
+            result = await db.execute(
+                insert(StreamViewer).returning(StreamViewer.id, sort_by_parameter_order=True),
+                rows,
+            )
+            ids = result.scalars().all()
+            await db.commit()
+        for viewing, row_id in zip(joins, ids, strict=True):
+            viewing.row_id = row_id
+
+    async def _update(self, leaves: Sequence[ViewingSession]) -> None:
+        async with self._sessions() as db:
+            await db.execute(
+                update(StreamViewer).execution_options(synchronize_session=False),
+                [
+                    {"id": v.row_id, "left_at": v.left_at, "watch_duration": v.watch_seconds}
+                    for v in leaves
+                ],
+            )
             await db.commit()
 
-    async def _write_one_by_one(
-        self, joins: list[ViewingSession], leaves: list[ViewingSession]
-    ) -> None:
-        for viewing in joins:
-            try:
-                await self._write([viewing], [])
-            except IntegrityError:
-                viewing.row_id = NOT_STORED
-                log.info("dropped a viewing session of stream %s (gone)", viewing.stream_id)
-        await self._write([], leaves)
+
+def _describe(viewing: ViewingSession) -> str:
+    return f"a viewing session of stream {viewing.stream_id}"
