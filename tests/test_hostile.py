@@ -24,6 +24,15 @@ async def live_stream(client: httpx.AsyncClient, auth: Any, **fields: Any) -> in
     return stream_id
 
 
+async def credit(client: httpx.AsyncClient, auth: Any, user: int, amount: int) -> None:
+    answer = await client.post(
+        "/api/wallet/credit",
+        json={"user_id": user, "amount": amount},
+        headers=auth(ADMIN, admin=True),
+    )
+    assert answer.status_code == 200, answer.text
+
+
 class Body:
     """A request body streamed in chunks (no Content-Length), counting what was pulled."""
 
@@ -113,9 +122,7 @@ async def test_control_characters_are_refused_with_the_field_named_everywhere(
     client: httpx.AsyncClient, auth: Any
 ) -> None:
     stream_id = await live_stream(client, auth)
-    await client.post(
-        "/api/wallet/credit", json={"user_id": FAN, "amount": 1000}, headers=auth(ADMIN, admin=True)
-    )
+    await credit(client, auth, FAN, 1000)
     rose = (await client.get("/api/streams/gifts")).json()["data"][0]["id"]
     on = f"/api/streams/{stream_id}"
     cases: list[tuple[str, str, dict[str, Any], int, str]] = [
@@ -374,3 +381,149 @@ async def test_one_failing_snapshot_does_not_cost_the_other_streams_theirs(
     async with runtime.sessions() as session:
         ids = set(await session.scalars(sa.select(StreamAnalytics.stream_id)))
     assert ids == {first, third}
+
+
+# --- 5. idempotency as Stripe defines it ------------------------------------------------------
+
+
+async def gift_setup(client: httpx.AsyncClient, auth: Any, coins: int) -> tuple[int, int]:
+    stream_id = await live_stream(client, auth)
+    await client.get("/api/streams", headers=auth(FAN))
+    if coins:
+        await credit(client, auth, FAN, coins)
+    rose = next(
+        g["id"] for g in (await client.get("/api/streams/gifts")).json()["data"] if g["price"]
+    )
+    return stream_id, int(rose)
+
+
+async def test_fifty_concurrent_retries_all_answer_the_same_201(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """Default limits, a balance that pays for exactly one gift: before, 13 of 50 retries
+    answered 402 'your balance is 0' (and others 429) although the gift went through."""
+    import asyncio
+
+    from tajiri_live.wallet.service import ledger_is_balanced
+
+    stream_id, rose = await gift_setup(client, auth, 0)
+    price = next(
+        g["price"]
+        for g in (await client.get("/api/streams/gifts")).json()["data"]
+        if g["id"] == rose
+    )
+    await credit(client, auth, FAN, price)
+    headers = {**auth(FAN), "Idempotency-Key": "one-tap"}
+    answers = await asyncio.gather(
+        *(
+            client.post(f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers)
+            for _ in range(50)
+        )
+    )
+    assert [a.status_code for a in answers] == [201] * 50, {a.text for a in answers}
+    assert len({a.json()["data"]["id"] for a in answers}) == 1
+    assert sum(a.headers.get("Idempotent-Replayed") == "true" for a in answers) == 49
+    wallet = (await client.get("/api/wallet", headers=auth(FAN))).json()["data"]
+    assert wallet["balance"] == 0
+    async with runtime.sessions() as session:
+        assert await ledger_is_balanced(session)
+
+
+async def test_a_key_is_bound_to_its_request(client: httpx.AsyncClient, auth: Any) -> None:
+    first_stream, rose = await gift_setup(client, auth, 10_000)
+    other_stream = await live_stream(client, auth)
+    gifts = (await client.get("/api/streams/gifts")).json()["data"]
+    other_gift = next(g["id"] for g in gifts if g["id"] != rose)
+    headers = {**auth(FAN), "Idempotency-Key": "k-1"}
+    sent = await client.post(
+        f"/api/streams/{first_stream}/gifts", json={"gift_id": rose}, headers=headers
+    )
+    assert sent.status_code == 201
+    for url, body in (
+        (f"/api/streams/{other_stream}/gifts", {"gift_id": other_gift}),
+        (f"/api/streams/{first_stream}/gifts", {"gift_id": other_gift}),
+        (f"/api/streams/{first_stream}/gifts", {"gift_id": rose, "quantity": 2}),
+    ):
+        reused = await client.post(url, json=body, headers=headers)
+        assert reused.status_code == 422, reused.text
+        assert "Idempotency-Key" in reused.json()["errors"]
+        assert "k-1" in reused.json()["message"]
+    # the same key is another user's own
+    mine = await client.post(
+        f"/api/streams/{first_stream}/gifts",
+        json={"gift_id": rose},
+        headers={**auth(OTHER), "Idempotency-Key": "k-1"},
+    )
+    assert mine.status_code == 402  # OTHER has no coins: a request of its own, not a replay
+
+
+async def test_replays_do_not_count_against_the_rate_limit(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    runtime.settings.gift_limit = 2
+    runtime.settings.gift_window_seconds = 3600
+    stream_id, rose = await gift_setup(client, auth, 10_000)
+    url = f"/api/streams/{stream_id}/gifts"
+    first = {**auth(FAN), "Idempotency-Key": "a"}
+    assert (await client.post(url, json={"gift_id": rose}, headers=first)).status_code == 201
+    for _ in range(5):
+        replay = await client.post(url, json={"gift_id": rose}, headers=first)
+        assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    second = {**auth(FAN), "Idempotency-Key": "b"}
+    assert (await client.post(url, json={"gift_id": rose}, headers=second)).status_code == 201
+    third = {**auth(FAN), "Idempotency-Key": "c"}
+    assert (await client.post(url, json={"gift_id": rose}, headers=third)).status_code == 429
+
+
+async def test_a_failed_request_is_not_remembered_and_keys_expire(
+    client: httpx.AsyncClient, auth: Any, clock: Any
+) -> None:
+
+    stream_id, rose = await gift_setup(client, auth, 0)
+    url = f"/api/streams/{stream_id}/gifts"
+    headers = {**auth(FAN), "Idempotency-Key": "retry-me"}
+    assert (await client.post(url, json={"gift_id": rose}, headers=headers)).status_code == 402
+    await credit(client, auth, FAN, 10_000)
+    paid = await client.post(url, json={"gift_id": rose}, headers=headers)
+    assert paid.status_code == 201 and "Idempotent-Replayed" not in paid.headers
+    clock.advance(hours=25)
+    fresh = await client.post(url, json={"gift_id": rose, "quantity": 2}, headers=headers)
+    assert fresh.status_code == 201 and fresh.json()["data"]["id"] != paid.json()["data"]["id"]
+
+
+# --- 9. the smaller ones --------------------------------------------------------------------
+
+
+async def test_a_cohost_is_not_paid_back_part_of_their_own_gift(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    from tajiri_live.streams.models import StreamCoHost
+
+    cohost, other_cohost = 5, 6
+    stream_id = await live_stream(client, auth, split_gifts_with_cohosts=True)
+    for user in (cohost, other_cohost):
+        await client.get("/api/streams", headers=auth(user))
+    async with runtime.sessions() as session:
+        session.add_all(
+            [
+                StreamCoHost(stream_id=stream_id, user_id=cohost, status="accepted"),
+                StreamCoHost(stream_id=stream_id, user_id=other_cohost, status="accepted"),
+            ]
+        )
+        await session.commit()
+    await credit(client, auth, cohost, 1000)
+    rose = (await client.get("/api/streams/gifts")).json()["data"][0]
+    sent = await client.post(
+        f"/api/streams/{stream_id}/gifts",
+        json={"gift_id": rose["id"], "quantity": 3},
+        headers=auth(cohost),
+    )
+    assert sent.status_code == 201
+    total = rose["price"] * 3
+    creators = total * rose["creator_share"] // 100
+    balances = [
+        (await client.get("/api/wallet", headers=auth(u))).json()["data"]["balance"]
+        for u in (OWNER, cohost, other_cohost)
+    ]
+    # the sender paid in full; the creators' share went to the owner and the other co-host
+    assert balances == [creators - creators // 2, 1000 - total, creators // 2]

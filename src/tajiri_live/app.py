@@ -25,7 +25,7 @@ from tajiri_live.broadcasting.router import MAX_BATCH as PUSHER_MAX_BATCH
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
-from tajiri_live.core import logredact
+from tajiri_live.core import idempotency, logredact
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.batches import QUARANTINED
 from tajiri_live.core.bodylimit import BodyLimitMiddleware, BodyLimits
@@ -116,6 +116,11 @@ class Services:
                 "viewers.publish_counts",
                 settings.viewer_count_interval_seconds,
                 self.viewers.publish_counts,
+            ),
+            PeriodicJob(
+                "idempotency.purge_expired",
+                settings.job_idempotency_purge_every_seconds,
+                lambda: idempotency.purge_expired(self.runtime),
             ),
         ]
 

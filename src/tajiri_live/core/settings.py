@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["heart", "fire", "clap", "wow", "laugh", "sad", "love", "like"]
     )
 
+    # --- idempotency (core/idempotency.py) -----------------------------------------------
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)  # a key is remembered this long
+    job_idempotency_purge_every_seconds: float = 3600.0
+
     # --- moderation ----------------------------------------------------------------------
     # Unset: the built-in Swahili and English lists (moderation/wordfilter.py).
     bad_words: list[str] | None = None
