@@ -527,3 +527,84 @@ async def test_a_cohost_is_not_paid_back_part_of_their_own_gift(
     ]
     # the sender paid in full; the creators' share went to the owner and the other co-host
     assert balances == [creators - creators // 2, 1000 - total, creators // 2]
+
+
+# --- 6. streams with money are soft-deleted ---------------------------------------------------
+
+
+async def test_deleting_a_stream_that_received_gifts(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, clock: Any
+) -> None:
+    """Before: a 500 (the ledger's foreign key). Now: 200, and the stream is gone from every
+    read while its gifts and ledger stay whole."""
+    import sqlalchemy as sa
+
+    from tajiri_live.gifts.models import StreamGift
+    from tajiri_live.streams.models import LiveStream
+    from tajiri_live.streams.service import finish_ending
+    from tajiri_live.streams.softdelete import INCLUDE_DELETED
+    from tajiri_live.wallet.service import ledger_is_balanced
+
+    stream_id, rose = await gift_setup(client, auth, 1000)
+    sent = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=auth(FAN)
+    )
+    assert sent.status_code == 201
+    await client.post(f"/api/streams/{stream_id}/end", headers=auth(OWNER))
+    clock.advance(seconds=60)
+    assert await finish_ending(runtime) == 1
+    deleted = await client.delete(f"/api/streams/{stream_id}", headers=auth(OWNER))
+    assert deleted.status_code == 200 and deleted.json()["success"] is True
+    for reader in (auth(OWNER), auth(FAN), auth(ADMIN, admin=True), {}):
+        for path in ("", "/check", "/comments", "/gifts/x"):
+            answer = await client.get(f"/api/streams/{stream_id}{path}", headers=reader)
+            assert answer.status_code in (404, 422), (path, answer.status_code)
+        listed = (await client.get("/api/streams", headers=reader)).json()["data"]
+        assert stream_id not in [s["id"] for s in listed]
+        mine = (await client.get(f"/api/streams/user/{OWNER}", headers=reader)).json()["data"]
+        assert stream_id not in [s["id"] for s in mine]
+    again = await client.delete(f"/api/streams/{stream_id}", headers=auth(OWNER))
+    assert again.status_code == 404
+    gift = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=auth(FAN)
+    )
+    assert gift.status_code == 404
+    async with runtime.sessions() as session:
+        assert await session.get(LiveStream, stream_id) is None
+    async with runtime.sessions() as session:
+        row = await session.scalar(
+            sa.select(LiveStream)
+            .where(LiveStream.id == stream_id)
+            .execution_options(**{INCLUDE_DELETED: True})
+        )
+        assert row is not None and row.deleted_at is not None
+        assert row.stream_key_expires_at is not None  # the key is revoked
+        gifts = await session.scalar(
+            sa.select(sa.func.count()).where(StreamGift.stream_id == stream_id)
+        )
+        assert gifts == 1 and await ledger_is_balanced(session)
+    wallet = (await client.get("/api/wallet", headers=auth(OWNER))).json()["data"]
+    assert wallet["balance"] > 0  # the creator keeps what the gift paid
+
+
+async def test_a_stream_without_money_is_deleted_outright(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    import sqlalchemy as sa
+
+    from tajiri_live.streams.models import LiveStream
+    from tajiri_live.streams.softdelete import INCLUDE_DELETED
+
+    created = await client.post("/api/streams", json={"title": "x"}, headers=auth(OWNER))
+    stream_id = created.json()["data"]["id"]
+    assert (
+        await client.delete(f"/api/streams/{stream_id}", headers=auth(OWNER))
+    ).status_code == 200
+    async with runtime.sessions() as session:
+        found = await session.scalar(
+            sa.select(sa.func.count())
+            .select_from(LiveStream)
+            .where(LiveStream.id == stream_id)
+            .execution_options(**{INCLUDE_DELETED: True})
+        )
+    assert found == 0

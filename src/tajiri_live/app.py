@@ -56,6 +56,7 @@ from tajiri_live.realtime.hub import Hub, HubSettings
 from tajiri_live.realtime.pusher import PusherEncoder
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
+from tajiri_live.streams.softdelete import hide_deleted_streams
 from tajiri_live.viewers.router import router as viewers_router
 from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
@@ -164,6 +165,7 @@ class Services:
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    hide_deleted_streams()
     engine = create_engine(settings.resolved_database_url, echo=settings.database_echo)
     backends = build_backends(settings)
     runtime = Runtime(

@@ -23,6 +23,12 @@ from tajiri_live.wallet import service as wallet
 from tajiri_live.wallet.models import PLATFORM
 
 
+async def has_gifts(session: AsyncSession, stream_id: int) -> bool:
+    """Whether coins moved on the stream (its gifts are in the ledger, refunded or not)."""
+    found = await session.scalar(select(StreamGift.id).where(StreamGift.stream_id == stream_id))
+    return found is not None
+
+
 async def active_catalog(session: AsyncSession) -> list[VirtualGift]:
     rows = await session.scalars(
         select(VirtualGift)

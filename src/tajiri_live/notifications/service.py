@@ -245,6 +245,17 @@ async def process_trigger(runtime: Runtime, trigger_id: int) -> int:
         return int(made or 0)
 
 
+async def withdraw(session: AsyncSession, *, stream_id: int) -> None:
+    """The stream is gone (soft-deleted): its triggers, notifications and pending pushes go
+    too, as a deletion would have taken them (the caller commits)."""
+    await session.execute(
+        delete(StreamNotification).where(StreamNotification.stream_id == stream_id)
+    )
+    await session.execute(
+        delete(NotificationTrigger).where(NotificationTrigger.stream_id == stream_id)
+    )
+
+
 async def process_triggers(runtime: Runtime) -> int:
     async with runtime.sessions() as session:
         waiting = (

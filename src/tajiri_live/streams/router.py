@@ -263,8 +263,10 @@ async def update_stream(
 
 
 @router.delete("/{stream_id}", summary="Delete a stream (not while live)")
-async def delete_stream(stream: OwnedStreamDep, session: SessionDep) -> dict[str, Any]:
-    await service.delete_stream(session, stream=stream)
+async def delete_stream(
+    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    await service.delete_stream(session, runtime=runtime, stream=stream)
     return {"success": True, "message": "Stream deleted."}
 
 
