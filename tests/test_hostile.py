@@ -608,3 +608,66 @@ async def test_a_stream_without_money_is_deleted_outright(
             .execution_options(**{INCLUDE_DELETED: True})
         )
     assert found == 0
+
+
+# --- 8. dependencies are named; 9. /metrics can be protected ---------------------------------
+
+
+async def test_ready_names_each_dependency_and_answers_503_when_one_is_down(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    from tajiri_live.core.availability import ReadinessCheck
+
+    ready = await client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] == "ok"
+
+    async def away() -> str | None:
+        return "unreachable (ConnectionRefusedError)"
+
+    app.state.services.readiness_checks.append(ReadinessCheck("sanctum database", away))
+    down = await client.get("/ready")
+    assert down.status_code == 503 and down.headers["Retry-After"]
+    assert down.json()["checks"] == {
+        "database": "ok",
+        "sanctum database": "unreachable (ConnectionRefusedError)",
+    }
+    assert "sanctum database" in down.json()["message"]
+
+
+async def test_a_request_that_needs_an_unreachable_redis_answers_503(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    from redis.asyncio import Redis
+
+    from servers import free_port
+    from tajiri_live.core.ratelimit import RedisRateLimiter
+
+    stream_id = await live_stream(client, auth)
+    gone = Redis(port=free_port(), socket_connect_timeout=1)  # nothing listens there
+    runtime.limiter = RedisRateLimiter(gone, prefix="gone:")
+    try:
+        answer = await client.post(
+            f"/api/streams/{stream_id}/comments", json={"content": "hi"}, headers=auth(FAN)
+        )
+    finally:
+        await gone.aclose()
+    assert answer.status_code == 503
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert "Redis" in answer.json()["message"] and answer.json()["success"] is False
+
+
+async def test_metrics_can_require_a_bearer_token(settings: Any, clock: Any) -> None:
+    from tajiri_live.app import create_app
+
+    protected = create_app(
+        settings.model_copy(update={"metrics_token": "m" * 32}), clock=clock, run_jobs=False
+    )
+    async with protected.router.lifespan_context(protected):
+        transport = httpx.ASGITransport(app=protected)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/metrics")).status_code == 401
+            wrong = {"Authorization": "Bearer nope"}
+            assert (await client.get("/metrics", headers=wrong)).status_code == 401
+            right = {"Authorization": "Bearer " + "m" * 32}
+            answer = await client.get("/metrics", headers=right)
+            assert answer.status_code == 200 and "tajiri_ws_connections" in answer.text

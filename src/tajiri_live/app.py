@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import gc
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Header
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
-from sqlalchemy import text
 
 from tajiri_live import __version__
 from tajiri_live.analytics.jobs import analytics_jobs
@@ -27,11 +27,19 @@ from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
 from tajiri_live.core import idempotency, logredact
 from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.availability import (
+    RETRY_AFTER_SECONDS,
+    ReadinessCheck,
+    database_check,
+    preflight,
+    redis_check,
+    run_checks,
+)
 from tajiri_live.core.batches import QUARANTINED
 from tajiri_live.core.bodylimit import BodyLimitMiddleware, BodyLimits
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
-from tajiri_live.core.errors import install_error_handlers
+from tajiri_live.core.errors import ApiError, install_error_handlers
 from tajiri_live.core.gcpauses import PAUSES
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
@@ -104,6 +112,8 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
+    # What /ready asks, by name; others append theirs (e.g. a second database).
+    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -145,6 +155,8 @@ class Services:
         self.gateway.sweep_idle(time.monotonic())
 
     async def start(self) -> None:
+        # Fails in seconds with the (masked) URL rather than ten seconds of retries
+        await preflight(redis_url=self.runtime.settings.redis_url, redis=self.redis)
         await self.runtime.broker.start(self.hub.handle)
 
     async def stop(self) -> None:
@@ -214,6 +226,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sockets.install()
     pusher = PusherSocketApp(runtime, gateway, viewers, apps)
     pusher.install()
+    checks = [ReadinessCheck("database", database_check(engine))]
+    if backends.redis is not None:
+        checks.append(ReadinessCheck("redis", redis_check(backends.redis)))
     return Services(
         runtime,
         backends.redis,
@@ -225,6 +240,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.sessions),
+        checks,
     )
 
 
@@ -300,7 +316,18 @@ def create_app(
         return {"success": True, "status": "ok", "version": __version__}
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics of this process")
-    async def metrics() -> PlainTextResponse:
+    async def metrics(
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> PlainTextResponse:
+        expected = settings.metrics_token
+        if expected and not hmac.compare_digest(
+            (authorization or "").encode(), f"Bearer {expected}".encode()
+        ):
+            raise ApiError(
+                401,
+                "The metrics need the bearer token of TAJIRI_METRICS_TOKEN.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         stats = services.hub.stats
         lines = [
             ("tajiri_ws_connections", "gauge", len(services.gateway.connections)),
@@ -326,17 +353,23 @@ def create_app(
         )
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
-    @app.get("/ready", tags=["ops"], summary="The database answers")
+    @app.get("/ready", tags=["ops"], summary="Every dependency answers (503 names those down)")
     async def ready() -> JSONResponse:
-        try:
-            async with runtime.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means not ready
-            log.warning("readiness check failed: %s", type(exc).__name__)
+        checks = await run_checks(services.readiness_checks)
+        down = {name: problem for name, problem in checks.items() if problem != "ok"}
+        if down:
+            log.warning("not ready: %s", down)
+            problems = "; ".join(f"{name}: {problem}" for name, problem in down.items())
             return JSONResponse(
-                {"success": False, "status": "unavailable", "message": "Database unreachable."},
+                {
+                    "success": False,
+                    "status": "unavailable",
+                    "message": f"Not ready: {problems}.",
+                    "checks": checks,
+                },
                 status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return JSONResponse({"success": True, "status": "ready"})
+        return JSONResponse({"success": True, "status": "ready", "checks": checks})
 
     return app

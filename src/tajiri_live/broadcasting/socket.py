@@ -17,6 +17,7 @@ import orjson
 
 from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.core.availability import dependency_of, unavailable_message
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import control_message, find_control
 from tajiri_live.realtime.encoders import client_message
@@ -208,11 +209,41 @@ class PusherSession:
                         await self._unsubscribe(str(data["channel"]))
                     else:
                         for channel in list(self.subscriptions):
-                            await self._unsubscribe(channel)
-                except Exception:
-                    log.exception("pusher %s failed", operation)
+                            await self._forget(channel)
+                except Exception as exc:
+                    if operation == "subscribe":
+                        await self._failed_subscribe(str(data["channel"]), exc)
+                    else:
+                        log.exception("pusher %s failed", operation)
         finally:
             self._working = False
+
+    async def _failed_subscribe(self, channel: str, exc: Exception) -> None:
+        """Undo what the subscribe did and tell the client (503 while Redis or the database
+        is away: Echo's `.error()` hears it, and the client may subscribe again)."""
+        dependency = dependency_of(exc)
+        if dependency is None:
+            log.exception("pusher subscribe failed", exc_info=exc)
+        else:
+            log.warning("pusher subscribe failed: %s unavailable", dependency)
+        if channel in self.subscriptions:
+            await self._forget(channel)
+        elif self.connection is not None and self.pusher_app is not None:
+            self.app.gateway.hub.unsubscribe(
+                self.connection, hub_channel(self.pusher_app.id, channel)
+            )
+        if dependency is None:
+            self._refuse(channel[:164], 500, "The subscription failed; try again.")
+        else:
+            self._refuse(channel[:164], 503, unavailable_message(dependency))
+
+    async def _forget(self, channel: str) -> None:
+        """Unsubscribe, as far as the backends allow: the local part always happens, and
+        entries a failed backend keeps expire with their TTL."""
+        try:
+            await self._unsubscribe(channel)
+        except Exception as exc:
+            log.warning("pusher unsubscribe of %s incomplete: %s", channel, type(exc).__name__)
 
     def _refuse(self, channel: str, status: int, message: str) -> None:
         if self.connection is not None:

@@ -9,10 +9,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from tajiri_live.core.availability import (
+    CONNECTION_ERRORS,
+    DATABASE_ERRORS,
+    RETRY_AFTER_SECONDS,
+    dependency_of,
+    unavailable_message,
+)
 from tajiri_live.core.text import ERROR_TYPE as CONTROL_CHARACTERS
 
 log = logging.getLogger(__name__)
@@ -151,6 +159,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _gone(_: Request, exc: ClientDisconnect) -> Response:
         # The client hung up while its body was read: nobody to answer, nothing went wrong.
         return Response(status_code=499)
+
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # Redis or the database cannot be reached: the client should retry, nothing broke.
+        dependency = dependency_of(exc) or "a backing service"
+        log.warning("%s unavailable: %s", dependency, type(exc).__name__)
+        return _envelope(
+            503,
+            unavailable_message(dependency),
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            retry_after=RETRY_AFTER_SECONDS,
+        )
+
+    for kind in (RedisError, *DATABASE_ERRORS, *CONNECTION_ERRORS):
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "info"
+    metrics_token: str | None = None  # set: /metrics wants `Authorization: Bearer <it>`
 
     # --- database ------------------------------------------------------------------------
     # Unset: a SQLite file under var_dir (the embedded default).
@@ -42,6 +43,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_max_connections: int = Field(default=64, ge=2)  # per process (pub/sub holds one)
     redis_pool_timeout_seconds: float = 10.0  # a request waits this long for a connection
+    redis_connect_timeout_seconds: float = Field(default=3.0, gt=0)  # an unreachable host
+    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)  # a command's answer
 
     # --- auth ----------------------------------------------------------------------------
     jwt_secret: str | None = None

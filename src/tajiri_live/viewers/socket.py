@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.availability import (
+    RETRY_AFTER_SECONDS,
+    dependency_of,
+    unavailable_message,
+)
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
@@ -216,6 +221,16 @@ class PlainSession:
     async def _act(
         self, connection: WebSocketConnection, handler: ActionHandler, data: dict[str, Any]
     ) -> None:
-        problem = await handler(self.context, data)
+        try:
+            problem = await handler(self.context, data)
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            if dependency is None:
+                raise
+            problem = {
+                "code": "unavailable",
+                "message": unavailable_message(dependency),
+                "retry_after": RETRY_AFTER_SECONDS,
+            }
         if problem is not None:
             connection.send(plain_frame(ERROR, problem))
