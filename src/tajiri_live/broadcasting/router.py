@@ -13,7 +13,7 @@ from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError, laravel_errors, summary
-from tajiri_live.core.payload import read_payload, validated
+from tajiri_live.core.payload import body_doc, read_payload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import Text
 from tajiri_live.realtime.events import Event
@@ -52,7 +52,11 @@ class AuthRequest(BaseModel):
     app_key: Text | None = Field(default=None, max_length=100)  # default: the first app
 
 
-@router.post("/broadcasting/auth", summary="Authorise a private or presence channel")
+@router.post(
+    "/broadcasting/auth",
+    summary="Authorise a private or presence channel",
+    openapi_extra=body_doc(AuthRequest),
+)
 @router.post("/api/broadcasting/auth", include_in_schema=False)
 async def authorise_channel(
     request: Request,
@@ -180,13 +184,21 @@ async def _trigger(runtime: Runtime, app: PusherApp, trigger: TriggerRequest) ->
     return {"channels": {c: await _channel_info(runtime, app, c, fields) for c in targets}}
 
 
-@router.post("/apps/{app_id}/events", summary="Pusher HTTP API: trigger an event")
+@router.post(
+    "/apps/{app_id}/events",
+    summary="Pusher HTTP API: trigger an event",
+    openapi_extra=body_doc(TriggerRequest, forms=False),
+)
 async def trigger_event(request: Request, runtime: RuntimeDep, app: SignedApp) -> dict[str, Any]:
     trigger = _bad_request(TriggerRequest, await _json_body(request))
     return await _trigger(runtime, app, trigger)
 
 
-@router.post("/apps/{app_id}/batch_events", summary="Pusher HTTP API: trigger up to 10 events")
+@router.post(
+    "/apps/{app_id}/batch_events",
+    summary="Pusher HTTP API: trigger up to 10 events",
+    openapi_extra=body_doc(BatchRequest, forms=False),
+)
 async def trigger_batch(request: Request, runtime: RuntimeDep, app: SignedApp) -> dict[str, Any]:
     batch = _bad_request(BatchRequest, await _json_body(request))
     answers = [await _trigger(runtime, app, trigger) for trigger in batch.batch]

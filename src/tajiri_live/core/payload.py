@@ -105,5 +105,27 @@ def validated(model: type[ModelT], payload: dict[str, Any]) -> ModelT:
         raise ValidationFailed(laravel_errors(exc.errors())) from exc
 
 
+def body_doc(model: type[BaseModel], *, forms: bool = True) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads `model` with `read_payload` (JSON,
+    and forms unless `forms` is off), so that the schema, its clients and the fuzzer see it."""
+    schema = _inline(model.model_json_schema(), model.model_json_schema().get("$defs", {}))
+    content = {"application/json": {"schema": schema}}
+    if forms:
+        content["application/x-www-form-urlencoded"] = {"schema": schema}
+    return {"requestBody": {"content": content}}
+
+
+def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
+    """The schema with its local `$defs` references replaced by the definitions."""
+    if isinstance(schema, dict):
+        reference = schema.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            return _inline(definitions[reference.removeprefix("#/$defs/")], definitions)
+        return {k: _inline(v, definitions) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(item, definitions) for item in schema]
+    return schema
+
+
 MAX_ID = 2**62  # ids beyond this cannot be stored (SQLite's INTEGER, PostgreSQL's BIGINT)
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tajiri_live.core import idempotency
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
-from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.payload import DbId, body_doc, read_payload, validated
 from tajiri_live.core.text import Text
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
@@ -35,7 +35,12 @@ async def catalog(session: SessionDep) -> dict[str, Any]:
     return {"success": True, "data": [gift_dict(g) for g in await service.active_catalog(session)]}
 
 
-@router.post("/{stream_id}/gifts", status_code=201, summary="Send a gift (paid in coins)")
+@router.post(
+    "/{stream_id}/gifts",
+    status_code=201,
+    summary="Send a gift (paid in coins)",
+    openapi_extra=body_doc(GiftSend),
+)
 async def send_gift(
     request: Request,
     stream: StreamRowDep,

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.payload import DbId, body_doc, read_payload, validated
 from tajiri_live.core.text import Text
 from tajiri_live.moderation import service
 from tajiri_live.streams.dependencies import StreamRowDep
@@ -31,7 +31,12 @@ class MuteCreate(BanCreate):
     minutes: int = Field(default=10, ge=1, le=24 * 60)
 
 
-@router.post("/{stream_id}/bans", status_code=201, summary="Ban a user from the stream")
+@router.post(
+    "/{stream_id}/bans",
+    status_code=201,
+    summary="Ban a user from the stream",
+    openapi_extra=body_doc(BanCreate),
+)
 async def ban(
     request: Request,
     stream: StreamRowDep,
@@ -55,7 +60,12 @@ async def ban(
     )
 
 
-@router.post("/{stream_id}/mutes", status_code=201, summary="Mute a user for N minutes")
+@router.post(
+    "/{stream_id}/mutes",
+    status_code=201,
+    summary="Mute a user for N minutes",
+    openapi_extra=body_doc(MuteCreate),
+)
 async def mute(
     request: Request,
     stream: StreamRowDep,

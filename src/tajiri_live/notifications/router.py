@@ -14,7 +14,7 @@ from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.pagination import page_links
-from tajiri_live.core.payload import MAX_ID, read_payload, validated
+from tajiri_live.core.payload import MAX_ID, body_doc, read_payload, validated
 from tajiri_live.core.text import Text, control_message, find_control
 from tajiri_live.notifications import messages, service
 from tajiri_live.notifications.models import (
@@ -114,7 +114,11 @@ class FollowSync(BaseModel):
     unfollows: list[FollowPair] = Field(default_factory=list, max_length=MAX_SYNC)
 
 
-@router.post("/admin/follows/sync", summary="Bulk add and remove follows (the main app's)")
+@router.post(
+    "/admin/follows/sync",
+    summary="Bulk add and remove follows (the main app's)",
+    openapi_extra=body_doc(FollowSync),
+)
 async def sync_follows(
     request: Request, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -162,7 +166,12 @@ class DeviceIn(BaseModel):
     locale: Text = Field(default="sw", min_length=2, max_length=16)
 
 
-@router.post("/devices", status_code=201, summary="Register a device for push (FCM token)")
+@router.post(
+    "/devices",
+    status_code=201,
+    summary="Register a device for push (FCM token)",
+    openapi_extra=body_doc(DeviceIn),
+)
 async def register_device(
     request: Request, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -315,7 +324,11 @@ async def preferences(
     }
 
 
-@router.put("/users/{user_id}/notification-preferences", summary="Opt in or out")
+@router.put(
+    "/users/{user_id}/notification-preferences",
+    summary="Opt in or out",
+    openapi_extra=body_doc(PreferenceIn),
+)
 async def set_preference(
     request: Request,
     user_id: UserId,
@@ -337,8 +350,10 @@ async def set_preference(
             else NotificationPreference.streamer_id == body.streamer_id,
         )
     )
-    if body.streamer_id is not None:
-        await users_service.ensure_user(session, user_id=body.streamer_id, now=runtime.clock.now())
+    now = runtime.clock.now()
+    await users_service.ensure_user(session, user_id=user_id, now=now)  # an admin's choice for
+    if body.streamer_id is not None:  # a user not seen yet; a streamer not seen yet
+        await users_service.ensure_user(session, user_id=body.streamer_id, now=now)
     session.add(
         NotificationPreference(
             user_id=user_id, streamer_id=body.streamer_id, type=body.type, enabled=body.enabled

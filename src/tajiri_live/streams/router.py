@@ -13,7 +13,7 @@ from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
 from tajiri_live.core.pagination import page_links
-from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
+from tajiri_live.core.payload import MAX_ID, body_doc, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
 from tajiri_live.core.text import Text
@@ -270,7 +270,11 @@ async def delete_stream(
     return {"success": True, "message": "Stream deleted."}
 
 
-@router.patch("/{stream_id}/status", summary="Move a stream to another status")
+@router.patch(
+    "/{stream_id}/status",
+    summary="Move a stream to another status",
+    openapi_extra=body_doc(StatusUpdate),
+)
 async def patch_status(
     request: Request,
     stream: OwnedStreamDep,
