@@ -39,7 +39,7 @@ from tajiri_live.core.batches import QUARANTINED
 from tajiri_live.core.bodylimit import BodyLimitMiddleware, BodyLimits
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
-from tajiri_live.core.errors import ApiError, install_error_handlers
+from tajiri_live.core.errors import ApiError, document_envelopes, install_error_handlers
 from tajiri_live.core.gcpauses import PAUSES
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
@@ -292,6 +292,7 @@ def create_app(
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
+    document_envelopes(app)
     app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
 
     api = APIRouter(prefix="/api")

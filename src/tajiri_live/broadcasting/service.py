@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
-from tajiri_live.core.errors import ApiError, forbidden
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import stream_channel
@@ -69,7 +69,9 @@ async def authorize(
     """Allow `principal` on a private or presence channel (ApiError 403 if not); for a
     presence channel, the `channel_data` member (`user_id`, `user_info`)."""
     if not channel.startswith(("private-", "presence-")):
-        raise ApiError(422, "Only private- and presence- channels need authorising.")
+        raise ValidationFailed(
+            {"channel_name": ["Only private- and presence- channels need authorising."]}
+        )
     if channel.startswith("private-encrypted-"):
         raise forbidden("Encrypted channels are not offered.")
     what = meaning(channel, global_channel=runtime.settings.global_channel)

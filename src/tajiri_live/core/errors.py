@@ -133,6 +133,38 @@ def _envelope(
     )
 
 
+# What a 422 really looks like (FastAPI would document its own `detail` list).
+VALIDATION_ENVELOPE: dict[str, Any] = {
+    "title": "ValidationFailed",
+    "type": "object",
+    "required": ["success", "message", "errors"],
+    "properties": {
+        "success": {"type": "boolean", "const": False},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+def document_envelopes(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the 422 envelope this API answers."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.get("components", {}).get("schemas", {})["HTTPValidationError"] = (
+                VALIDATION_ENVELOPE
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
