@@ -88,7 +88,8 @@ class PlainSocketApp:
 
     async def admit_stream(self, handshake: Handshake) -> PlainSession:
         principal = await self._identify(handshake)
-        region = _region(handshake, principal)  # refused before any query when malformed
+        # a malformed region is refused before the stream is read
+        region = _region(handshake, principal)
         stream_id = int(handshake.params["stream_id"])
         async with self.runtime.sessions() as session:
             try:
