@@ -55,6 +55,8 @@ if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   .venv/bin/python bench/notifications.py --quick
   echo "== identity benchmark smoke =="
   .venv/bin/python bench/identity.py --quick
+  echo "== hostile clients benchmark smoke =="
+  TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/hostile.py --quick
   echo "== engagement benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
   if command -v nginx >/dev/null && command -v ffmpeg >/dev/null; then

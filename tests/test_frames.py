@@ -80,3 +80,46 @@ def test_close_frame_carries_code_and_reason() -> None:
     data = frames.close_frame(1013, "slow consumer")
     assert data[0] == 0x88
     assert struct.unpack("!H", data[2:4])[0] == 1013 and data[4:] == b"slow consumer"
+
+
+def test_a_message_split_into_too_many_frames_is_refused() -> None:
+    parser = frames.FrameParser(max_fragments=8)
+    data = client_frame(b"{", fin=False) + client_frame(b"", frames.OP_CONTINUATION, fin=False) * 7
+    assert parser.feed(data) == []
+    with pytest.raises(frames.ProtocolError) as error:
+        parser.feed(client_frame(b"", frames.OP_CONTINUATION, fin=False))
+    assert error.value.code == frames.CLOSE_TOO_BIG
+
+
+def test_fragments_count_towards_the_message_size() -> None:
+    parser = frames.FrameParser(max_message_bytes=100, max_fragments=1000)
+    data = client_frame(b"x" * 60, fin=False) + client_frame(b"x" * 60, frames.OP_CONTINUATION)
+    with pytest.raises(frames.ProtocolError) as error:
+        parser.feed(data)
+    assert error.value.code == frames.CLOSE_TOO_BIG
+
+
+def test_assembly_is_linear_in_the_number_of_fragments() -> None:
+    """Each continuation frame costs the same whatever came before it: the parser keeps a
+    running total instead of summing its stored fragments again (the old quadratic walk)."""
+    parser = frames.FrameParser(max_message_bytes=1 << 20, max_fragments=50_000)
+    calls = 0
+    real_len = len
+
+    class Counted(bytes):
+        def __len__(self) -> int:
+            nonlocal calls
+            calls += 1
+            return real_len(bytes(self))
+
+    parser.feed(client_frame(b"{", fin=False))
+    parser._fragments = [Counted(f) for f in parser._fragments]  # type: ignore[misc]
+    for _ in range(2000):
+        parser.feed(client_frame(b"", frames.OP_CONTINUATION, fin=False))
+    assert calls == 0  # stored fragments are never measured again
+
+
+def test_many_frames_in_one_read_are_all_parsed() -> None:
+    parser = frames.FrameParser()
+    messages = parser.feed(client_frame(b"a") * 10_000)
+    assert len(messages) == 10_000 and parser._buffer == bytearray()

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import gc
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Header
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
-from sqlalchemy import text
 
 from tajiri_live import __version__
 from tajiri_live.analytics.jobs import analytics_jobs
@@ -22,14 +22,25 @@ from tajiri_live.analytics.router import router as analytics_router
 from tajiri_live.analytics.service import LiveReportCache
 from tajiri_live.apidocs.router import install as install_api_docs
 from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.broadcasting.router import MAX_BATCH as PUSHER_MAX_BATCH
 from tajiri_live.broadcasting.router import router as broadcasting_router
 from tajiri_live.broadcasting.socket import PusherSocketApp
 from tajiri_live.console.router import install as install_console
-from tajiri_live.core import logredact
+from tajiri_live.core import idempotency, logredact
 from tajiri_live.core.auth.identity import build_identity, build_token_codec
+from tajiri_live.core.availability import (
+    RETRY_AFTER_SECONDS,
+    ReadinessCheck,
+    database_check,
+    preflight,
+    redis_check,
+    run_checks,
+)
+from tajiri_live.core.batches import QUARANTINED
+from tajiri_live.core.bodylimit import BodyLimitMiddleware, BodyLimits
 from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
-from tajiri_live.core.errors import install_error_handlers
+from tajiri_live.core.errors import ApiError, document_envelopes, install_error_handlers
 from tajiri_live.core.gcpauses import PAUSES
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
@@ -49,12 +60,14 @@ from tajiri_live.notifications.push import PushSender
 from tajiri_live.notifications.router import router as notifications_router
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.flood import FloodLimits
 from tajiri_live.realtime.gateway import Gateway
 from tajiri_live.realtime.hub import Hub, HubSettings
 from tajiri_live.realtime.nodeslot import NodeSlot
 from tajiri_live.realtime.pusher import PusherEncoder
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
+from tajiri_live.streams.softdelete import hide_deleted_streams
 from tajiri_live.viewers.router import router as viewers_router
 from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
@@ -66,6 +79,27 @@ log = logging.getLogger(__name__)
 
 IDLE_SWEEP_SECONDS = 30.0
 IDENTITY_FLUSH_SECONDS = 10.0  # Sanctum's last_used_at, written off the request path
+# Batched writers that quarantine rows they cannot store (core/batches.py), always listed.
+QUARANTINE_WRITERS = frozenset(
+    {"viewer_sessions", "comments", "analytics_snapshots", "notification_triggers", "push_results"}
+)
+UPLOAD_FORM_OVERHEAD = 64 * 1024  # a thumbnail's form also carries the stream's text fields
+PUSHER_ENVELOPE_HEADROOM = 32 * 1024  # name, up to 100 channel names, socket_id, info
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    """Per route: uploads get the thumbnail limit, the Pusher HTTP API Pusher's data limit
+    (escaped inside JSON: up to twice as long) plus its envelope, everything else 1 MB."""
+    upload = settings.max_thumbnail_bytes + UPLOAD_FORM_OVERHEAD
+    pusher_event = 2 * settings.pusher_max_payload_bytes + PUSHER_ENVELOPE_HEADROOM
+    return BodyLimits.build(
+        settings.max_body_bytes,
+        [
+            (r"/api/streams(/\d+)?", ("POST", "PUT"), upload, "multipart/form-data"),
+            (r"/apps/[^/]+/events", ("POST",), pusher_event, None),
+            (r"/apps/[^/]+/batch_events", ("POST",), PUSHER_MAX_BATCH * pusher_event, None),
+        ],
+    )
 
 
 @dataclass
@@ -83,6 +117,8 @@ class Services:
     ingest: Ingest
     comment_writer: CommentWriter
     slot: NodeSlot
+    # What /ready asks, by name; others append theirs (e.g. a second database).
+    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -96,6 +132,11 @@ class Services:
                 "viewers.publish_counts",
                 settings.viewer_count_interval_seconds,
                 self.viewers.publish_counts,
+            ),
+            PeriodicJob(
+                "idempotency.purge_expired",
+                settings.job_idempotency_purge_every_seconds,
+                lambda: idempotency.purge_expired(self.runtime),
             ),
         ]
 
@@ -124,6 +165,8 @@ class Services:
 
     async def start(self) -> None:
         """Serve as a node: events in, and a place among the cluster's viewers' nodes."""
+        # Fails in seconds with the (masked) URL rather than ten seconds of retries
+        await preflight(redis_url=self.runtime.settings.redis_url, redis=self.redis)
         await self.runtime.broker.start(self.hub.handle)
         runtime = self.runtime
         predecessor = self.slot.acquire(runtime.presence.node_id, runtime.clock.now().timestamp())
@@ -154,6 +197,7 @@ class Services:
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    hide_deleted_streams()
     engine = create_engine(settings.resolved_database_url, echo=settings.database_echo)
     backends = build_backends(settings)
     tokens = build_token_codec(settings)
@@ -186,13 +230,28 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             sample_per_second=settings.sample_comments_per_second,
         ),
     )
-    gateway = Gateway(hub, idle_timeout=settings.ws_idle_timeout_seconds)
+    gateway = Gateway(
+        hub,
+        idle_timeout=settings.ws_idle_timeout_seconds,
+        max_message_bytes=settings.ws_max_message_bytes,
+        max_fragments=settings.ws_max_fragments,
+        flood_limits=FloodLimits(
+            rate=settings.ws_messages_per_second,
+            burst=settings.ws_message_burst,
+            queue=settings.ws_action_queue,
+            tolerance=settings.ws_flood_tolerance,
+        ),
+    )
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
     sockets = PlainSocketApp(runtime, gateway, viewers)
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.install()
     pusher = PusherSocketApp(runtime, gateway, viewers, apps)
     pusher.install()
+    checks = [ReadinessCheck("database", database_check(engine))]
+    if backends.redis is not None:
+        checks.append(ReadinessCheck("redis", redis_check(backends.redis)))
+    checks += [ReadinessCheck(name, check) for name, check in runtime.identity.readiness()]
     return Services(
         runtime,
         backends.redis,
@@ -205,6 +264,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         Ingest(runtime),
         CommentWriter(runtime.sessions),
         NodeSlot(settings.var_dir / "nodes"),
+        checks,
     )
 
 
@@ -259,6 +319,8 @@ def create_app(
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
+    document_envelopes(app)
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
 
     api = APIRouter(prefix="/api")
     api.include_router(gifts_router)  # before /streams/{id}
@@ -283,7 +345,18 @@ def create_app(
         return {"success": True, "status": "ok", "version": __version__}
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics of this process")
-    async def metrics() -> PlainTextResponse:
+    async def metrics(
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> PlainTextResponse:
+        expected = settings.metrics_token
+        if expected and not hmac.compare_digest(
+            (authorization or "").encode(), f"Bearer {expected}".encode()
+        ):
+            raise ApiError(
+                401,
+                "The metrics need the bearer token of TAJIRI_METRICS_TOKEN.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         stats = services.hub.stats
         identity = runtime.identity.stats
         lines = [
@@ -296,6 +369,8 @@ def create_app(
             ("tajiri_ws_turns_total", "counter", stats.turns),
             ("tajiri_ws_turn_seconds_total", "counter", round(stats.turn_seconds, 6)),
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
+            ("tajiri_ws_dropped_messages_total", "counter", services.gateway.flood_stats.dropped),
+            ("tajiri_ws_flood_closed_total", "counter", services.gateway.flood_stats.closed),
             ("tajiri_gc_collections_total", "counter", PAUSES.collections),
             ("tajiri_gc_full_collections_total", "counter", PAUSES.full_collections),
             ("tajiri_gc_seconds_total", "counter", round(PAUSES.seconds, 6)),
@@ -308,31 +383,37 @@ def create_app(
             ("tajiri_auth_unavailable_total", "counter", identity.unavailable),
         ]
         body = "".join(f"# TYPE {name} {kind}\n{name} {value}\n" for name, kind, value in lines)
+        body += "# TYPE tajiri_quarantined_rows_total counter\n" + "".join(
+            f'tajiri_quarantined_rows_total{{writer="{writer}"}} {QUARANTINED[writer]}\n'
+            for writer in sorted(QUARANTINE_WRITERS | set(QUARANTINED))
+        )
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
-    @app.get("/ready", tags=["ops"], summary="The database and identity's dependencies answer")
+    @app.get("/ready", tags=["ops"], summary="Every dependency answers (503 names those down)")
     async def ready() -> JSONResponse:
-        problems: dict[str, str] = {}
-        try:
-            async with runtime.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means not ready
-            problems["database"] = f"unreachable ({type(exc).__name__})"
-        problems.update(await runtime.identity.dependency_problems())
-        body: dict[str, Any] = {"identity": runtime.identity.describe()}
-        if problems:
-            log.warning("readiness check failed: %s", problems)
-            names = ", ".join(problems)
+        checks = await run_checks(services.readiness_checks)
+        down = {name: problem for name, problem in checks.items() if problem != "ok"}
+        if down:
+            log.warning("not ready: %s", down)
+            problems = "; ".join(f"{name}: {problem}" for name, problem in down.items())
             return JSONResponse(
                 {
                     "success": False,
                     "status": "unavailable",
-                    "message": f"Not ready: {names} down.",
-                    "problems": problems,
-                    **body,
+                    "message": f"Not ready: {problems}.",
+                    "checks": checks,
+                    "identity": runtime.identity.describe(),
                 },
                 status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return JSONResponse({"success": True, "status": "ready", **body})
+        return JSONResponse(
+            {
+                "success": True,
+                "status": "ready",
+                "checks": checks,
+                "identity": runtime.identity.describe(),
+            }
+        )
 
     return app

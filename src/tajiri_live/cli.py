@@ -21,6 +21,16 @@ def _settings() -> Settings:
     return settings
 
 
+def _preflight(settings: Settings) -> None:
+    """The database and Redis answer, or one line names what is unreachable (and exit 1)."""
+    from tajiri_live.core.availability import DependencyUnavailable, check_dependencies
+
+    try:
+        asyncio.run(check_dependencies(settings))
+    except DependencyUnavailable as error:
+        raise click.ClickException(str(error)) from None
+
+
 @click.group()
 def main() -> None:
     """tajiri-live: livestreaming backend for TAJIRI."""
@@ -49,6 +59,7 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
             "the in-memory backends serve one process; "
             "set TAJIRI_REDIS_URL (and a PostgreSQL database) for --workers."
         )
+    _preflight(settings)
     uvicorn.run(
         "tajiri_live.asgi:app_factory",
         factory=True,
@@ -138,6 +149,7 @@ def worker() -> None:
     from tajiri_live.app import build_services
 
     settings = _settings()
+    _preflight(settings)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -2,6 +2,7 @@
 
 from tajiri_live.analytics.models import StreamAnalytics, StreamReport
 from tajiri_live.core.db import Base
+from tajiri_live.core.idempotency import IdempotencyKey
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.moderation.models import ModerationAction, StreamRestriction
@@ -20,6 +21,7 @@ __all__ = [
     "Base",
     "Device",
     "Follow",
+    "IdempotencyKey",
     "LedgerEntry",
     "LedgerTransaction",
     "LiveStream",

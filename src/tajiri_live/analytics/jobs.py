@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from tajiri_live.analytics import service
+from tajiri_live.core.batches import is_data_error, quarantine
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob
 from tajiri_live.streams.lifecycle import StreamStatus
@@ -27,10 +28,17 @@ async def snapshot_live_streams(runtime: Runtime) -> int:
             select(LiveStream).where(LiveStream.status == StreamStatus.LIVE.value)
         )
         for stream in live.all():
-            counts = await runtime.presence.counts(room_of(stream.id))
-            written += await service.take_snapshot(
-                session, stream=stream, current_viewers=counts.current, at=at, period=period
-            )
+            stream_id = stream.id
+            counts = await runtime.presence.counts(room_of(stream_id))
+            try:
+                written += await service.take_snapshot(
+                    session, stream=stream, current_viewers=counts.current, at=at, period=period
+                )
+            except Exception as exc:  # one stream's bad row must not cost the others theirs
+                if not is_data_error(exc):
+                    raise
+                await session.rollback()
+                quarantine("analytics_snapshots", f"the snapshot of stream {stream_id}", exc)
     return written
 
 

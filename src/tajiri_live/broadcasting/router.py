@@ -6,15 +6,16 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
 from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError, laravel_errors, summary
-from tajiri_live.core.payload import read_payload, validated
+from tajiri_live.core.payload import body_doc, read_payload, validated
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import Text
 from tajiri_live.realtime.events import Event
 from tajiri_live.realtime.pusher import (
     CHANNEL_NAME,
@@ -46,12 +47,16 @@ AppsDep = Annotated[PusherApps, Depends(pusher_apps)]
 
 
 class AuthRequest(BaseModel):
-    socket_id: str = Field(pattern=SOCKET_ID)
-    channel_name: str = Field(pattern=CHANNEL_NAME.pattern)
-    app_key: str | None = None  # which app's secret signs; the first app by default
+    socket_id: Text = Field(pattern=SOCKET_ID)
+    channel_name: Text = Field(pattern=CHANNEL_NAME.pattern)
+    app_key: Text | None = Field(default=None, max_length=100)  # default: the first app
 
 
-@router.post("/broadcasting/auth", summary="Authorise a private or presence channel")
+@router.post(
+    "/broadcasting/auth",
+    summary="Authorise a private or presence channel",
+    openapi_extra=body_doc(AuthRequest),
+)
 @router.post("/api/broadcasting/auth", include_in_schema=False)
 async def authorise_channel(
     request: Request,
@@ -80,7 +85,9 @@ async def authorise_channel(
 # --- the HTTP API ------------------------------------------------------------------------------
 
 
-async def signed_app(request: Request, app_id: str, apps: AppsDep) -> PusherApp:
+async def signed_app(
+    request: Request, app_id: Annotated[Text, Path(max_length=20)], apps: AppsDep
+) -> PusherApp:
     """The app whose secret signed this request (401 with the reason otherwise)."""
     app = apps.by_id.get(app_id)
     if app is None:
@@ -103,14 +110,14 @@ SignedApp = Annotated[PusherApp, Depends(signed_app)]
 
 
 class TriggerRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=MAX_EVENT_NAME)
+    name: Text = Field(min_length=1, max_length=MAX_EVENT_NAME)
     data: Any = None  # a JSON string, as the SDKs send it (anything else is encoded)
-    channels: list[Annotated[str, Field(pattern=CHANNEL_NAME.pattern)]] | None = Field(
+    channels: list[Annotated[Text, Field(pattern=CHANNEL_NAME.pattern)]] | None = Field(
         default=None, min_length=1, max_length=MAX_CHANNELS_PER_EVENT
     )
-    channel: str | None = Field(default=None, pattern=CHANNEL_NAME.pattern)
-    socket_id: str | None = Field(default=None, pattern=SOCKET_ID)
-    info: str | None = None
+    channel: Text | None = Field(default=None, pattern=CHANNEL_NAME.pattern)
+    socket_id: Text | None = Field(default=None, pattern=SOCKET_ID)
+    info: Text | None = Field(default=None, max_length=200)
 
     def targets(self) -> list[str]:
         return self.channels or ([self.channel] if self.channel else [])
@@ -177,13 +184,21 @@ async def _trigger(runtime: Runtime, app: PusherApp, trigger: TriggerRequest) ->
     return {"channels": {c: await _channel_info(runtime, app, c, fields) for c in targets}}
 
 
-@router.post("/apps/{app_id}/events", summary="Pusher HTTP API: trigger an event")
+@router.post(
+    "/apps/{app_id}/events",
+    summary="Pusher HTTP API: trigger an event",
+    openapi_extra=body_doc(TriggerRequest, forms=False),
+)
 async def trigger_event(request: Request, runtime: RuntimeDep, app: SignedApp) -> dict[str, Any]:
     trigger = _bad_request(TriggerRequest, await _json_body(request))
     return await _trigger(runtime, app, trigger)
 
 
-@router.post("/apps/{app_id}/batch_events", summary="Pusher HTTP API: trigger up to 10 events")
+@router.post(
+    "/apps/{app_id}/batch_events",
+    summary="Pusher HTTP API: trigger up to 10 events",
+    openapi_extra=body_doc(BatchRequest, forms=False),
+)
 async def trigger_batch(request: Request, runtime: RuntimeDep, app: SignedApp) -> dict[str, Any]:
     batch = _bad_request(BatchRequest, await _json_body(request))
     answers = [await _trigger(runtime, app, trigger) for trigger in batch.batch]
@@ -196,8 +211,8 @@ async def trigger_batch(request: Request, runtime: RuntimeDep, app: SignedApp) -
 async def list_channels(
     runtime: RuntimeDep,
     app: SignedApp,
-    filter_by_prefix: str = "",
-    info: str | None = None,
+    filter_by_prefix: Annotated[Text, Query(max_length=164)] = "",
+    info: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     fields = _info_fields(info)
     if "user_count" in fields and not filter_by_prefix.startswith("presence-"):
@@ -213,7 +228,10 @@ async def list_channels(
 
 @router.get("/apps/{app_id}/channels/{channel_name}", summary="Pusher HTTP API: one channel")
 async def channel_state(
-    runtime: RuntimeDep, app: SignedApp, channel_name: str, info: str | None = None
+    runtime: RuntimeDep,
+    app: SignedApp,
+    channel_name: Annotated[Text, Path(max_length=200)],
+    info: Annotated[Text | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
     if not CHANNEL_NAME.match(channel_name):
         raise ApiError(400, "Invalid channel name.")
@@ -231,7 +249,9 @@ async def channel_state(
     "/apps/{app_id}/channels/{channel_name}/users",
     summary="Pusher HTTP API: a presence channel's members",
 )
-async def channel_users(runtime: RuntimeDep, app: SignedApp, channel_name: str) -> dict[str, Any]:
+async def channel_users(
+    runtime: RuntimeDep, app: SignedApp, channel_name: Annotated[Text, Path(max_length=200)]
+) -> dict[str, Any]:
     if not channel_name.startswith("presence-") or not CHANNEL_NAME.match(channel_name):
         raise ApiError(400, "Users can only be listed for presence channels.")
     members = await runtime.channels.members(app.id, channel_name)

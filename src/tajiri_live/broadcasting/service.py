@@ -10,7 +10,7 @@ from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
-from tajiri_live.core.errors import ApiError, forbidden
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import stream_channel
@@ -77,7 +77,9 @@ async def authorize(
     """Allow `principal` on a private or presence channel (ApiError 403 if not); for a
     presence channel, the `channel_data` member (`user_id`, `user_info`)."""
     if not channel.startswith(("private-", "presence-")):
-        raise ApiError(422, "Only private- and presence- channels need authorising.")
+        raise ValidationFailed(
+            {"channel_name": ["Only private- and presence- channels need authorising."]}
+        )
     if channel.startswith("private-encrypted-"):
         raise forbidden("Encrypted channels are not offered.")
     what = meaning(channel, global_channel=runtime.settings.global_channel)

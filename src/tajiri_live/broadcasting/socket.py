@@ -17,10 +17,13 @@ import orjson
 
 from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
+from tajiri_live.core.availability import dependency_of, unavailable_message
 from tajiri_live.core.clientaddr import client_address
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import control_message, find_control
 from tajiri_live.realtime.encoders import client_message
 from tajiri_live.realtime.events import ERROR, PONG, Event
+from tajiri_live.realtime.flood import Verdict
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.pusher import (
     CHANNEL_NAME,
@@ -124,6 +127,7 @@ class PusherSession:
         self._working = False
         self._window_start = 0.0
         self._window_count = 0
+        self.flood = app.gateway.flood_guard()
 
     # --- connection ------------------------------------------------------------------------
 
@@ -141,14 +145,27 @@ class PusherSession:
         connection.send(pusher_frame("pusher:connection_established", _json(established)))
 
     def closed(self, connection: WebSocketConnection) -> None:
+        self._operations.clear()  # subscribes not yet done are moot
         self._enqueue("close", {})
 
     def received(self, connection: WebSocketConnection, text: str) -> None:
         message = client_message(text)
+        subscription = message is not None and message["event"] in (
+            "pusher:subscribe",
+            "pusher:unsubscribe",
+        )
+        # Subscriptions are bounded by their own queue (Echo sends them all at connect);
+        # everything else spends the socket's message budget.
+        if not subscription and not self._within_budget(connection, self.flood.message()):
+            return
         if message is None:
             connection.send(pusher_error(None, 'Send JSON objects: {"event": "...", "data": ...}.'))
             return
         name: str = message["event"]
+        field = find_control(message)
+        if field is not None:
+            connection.send(pusher_error(None, control_message(field)))
+            return
         data = message.get("data")
         if isinstance(data, str) and name.startswith("pusher:"):
             try:
@@ -160,6 +177,9 @@ class PusherSession:
         elif name in ("pusher:subscribe", "pusher:unsubscribe"):
             if not isinstance(data, dict) or not isinstance(data.get("channel"), str):
                 connection.send(pusher_error(None, f"{name} needs data with a channel."))
+                return
+            if len(self._operations) >= self.app.runtime.settings.pusher_max_subscriptions:
+                self._within_budget(connection, self.flood.refuse())
                 return
             self._enqueue(name.removeprefix("pusher:"), data)
         elif name.startswith("client-"):
@@ -192,6 +212,20 @@ class PusherSession:
         }
         connection.send(pusher_frame(ERROR, _json(problem)))
 
+    def _within_budget(self, connection: WebSocketConnection, verdict: Verdict) -> bool:
+        if verdict is Verdict.ACCEPTED:
+            return True
+        if verdict is Verdict.TOLD:
+            connection.send(
+                pusher_error(
+                    CLIENT_EVENT_RATE_LIMITED,
+                    "Too many messages: slow down or this connection will be closed.",
+                )
+            )
+        elif verdict is Verdict.CLOSE:
+            connection.close(*self.close_codes.flood)
+        return False
+
     # --- ordered subscription work ---------------------------------------------------------
 
     def _enqueue(self, operation: str, data: dict[str, Any]) -> None:
@@ -211,11 +245,41 @@ class PusherSession:
                         await self._unsubscribe(str(data["channel"]))
                     else:
                         for channel in list(self.subscriptions):
-                            await self._unsubscribe(channel)
-                except Exception:
-                    log.exception("pusher %s failed", operation)
+                            await self._forget(channel)
+                except Exception as exc:
+                    if operation == "subscribe":
+                        await self._failed_subscribe(str(data["channel"]), exc)
+                    else:
+                        log.exception("pusher %s failed", operation)
         finally:
             self._working = False
+
+    async def _failed_subscribe(self, channel: str, exc: Exception) -> None:
+        """Undo what the subscribe did and tell the client (503 while Redis or the database
+        is away: Echo's `.error()` hears it, and the client may subscribe again)."""
+        dependency = dependency_of(exc)
+        if dependency is None:
+            log.exception("pusher subscribe failed", exc_info=exc)
+        else:
+            log.warning("pusher subscribe failed: %s unavailable", dependency)
+        if channel in self.subscriptions:
+            await self._forget(channel)
+        elif self.connection is not None and self.pusher_app is not None:
+            self.app.gateway.hub.unsubscribe(
+                self.connection, hub_channel(self.pusher_app.id, channel)
+            )
+        if dependency is None:
+            self._refuse(channel[:164], 500, "The subscription failed; try again.")
+        else:
+            self._refuse(channel[:164], 503, unavailable_message(dependency))
+
+    async def _forget(self, channel: str) -> None:
+        """Unsubscribe, as far as the backends allow: the local part always happens, and
+        entries a failed backend keeps expire with their TTL."""
+        try:
+            await self._unsubscribe(channel)
+        except Exception as exc:
+            log.warning("pusher unsubscribe of %s incomplete: %s", channel, type(exc).__name__)
 
     def _refuse(self, channel: str, status: int, message: str) -> None:
         if self.connection is not None:
@@ -229,6 +293,12 @@ class PusherSession:
         channel = str(data["channel"])
         if channel in self.subscriptions:
             return  # Pusher ignores a repeated subscribe
+        limit = self.app.runtime.settings.pusher_max_subscriptions
+        if len(self.subscriptions) >= limit:
+            self._refuse(
+                channel[:164], 403, f"Too many subscriptions: at most {limit} per connection."
+            )
+            return
         if not CHANNEL_NAME.match(channel):
             self._refuse(channel[:164], 400, "Invalid channel name.")
             return

@@ -9,9 +9,19 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+
+from tajiri_live.core.availability import (
+    CONNECTION_ERRORS,
+    DATABASE_ERRORS,
+    RETRY_AFTER_SECONDS,
+    dependency_of,
+    unavailable_message,
+)
+from tajiri_live.core.text import ERROR_TYPE as CONTROL_CHARACTERS
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +102,16 @@ def _readable(error: Mapping[str, Any]) -> str:
         "json_invalid": "The request body is not valid JSON.",
         "model_attributes_type": "The request body must be a JSON object.",
         "dict_type": "The request body must be a JSON object.",
+        CONTROL_CHARACTERS: f"The {field} must not contain control characters.",
     }
     if kind in messages:
         return messages[kind]
+    if kind in ("too_short", "too_long"):
+        # Constraints on a string typed `Text` are checked as lengths after its validator.
+        unit = "characters" if isinstance(error.get("input"), str) else "items"
+        if kind == "too_short":
+            return f"The {field} must be at least {ctx.get('min_length')} {unit}."
+        return f"The {field} may not be greater than {longest} {unit}."
     text = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
     return text if text[:1].isupper() else f"The {field} is invalid: {text}."
 
@@ -114,6 +131,38 @@ def _envelope(
         status_code=status_code,
         headers=dict(headers) if headers else None,
     )
+
+
+# What a 422 really looks like (FastAPI would document its own `detail` list).
+VALIDATION_ENVELOPE: dict[str, Any] = {
+    "title": "ValidationFailed",
+    "type": "object",
+    "required": ["success", "message", "errors"],
+    "properties": {
+        "success": {"type": "boolean", "const": False},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+
+def document_envelopes(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the 422 envelope this API answers."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.get("components", {}).get("schemas", {})["HTTPValidationError"] = (
+                VALIDATION_ENVELOPE
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -142,6 +191,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _gone(_: Request, exc: ClientDisconnect) -> Response:
         # The client hung up while its body was read: nobody to answer, nothing went wrong.
         return Response(status_code=499)
+
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # Redis or the database cannot be reached: the client should retry, nothing broke.
+        dependency = dependency_of(exc) or "a backing service"
+        log.warning("%s unavailable: %s", dependency, type(exc).__name__)
+        return _envelope(
+            503,
+            unavailable_message(dependency),
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            retry_after=RETRY_AFTER_SECONDS,
+        )
+
+    for kind in (RedisError, *DATABASE_ERRORS, *CONNECTION_ERRORS):
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

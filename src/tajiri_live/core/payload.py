@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from tajiri_live.core.errors import ApiError, ValidationFailed, laravel_errors
+from tajiri_live.core.text import control_message, find_control
 
 _INDEXED = re.compile(r"^(?P<name>[A-Za-z_][\w]*)\[(?P<index>\d*)\]$")
 MAX_JSON_BYTES = 1024 * 1024
@@ -21,14 +22,20 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 async def read_payload(request: Request) -> dict[str, Any]:
     """The body as a dict; `tags[0]`, `tags[1]` (or `tags[]`) become a list under `tags`.
-    Read once per request (identity may read it before the route does)."""
+    Read once per request (identity may read it before the route does). Any string in it
+    with a control character is refused here, naming its field, whether or not a schema reads
+    that field later."""
     cached: dict[str, Any] | None = getattr(request.state, "payload", None)
     if cached is None:
-        cached = request.state.payload = await _read_payload(request)
+        payload = await _read(request)
+        field = find_control(payload)
+        if field is not None:
+            raise ValidationFailed({field: [control_message(field)]})
+        cached = request.state.payload = payload
     return cached
 
 
-async def _read_payload(request: Request) -> dict[str, Any]:
+async def _read(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         async with request.form() as form:
@@ -103,6 +110,28 @@ def validated(
         return model.model_validate(payload, context=context)
     except ValidationError as exc:
         raise ValidationFailed(laravel_errors(exc.errors())) from exc
+
+
+def body_doc(model: type[BaseModel], *, forms: bool = True) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads `model` with `read_payload` (JSON,
+    and forms unless `forms` is off), so that the schema, its clients and the fuzzer see it."""
+    schema = _inline(model.model_json_schema(), model.model_json_schema().get("$defs", {}))
+    content = {"application/json": {"schema": schema}}
+    if forms:
+        content["application/x-www-form-urlencoded"] = {"schema": schema}
+    return {"requestBody": {"content": content}}
+
+
+def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
+    """The schema with its local `$defs` references replaced by the definitions."""
+    if isinstance(schema, dict):
+        reference = schema.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            return _inline(definitions[reference.removeprefix("#/$defs/")], definitions)
+        return {k: _inline(v, definitions) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(item, definitions) for item in schema]
+    return schema
 
 
 MAX_ID = 2**62  # ids beyond this cannot be stored (SQLite's INTEGER, PostgreSQL's BIGINT)

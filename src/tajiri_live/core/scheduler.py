@@ -8,6 +8,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tajiri_live.core.availability import dependency_of
+
 log = logging.getLogger(__name__)
 
 
@@ -35,8 +37,17 @@ class Scheduler:
         while not self._stopping.is_set():
             try:
                 await job.run()
-            except Exception:  # a failing run is logged and retried next tick
-                log.exception("job %s failed", job.name)
+            except Exception as exc:  # a failing run is logged and retried next tick
+                dependency = dependency_of(exc)
+                if dependency is None:
+                    log.exception("job %s failed", job.name)
+                else:  # an outage, not a bug: one line per run, no traceback
+                    log.warning(
+                        "job %s skipped: %s unavailable (%s)",
+                        job.name,
+                        dependency,
+                        type(exc).__name__,
+                    )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), job.every_seconds)
 

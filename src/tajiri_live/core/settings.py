@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # The zone of times the client sends without an offset (an IANA name); answers are UTC.
     client_timezone: str = "UTC"
+    metrics_token: str | None = None  # set: /metrics wants `Authorization: Bearer <it>`
 
     # --- database ------------------------------------------------------------------------
     # Unset: a SQLite file under var_dir (the embedded default).
@@ -46,6 +47,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_max_connections: int = Field(default=64, ge=2)  # per process (pub/sub holds one)
     redis_pool_timeout_seconds: float = 10.0  # a request waits this long for a connection
+    redis_connect_timeout_seconds: float = Field(default=3.0, gt=0)  # an unreachable host
+    redis_socket_timeout_seconds: float = Field(default=5.0, gt=0)  # a command's answer
 
     # --- auth ----------------------------------------------------------------------------
     jwt_secret: str | None = None
@@ -110,6 +113,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["heart", "fire", "clap", "wow", "laugh", "sad", "love", "like"]
     )
 
+    # --- idempotency (core/idempotency.py) -----------------------------------------------
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)  # a key is remembered this long
+    job_idempotency_purge_every_seconds: float = 3600.0
+
     # --- moderation ----------------------------------------------------------------------
     # Unset: the built-in Swahili and English lists (moderation/wordfilter.py).
     bad_words: list[str] | None = None
@@ -118,7 +125,10 @@ class Settings(BaseSettings):
     spam_max_links: int = 2  # more links than this in one comment is spam
     max_mute_minutes: int = 24 * 60
 
-    # --- uploads -------------------------------------------------------------------------
+    # --- request bodies and uploads ---------------------------------------------------------
+    # Counted while they stream in, before anything reads them (core/bodylimit.py); uploads
+    # and the Pusher HTTP API have their own limits.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_thumbnail_bytes: int = 5 * 1024 * 1024
 
     # --- ingest and playback (nginx-rtmp, ffmpeg; docs/operations.md "Ingest") ---------------
@@ -180,6 +190,14 @@ class Settings(BaseSettings):
     sample_room_size: int = 1000  # rooms this big...
     sample_comments_per_second: int = 50  # ...get at most this many comments a second
     ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)  # a client message, assembled
+    ws_max_fragments: int = Field(default=64, ge=1)  # frames one client message may span
+    # What one socket may ask (realtime/flood.py): messages per second and at once, actions
+    # queued behind the running one, and drops tolerated after `rate_limited` before a 1008.
+    ws_messages_per_second: float = Field(default=10.0, gt=0)
+    ws_message_burst: int = Field(default=30, ge=1)
+    ws_action_queue: int = Field(default=8, ge=1)
+    ws_flood_tolerance: int = Field(default=90, ge=1)
     viewer_count_interval_seconds: float = 3.0
     # Pusher channel occupancy: a dead node's subscriptions vanish within the TTL.
     presence_member_ttl_seconds: float = 30.0
@@ -231,6 +249,7 @@ class Settings(BaseSettings):
     pusher_activity_timeout_seconds: int = Field(default=120, ge=10)
     pusher_client_event_limit: int = 10  # client events per socket per second
     pusher_max_presence_members: int = 100
+    pusher_max_subscriptions: int = Field(default=100, ge=1)  # channels per connection
     pusher_max_payload_bytes: int = 10 * 1024  # an event's data, as Pusher limits it
 
     extra_cors_origins: list[str] = Field(default_factory=list)

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.payload import MAX_ID, DbId, read_payload, validated
+from tajiri_live.core.payload import MAX_ID, DbId, body_doc, read_payload, validated
+from tajiri_live.core.text import Text
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
@@ -42,7 +43,12 @@ async def list_comments(
     return {"success": True, "data": [comment_dict(c, runtime.settings) for c in comments]}
 
 
-@router.post("/{stream_id}/comments", status_code=201, summary="Post a comment")
+@router.post(
+    "/{stream_id}/comments",
+    status_code=201,
+    summary="Post a comment",
+    openapi_extra=body_doc(CommentCreate),
+)
 async def post_comment(
     request: Request,
     stream: StreamRowDep,
@@ -143,7 +149,12 @@ async def delete_comment(
     return {"success": True, "message": "Comment deleted."}
 
 
-@router.post("/{stream_id}/reactions", status_code=201, summary="React")
+@router.post(
+    "/{stream_id}/reactions",
+    status_code=201,
+    summary="React",
+    openapi_extra=body_doc(ReactionCreate),
+)
 async def react(
     request: Request,
     stream: StreamRowDep,
@@ -212,13 +223,18 @@ class CohostInvite(BaseModel):
 
 
 class CohostAnswer(BaseModel):
-    status: str
+    status: Text = Field(max_length=20)
 
 
 CohostId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.post("/{stream_id}/cohosts", status_code=201, summary="Invite a co-host (owner)")
+@router.post(
+    "/{stream_id}/cohosts",
+    status_code=201,
+    summary="Invite a co-host (owner)",
+    openapi_extra=body_doc(CohostInvite),
+)
 async def invite_cohost(
     request: Request,
     stream: StreamRowDep,
@@ -242,7 +258,11 @@ async def invite_cohost(
     )
 
 
-@router.put("/{stream_id}/cohosts/{cohost_id}", summary="Accept or decline (the invitee)")
+@router.put(
+    "/{stream_id}/cohosts/{cohost_id}",
+    summary="Accept or decline (the invitee)",
+    openapi_extra=body_doc(CohostAnswer),
+)
 async def answer_cohost(
     request: Request,
     stream: StreamRowDep,

@@ -6,13 +6,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tajiri_live.core.text import Text
+
 
 class CommentCreate(BaseModel):
     """`content`, or `message` from older clients; trimmed, then 1 to 500 characters."""
 
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    content: str = Field(min_length=1, max_length=500)
+    content: Text = Field(min_length=1, max_length=500)
 
     @model_validator(mode="before")
     @classmethod
@@ -25,4 +27,4 @@ class CommentCreate(BaseModel):
 class ReactionCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
-    reaction_type: str = Field(min_length=1, max_length=20)
+    reaction_type: Text = Field(min_length=1, max_length=20)

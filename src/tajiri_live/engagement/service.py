@@ -262,14 +262,11 @@ async def delete_comment(
 # --- reactions, likes, shares --------------------------------------------------------------
 
 
-async def react(
-    session: AsyncSession,
-    *,
-    runtime: Runtime,
-    stream: LiveStream,
-    principal: Principal,
-    reaction_type: str,
-) -> dict[str, int]:
+async def reaction_allowed(
+    runtime: Runtime, *, stream_id: int, user_id: int, reaction_type: str
+) -> None:
+    """The checks that need no database: the type, then the rate limit (memory or Redis).
+    A flood is refused here, before any query."""
     settings = runtime.settings
     if reaction_type not in settings.reaction_types:
         raise ValidationFailed(
@@ -281,17 +278,34 @@ async def react(
                 ]
             }
         )
-    ensure_open(stream, "reactions")
-    await moderation.ensure_allowed(
-        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="reaction"
-    )
     await enforce_rate(
         runtime,
         action="reaction",
-        stream_id=stream.id,
-        user_id=principal.user_id,
+        stream_id=stream_id,
+        user_id=user_id,
         limit=settings.reaction_limit,
         window=settings.reaction_window_seconds,
+    )
+
+
+async def react(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    reaction_type: str,
+    allowed: bool = False,
+) -> dict[str, int]:
+    """`allowed`: the caller already ran `reaction_allowed` (the socket does, before it
+    reads the stream)."""
+    if not allowed:
+        await reaction_allowed(
+            runtime, stream_id=stream.id, user_id=principal.user_id, reaction_type=reaction_type
+        )
+    ensure_open(stream, "reactions")
+    await moderation.ensure_allowed(
+        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="reaction"
     )
     insert = dialect_insert(session)
     statement = insert(StreamReactionCount).values(

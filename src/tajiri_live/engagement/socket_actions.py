@@ -16,7 +16,19 @@ ERROR_CODES = {
     409: "conflict",
     422: "invalid",
     429: "rate_limited",
+    503: "unavailable",
 }
+
+
+def error_data(error: ApiError) -> dict[str, Any]:
+    """An `error` event's data for a refused action, with `retry_after` when there is one."""
+    data: dict[str, Any] = {
+        "code": ERROR_CODES.get(error.status_code, "error"),
+        "message": error.message,
+    }
+    if "retry_after" in error.extra:
+        data["retry_after"] = error.extra["retry_after"]
+    return data
 
 
 def reaction_action(runtime: Runtime) -> ActionHandler:
@@ -26,10 +38,16 @@ def reaction_action(runtime: Runtime) -> ActionHandler:
         reaction_type = data.get("reaction_type")
         if not isinstance(reaction_type, str):
             return {"code": "invalid", "message": "The reaction type field is required."}
-        async with runtime.sessions() as session:
-            try:
+        try:
+            await service.reaction_allowed(
+                runtime,
+                stream_id=context.stream_id,
+                user_id=context.principal.user_id,
+                reaction_type=reaction_type,
+            )
+            async with runtime.sessions() as session:
                 stream = await streams_service.get_visible_stream(
-                    session, stream_id=context.stream_id, viewer=context.principal
+                    session, stream_id=context.stream_id, viewer=context.principal, people=False
                 )
                 await service.react(
                     session,
@@ -37,17 +55,10 @@ def reaction_action(runtime: Runtime) -> ActionHandler:
                     stream=stream,
                     principal=context.principal,
                     reaction_type=reaction_type,
+                    allowed=True,
                 )
-            except ApiError as error:
-                return {
-                    "code": ERROR_CODES.get(error.status_code, "error"),
-                    "message": error.message,
-                    **(
-                        {"retry_after": error.extra["retry_after"]}
-                        if "retry_after" in error.extra
-                        else {}
-                    ),
-                }
+        except ApiError as error:
+            return error_data(error)
         return None
 
     return handle

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tajiri_live.core.batches import write_in_halves
+from tajiri_live.core.errors import ApiError
 from tajiri_live.engagement.models import StreamComment
 from tajiri_live.streams.models import LiveStream
 
 MAX_BATCH = 500
+WRITER = "comments"
 
 
 @dataclass
@@ -72,24 +76,24 @@ class CommentWriter:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write(batch)
+                # A comment the database refuses (its stream deleted meanwhile) is
+                # quarantined and answered alone; the rest of the batch is written.
+                failed = await write_in_halves(
+                    batch, self._write, writer=WRITER, describe=_describe
+                )
             except asyncio.CancelledError:
                 for pending in batch:
                     if not pending.written.done():
                         pending.written.cancel()
                 raise
-            except Exception as exc:
-                # One bad row (its stream was deleted meanwhile) must not fail the others.
-                if len(batch) == 1:
-                    _fail(batch[0], exc)
-                    continue
+            except Exception as exc:  # the database is away: each waiting request hears it
                 for pending in batch:
-                    try:
-                        await self._write([pending])
-                    except Exception as one:  # handed to the request that waits for it
-                        _fail(pending, one)
+                    _fail(pending, exc)
+                continue
+            for pending, _ in failed:
+                _fail(pending, ApiError(409, "The comment could not be stored: reload the stream."))
 
-    async def _write(self, batch: list[PendingComment]) -> None:
+    async def _write(self, batch: Sequence[PendingComment]) -> None:
         async with self.sessions() as session:
             ids = list(
                 await session.scalars(
@@ -108,6 +112,10 @@ class CommentWriter:
         for pending, comment_id in zip(batch, ids, strict=True):
             if not pending.written.done():
                 pending.written.set_result(comment_id)
+
+
+def _describe(pending: PendingComment) -> str:
+    return f"a comment on stream {pending.stream_id} by user {pending.user_id}"
 
 
 def _fail(pending: PendingComment, exc: BaseException) -> None:

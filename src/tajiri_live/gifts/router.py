@@ -8,9 +8,11 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from tajiri_live.core import idempotency
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
-from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.payload import DbId, body_doc, read_payload, validated
+from tajiri_live.core.text import Text
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
 from tajiri_live.moderation import service as moderation
@@ -29,7 +31,7 @@ class GiftSend(BaseModel):
 
     gift_id: DbId
     quantity: int = Field(default=1, ge=1, le=99)
-    message: str | None = Field(default=None, max_length=255)
+    message: Text | None = Field(default=None, max_length=255)
 
 
 @router.get("/gifts", summary="The active gift catalog")
@@ -37,30 +39,63 @@ async def catalog(session: SessionDep) -> dict[str, Any]:
     return {"success": True, "data": [gift_dict(g) for g in await service.active_catalog(session)]}
 
 
-@router.post("/{stream_id}/gifts", status_code=201, summary="Send a gift (paid in coins)")
+@router.post(
+    "/{stream_id}/gifts",
+    status_code=201,
+    summary="Send a gift (paid in coins)",
+    openapi_extra=body_doc(GiftSend),
+)
 async def send_gift(
     request: Request,
     stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: VerifiedPrincipal,
-    idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    idempotency_key: Annotated[
+        Text | None,
+        Header(
+            max_length=idempotency.MAX_KEY_LENGTH,
+            description="Retries with the same key and body get the first answer back",
+        ),
+    ] = None,
 ) -> JSONResponse:
     payload = await read_payload(request)
+    fingerprint = idempotency.fingerprint(request.method, request.url.path, payload)
     ensure_same_user(payload.pop("sender_id", None), principal, "sender_id")
     ensure_same_user(payload.pop("user_id", None), principal)
-    data = validated(GiftSend, payload)
-    sent, created = await service.send_gift(
-        session,
-        runtime=runtime,
-        stream=stream,
-        principal=principal,
-        gift_id=data.gift_id,
-        quantity=data.quantity,
-        message=data.message or None,
-        idempotency_key=idempotency_key,
-    )
-    headers = {} if created else {"Idempotent-Replayed": "true"}
+    data = validated(GiftSend, payload)  # a refused body never claims the key
+    claim = None
+    if idempotency_key is not None:
+        outcome = await idempotency.begin(
+            runtime,
+            session,
+            user_id=principal.user_id,
+            key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        if isinstance(outcome, idempotency.Replay):
+            return _sent(outcome.body, replayed=True)
+        claim = outcome
+    try:
+        sent = await service.send_gift(
+            session,
+            runtime=runtime,
+            stream=stream,
+            principal=principal,
+            gift_id=data.gift_id,
+            quantity=data.quantity,
+            message=data.message or None,
+            claim=claim,
+        )
+    except BaseException:
+        # Nothing happened: the key goes with the rest, and a waiting retry runs as the first.
+        await session.rollback()
+        raise
+    return _sent(sent, replayed=False)
+
+
+def _sent(sent: Any, *, replayed: bool) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
     return JSONResponse(
         {"success": True, "message": "Gift sent.", "data": sent}, status_code=201, headers=headers
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from tajiri_live.core import idempotency
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
@@ -21,6 +21,12 @@ from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.wallet import service as wallet
 from tajiri_live.wallet.models import PLATFORM
+
+
+async def has_gifts(session: AsyncSession, stream_id: int) -> bool:
+    """Whether coins moved on the stream (its gifts are in the ledger, refunded or not)."""
+    found = await session.scalar(select(StreamGift.id).where(StreamGift.stream_id == stream_id))
+    return found is not None
 
 
 async def active_catalog(session: AsyncSession) -> list[VirtualGift]:
@@ -47,12 +53,10 @@ async def send_gift(
     gift_id: int,
     quantity: int,
     message: str | None,
-    idempotency_key: str | None,
-) -> tuple[dict[str, Any], bool]:
-    """Returns the sent gift and whether this call created it (False: a replay)."""
-    earlier = await wallet.replay(session, actor_id=principal.user_id, key=idempotency_key)
-    if earlier is not None:
-        return earlier, False
+    claim: idempotency.Claim | None = None,
+) -> dict[str, Any]:
+    """Send a gift; with an idempotency `claim`, the answer is recorded with the transfer
+    (core/idempotency.py: retries replay it and never reach this function)."""
     if stream.status != StreamStatus.LIVE:
         raise forbidden("Gifts can be sent only while the stream is live.")
     if not stream.allow_gifts:
@@ -78,25 +82,17 @@ async def send_gift(
     )
 
     total = gift.price * quantity
-    try:
-        answer = await _transfer(
-            session,
-            runtime=runtime,
-            stream=stream,
-            principal=principal,
-            gift=gift,
-            quantity=quantity,
-            total=total,
-            message=message,
-            idempotency_key=idempotency_key,
-        )
-    except IntegrityError:
-        # The same idempotency key won in a concurrent request: answer what it answered.
-        await session.rollback()
-        earlier = await wallet.replay(session, actor_id=principal.user_id, key=idempotency_key)
-        if earlier is None:
-            raise
-        return earlier, False
+    answer = await _transfer(
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        gift=gift,
+        quantity=quantity,
+        total=total,
+        message=message,
+        claim=claim,
+    )
     await runtime.broker.publish(
         Event(
             channel=stream_channel(stream.id),
@@ -105,7 +101,7 @@ async def send_gift(
             actor_id=principal.user_id,
         )
     )
-    return answer, True
+    return answer
 
 
 async def _transfer(
@@ -118,12 +114,13 @@ async def _transfer(
     quantity: int,
     total: int,
     message: str | None,
-    idempotency_key: str | None,
+    claim: idempotency.Claim | None,
 ) -> dict[str, Any]:
-    """Debit, credit, record and commit in one database transaction."""
+    """Debit, credit, record and commit in one database transaction (with the idempotency
+    key's answer, when there is one)."""
     creator_amount, platform_amount = split(total, gift.creator_share)
     sender_wallet = await wallet.user_wallet(session, principal.user_id)
-    shares = await _creator_shares(session, stream, creator_amount)
+    shares = await _creator_shares(session, stream, creator_amount, sender_id=principal.user_id)
     platform_wallet = await wallet.house_wallet(session, PLATFORM)
     await wallet.lock(session, [sender_wallet, platform_wallet, *shares])
     if not await wallet.debit(session, wallet_id=sender_wallet, amount=total):
@@ -155,28 +152,35 @@ async def _transfer(
         session,
         kind="gift",
         actor_id=principal.user_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=None,  # keys live in idempotency_keys (they expire; the ledger stays)
         entries=[(sender_wallet, -total), *shares.items(), (platform_wallet, platform_amount)],
         stream_gift_id=sent.id,
     )
     answer = sent_gift_dict(await _load(session, sent.id), runtime.settings)
     transaction.response = answer
+    if claim is not None:
+        await claim.record(session, 201, answer)
     await session.commit()
     return answer
 
 
 async def _creator_shares(
-    session: AsyncSession, stream: LiveStream, creator_amount: int
+    session: AsyncSession, stream: LiveStream, creator_amount: int, *, sender_id: int
 ) -> dict[int, int]:
     """wallet id -> coins: the owner, or the owner and accepted co-hosts in equal parts
-    (the remainder of the division goes to the owner)."""
+    (the remainder of the division goes to the owner). A co-host who sends the gift is not
+    among the recipients: nobody is paid back part of their own gift."""
     owner = await wallet.user_wallet(session, stream.user_id)
     if not stream.split_gifts_with_cohosts:
         return {owner: creator_amount}
     cohost_ids = list(
         await session.scalars(
             select(StreamCoHost.user_id)
-            .where(StreamCoHost.stream_id == stream.id, StreamCoHost.status == "accepted")
+            .where(
+                StreamCoHost.stream_id == stream.id,
+                StreamCoHost.status == "accepted",
+                StreamCoHost.user_id != sender_id,
+            )
             .order_by(StreamCoHost.id)
         )
     )

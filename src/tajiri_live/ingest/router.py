@@ -14,6 +14,8 @@ from fastapi.responses import PlainTextResponse, Response
 
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.errors import ValidationFailed
+from tajiri_live.core.text import Text, control_message, find_control
 from tajiri_live.ingest import service
 from tajiri_live.ingest.dependencies import IngestDep
 from tajiri_live.ingest.service import Publisher, Refused
@@ -25,8 +27,8 @@ log = logging.getLogger(__name__)
 callbacks = APIRouter(prefix="/rtmp", tags=["ingest"], include_in_schema=True)
 owner = APIRouter(prefix="/streams", tags=["ingest"])
 
-SecretQuery = Annotated[str | None, Query(description="The shared ingest secret")]
-NodeQuery = Annotated[str | None, Query(description="The calling nginx's address")]
+SecretQuery = Annotated[Text | None, Query(description="The shared ingest secret")]
+NodeQuery = Annotated[Text | None, Query(description="The calling nginx's address")]
 
 
 async def _publisher(
@@ -34,6 +36,9 @@ async def _publisher(
 ) -> Publisher:
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    field = find_control({**fields, "control": control, "media": media})
+    if field is not None:  # nginx reads only the status: any 4xx refuses
+        raise ValidationFailed({field: [control_message(field)]})
     return Publisher.from_form(fields, control=control, media=media)
 
 

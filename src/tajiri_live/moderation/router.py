@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.payload import DbId, body_doc, read_payload, validated
+from tajiri_live.core.text import Text
 from tajiri_live.moderation import service
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.users.dependencies import CurrentPrincipal
@@ -23,14 +24,19 @@ class BanCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
     user_id: DbId
-    reason: str | None = Field(default=None, max_length=255)
+    reason: Text | None = Field(default=None, max_length=255)
 
 
 class MuteCreate(BanCreate):
     minutes: int = Field(default=10, ge=1, le=24 * 60)
 
 
-@router.post("/{stream_id}/bans", status_code=201, summary="Ban a user from the stream")
+@router.post(
+    "/{stream_id}/bans",
+    status_code=201,
+    summary="Ban a user from the stream",
+    openapi_extra=body_doc(BanCreate),
+)
 async def ban(
     request: Request,
     stream: StreamRowDep,
@@ -54,7 +60,12 @@ async def ban(
     )
 
 
-@router.post("/{stream_id}/mutes", status_code=201, summary="Mute a user for N minutes")
+@router.post(
+    "/{stream_id}/mutes",
+    status_code=201,
+    summary="Mute a user for N minutes",
+    openapi_extra=body_doc(MuteCreate),
+)
 async def mute(
     request: Request,
     stream: StreamRowDep,

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tajiri_live.core.clock import iso
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
-from tajiri_live.core.errors import ApiError, forbidden
+from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.pagination import page_links
-from tajiri_live.core.payload import MAX_ID, read_payload, validated
+from tajiri_live.core.payload import MAX_ID, body_doc, read_payload, validated
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import Text, control_message, find_control
 from tajiri_live.notifications import messages, service
 from tajiri_live.notifications.models import (
     Device,
@@ -126,7 +127,11 @@ class FollowSync(BaseModel):
     unfollows: list[FollowPair] = Field(default_factory=list, max_length=MAX_SYNC)
 
 
-@router.post("/admin/follows/sync", summary="Bulk add and remove follows (the main app's)")
+@router.post(
+    "/admin/follows/sync",
+    summary="Bulk add and remove follows (the main app's)",
+    openapi_extra=body_doc(FollowSync),
+)
 async def sync_follows(
     request: Request, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -169,12 +174,17 @@ async def sync_follows(
 
 
 class DeviceIn(BaseModel):
-    token: str = Field(min_length=10, max_length=4096)
+    token: Text = Field(min_length=10, max_length=4096)
     platform: Literal["android", "ios", "web"] = "android"
-    locale: str = Field(default="sw", min_length=2, max_length=16)
+    locale: Text = Field(default="sw", min_length=2, max_length=16)
 
 
-@router.post("/devices", status_code=201, summary="Register a device for push (FCM token)")
+@router.post(
+    "/devices",
+    status_code=201,
+    summary="Register a device for push (FCM token)",
+    openapi_extra=body_doc(DeviceIn),
+)
 async def register_device(
     request: Request, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:
@@ -212,6 +222,8 @@ async def unregister_device(
     token = (await read_payload(request)).get("token") or request.query_params.get("token")
     if not isinstance(token, str) or not token:
         raise ApiError(422, "The token field is required.", errors={"token": ["Required."]})
+    if find_control(token) is not None:
+        raise ValidationFailed({"token": [control_message("token")]})
     result = await session.execute(
         delete(Device).where(Device.token == token, Device.user_id == principal.user_id)
     )
@@ -325,7 +337,11 @@ async def preferences(
     }
 
 
-@router.put("/users/{user_id}/notification-preferences", summary="Opt in or out")
+@router.put(
+    "/users/{user_id}/notification-preferences",
+    summary="Opt in or out",
+    openapi_extra=body_doc(PreferenceIn),
+)
 async def set_preference(
     request: Request,
     user_id: UserId,
@@ -347,6 +363,9 @@ async def set_preference(
             else NotificationPreference.streamer_id == body.streamer_id,
         )
     )
+    # An admin's choice for a user not seen yet; a streamer only if the identity source
+    # knows them (as for follows).
+    await users_service.ensure_user(session, user_id=user_id, now=runtime.clock.now())
     if body.streamer_id is not None:
         await _known(session, runtime, body.streamer_id)
     session.add(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy import and_, case, delete, func, literal, or_, select, union, up
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
+from tajiri_live.core.batches import is_data_error, quarantine, write_in_halves
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.notifications import messages
@@ -243,6 +245,17 @@ async def process_trigger(runtime: Runtime, trigger_id: int) -> int:
         return int(made or 0)
 
 
+async def withdraw(session: AsyncSession, *, stream_id: int) -> None:
+    """The stream is gone (soft-deleted): its triggers, notifications and pending pushes go
+    too, as a deletion would have taken them (the caller commits)."""
+    await session.execute(
+        delete(StreamNotification).where(StreamNotification.stream_id == stream_id)
+    )
+    await session.execute(
+        delete(NotificationTrigger).where(NotificationTrigger.stream_id == stream_id)
+    )
+
+
 async def process_triggers(runtime: Runtime) -> int:
     async with runtime.sessions() as session:
         waiting = (
@@ -255,8 +268,31 @@ async def process_triggers(runtime: Runtime) -> int:
         ).all()
     made = 0
     for trigger_id in waiting:
-        made += await process_trigger(runtime, trigger_id)
+        try:
+            made += await process_trigger(runtime, trigger_id)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise  # the database is away: the trigger waits for the next run
+            # A trigger the database refuses would otherwise come first in every run and
+            # hold back every later one: set it aside, marked, and go on.
+            quarantine("notification_triggers", f"notification trigger {trigger_id}", exc)
+            await _set_aside(runtime, trigger_id, exc)
     return made
+
+
+async def _set_aside(runtime: Runtime, trigger_id: int, exc: Exception) -> None:
+    async with runtime.sessions() as session:
+        await session.execute(
+            update(NotificationTrigger)
+            .where(NotificationTrigger.id == trigger_id)
+            .values(
+                processed_at=runtime.clock.now(),
+                recipients=0,
+                skipped=f"failed: {type(exc).__name__}"[:64],
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
 
 
 # --- delivery ------------------------------------------------------------------------------------
@@ -380,6 +416,21 @@ class ResultWriter:
 
 
 async def write_results(runtime: Runtime, results: list[tuple[Claimed, SendResult]]) -> None:
+    """Write outcomes in one transaction; a batch the database refuses is split so that one
+    bad outcome is set aside (it is retried when its lease ends) and the others land."""
+
+    async def write(part: Sequence[tuple[Claimed, SendResult]]) -> None:
+        await _write_results(runtime, part)
+
+    await write_in_halves(
+        results,
+        write,
+        writer="push_results",
+        describe=lambda pair: f"the outcome of push {pair[0].outbox_id}",
+    )
+
+
+async def _write_results(runtime: Runtime, results: Sequence[tuple[Claimed, SendResult]]) -> None:
     now = runtime.clock.now()
     max_attempts = runtime.settings.push_max_attempts
     sent = [c for c, r in results if r.outcome is Outcome.SENT]

@@ -44,6 +44,8 @@ def build_backends(settings: Settings) -> Backends:
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_pool_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        socket_timeout=settings.redis_socket_timeout_seconds,  # pub/sub reads block regardless
         socket_keepalive=True,
         health_check_interval=15,
         retry_on_timeout=True,

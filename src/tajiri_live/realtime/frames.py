@@ -70,32 +70,55 @@ def _unmask(payload: bytes, mask: bytes) -> bytes:
     return value.to_bytes(len(payload), "little")
 
 
-class FrameParser:
-    """Incremental parser of client frames (masked, possibly fragmented)."""
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
+DEFAULT_MAX_FRAGMENTS = 64
 
-    def __init__(self, max_message_bytes: int = 64 * 1024) -> None:
+
+class FrameParser:
+    """Incremental parser of client frames (masked, possibly fragmented).
+
+    Linear in what it is fed: frames are read from an offset into the buffer (one compaction
+    per `feed`), and a fragmented message keeps a running total of its size, so a flood of
+    tiny continuation frames costs the same per frame as any other frame. A message may be
+    split into at most `max_fragments` frames (real clients send one); more closes with 1009
+    like an oversized message."""
+
+    def __init__(
+        self,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+    ) -> None:
         self.max_message_bytes = max_message_bytes
+        self.max_fragments = max_fragments
         self._buffer = bytearray()
+        self._pos = 0
         self._fragments: list[bytes] = []
+        self._fragments_bytes = 0
         self._fragment_opcode = 0
 
     def feed(self, data: bytes) -> list[Message]:
         self._buffer += data
         messages: list[Message] = []
-        while True:
-            parsed = self._next_frame()
-            if parsed is None:
-                return messages
-            fin, opcode, payload = parsed
-            message = self._assemble(fin, opcode, payload)
-            if message is not None:
-                messages.append(message)
+        try:
+            while True:
+                parsed = self._next_frame()
+                if parsed is None:
+                    return messages
+                fin, opcode, payload = parsed
+                message = self._assemble(fin, opcode, payload)
+                if message is not None:
+                    messages.append(message)
+        finally:
+            if self._pos:
+                del self._buffer[: self._pos]
+                self._pos = 0
 
     def _next_frame(self) -> tuple[bool, int, bytes] | None:
-        buf = self._buffer
-        if len(buf) < 2:
+        buf, pos = self._buffer, self._pos
+        available = len(buf) - pos
+        if available < 2:
             return None
-        first, second = buf[0], buf[1]
+        first, second = buf[pos], buf[pos + 1]
         if first & 0x70:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set")
         if not second & 0x80:
@@ -103,22 +126,23 @@ class FrameParser:
         length = second & 0x7F
         offset = 2
         if length == 126:
-            if len(buf) < 4:
+            if available < 4:
                 return None
-            length = struct.unpack_from("!H", buf, 2)[0]
+            length = struct.unpack_from("!H", buf, pos + 2)[0]
             offset = 4
         elif length == 127:
-            if len(buf) < 10:
+            if available < 10:
                 return None
-            length = struct.unpack_from("!Q", buf, 2)[0]
+            length = struct.unpack_from("!Q", buf, pos + 2)[0]
             offset = 10
         if length > self.max_message_bytes:
             raise ProtocolError(CLOSE_TOO_BIG, "message too big")
-        if len(buf) < offset + 4 + length:
+        if available < offset + 4 + length:
             return None
-        mask = bytes(buf[offset : offset + 4])
-        payload = _unmask(bytes(buf[offset + 4 : offset + 4 + length]), mask)
-        del buf[: offset + 4 + length]
+        start = pos + offset + 4
+        mask = bytes(buf[pos + offset : start])
+        payload = _unmask(bytes(buf[start : start + length]), mask) if length else b""
+        self._pos = start + length
         return bool(first & 0x80), first & 0x0F, payload
 
     def _assemble(self, fin: bool, opcode: int, payload: bytes) -> Message | None:
@@ -134,14 +158,19 @@ class FrameParser:
         elif opcode in (OP_TEXT, OP_BINARY):
             if self._fragments:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+            if fin:  # the usual case: one frame, one message
+                return Message(opcode, payload)
             self._fragment_opcode = opcode
         else:
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "unknown opcode")
         self._fragments.append(payload)
-        if sum(len(f) for f in self._fragments) > self.max_message_bytes:
+        self._fragments_bytes += len(payload)
+        if self._fragments_bytes > self.max_message_bytes:
             raise ProtocolError(CLOSE_TOO_BIG, "message too big")
+        if len(self._fragments) > self.max_fragments:
+            raise ProtocolError(CLOSE_TOO_BIG, "message split into too many frames")
         if not fin:
             return None
         whole = b"".join(self._fragments)
-        self._fragments = []
+        self._fragments, self._fragments_bytes = [], 0
         return Message(self._fragment_opcode, whole)

@@ -9,7 +9,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tajiri_live.realtime.frames import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER
+from tajiri_live.realtime.flood import FloodGuard, FloodLimits, FloodStats
+from tajiri_live.realtime.frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN_LATER,
+    DEFAULT_MAX_FRAGMENTS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+)
 from tajiri_live.realtime.hub import Hub
 
 if TYPE_CHECKING:
@@ -43,6 +50,7 @@ class CloseCodes:
     going_away: tuple[int, str] = (CLOSE_GOING_AWAY, "server shutting down")
     slow: tuple[int, str] = (CLOSE_TRY_AGAIN_LATER, "slow consumer")
     idle: tuple[int, str] = (CLOSE_GOING_AWAY, "idle timeout")
+    flood: tuple[int, str] = (CLOSE_POLICY, "policy violation: too many messages")
 
 
 class SocketSession(Protocol):
@@ -61,9 +69,21 @@ SocketApp = Callable[[Handshake], Awaitable[SocketSession]]
 
 
 class Gateway:
-    def __init__(self, hub: Hub, *, idle_timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        idle_timeout: float = 180.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_fragments: int = DEFAULT_MAX_FRAGMENTS,
+        flood_limits: FloodLimits | None = None,
+    ) -> None:
         self.hub = hub
         self.idle_timeout = idle_timeout
+        self.max_message_bytes = max_message_bytes  # a client message, assembled
+        self.max_fragments = max_fragments  # frames one client message may be split into
+        self.flood_limits = flood_limits or FloodLimits()  # per socket (realtime/flood.py)
+        self.flood_stats = FloodStats()
         self.connections: set[WebSocketConnection] = set()
         self._routes: list[tuple[re.Pattern[str], SocketApp]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -80,6 +100,10 @@ class Gateway:
             if match:
                 return await app(Handshake(path, query, headers, match.groupdict(), peer))
         raise Refusal(404, "No WebSocket endpoint at this path.")
+
+    def flood_guard(self) -> FloodGuard:
+        """A fresh per-socket budget (one per admitted connection)."""
+        return FloodGuard(self.flood_limits, self.spawn, self.flood_stats)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run background work tied to a connection; failures are logged, never raised."""

@@ -56,7 +56,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._gateway: Gateway = gateway
         self._server_state = server_state
         self._buffer = bytearray()
-        self._parser = frames.FrameParser()
+        self._parser = frames.FrameParser(gateway.max_message_bytes, gateway.max_fragments)
         self.state = HANDSHAKE
         self.session: SocketSession | None = None
         self.transport: Any = None
@@ -189,6 +189,8 @@ class WebSocketConnection(asyncio.Protocol):
             return
         session = self.session
         for message in messages:
+            if self.state != OPEN:  # closed by an earlier message (a flood, a ban)
+                return
             if message.opcode == frames.OP_TEXT and session is not None:
                 try:
                     text = message.payload.decode("utf-8")
@@ -214,7 +216,10 @@ class WebSocketConnection(asyncio.Protocol):
             return
         was_open = self.state == OPEN
         if was_open:
-            self.transport.write(frames.close_frame(code, reason))
+            # Replies queued for this socket alone (an error saying why) go out before the
+            # close; the hub would otherwise drop them with the socket.
+            pending, self.own = self.own, []
+            self.transport.write(b"".join(pending) + frames.close_frame(code, reason))
         self.state = CLOSED
         self._gateway.hub.drop(self)
         self.transport.close()

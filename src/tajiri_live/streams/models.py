@@ -88,6 +88,9 @@ class LiveStream(Base):
     ingest_health: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     live_thumbnail_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recording_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when a stream with money is deleted: every read treats it as absent, its gifts and
+    # ledger entries keep pointing at it (streams/softdelete.py).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

@@ -14,9 +14,10 @@ from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
 from tajiri_live.core.pagination import page_links
-from tajiri_live.core.payload import MAX_ID, read_payload, upload, validated
+from tajiri_live.core.payload import MAX_ID, body_doc, read_payload, upload, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
+from tajiri_live.core.text import Text
 from tajiri_live.engagement import service as engagement_service
 from tajiri_live.ingest.dependencies import IngestDep
 from tajiri_live.streams import presenters, service
@@ -34,7 +35,10 @@ from tajiri_live.users.dependencies import (
 router = APIRouter(prefix="/streams", tags=["streams"])
 
 CurrentUserIdQuery = Annotated[
-    str | None, Query(description="Ignored for identity; must match the token when both are sent")
+    Text | None,
+    Query(
+        max_length=40, description="Ignored for identity; must match the token when both are sent"
+    ),
 ]
 
 
@@ -131,7 +135,7 @@ async def list_streams(
     viewer: OptionalPrincipal,
     status: StatusFilter | None = None,
     user_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    category: str | None = None,
+    category: Annotated[Text | None, Query(max_length=100)] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int | None, Query(ge=1, le=1_000)] = None,
     current_user_id: CurrentUserIdQuery = None,
@@ -271,12 +275,18 @@ async def update_stream(
 
 
 @router.delete("/{stream_id}", summary="Delete a stream (not while live)")
-async def delete_stream(stream: OwnedStreamDep, session: SessionDep) -> dict[str, Any]:
-    await service.delete_stream(session, stream=stream)
+async def delete_stream(
+    stream: OwnedStreamDep, session: SessionDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    await service.delete_stream(session, runtime=runtime, stream=stream)
     return {"success": True, "message": "Stream deleted."}
 
 
-@router.patch("/{stream_id}/status", summary="Move a stream to another status")
+@router.patch(
+    "/{stream_id}/status",
+    summary="Move a stream to another status",
+    openapi_extra=body_doc(StatusUpdate),
+)
 async def patch_status(
     request: Request,
     stream: OwnedStreamDep,

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tajiri_live.core.clienttime import ClientDateTime
+from tajiri_live.core.text import Text
 from tajiri_live.streams.lifecycle import StreamStatus
 
 Privacy = Literal["public", "friends", "private"]
@@ -29,12 +30,14 @@ def optional_text(max_length: int) -> Any:
     """A string of at most `max_length`, or null; blank counts as null. The limit sits on the
     string itself so that null never meets it."""
     return Annotated[
-        Annotated[str, Field(max_length=max_length)] | None, BeforeValidator(_blank_to_none)
+        Annotated[Text, Field(max_length=max_length)] | None, BeforeValidator(_blank_to_none)
     ]
 
 
 Tags = Annotated[
-    Annotated[list[Annotated[str, Field(min_length=1, max_length=50)]], Field(max_length=MAX_TAGS)],
+    Annotated[
+        list[Annotated[Text, Field(min_length=1, max_length=50)]], Field(max_length=MAX_TAGS)
+    ],
     BeforeValidator(_as_tag_list),
 ]
 
@@ -57,13 +60,13 @@ class StreamFields(BaseModel):
 
 
 class StreamCreate(StreamFields):
-    title: str = Field(min_length=1, max_length=255)
+    title: Text = Field(min_length=1, max_length=255)
 
 
 class StreamUpdate(StreamFields):
     """Every field optional; only the fields sent are changed."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=255)
+    title: Text | None = Field(default=None, min_length=1, max_length=255)
     privacy: Privacy | None = None  # type: ignore[assignment]
     is_recorded: bool | None = None  # type: ignore[assignment]
     allow_comments: bool | None = None  # type: ignore[assignment]

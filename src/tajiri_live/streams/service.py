@@ -18,6 +18,7 @@ from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.settings import Settings
+from tajiri_live.gifts import service as gifts_service
 from tajiri_live.notifications import service as notifications
 from tajiri_live.notifications.messages import SCHEDULED
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
@@ -284,10 +285,24 @@ async def update_stream(
     return stream
 
 
-async def delete_stream(session: AsyncSession, *, stream: LiveStream) -> None:
+async def delete_stream(session: AsyncSession, *, runtime: Runtime, stream: LiveStream) -> None:
+    """A stream without money goes with everything that hangs on it. One that moved money is
+    soft-deleted: absent from every read (streams/softdelete.py), its key revoked, its
+    gifts and ledger kept whole; its followers' notifications about it are withdrawn."""
     if stream.status_enum in UNDELETABLE_STATUSES:
         raise ApiError(409, f"A stream that is {stream.status} cannot be deleted; end it first.")
-    await session.delete(stream)
+    if not await gifts_service.has_gifts(session, stream.id):
+        await session.delete(stream)
+        await session.commit()
+        return
+    now = runtime.clock.now()
+    await session.execute(
+        update(LiveStream)
+        .where(LiveStream.id == stream.id)
+        .values(deleted_at=now, stream_key_expires_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await notifications.withdraw(session, stream_id=stream.id)
     await session.commit()
 
 

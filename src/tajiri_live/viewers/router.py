@@ -11,6 +11,7 @@ from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.payload import read_payload
+from tajiri_live.core.text import Text
 from tajiri_live.streams import presenters
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.lifecycle import StreamStatus
@@ -107,5 +108,5 @@ async def feed_over_http() -> JSONResponse:
 
 
 @socket_paths.get("/streams/{stream_id}", include_in_schema=False)
-async def stream_over_http(stream_id: str) -> JSONResponse:
+async def stream_over_http(stream_id: Text) -> JSONResponse:
     return _upgrade_required()

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.db import dialect_insert
+from tajiri_live.core.text import has_control
 from tajiri_live.streams.models import StreamViewer
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,15 @@ MAX_REGION_LENGTH = 64
 
 
 def clean_region(value: object) -> str | None:
-    """A client-sent region, trimmed and bounded; blanks and non-strings are unknown."""
-    if not isinstance(value, str) or not value.strip():
+    """A region, trimmed and bounded; blanks, non-strings and text with control characters
+    (a token claim the boundary did not see) are unknown."""
+    if not isinstance(value, str) or not value.strip() or has_control(value):
         return None
     return value.strip()[:MAX_REGION_LENGTH]
 
 
 MAX_PENDING = 100_000  # records kept while the database is unreachable
+WRITER = "viewer_sessions"
 
 
 @dataclass(eq=False)
@@ -110,26 +114,26 @@ class ViewerLog:
         if not joins and not leaves:
             return 0
         try:
-            await self._write(joins, leaves)
-        except IntegrityError:
-            # One bad row (its stream was deleted meanwhile) must not sink the batch.
-            await self._write_one_by_one(joins, leaves)
-        except (OperationalError, OSError):
+            # A bad row (its stream deleted meanwhile, a value the column refuses) is
+            # quarantined; the rest of the batch is written. Both writes are upserts by the
+            # visit's key, so starts and ends may land in either order, or twice.
+            await write_in_halves(joins, self._open, writer=WRITER, describe=_describe)
+            await write_in_halves(leaves, self._close, writer=WRITER, describe=_describe)
+        except (OperationalError, InterfaceError, OSError):
             # The database is away: keep the records for the next flush (bounded).
             self._joins = (joins + self._joins)[-MAX_PENDING:]
             self._leaves = (leaves + self._leaves)[-MAX_PENDING:]
             raise
         return len(joins) + len(leaves)
 
-    async def _write(self, joins: list[ViewingSession], leaves: list[ViewingSession]) -> None:
+    async def _open(self, joins: Sequence[ViewingSession]) -> None:
         async with self._sessions() as db:
-            await record(db, opened=joins, closed=leaves)
+            await record(db, opened=joins)
 
-    async def _write_one_by_one(
-        self, joins: list[ViewingSession], leaves: list[ViewingSession]
-    ) -> None:
-        for viewing, closing in [(j, False) for j in joins] + [(v, True) for v in leaves]:
-            try:
-                await self._write([] if closing else [viewing], [viewing] if closing else [])
-            except IntegrityError:
-                log.info("dropped a viewing session of stream %s (gone)", viewing.stream_id)
+    async def _close(self, leaves: Sequence[ViewingSession]) -> None:
+        async with self._sessions() as db:
+            await record(db, closed=leaves)
+
+
+def _describe(viewing: ViewingSession) -> str:
+    return f"a viewing session of stream {viewing.stream_id}"

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.availability import (
+    RETRY_AFTER_SECONDS,
+    dependency_of,
+    unavailable_message,
+)
 from tajiri_live.core.clientaddr import client_address
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.payload import MAX_ID
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import control_message, find_control
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.encoders import client_message, plain_frame
 from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
+from tajiri_live.realtime.flood import Verdict
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake, Refusal
 from tajiri_live.realtime.server import WebSocketConnection
 from tajiri_live.streams import service as streams_service
@@ -99,6 +107,8 @@ class PlainSocketApp:
 
     async def admit_stream(self, handshake: Handshake) -> PlainSession:
         principal = await self._identify(handshake)
+        # a malformed region is refused before the stream is read
+        region = _region(handshake, principal)
         stream_id = int(handshake.params["stream_id"])
         async with self.runtime.sessions() as session:
             try:
@@ -125,9 +135,7 @@ class PlainSocketApp:
             )
         return PlainSession(
             self,
-            SocketContext(
-                principal, stream_id, region=_region(handshake, principal), address=address
-            ),
+            SocketContext(principal, stream_id, region=region, address=address),
             stream_channel(stream_id),
             counted=counted,
         )
@@ -135,6 +143,8 @@ class PlainSocketApp:
 
 def _region(handshake: Handshake, principal: Principal | None) -> str | None:
     """The region the client names on the socket, else the one in the token's profile."""
+    if find_control(handshake.query.get("region")) is not None:
+        raise Refusal(422, control_message("region"))
     named = clean_region(handshake.query.get("region"))
     return named or clean_region(principal.region if principal else None)
 
@@ -153,6 +163,7 @@ class PlainSession:
         self.user_id = context.principal.user_id if context.principal else None
         self.member = member_of(self.user_id, secrets.token_hex(8))
         self._watching: asyncio.Task[bool] | None = None
+        self.flood = app.gateway.flood_guard()
 
     def opened(self, connection: WebSocketConnection) -> None:
         app = self.app
@@ -177,6 +188,7 @@ class PlainSession:
             self._watching = app.gateway.spawn(watch, name="viewer-join")
 
     def closed(self, connection: WebSocketConnection) -> None:
+        self.flood.clear()
         watching, self._watching = self._watching, None
         if watching is not None:
             self.app.gateway.spawn(self._unwatch(watching), name="viewer-leave")
@@ -192,6 +204,8 @@ class PlainSession:
             await self.app.viewers.unwatch(stream_id, self.member)
 
     def received(self, connection: WebSocketConnection, text: str) -> None:
+        if not self._within_budget(connection, self.flood.message()):
+            return
         message = client_message(text)
         if message is None:
             connection.send(
@@ -201,6 +215,10 @@ class PlainSession:
             )
             return
         name: str = message["event"]
+        field = find_control(message)
+        if field is not None:
+            connection.send(error_frame("invalid", control_message(field)))
+            return
         data = message.get("data")
         data = data if isinstance(data, dict) else {}
         if name == "ping":
@@ -215,11 +233,38 @@ class PlainSession:
                 error_frame("unauthenticated", "Sign in to do this: connect with a token.")
             )
             return
-        self.app.gateway.spawn(self._act(connection, handler, data), name=f"ws-{name}")
+        work = functools.partial(self._act, connection, handler, data)
+        self._within_budget(connection, self.flood.action(work, name))
+
+    def _within_budget(self, connection: WebSocketConnection, verdict: Verdict) -> bool:
+        """Answer a verdict of the socket's budget: told once, then quiet, then closed."""
+        if verdict is Verdict.ACCEPTED:
+            return True
+        if verdict is Verdict.TOLD:
+            connection.send(
+                error_frame(
+                    "rate_limited",
+                    "Too many messages: slow down or this connection will be closed.",
+                    retry_after=self.flood.retry_after,
+                )
+            )
+        elif verdict is Verdict.CLOSE:
+            connection.close(*self.close_codes.flood)
+        return False
 
     async def _act(
         self, connection: WebSocketConnection, handler: ActionHandler, data: dict[str, Any]
     ) -> None:
-        problem = await handler(self.context, data)
+        try:
+            problem = await handler(self.context, data)
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            if dependency is None:
+                raise
+            problem = {
+                "code": "unavailable",
+                "message": unavailable_message(dependency),
+                "retry_after": RETRY_AFTER_SECONDS,
+            }
         if problem is not None:
             connection.send(plain_frame(ERROR, problem))

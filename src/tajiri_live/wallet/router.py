@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
-from tajiri_live.core.payload import DbId, read_payload, validated
+from tajiri_live.core.payload import DbId, body_doc, read_payload, validated
 from tajiri_live.users.dependencies import CurrentPrincipal
 from tajiri_live.wallet import service
 
@@ -36,7 +36,9 @@ async def my_wallet(
     }
 
 
-@router.post("/credit", summary="Credit coins to a user (administrators)")
+@router.post(
+    "/credit", summary="Credit coins to a user (administrators)", openapi_extra=body_doc(Credit)
+)
 async def credit(
     request: Request, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
 ) -> dict[str, Any]:

@@ -104,17 +104,6 @@ async def entries_of_gift(session: AsyncSession, stream_gift_id: int) -> list[tu
     return [(int(wallet_id), int(amount)) for wallet_id, amount in rows]
 
 
-async def replay(session: AsyncSession, *, actor_id: int, key: str | None) -> dict[str, Any] | None:
-    """The stored answer of an earlier request with the same idempotency key."""
-    if not key:
-        return None
-    return await session.scalar(
-        select(LedgerTransaction.response).where(
-            LedgerTransaction.actor_id == actor_id, LedgerTransaction.idempotency_key == key
-        )
-    )
-
-
 async def admin_credit(
     session: AsyncSession, *, runtime: Runtime, user_id: int, amount: int, actor_id: int | None
 ) -> int:

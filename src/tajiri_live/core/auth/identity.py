@@ -276,23 +276,42 @@ class Identity:
 
     # --- operations --------------------------------------------------------------------------
 
-    async def dependency_problems(self) -> dict[str, str]:
-        """Identity's dependencies that do not answer now (for /ready), by name."""
-        problems: dict[str, str] = {}
-        if self.sanctum is not None:
-            try:
-                await self.sanctum.ping()
-            except Exception as error:  # any failure means sign-ins will fail
-                problems["sanctum_database"] = f"unreachable ({type(error).__name__})"
-        if self.introspection is not None:
-            try:
-                await self.introspection.ping()
-            except Exception as error:  # no answer at all: every new sign-in would be a 503
-                problems["introspection"] = f"unreachable ({type(error).__name__})"
+    def readiness(self) -> list[tuple[str, Callable[[], Awaitable[str | None]]]]:
+        """Identity's dependencies for /ready: name -> a check answering None when it is up,
+        else what is wrong (provider details stay in the logs)."""
+        checks: list[tuple[str, Callable[[], Awaitable[str | None]]]] = []
+        sanctum, introspection = self.sanctum, self.introspection
+        if sanctum is not None:
+
+            async def sanctum_database() -> str | None:
+                try:
+                    await sanctum.ping()
+                except Exception as error:  # any failure means sign-ins will fail
+                    return f"unreachable ({type(error).__name__})"
+                return None
+
+            checks.append(("sanctum_database", sanctum_database))
+        if introspection is not None:
+
+            async def account_service() -> str | None:
+                try:
+                    await introspection.ping()
+                except Exception as error:  # no answer at all: every new sign-in is a 503
+                    return f"unreachable ({type(error).__name__})"
+                return None
+
+            checks.append(("introspection", account_service))
         jwks = self.jwt.jwks if self.jwt is not None else None
-        if jwks is not None and not jwks.loaded and jwks.last_error:
-            problems["jwks"] = "no keys loaded yet: the key set cannot be read (see the logs)"
-        return problems
+        if jwks is not None:
+            keys = jwks
+
+            async def key_set() -> str | None:
+                if not keys.loaded and keys.last_error:
+                    return "no keys loaded yet: the key set cannot be read (see the logs)"
+                return None
+
+            checks.append(("jwks", key_set))
+        return checks
 
     def describe(self) -> dict[str, object]:
         return {

@@ -1,7 +1,7 @@
 """Viewer visits: session rows carry their visit's key (any node closes them by it), and open
 sessions are indexed (a starting node checks them against presence).
 
-Revision ID: 0012_viewers
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-29
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012_viewers"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

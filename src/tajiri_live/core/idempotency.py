@@ -1,0 +1,167 @@
+"""Idempotency keys as Stripe defines them, for any request that must happen once (gifts,
+later super chats).
+
+A key belongs to the caller and to one request: its fingerprint is the method, the path and
+the body. The first request with a key inserts it *inside its own transaction*, before any
+other work, and records its answer in that same transaction: the key, the answer and the
+effects are committed together or not at all. A concurrent retry's insert of the same key
+waits on the unique index until that transaction ends (no polling): if it committed, the
+retry replays its answer (never counted against rate limits, never a 402 or 429 for a
+request that succeeded); if it rolled back (a refusal, a crash), nothing happened and the
+retry runs as a first request. The same key with another request is a 422 naming the key.
+Keys expire after `IDEMPOTENCY_TTL_HOURS` (24 h); an expired key is a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tajiri_live.core.columns import JSONType
+from tajiri_live.core.db import Base, BigIntId, UTCDateTime, dialect_insert
+from tajiri_live.core.errors import ApiError, ValidationFailed
+from tajiri_live.core.runtime import Runtime
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+MAX_ATTEMPTS = 5
+PENDING, DONE = "pending", "done"
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key"),
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and body
+    state: Mapped[str] = mapped_column(String(10))  # pending (never seen committed), done
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response: Mapped[Any | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    """What makes two requests the same request: the route and the body (key order and
+    whitespace aside)."""
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(f"{method.upper()} {path}\n".encode() + canonical).hexdigest()
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The answer of the request that used the key first."""
+
+    status_code: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This request holds the key in its open transaction: do the work in that transaction
+    and `record` the answer before committing it."""
+
+    id: int
+
+    async def record(self, session: AsyncSession, status_code: int, body: Any) -> None:
+        await session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.id == self.id)
+            .values(state=DONE, status_code=status_code, response=body)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def begin(
+    runtime: Runtime, session: AsyncSession, *, user_id: int, key: str, fingerprint: str
+) -> Claim | Replay:
+    """Claim `key` in the session's transaction (left open for the work), or the answer of
+    the request that used it first (waiting, in the database, while that one runs)."""
+    if len(key) > MAX_KEY_LENGTH or not key.strip():
+        raise ValidationFailed(
+            {HEADER: [f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} characters."]}
+        )
+    now = runtime.clock.now()
+    fresh = {
+        "fingerprint": fingerprint,
+        "state": PENDING,
+        "status_code": None,
+        "response": None,
+        "created_at": now,
+        "expires_at": now + timedelta(hours=runtime.settings.idempotency_ttl_hours),
+    }
+    for _ in range(MAX_ATTEMPTS):
+        insert = dialect_insert(session)
+        claimed = await session.scalar(
+            insert(IdempotencyKey)
+            .values(user_id=user_id, key=key, **fresh)
+            .on_conflict_do_nothing(index_elements=["user_id", "key"])
+            .returning(IdempotencyKey.id)
+        )
+        if claimed is not None:
+            return Claim(int(claimed))
+        row = (
+            await session.execute(
+                select(
+                    IdempotencyKey.id,
+                    IdempotencyKey.fingerprint,
+                    IdempotencyKey.state,
+                    IdempotencyKey.expires_at,
+                    IdempotencyKey.status_code,
+                    IdempotencyKey.response,
+                ).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
+            )
+        ).one_or_none()
+        if row is None:
+            continue  # the first request rolled back between our insert and our read
+        if row.expires_at <= now:  # an old key: it is this request's now
+            taken = await session.scalar(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.id == row.id, IdempotencyKey.expires_at == row.expires_at)
+                .values(**fresh)
+                .returning(IdempotencyKey.id)
+            )
+            if taken is not None:
+                return Claim(int(taken))
+            continue
+        await session.commit()  # end the read; a commit keeps the request's loaded rows usable
+        if row.fingerprint != fingerprint:
+            raise ValidationFailed(
+                {
+                    HEADER: [
+                        f"The {HEADER} '{key[:64]}' was already used with a different request; "
+                        "use a new key for a new request."
+                    ]
+                }
+            )
+        if row.state != DONE:
+            break
+        return Replay(int(row.status_code or 200), row.response)
+    raise ApiError(
+        409,
+        f"A request with this {HEADER} is still being processed; retry shortly.",
+        headers={"Retry-After": "1"},
+        retry_after=1,
+    )
+
+
+async def purge_expired(runtime: Runtime) -> int:
+    """Forget keys past their expiry (a job)."""
+    async with runtime.sessions() as session:
+        result = await session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.expires_at <= runtime.clock.now())
+        )
+        await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
