@@ -4,50 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from tajiri_live.core.errors import ApiError
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.errors import ValidationFailed
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement import service
 from tajiri_live.streams import service as streams_service
-from tajiri_live.viewers.socket import ActionHandler, SocketContext
-
-ERROR_CODES = {
-    403: "forbidden",
-    404: "not_found",
-    409: "conflict",
-    422: "invalid",
-    429: "rate_limited",
-}
+from tajiri_live.viewers.socket import ActionHandler, SocketContext, stream_action
 
 
 def reaction_action(runtime: Runtime) -> ActionHandler:
-    async def handle(context: SocketContext, data: dict[str, Any]) -> dict[str, Any] | None:
-        if context.stream_id is None or context.principal is None:
-            return {"code": "invalid", "message": "Reactions are sent on a stream's socket."}
+    async def react(
+        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+    ) -> None:
         reaction_type = data.get("reaction_type")
         if not isinstance(reaction_type, str):
-            return {"code": "invalid", "message": "The reaction type field is required."}
+            raise ValidationFailed({"reaction_type": ["The reaction type field is required."]})
         async with runtime.sessions() as session:
-            try:
-                stream = await streams_service.get_visible_stream(
-                    session, stream_id=context.stream_id, viewer=context.principal
-                )
-                await service.react(
-                    session,
-                    runtime=runtime,
-                    stream=stream,
-                    principal=context.principal,
-                    reaction_type=reaction_type,
-                )
-            except ApiError as error:
-                return {
-                    "code": ERROR_CODES.get(error.status_code, "error"),
-                    "message": error.message,
-                    **(
-                        {"retry_after": error.extra["retry_after"]}
-                        if "retry_after" in error.extra
-                        else {}
-                    ),
-                }
-        return None
+            stream = await streams_service.get_visible_stream(
+                session, stream_id=stream_id, viewer=principal
+            )
+            await service.react(
+                session,
+                runtime=runtime,
+                stream=stream,
+                principal=principal,
+                reaction_type=reaction_type,
+            )
 
-    return handle
+    return stream_action("reaction", react)
