@@ -4,6 +4,7 @@ from tajiri_live.analytics.models import StreamAnalytics, StreamReport
 from tajiri_live.core.db import Base
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
+from tajiri_live.health.models import StreamHealthSample
 from tajiri_live.moderation.models import ModerationAction, StreamRestriction
 from tajiri_live.notifications.models import (
     Device,
@@ -12,6 +13,8 @@ from tajiri_live.notifications.models import (
     PushOutbox,
     StreamNotification,
 )
+from tajiri_live.polls.models import StreamPoll, StreamPollOption, StreamPollVote
+from tajiri_live.questions.models import StreamQuestion, StreamQuestionUpvote
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.users.models import Follow, User
 from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction, Wallet
@@ -31,8 +34,14 @@ __all__ = [
     "StreamCoHost",
     "StreamComment",
     "StreamGift",
+    "StreamHealthSample",
     "StreamLike",
     "StreamNotification",
+    "StreamPoll",
+    "StreamPollOption",
+    "StreamPollVote",
+    "StreamQuestion",
+    "StreamQuestionUpvote",
     "StreamReactionCount",
     "StreamReport",
     "StreamRestriction",
