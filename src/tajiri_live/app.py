@@ -37,6 +37,7 @@ from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.gifts.router import router as gifts_router
+from tajiri_live.health.router import router as health_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
 from tajiri_live.ingest.router import owner as ingest_owner_router
@@ -45,7 +46,13 @@ from tajiri_live.moderation.router import router as moderation_router
 from tajiri_live.notifications.jobs import build_sender, notification_jobs
 from tajiri_live.notifications.push import PushSender
 from tajiri_live.notifications.router import router as notifications_router
+from tajiri_live.polls.router import router as polls_router
+from tajiri_live.polls.socket_actions import poll_actions
+from tajiri_live.polls.votes import VoteCounter
+from tajiri_live.questions.router import router as questions_router
+from tajiri_live.questions.socket_actions import question_actions
 from tajiri_live.realtime.backends import build_backends
+from tajiri_live.realtime.coalesce import Coalescer
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.gateway import Gateway
 from tajiri_live.realtime.hub import Hub, HubSettings
@@ -79,6 +86,8 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
+    coalescer: Coalescer  # counters published at most once per tick (poll totals, upvotes)
+    poll_votes: VoteCounter
 
     def cluster_jobs(self) -> list[PeriodicJob]:
         """Jobs any node (or a worker) may run; each is safe on many nodes at once."""
@@ -129,6 +138,8 @@ class Services:
         await self.gateway.drain()
         await self.viewers.log.flush()
         self.hub.close()
+        await self.poll_votes.close()
+        await self.coalescer.close()  # its last values, before the broker closes
         await self.runtime.broker.close()
         await self.runtime.presence.close()
         await self.runtime.channels.close()
@@ -176,10 +187,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     gateway = Gateway(hub, idle_timeout=settings.ws_idle_timeout_seconds)
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
+    coalescer = Coalescer(runtime.broker.publish, tick_seconds=settings.realtime_coalesce_ms / 1000)
+    poll_votes = VoteCounter(runtime, coalescer)
     sockets = PlainSocketApp(runtime, gateway, viewers)
     sockets.actions["reaction"] = reaction_action(runtime)
+    sockets.actions.update(poll_actions(runtime, poll_votes))
+    sockets.actions.update(question_actions(runtime, coalescer))
     sockets.install()
-    pusher = PusherSocketApp(runtime, gateway, viewers, apps)
+    pusher = PusherSocketApp(runtime, gateway, viewers, apps, plain_actions=sockets.actions)
     pusher.install()
     return Services(
         runtime,
@@ -192,6 +207,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.sessions),
+        coalescer,
+        poll_votes,
     )
 
 
@@ -240,6 +257,8 @@ def create_app(
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
     app.state.comment_writer = services.comment_writer
+    app.state.coalescer = services.coalescer
+    app.state.poll_votes = services.poll_votes
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
@@ -249,6 +268,9 @@ def create_app(
     api.include_router(streams_router)
     api.include_router(viewers_router)
     api.include_router(engagement_router)
+    api.include_router(polls_router)
+    api.include_router(questions_router)
+    api.include_router(health_router)
     api.include_router(wallet_router)
     api.include_router(moderation_router)
     api.include_router(analytics_router)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from tajiri_live.broadcasting import service
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.encoders import client_message
-from tajiri_live.realtime.events import Event
+from tajiri_live.realtime.events import ERROR, PONG, Event
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.pusher import (
     CHANNEL_NAME,
@@ -62,6 +63,10 @@ class PusherSocketApp:
     gateway: Gateway
     viewers: Viewers
     apps: PusherApps
+    # The plain protocol's client actions (`vote_poll`...): named here only to answer them
+    # with an `error` event rather than a `pusher:error`, which the mobile client treats as
+    # a broken connection.
+    plain_actions: Mapping[str, object] = field(default_factory=dict)
 
     def install(self) -> None:
         self.gateway.route(r"/app/(?P<app_key>[^/]{1,100})", self.admit)
@@ -153,6 +158,17 @@ class PusherSession:
             self._client_event(connection, name, message.get("channel"), data)
         elif name == "pusher:pong":
             return
+        elif name == "ping":  # the mobile client sends its plain heartbeat on this path too
+            stamp = data.get("timestamp") if isinstance(data, dict) else None
+            connection.send(pusher_frame(PONG, _json({"timestamp": stamp})))
+        elif name in self.app.plain_actions:
+            problem = {
+                "code": "unsupported",
+                "event": name,
+                "message": f"Send {name} on the plain socket (/streams/{{id}}) or through the "
+                "REST API: Pusher connections are anonymous.",
+            }
+            connection.send(pusher_frame(ERROR, _json(problem)))
         else:
             connection.send(pusher_error(None, f"Unsupported event '{name[:40]}'."))
 
@@ -253,8 +269,21 @@ class PusherSession:
                     )
                 )
         connection.send(pusher_frame(SUBSCRIPTION_SUCCEEDED, succeeded, channel))
+        self._identify(connection, what.user_id, subscription.presence_user)
         if counted and what.stream_id is not None:
             await self._watch(what.stream_id, subscription.presence_user)
+
+    def _identify(
+        self, connection: WebSocketConnection, own_channel: int | None, member: str | None
+    ) -> None:
+        """A channel signed for a user (their own private channel, or a presence member)
+        tells who this anonymous connection is: events for that user (e.g. to a stream's
+        hosts) reach it from now on."""
+        user_id = own_channel
+        if user_id is None and member is not None and member.isdigit():
+            user_id = int(member)
+        if user_id is not None and connection.user_id is None:
+            self.app.gateway.hub.identify(connection, user_id)
 
     def _signed_member(
         self, pusher_app: PusherApp, channel: str, data: dict[str, Any]
