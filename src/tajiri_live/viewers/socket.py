@@ -234,7 +234,9 @@ class PlainSession:
             return
         if self.context.principal is None:
             connection.send(
-                error_frame("unauthenticated", "Sign in to do this: connect with a token.")
+                error_frame(
+                    "unauthenticated", "Sign in to do this: connect with a token.", event=name
+                )
             )
             return
         self.app.gateway.spawn(self._act(connection, handler, data), name=f"ws-{name}")
