@@ -11,8 +11,8 @@ the previous batch was being written in one transaction:
 2. read the voters' bans and mutes on those streams (one query for the batch);
 3. insert the votes with `ON CONFLICT (poll_id, user_id) DO NOTHING RETURNING`: the unique
    constraint decides who voted first, whatever node the other vote came to;
-4. raise each option's total by its count (`votes = votes + n ... RETURNING votes`), in
-   option order so two nodes' batches cannot deadlock.
+4. raise the options' totals by their counts in one statement (`votes = votes + CASE id ...
+   RETURNING votes`).
 
 Each request answers once its batch committed. The new totals go to the coalescer: one
 `poll_vote` per option per tick, carrying the option's total (which is what the client
@@ -27,13 +27,16 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import false, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, case, false, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tajiri_live.core.clock import Clock, iso
-from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, not_found
+from tajiri_live.core.ratelimit import MemoryRateLimiter
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.service import enforce_rate
 from tajiri_live.moderation.models import StreamRestriction
@@ -43,6 +46,10 @@ from tajiri_live.realtime.coalesce import Coalescer
 from tajiri_live.realtime.events import POLL_VOTE, Event, stream_channel
 
 MAX_BATCH = 500
+POLLS = cast(Table, StreamPoll.__table__)
+OPTIONS = cast(Table, StreamPollOption.__table__)
+VOTES = cast(Table, StreamPollVote.__table__)
+RESTRICTIONS = cast(Table, StreamRestriction.__table__)
 MAX_CACHED_POLLS = 10_000
 
 
@@ -91,17 +98,18 @@ class VoteWriter:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         *,
         clock: Clock,
         on_counted: Callable[[list[Counted]], None],
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
         self.clock = clock
         self.on_counted = on_counted
         self._queue: asyncio.Queue[PendingVote] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0  # transactions written (for the benchmark and tests)
+        self.batches = 0  # transactions written (metrics, the benchmark, tests)
+        self.counted = 0  # votes stored
 
     async def write(self, vote: PendingVote) -> PendingVote:
         """Store the vote; returns it with its outcome once its batch committed."""
@@ -143,9 +151,11 @@ class VoteWriter:
     async def _write(self, batch: list[PendingVote]) -> None:
         now = self.clock.now()
         counted: dict[int, Counted] = {}
-        async with self.sessions() as session:
-            open_polls = await _lock_open_polls(session, sorted({v.poll_id for v in batch}))
-            restricted = await _restrictions(session, batch, now)
+        # Core on one connection, not the ORM: a batch is a handful of statements, each
+        # compiled once and cached, whatever the batch's size.
+        async with self.engine.begin() as connection:
+            open_polls = await _lock_open_polls(connection, sorted({v.poll_id for v in batch}))
+            restricted = await _restrictions(connection, batch, now)
             rows: list[PendingVote] = []
             seen: set[tuple[int, int]] = set()
             for vote in sorted(batch, key=lambda v: (v.poll_id, v.user_id)):
@@ -161,22 +171,20 @@ class VoteWriter:
                     rows.append(vote)
             inserted: set[tuple[int, int]] = set()
             if rows:
-                insert = dialect_insert(session)
-                result = await session.execute(
-                    insert(StreamPollVote)
-                    .values(
-                        [
-                            {
-                                "poll_id": v.poll_id,
-                                "option_id": v.option_id,
-                                "user_id": v.user_id,
-                                "created_at": now,
-                            }
-                            for v in rows
-                        ]
-                    )
+                insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+                result = await connection.execute(
+                    insert(VOTES)
                     .on_conflict_do_nothing(index_elements=["poll_id", "user_id"])
-                    .returning(StreamPollVote.poll_id, StreamPollVote.user_id)
+                    .returning(VOTES.c.poll_id, VOTES.c.user_id),
+                    [
+                        {
+                            "poll_id": v.poll_id,
+                            "option_id": v.option_id,
+                            "user_id": v.user_id,
+                            "created_at": now,
+                        }
+                        for v in rows
+                    ],
                 )
                 inserted = {(int(p), int(u)) for p, u in result}
             per_option: dict[int, list[PendingVote]] = {}
@@ -186,65 +194,54 @@ class VoteWriter:
                     per_option.setdefault(vote.option_id, []).append(vote)
                 else:
                     vote.outcome = Outcome.DUPLICATE
-            for option_id in sorted(per_option):  # one order everywhere: no deadlocks
-                votes = per_option[option_id]
-                total = await session.scalar(
-                    update(StreamPollOption)
-                    .where(StreamPollOption.id == option_id)
-                    .values(votes=StreamPollOption.votes + len(votes))
-                    .returning(StreamPollOption.votes)
-                    .execution_options(synchronize_session=False)
+            if per_option:
+                # every option of the batch in one statement: votes = votes + its count
+                raised = case({o: len(v) for o, v in per_option.items()}, value=OPTIONS.c.id)
+                totals = await connection.execute(
+                    update(OPTIONS)
+                    .where(OPTIONS.c.id.in_(sorted(per_option)))
+                    .values(votes=OPTIONS.c.votes + raised)
+                    .returning(OPTIONS.c.id, OPTIONS.c.votes)
                 )
-                last = votes[-1]
-                counted[option_id] = Counted(
-                    last.stream_id, last.poll_id, option_id, int(total or 0), last.user_id, now
-                )
-            await session.commit()
+                for option_id, total in totals:
+                    last = per_option[option_id][-1]
+                    counted[option_id] = Counted(
+                        last.stream_id, last.poll_id, option_id, int(total), last.user_id, now
+                    )
         self.batches += 1
+        self.counted += sum(len(v) for v in per_option.values())
         for vote in batch:
             if not vote.done.done():
                 vote.done.set_result(None)
         if counted:
-            self.on_counted(list(counted.values()))
+            self.on_counted([counted[o] for o in sorted(counted)])
 
 
-async def _lock_open_polls(session: AsyncSession, poll_ids: list[int]) -> set[int]:
+async def _lock_open_polls(connection: AsyncConnection, poll_ids: list[int]) -> set[int]:
     """The batch's polls that are open, locked until the batch commits."""
-    still_open = (StreamPoll.id.in_(poll_ids), StreamPoll.is_closed == false())
-    if session.get_bind().dialect.name == "postgresql":
-        rows = await session.scalars(
-            select(StreamPoll.id)
-            .where(*still_open)
-            .order_by(StreamPoll.id)
-            .with_for_update(read=True)
+    still_open = (POLLS.c.id.in_(poll_ids), POLLS.c.is_closed == false())
+    if connection.dialect.name == "postgresql":
+        rows = await connection.scalars(
+            select(POLLS.c.id).where(*still_open).order_by(POLLS.c.id).with_for_update(read=True)
         )
         return set(rows)
     # SQLite: a write first holds the database's write lock for the whole transaction.
-    result = await session.execute(
-        update(StreamPoll)
-        .where(*still_open)
-        .values(is_closed=StreamPoll.is_closed)
-        .returning(StreamPoll.id)
-        .execution_options(synchronize_session=False)
+    result = await connection.execute(
+        update(POLLS).where(*still_open).values(is_closed=POLLS.c.is_closed).returning(POLLS.c.id)
     )
     return set(result.scalars())
 
 
 async def _restrictions(
-    session: AsyncSession, batch: list[PendingVote], now: datetime
+    connection: AsyncConnection, batch: list[PendingVote], now: datetime
 ) -> dict[tuple[int, int], Restriction]:
     """The batch's voters' active bans and mutes, by (stream, user); a ban wins."""
-    rows = await session.execute(
-        select(
-            StreamRestriction.stream_id,
-            StreamRestriction.user_id,
-            StreamRestriction.kind,
-            StreamRestriction.reason,
-            StreamRestriction.expires_at,
-        ).where(
-            StreamRestriction.stream_id.in_({v.stream_id for v in batch}),
-            StreamRestriction.user_id.in_({v.user_id for v in batch}),
-            or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
+    r = RESTRICTIONS.c
+    rows = await connection.execute(
+        select(r.stream_id, r.user_id, r.kind, r.reason, r.expires_at).where(
+            r.stream_id.in_({v.stream_id for v in batch}),
+            r.user_id.in_({v.user_id for v in batch}),
+            or_(r.expires_at.is_(None), r.expires_at > now),
         )
     )
     found: dict[tuple[int, int], Restriction] = {}
@@ -285,10 +282,14 @@ class VoteCounter:
     def __init__(self, runtime: Runtime, coalescer: Coalescer) -> None:
         self.runtime = runtime
         self.coalescer = coalescer
-        self.writer = VoteWriter(runtime.sessions, clock=runtime.clock, on_counted=self._counted)
+        self.writer = VoteWriter(runtime.engine, clock=runtime.clock, on_counted=self._counted)
         self._facts: dict[int, PollFacts] = {}
         self._loading: dict[int, asyncio.Future[PollFacts | None]] = {}
         self._voted: dict[int, set[int]] = {}  # poll -> users whose vote is stored
+        # Vote attempts are limited per node, in memory: the unique key already holds a user
+        # to one vote per poll cluster-wide, and a shared limit in Redis would cost a round
+        # trip per vote (most of a vote's CPU) for no further protection.
+        self._attempts = MemoryRateLimiter()
 
     async def vote(self, *, stream_id: int, poll_id: int, option_id: int, user_id: int) -> None:
         """Count one vote (or raise the 4xx that says why not), shared by REST and sockets."""
@@ -300,6 +301,7 @@ class VoteCounter:
             user_id=user_id,
             limit=settings.poll_vote_limit,
             window=settings.poll_vote_window_seconds,
+            limiter=self._attempts,
         )
         facts = await self.facts(poll_id)
         if facts is None or facts.stream_id != stream_id:
