@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, case, false, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table, bindparam, case, false, or_, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tajiri_live.core.clock import Clock, iso
+from tajiri_live.core.db import UTCDateTime
 from tajiri_live.core.errors import ApiError, ValidationFailed, not_found
 from tajiri_live.core.ratelimit import MemoryRateLimiter
 from tajiri_live.core.runtime import Runtime
@@ -169,24 +169,7 @@ class VoteWriter:
                 else:
                     seen.add((vote.poll_id, vote.user_id))
                     rows.append(vote)
-            inserted: set[tuple[int, int]] = set()
-            if rows:
-                insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-                result = await connection.execute(
-                    insert(VOTES)
-                    .on_conflict_do_nothing(index_elements=["poll_id", "user_id"])
-                    .returning(VOTES.c.poll_id, VOTES.c.user_id),
-                    [
-                        {
-                            "poll_id": v.poll_id,
-                            "option_id": v.option_id,
-                            "user_id": v.user_id,
-                            "created_at": now,
-                        }
-                        for v in rows
-                    ],
-                )
-                inserted = {(int(p), int(u)) for p, u in result}
+            inserted = await _insert_votes(connection, rows, now) if rows else set()
             per_option: dict[int, list[PendingVote]] = {}
             for vote in rows:
                 if (vote.poll_id, vote.user_id) in inserted:
@@ -215,6 +198,48 @@ class VoteWriter:
                 vote.done.set_result(None)
         if counted:
             self.on_counted([counted[o] for o in sorted(counted)])
+
+
+# PostgreSQL: the batch as three arrays, one statement whatever its size (prepared once).
+INSERT_UNNEST = text(
+    "INSERT INTO stream_poll_votes (poll_id, option_id, user_id, created_at) "
+    "SELECT v.poll_id, v.option_id, v.user_id, :now FROM unnest("
+    "CAST(:polls AS BIGINT[]), CAST(:options AS BIGINT[]), CAST(:users AS BIGINT[])"
+    ") AS v(poll_id, option_id, user_id) "
+    "ON CONFLICT (poll_id, user_id) DO NOTHING RETURNING poll_id, user_id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def _insert_votes(
+    connection: AsyncConnection, rows: list[PendingVote], now: datetime
+) -> set[tuple[int, int]]:
+    """Insert what the unique key lets in; returns the (poll, user) pairs it let in."""
+    if connection.dialect.name == "postgresql":
+        result = await connection.execute(
+            INSERT_UNNEST,
+            {
+                "polls": [v.poll_id for v in rows],
+                "options": [v.option_id for v in rows],
+                "users": [v.user_id for v in rows],
+                "now": now,
+            },
+        )
+    else:
+        result = await connection.execute(
+            sqlite_insert(VOTES)
+            .on_conflict_do_nothing(index_elements=["poll_id", "user_id"])
+            .returning(VOTES.c.poll_id, VOTES.c.user_id),
+            [
+                {
+                    "poll_id": v.poll_id,
+                    "option_id": v.option_id,
+                    "user_id": v.user_id,
+                    "created_at": now,
+                }
+                for v in rows
+            ],
+        )
+    return {(int(p), int(u)) for p, u in result}
 
 
 async def _lock_open_polls(connection: AsyncConnection, poll_ids: list[int]) -> set[int]:
