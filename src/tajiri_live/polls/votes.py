@@ -8,11 +8,14 @@ the previous batch was being written in one transaction:
 1. lock the batch's polls if they are still open (PostgreSQL: `FOR SHARE`, which a close's
    `UPDATE` waits for, so a close reads final totals that no later batch changes; SQLite: a
    no-op `UPDATE`, which takes the database's write lock first);
-2. read the voters' bans and mutes on those streams (one query for the batch);
+2. leave out the votes of voters banned or muted on those streams;
 3. insert the votes with `ON CONFLICT (poll_id, user_id) DO NOTHING RETURNING`: the unique
    constraint decides who voted first, whatever node the other vote came to;
-4. raise the options' totals by their counts in one statement (`votes = votes + CASE id ...
-   RETURNING votes`).
+4. raise the options' totals by what was let in (`votes = votes + n RETURNING votes`).
+
+On PostgreSQL the four are one statement (data-modifying CTEs over the batch as arrays): one
+round trip, which matters on a busy event loop where every round trip waits for a turn of
+the loop. On SQLite they are four statements in one transaction.
 
 Each request answers once its batch committed. The new totals go to the coalescer: one
 `poll_vote` per option per tick, carrying the option's total (which is what the client
@@ -149,10 +152,103 @@ class VoteWriter:
                         _fail(vote, one)
 
     async def _write(self, batch: list[PendingVote]) -> None:
+        if self.engine.dialect.name == "postgresql":
+            await self._write_in_one_statement(batch)
+        else:
+            await self._write_in_steps(batch)
+
+    async def _write_in_one_statement(self, batch: list[PendingVote]) -> None:
+        """PostgreSQL: the batch is one statement (data-modifying CTEs), so one round trip;
+        on a busy event loop each round trip waits for a turn of the loop."""
         now = self.clock.now()
-        counted: dict[int, Counted] = {}
-        # Core on one connection, not the ORM: a batch is a handful of statements, each
-        # compiled once and cached, whatever the batch's size.
+        firsts: list[PendingVote] = []
+        repeats: list[tuple[PendingVote, PendingVote]] = []  # (a second vote, the first)
+        first_of: dict[tuple[int, int], PendingVote] = {}
+        for vote in sorted(batch, key=lambda v: (v.poll_id, v.user_id)):
+            key = (vote.poll_id, vote.user_id)
+            if key in first_of:
+                repeats.append((vote, first_of[key]))
+            else:
+                first_of[key] = vote
+                firsts.append(vote)
+        async with self.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            result = await autocommit.execute(
+                BATCH,
+                {
+                    "poll_ids": sorted({v.poll_id for v in firsts}),
+                    "stream_ids": sorted({v.stream_id for v in firsts}),
+                    "polls": [v.poll_id for v in firsts],
+                    "options": [v.option_id for v in firsts],
+                    "users": [v.user_id for v in firsts],
+                    "streams": [v.stream_id for v in firsts],
+                    "now": now,
+                },
+            )
+            open_polls: set[int] = set()
+            restricted: dict[tuple[int, int], Restriction] = {}
+            inserted: set[tuple[int, int]] = set()
+            totals: dict[int, int] = {}
+            for kind, a, b, c, reason, expires_at in result:
+                if kind == "open":
+                    open_polls.add(int(a))
+                elif kind == "restricted":
+                    key = (int(a), int(b))
+                    if c == "ban" or key not in restricted:
+                        restricted[key] = Restriction(str(c), reason, expires_at)
+                elif kind == "inserted":
+                    inserted.add((int(a), int(b)))
+                else:
+                    totals[int(a)] = int(b)
+        per_option: dict[int, list[PendingVote]] = {}
+        for vote in firsts:
+            found = restricted.get((vote.stream_id, vote.user_id))
+            if vote.poll_id not in open_polls:
+                vote.outcome = Outcome.CLOSED
+            elif found is not None:
+                vote.outcome, vote.restriction = Outcome.RESTRICTED, found
+            elif (vote.poll_id, vote.user_id) in inserted:
+                vote.outcome = Outcome.COUNTED
+                per_option.setdefault(vote.option_id, []).append(vote)
+            else:
+                vote.outcome = Outcome.DUPLICATE
+        for vote, first in repeats:
+            counted_first = first.outcome in (Outcome.COUNTED, Outcome.DUPLICATE)
+            vote.outcome = Outcome.DUPLICATE if counted_first else first.outcome
+            vote.restriction = first.restriction
+        self._finish(batch, per_option, totals, now)
+
+    def _finish(
+        self,
+        batch: list[PendingVote],
+        per_option: dict[int, list[PendingVote]],
+        totals: dict[int, int],
+        now: datetime,
+    ) -> None:
+        """Answer the batch's votes and hand the new totals to the coalescer."""
+        counted = [
+            Counted(
+                votes[-1].stream_id,
+                votes[-1].poll_id,
+                option_id,
+                totals[option_id],
+                votes[-1].user_id,
+                now,
+            )
+            for option_id, votes in sorted(per_option.items())
+            if option_id in totals
+        ]
+        self.batches += 1
+        self.counted += sum(len(v) for v in per_option.values())
+        for vote in batch:
+            if not vote.done.done():
+                vote.done.set_result(None)
+        if counted:
+            self.on_counted(counted)
+
+    async def _write_in_steps(self, batch: list[PendingVote]) -> None:
+        """SQLite: the same steps one statement at a time, the first a write (the lock)."""
+        now = self.clock.now()
         async with self.engine.begin() as connection:
             open_polls = await _lock_open_polls(connection, sorted({v.poll_id for v in batch}))
             restricted = await _restrictions(connection, batch, now)
@@ -177,80 +273,92 @@ class VoteWriter:
                     per_option.setdefault(vote.option_id, []).append(vote)
                 else:
                     vote.outcome = Outcome.DUPLICATE
+            totals: dict[int, int] = {}
             if per_option:
                 # every option of the batch in one statement: votes = votes + its count
                 raised = case({o: len(v) for o, v in per_option.items()}, value=OPTIONS.c.id)
-                totals = await connection.execute(
+                result = await connection.execute(
                     update(OPTIONS)
                     .where(OPTIONS.c.id.in_(sorted(per_option)))
                     .values(votes=OPTIONS.c.votes + raised)
                     .returning(OPTIONS.c.id, OPTIONS.c.votes)
                 )
-                for option_id, total in totals:
-                    last = per_option[option_id][-1]
-                    counted[option_id] = Counted(
-                        last.stream_id, last.poll_id, option_id, int(total), last.user_id, now
-                    )
-        self.batches += 1
-        self.counted += sum(len(v) for v in per_option.values())
-        for vote in batch:
-            if not vote.done.done():
-                vote.done.set_result(None)
-        if counted:
-            self.on_counted([counted[o] for o in sorted(counted)])
+                totals = {int(option_id): int(total) for option_id, total in result}
+        self._finish(batch, per_option, totals, now)
 
 
-# PostgreSQL: the batch as three arrays, one statement whatever its size (prepared once).
-INSERT_UNNEST = text(
-    "INSERT INTO stream_poll_votes (poll_id, option_id, user_id, created_at) "
-    "SELECT v.poll_id, v.option_id, v.user_id, :now FROM unnest("
-    "CAST(:polls AS BIGINT[]), CAST(:options AS BIGINT[]), CAST(:users AS BIGINT[])"
-    ") AS v(poll_id, option_id, user_id) "
-    "ON CONFLICT (poll_id, user_id) DO NOTHING RETURNING poll_id, user_id"
+# PostgreSQL: a whole batch in one statement, whatever its size (prepared once). The open
+# polls are locked FOR SHARE (a close's UPDATE waits for the batch; a batch after a close
+# finds the poll closed), the voters' bans and mutes keep their votes out, the unique key
+# refuses second votes, and the options' totals rise by what was let in. Rows tell the
+# writer which is which.
+BATCH = text(
+    """
+WITH open_polls AS (
+    SELECT id FROM stream_polls
+    WHERE id = ANY(CAST(:poll_ids AS BIGINT[])) AND NOT is_closed
+    ORDER BY id FOR SHARE
+), restricted AS (
+    SELECT stream_id, user_id, kind, reason, expires_at FROM stream_restrictions
+    WHERE stream_id = ANY(CAST(:stream_ids AS BIGINT[]))
+      AND user_id = ANY(CAST(:users AS BIGINT[]))
+      AND (expires_at IS NULL OR expires_at > :now)
+), inserted AS (
+    INSERT INTO stream_poll_votes (poll_id, option_id, user_id, created_at)
+    SELECT v.poll_id, v.option_id, v.user_id, :now
+    FROM unnest(
+        CAST(:polls AS BIGINT[]), CAST(:options AS BIGINT[]),
+        CAST(:users AS BIGINT[]), CAST(:streams AS BIGINT[])
+    ) AS v(poll_id, option_id, user_id, stream_id)
+    WHERE v.poll_id IN (SELECT id FROM open_polls)
+      AND NOT EXISTS (
+          SELECT 1 FROM restricted r
+          WHERE r.stream_id = v.stream_id AND r.user_id = v.user_id
+      )
+    ON CONFLICT (poll_id, user_id) DO NOTHING
+    RETURNING poll_id, option_id, user_id
+), raised AS (
+    UPDATE stream_poll_options AS o SET votes = o.votes + c.n
+    FROM (SELECT option_id, count(*) AS n FROM inserted GROUP BY option_id) AS c
+    WHERE o.id = c.option_id
+    RETURNING o.id, o.votes
+)
+SELECT 'open', id, NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::TIMESTAMPTZ FROM open_polls
+UNION ALL
+SELECT 'restricted', stream_id, user_id, kind, reason, expires_at FROM restricted
+UNION ALL
+SELECT 'inserted', poll_id, user_id, NULL, NULL, NULL FROM inserted
+UNION ALL
+SELECT 'total', id, votes, NULL, NULL, NULL FROM raised
+"""
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
 async def _insert_votes(
     connection: AsyncConnection, rows: list[PendingVote], now: datetime
 ) -> set[tuple[int, int]]:
-    """Insert what the unique key lets in; returns the (poll, user) pairs it let in."""
-    if connection.dialect.name == "postgresql":
-        result = await connection.execute(
-            INSERT_UNNEST,
+    """SQLite: insert what the unique key lets in; returns the (poll, user) pairs let in."""
+    result = await connection.execute(
+        sqlite_insert(VOTES)
+        .on_conflict_do_nothing(index_elements=["poll_id", "user_id"])
+        .returning(VOTES.c.poll_id, VOTES.c.user_id),
+        [
             {
-                "polls": [v.poll_id for v in rows],
-                "options": [v.option_id for v in rows],
-                "users": [v.user_id for v in rows],
-                "now": now,
-            },
-        )
-    else:
-        result = await connection.execute(
-            sqlite_insert(VOTES)
-            .on_conflict_do_nothing(index_elements=["poll_id", "user_id"])
-            .returning(VOTES.c.poll_id, VOTES.c.user_id),
-            [
-                {
-                    "poll_id": v.poll_id,
-                    "option_id": v.option_id,
-                    "user_id": v.user_id,
-                    "created_at": now,
-                }
-                for v in rows
-            ],
-        )
+                "poll_id": v.poll_id,
+                "option_id": v.option_id,
+                "user_id": v.user_id,
+                "created_at": now,
+            }
+            for v in rows
+        ],
+    )
     return {(int(p), int(u)) for p, u in result}
 
 
 async def _lock_open_polls(connection: AsyncConnection, poll_ids: list[int]) -> set[int]:
-    """The batch's polls that are open, locked until the batch commits."""
+    """SQLite: the batch's open polls, by a no-op write that takes the database's write lock
+    for the whole transaction (a close waits for the batch, or the batch for the close)."""
     still_open = (POLLS.c.id.in_(poll_ids), POLLS.c.is_closed == false())
-    if connection.dialect.name == "postgresql":
-        rows = await connection.scalars(
-            select(POLLS.c.id).where(*still_open).order_by(POLLS.c.id).with_for_update(read=True)
-        )
-        return set(rows)
-    # SQLite: a write first holds the database's write lock for the whole transaction.
     result = await connection.execute(
         update(POLLS).where(*still_open).values(is_closed=POLLS.c.is_closed).returning(POLLS.c.id)
     )
