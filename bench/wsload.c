@@ -8,6 +8,11 @@
  * plainly or inside a JSON string (Pusher's `data`).
  * With WSLOAD_SUBSCRIBE=CHANNEL set, each connection speaks Pusher: it sends pusher:subscribe
  * and counts as open once the subscription succeeded.
+ * With WSLOAD_VOTE=POLL:OPTION,OPTION,... set, every viewer votes once (vote_poll) for option
+ * (FIRST + i) modulo the options, the viewers spread over WSLOAD_VOTE_SECONDS (default 5)
+ * from the moment SIGUSR2 arrives. Each viewer keeps the last poll_vote total of every
+ * option and, for its own option, each total it heard with the time; they are written to
+ * WSLOAD_VOTES_OUT, one line per viewer: "INDEX SENT_US LAST... COUNT VOTES TIME...".
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -48,6 +53,20 @@ static long long last_count = -1, count_updates, count_disagreements;
 static long long *last_count_of; /* per connection: the last viewer count it saw */
 static const char *subscribe_channel; /* Pusher mode */
 
+/* vote mode */
+#define MAX_OPTIONS 16
+#define HEARD_CAP 128
+static long long poll_id, options[MAX_OPTIONS];
+static int option_count, first_index;
+static volatile sig_atomic_t vote_requested;
+static long long vote_start, vote_window_us = 5000000, votes_sent, vote_frames, error_frames;
+static long long *sent_at;        /* per connection: when its vote left, 0 if not yet */
+static long long *last_votes;     /* per connection and option: the last total heard */
+static int *heard_count;          /* per connection: totals heard for its own option */
+static long long (*heard)[HEARD_CAP][2];
+
+static void request_vote(int sig) { (void)sig; vote_requested = 1; }
+
 static long long now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -76,10 +95,40 @@ static int send_text(int fd, const char *text) {
     return write(fd, frame, 6 + len) == (ssize_t)(6 + len) ? 0 : -1;
 }
 
+static int option_index(long long option) {
+    for (int k = 0; k < option_count; k++)
+        if (options[k] == option) return k;
+    return -1;
+}
+
+/* A poll_vote: remember the option's total; for the viewer's own option, when it came. */
+static void on_vote_frame(conn_t *c, const char *payload, size_t len) {
+    long long option = find_number(payload, len, "option_id");
+    long long votes = find_number(payload, len, "votes");
+    int k = option_index(option);
+    if (k < 0 || votes < 0) return;
+    long i = c - conns_base;
+    vote_frames++;
+    last_votes[i * option_count + k] = votes;
+    if (k == (first_index + i) % option_count && heard_count[i] < HEARD_CAP) {
+        heard[i][heard_count[i]][0] = votes;
+        heard[i][heard_count[i]][1] = now_us();
+        heard_count[i]++;
+    }
+}
+
 static void on_message(conn_t *c, const char *payload, size_t len) {
     if (!c->counted) { /* Pusher: open once subscribed */
         if (memmem(payload, len, "subscription_succeeded", 22)) { c->counted = 1; open_count++; }
         return;
+    }
+    if (option_count) {
+        size_t head = len < 40 ? len : 40;
+        if (memmem(payload, head, "\"poll_vote\"", 11)) { on_vote_frame(c, payload, len); return; }
+        if (memmem(payload, head, "\"error\"", 7)) {
+            if (!error_frames++) fprintf(stderr, "error frame: %.*s\n", (int)len, payload);
+            return;
+        }
     }
     /* The measured events carry "seq" near their start: look for it first, so the bulk of
        the frames costs one short search (the client shares the server's cores). */
@@ -144,6 +193,36 @@ static void grow(conn_t *c, size_t need) {
     c->cap = cap;
 }
 
+static void send_due_votes(int n) {
+    static int next = 0;
+    char text[128];
+    long long now = now_us();
+    while (next < n && vote_start + vote_window_us * (long long)next / n <= now) {
+        conn_t *c = &conns_base[next];
+        if (c->state == 2 && c->counted) {
+            snprintf(text, sizeof text,
+                     "{\"event\":\"vote_poll\",\"data\":{\"poll_id\":%lld,\"option_id\":%lld}}",
+                     poll_id, options[(first_index + next) % option_count]);
+            sent_at[next] = now_us();
+            if (send_text(c->fd, text) == 0) votes_sent++;
+        }
+        next++;
+    }
+}
+
+static void write_votes(const char *path, int n) {
+    FILE *f = fopen(path, "w");
+    if (!f) { perror("votes"); return; }
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%d %lld", first_index + i, sent_at[i]);
+        for (int k = 0; k < option_count; k++) fprintf(f, " %lld", last_votes[i * option_count + k]);
+        fprintf(f, " %d", heard_count[i]);
+        for (int h = 0; h < heard_count[i]; h++) fprintf(f, " %lld %lld", heard[i][h][0], heard[i][h][1]);
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
 static long long percentile(double q) {
     long long target = (long long)(q * samples), seen = 0;
     for (int i = 0; i < BUCKETS; i++) {
@@ -160,7 +239,19 @@ int main(int argc, char **argv) {
     }
     int first = argc == 7 ? atoi(argv[6]) : 0;
     signal(SIGUSR1, request_stop);
+    signal(SIGUSR2, request_vote);
     subscribe_channel = getenv("WSLOAD_SUBSCRIBE");
+    const char *vote = getenv("WSLOAD_VOTE"), *votes_out = getenv("WSLOAD_VOTES_OUT");
+    if (vote) { /* POLL:OPTION,OPTION,... */
+        char *rest;
+        poll_id = strtoll(vote, &rest, 10);
+        while (*rest == ':' || *rest == ',') {
+            if (option_count == MAX_OPTIONS) break;
+            options[option_count++] = strtoll(rest + 1, &rest, 10);
+        }
+        first_index = first;
+        if (getenv("WSLOAD_VOTE_SECONDS")) vote_window_us = (long long)(atof(getenv("WSLOAD_VOTE_SECONDS")) * 1e6);
+    }
     char subscribe[256];
     if (subscribe_channel)
         snprintf(subscribe, sizeof subscribe,
@@ -173,6 +264,13 @@ int main(int argc, char **argv) {
     conns_base = conns;
     last_count_of = calloc(n, sizeof(long long));
     for (int i = 0; i < n; i++) last_count_of[i] = -1;
+    if (option_count) {
+        sent_at = calloc(n, sizeof(long long));
+        last_votes = calloc((size_t)n * option_count, sizeof(long long));
+        heard_count = calloc(n, sizeof(int));
+        heard = calloc(n, sizeof *heard);
+        for (long i = 0; i < (long)n * option_count; i++) last_votes[i] = -1;
+    }
     int ep = epoll_create1(0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(port)};
     inet_pton(AF_INET, host, &addr.sin_addr);
@@ -217,7 +315,10 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         if (stop_requested || (ready_at && now_us() >= deadline)) break;
-        int k = epoll_wait(ep, events, 1024, 50);
+        if (vote_requested && !vote_start) vote_start = now_us();
+        int voting = vote_start && now_us() <= vote_start + vote_window_us + 1000;
+        if (vote_start) send_due_votes(n);
+        int k = epoll_wait(ep, events, 1024, voting ? 1 : 50);
         for (int i = 0; i < k; i++) {
             conn_t *c = &conns[events[i].data.u32];
             if (c->state == 0 && (events[i].events & EPOLLOUT)) {
@@ -283,11 +384,14 @@ int main(int argc, char **argv) {
         if (min_frames < 0 || conns[i].frames < min_frames) min_frames = conns[i].frames;
         if (conns[i].frames > max_frames) max_frames = conns[i].frames;
     }
+    if (option_count && votes_out) write_votes(votes_out, n);
     printf("{\"open\": %lld, \"dead\": %lld, \"frames\": %lld, \"gaps\": %lld, "
+           "\"votes_sent\": %lld, \"vote_frames\": %lld, \"error_frames\": %lld, "
            "\"min_frames\": %lld, \"max_frames\": %lld, \"bytes\": %lld, \"samples\": %lld, "
            "\"p50_us\": %lld, \"p99_us\": %lld, \"max_us\": %lld, \"last_count\": %lld, "
            "\"count_updates\": %lld, \"count_disagreements\": %lld}\n",
-           open_count, dead_count, total_frames, gaps, min_frames, max_frames, bytes_in,
+           open_count, dead_count, total_frames, gaps, votes_sent, vote_frames, error_frames,
+           min_frames, max_frames, bytes_in,
            samples, percentile(0.50), percentile(0.99), max_us, last_count, count_updates,
            count_disagreements);
     return 0;

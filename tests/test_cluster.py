@@ -398,3 +398,48 @@ async def _open_count(database_url: str, stream_id: int, expected: int) -> bool:
 
 async def _current_is(stream: Any, expected: int) -> bool:
     return bool((await stream())["current_viewers"] == expected)
+
+
+async def test_a_vote_on_one_node_reaches_viewers_on_the_other_and_totals_stay_exact(
+    cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec
+) -> None:
+    node_a, node_b = cluster
+    stream_id = (await creator.post("/api/streams", json={"title": "x"})).json()["data"]["id"]
+    await creator.post(f"/api/streams/{stream_id}/start")
+    poll = (
+        await creator.post(
+            f"/api/streams/{stream_id}/polls",
+            json={"question": "Ndiyo?", "options": ["Ndiyo", "Hapana"]},
+        )
+    ).json()["poll"]
+    yes = poll["options"][0]["id"]
+    on_b = await Viewer.connect(f"{node_b.ws}/streams/{stream_id}")
+    voters = [
+        await Viewer.connect(f"{node.ws}/streams/{stream_id}?token={tokens.encode(100 + n)}")
+        for n, node in enumerate([node_a, node_b] * 10)
+    ]
+    for viewer in [on_b, *voters]:
+        await viewer.wait_for(lambda e: e["event"] == "connected")
+    started = time.monotonic()
+    await voters[0].send("vote_poll", {"poll_id": poll["id"], "option_id": yes})  # on node A
+    await on_b.wait_for(lambda e: e["event"] == "poll_vote" and e["data"]["votes"] == 1)
+    print(f"poll_vote A->B in {(time.monotonic() - started) * 1000:.1f} ms")
+    # both nodes count at once, and each voter a second time on the other node
+    for voter in voters[1:]:
+        await voter.send("vote_poll", {"poll_id": poll["id"], "option_id": yes})
+    async with httpx.AsyncClient() as client:
+        for n in range(20):
+            twice = await client.post(
+                f"{(node_b if n % 2 == 0 else node_a).url}/api/streams/{stream_id}/polls/"
+                f"{poll['id']}/vote",
+                json={"option_id": yes},
+                headers={"Authorization": f"Bearer {tokens.encode(100 + n)}"},
+            )
+            assert twice.status_code == 409
+    for viewer in [on_b, *voters]:  # every viewer, on either node, ends on the exact total
+        await viewer.wait_for(lambda e: e["event"] == "poll_vote" and e["data"]["votes"] == 20)
+        assert max(d["votes"] for d in viewer.named("poll_vote")) == 20
+    closed = await creator.post(f"/api/streams/{stream_id}/polls/{poll['id']}/close")
+    assert closed.json()["poll"]["options"][0]["votes"] == 20
+    for viewer in [on_b, *voters]:
+        await viewer.close()

@@ -261,3 +261,89 @@ async def test_small_rooms_share_a_step() -> None:
         h.deliver(Event(channel=f"stream.{n + 10}", name=GIFT_SENT, data={"n": n}))
     await asyncio.sleep(0)  # one step: eight one-socket rooms fit in one slice's worth
     assert [len(s.transport.writes) for s in rooms] == [1] * 8
+
+
+async def test_an_event_for_some_users_reaches_only_their_sockets() -> None:
+    h = hub()
+    owner, cohost, viewer, elsewhere = Socket(1), Socket(2), Socket(3), Socket(1)
+    for s in (owner, cohost, viewer):
+        h.subscribe(s, "stream.1", "plain")
+    h.subscribe(elsewhere, "stream.2", "plain")  # the owner's socket on another stream
+    h.deliver(Event("stream.1", "stream_health_warning", {"n": 1}, to_users=(1, 2)))
+    await asyncio.sleep(0.01)
+    assert [e["event"] for e in owner.events()] == ["stream_health_warning"]
+    assert [e["event"] for e in cohost.events()] == ["stream_health_warning"]
+    assert viewer.events() == [] and elsewhere.events() == []
+
+
+async def test_an_anonymous_socket_that_proves_its_user_gets_that_users_events() -> None:
+    h = hub()
+    anonymous = Socket(None)
+    h.subscribe(anonymous, "stream.1", "plain")
+    h.deliver(Event("stream.1", "for_hosts", {"n": 1}, to_users=(7,)))
+    h.identify(anonymous, 7)
+    h.deliver(Event("stream.1", "for_hosts", {"n": 2}, to_users=(7,)))
+    await asyncio.sleep(0.01)
+    assert [e["data"] for e in anonymous.events()] == [{"n": 2}]
+    h.drop(anonymous)
+    assert h.sockets_of(7) == set()
+
+
+async def test_keyed_counters_keep_the_newest_value_and_drop_stale_ones() -> None:
+    h = hub()
+    s = Socket()
+    h.subscribe(s, "stream.1", "plain")
+
+    def total(option: int, votes: int) -> Event:
+        return Event(
+            "stream.1",
+            "poll_vote",
+            {"option_id": option, "votes": votes},
+            latest_key=f"poll_vote:1:{option}",
+            version=votes,
+        )
+
+    for votes in (1, 2, 3):
+        h.deliver(total(10, votes))
+    h.deliver(total(11, 1))
+    await asyncio.sleep(0.01)
+    assert [e["data"] for e in s.events()] == [
+        {"option_id": 10, "votes": 3},
+        {"option_id": 11, "votes": 1},
+    ]
+    # a lower value that took a slower path (another node) after a higher one: dropped
+    h.deliver(total(10, 2))
+    h.deliver(total(10, 5))
+    h.deliver(total(10, 4))
+    await asyncio.sleep(0.01)
+    assert [e["data"]["votes"] for e in s.events()][2:] == [5]
+
+
+async def test_the_coalescer_sends_a_lone_value_at_once_and_a_burst_once_per_tick() -> None:
+    from tajiri_live.realtime.coalesce import Coalescer
+
+    sent: list[Event] = []
+
+    async def publish(event: Event) -> None:
+        sent.append(event)
+
+    coalescer = Coalescer(publish, tick_seconds=0.5)
+
+    def value(key: str, n: int) -> Event:
+        return Event("stream.1", "counter", {"n": n}, latest_key=key, version=n)
+
+    coalescer.offer(value("a", 1))
+    await asyncio.sleep(0.02)
+    assert [e.data["n"] for e in sent] == [1]  # a lone change is not delayed
+    for n in range(2, 50):
+        coalescer.offer(value("a", n))
+        coalescer.offer(value("b", n))
+    coalescer.offer(value("a", 3))  # lower than what is pending: ignored
+    await asyncio.sleep(0.05)
+    assert len(sent) == 1  # the burst waits for the tick
+    await asyncio.sleep(0.7)
+    assert sorted((e.latest_key, e.data["n"]) for e in sent[1:]) == [("a", 49), ("b", 49)]
+    coalescer.offer(value("c", 1))
+    coalescer.discard("c")
+    await coalescer.close()
+    assert len(sent) == 3 and coalescer.offered == 99

@@ -322,6 +322,7 @@ def test_health_is_read_from_nginx_statistics() -> None:
         "width": 160,
         "height": 90,
         "fps": 15.0,
+        "declared_video_kbps": None,  # the encoder sent no data_rate
         "video_codec": "H264",
         "audio_codec": "AAC",
         "uptime_seconds": 8,

@@ -50,6 +50,7 @@ from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.gifts import artwork
 from tajiri_live.gifts.router import router as gifts_router
+from tajiri_live.health.router import router as health_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
 from tajiri_live.ingest.router import owner as ingest_owner_router
@@ -58,7 +59,13 @@ from tajiri_live.moderation.router import router as moderation_router
 from tajiri_live.notifications.jobs import build_sender, notification_jobs
 from tajiri_live.notifications.push import PushSender
 from tajiri_live.notifications.router import router as notifications_router
+from tajiri_live.polls.router import router as polls_router
+from tajiri_live.polls.socket_actions import poll_actions
+from tajiri_live.polls.votes import VoteCounter
+from tajiri_live.questions.router import router as questions_router
+from tajiri_live.questions.socket_actions import question_actions
 from tajiri_live.realtime.backends import build_backends
+from tajiri_live.realtime.coalesce import Coalescer
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.flood import FloodLimits
 from tajiri_live.realtime.gateway import Gateway
@@ -117,6 +124,8 @@ class Services:
     ingest: Ingest
     comment_writer: CommentWriter
     slot: NodeSlot
+    coalescer: Coalescer  # counters published at most once per tick (poll totals, upvotes)
+    poll_votes: VoteCounter
     # What /ready asks, by name; others append theirs (e.g. a second database).
     readiness_checks: list[ReadinessCheck] = field(default_factory=list)
 
@@ -184,6 +193,8 @@ class Services:
         await self.viewers.stop()
         self.slot.release()
         self.hub.close()
+        await self.poll_votes.close()
+        await self.coalescer.close()  # its last values, before the broker closes
         await self.runtime.broker.close()
         await self.runtime.presence.close()
         await self.runtime.channels.close()
@@ -243,10 +254,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         ),
     )
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
+    coalescer = Coalescer(runtime.broker.publish, tick_seconds=settings.realtime_coalesce_ms / 1000)
+    poll_votes = VoteCounter(runtime, coalescer)
     sockets = PlainSocketApp(runtime, gateway, viewers)
     sockets.actions["reaction"] = reaction_action(runtime)
+    sockets.actions.update(poll_actions(runtime, poll_votes))
+    sockets.actions.update(question_actions(runtime, coalescer))
     sockets.install()
-    pusher = PusherSocketApp(runtime, gateway, viewers, apps)
+    pusher = PusherSocketApp(runtime, gateway, viewers, apps, plain_actions=sockets.actions)
     pusher.install()
     checks = [ReadinessCheck("database", database_check(engine))]
     if backends.redis is not None:
@@ -264,6 +279,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         Ingest(runtime),
         CommentWriter(runtime.sessions),
         NodeSlot(settings.var_dir / "nodes"),
+        coalescer,
+        poll_votes,
         checks,
     )
 
@@ -316,6 +333,8 @@ def create_app(
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
     app.state.comment_writer = services.comment_writer
+    app.state.coalescer = services.coalescer
+    app.state.poll_votes = services.poll_votes
     app.state.pusher_apps = services.pusher.apps
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
@@ -327,6 +346,9 @@ def create_app(
     api.include_router(streams_router)
     api.include_router(viewers_router)
     api.include_router(engagement_router)
+    api.include_router(polls_router)
+    api.include_router(questions_router)
+    api.include_router(health_router)
     api.include_router(wallet_router)
     api.include_router(moderation_router)
     api.include_router(analytics_router)
@@ -371,6 +393,10 @@ def create_app(
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
             ("tajiri_ws_dropped_messages_total", "counter", services.gateway.flood_stats.dropped),
             ("tajiri_ws_flood_closed_total", "counter", services.gateway.flood_stats.closed),
+            ("tajiri_poll_vote_batches_total", "counter", services.poll_votes.writer.batches),
+            ("tajiri_poll_votes_counted_total", "counter", services.poll_votes.writer.counted),
+            ("tajiri_counters_offered_total", "counter", services.coalescer.offered),
+            ("tajiri_counters_published_total", "counter", services.coalescer.published),
             ("tajiri_gc_collections_total", "counter", PAUSES.collections),
             ("tajiri_gc_full_collections_total", "counter", PAUSES.full_collections),
             ("tajiri_gc_seconds_total", "counter", round(PAUSES.seconds, 6)),

@@ -5,6 +5,7 @@ from tajiri_live.core.db import Base
 from tajiri_live.core.idempotency import IdempotencyKey
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.gifts.models import StreamGift, VirtualGift
+from tajiri_live.health.models import StreamHealthSample
 from tajiri_live.moderation.models import ModerationAction, StreamRestriction
 from tajiri_live.notifications.models import (
     Device,
@@ -13,6 +14,8 @@ from tajiri_live.notifications.models import (
     PushOutbox,
     StreamNotification,
 )
+from tajiri_live.polls.models import StreamPoll, StreamPollOption, StreamPollVote
+from tajiri_live.questions.models import StreamQuestion, StreamQuestionUpvote
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.users.models import Follow, User
 from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction, Wallet
@@ -33,8 +36,14 @@ __all__ = [
     "StreamCoHost",
     "StreamComment",
     "StreamGift",
+    "StreamHealthSample",
     "StreamLike",
     "StreamNotification",
+    "StreamPoll",
+    "StreamPollOption",
+    "StreamPollVote",
+    "StreamQuestion",
+    "StreamQuestionUpvote",
     "StreamReactionCount",
     "StreamReport",
     "StreamRestriction",

@@ -22,7 +22,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, case, delete, func, literal, select, text, union_all, update
+from sqlalchemy import (
+    Float,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.analytics.models import StreamAnalytics, StreamReport
@@ -31,6 +42,9 @@ from tajiri_live.core.db import dialect_insert, epoch
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike
 from tajiri_live.gifts.models import StreamGift
+from tajiri_live.health.models import StreamHealthSample
+from tajiri_live.polls.models import StreamPoll, StreamPollOption
+from tajiri_live.questions.models import StreamQuestion
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamViewer
 from tajiri_live.streams.presenters import storage_base_url
@@ -195,15 +209,27 @@ async def build_report(
     regions: dict[str, int] = {}
     retention: tuple[list[tuple[int, int]], int] = ([], 0)
     timeline: list[dict[str, int]] = []
+    health_timeline: list[dict[str, Any]] = []
+    polls, questions = await asyncio.gather(
+        run(lambda db: _polls(db, sid)), run(lambda db: _questions(db, sid))
+    )
     if window is None:  # never started: nobody watched
         gifts, gifters = await run(lambda db: _gifts(db, sid))
     else:
-        audience, regions, (gifts, gifters), retention, timeline = await asyncio.gather(
+        (
+            audience,
+            regions,
+            (gifts, gifters),
+            retention,
+            timeline,
+            health_timeline,
+        ) = await asyncio.gather(
             run(lambda db: _audience(db, sid, window)),
             run(lambda db: _regions(db, sid)),
             run(lambda db: _gifts(db, sid)),
             run(lambda db: _retention(db, sid, window)),
             run(lambda db: _timeline(db, sid, window)),
+            run(lambda db: _health_timeline(db, sid, window)),
         )
     steps, peak_from_sessions = retention
     unique = audience.unique
@@ -261,6 +287,18 @@ async def build_report(
             for user_id, value, quantity in gifters
         ],
         "timeline": timeline,
+        "polls": polls,
+        "questions": questions,
+        "health": {
+            "network_quality": stream.network_quality,
+            "average_bitrate": round(stream.average_bitrate),
+            "average_fps": round(stream.average_fps, 1),
+            "average_latency": round(stream.average_latency, 2),
+            "total_dropped_frames": stream.total_dropped_frames,
+            "samples": sum(point["samples"] for point in health_timeline),
+            "poor_samples": sum(point["poor_samples"] for point in health_timeline),
+            "timeline": health_timeline,
+        },
     }
 
 
@@ -419,6 +457,100 @@ async def _timeline(session: AsyncSession, sid: int, window: Window) -> list[dic
     ]
 
 
+async def _polls(session: AsyncSession, sid: int) -> dict[str, Any]:
+    """Polls run, votes cast, and each poll's final (or current) totals."""
+    polls = list(
+        await session.scalars(
+            select(StreamPoll).where(StreamPoll.stream_id == sid).order_by(StreamPoll.id)
+        )
+    )
+    options: dict[int, list[dict[str, Any]]] = {}
+    if polls:
+        rows = await session.execute(
+            select(
+                StreamPollOption.poll_id,
+                StreamPollOption.id,
+                StreamPollOption.text,
+                StreamPollOption.votes,
+            )
+            .where(StreamPollOption.poll_id.in_([p.id for p in polls]))
+            .order_by(StreamPollOption.id)
+        )
+        for poll_id, option_id, text_, votes in rows:
+            options.setdefault(int(poll_id), []).append(
+                {"id": int(option_id), "text": text_, "votes": int(votes)}
+            )
+    listed = [
+        {
+            "id": poll.id,
+            "question": poll.question,
+            "is_closed": poll.is_closed,
+            "created_at": iso(poll.created_at),
+            "closed_at": iso(poll.closed_at),
+            "votes": sum(o["votes"] for o in options.get(poll.id, [])),
+            "options": options.get(poll.id, []),
+        }
+        for poll in polls
+    ]
+    return {"count": len(listed), "votes": sum(p["votes"] for p in listed), "polls": listed}
+
+
+async def _questions(session: AsyncSession, sid: int) -> dict[str, int]:
+    """Questions asked, answered and dismissed, and their upvotes."""
+    q = StreamQuestion
+    row = (
+        await session.execute(
+            select(
+                func.count(q.id),
+                func.count().filter(q.is_answered.is_(True)),
+                func.count().filter(q.dismissed_at.is_not(None)),
+                func.coalesce(func.sum(q.upvotes), 0),
+            ).where(q.stream_id == sid)
+        )
+    ).one()
+    return {
+        "asked": int(row[0]),
+        "answered": int(row[1]),
+        "dismissed": int(row[2]),
+        "upvotes": int(row[3]),
+    }
+
+
+async def _health_timeline(session: AsyncSession, sid: int, window: Window) -> list[dict[str, Any]]:
+    """Bitrate and frame rate over time from the health samples (every source), at most
+    TIMELINE_POINTS points, each with how many samples were poor."""
+    h = StreamHealthSample
+    step = max(1.0, math.ceil(window.duration / TIMELINE_POINTS))
+    start, width = literal(window.start, Float), literal(step, Float)
+    bucket = _not_below_zero(func.floor((epoch(h.recorded_at) - start) / width))
+    rows = await session.execute(
+        select(
+            bucket,
+            func.avg(h.bitrate),
+            func.avg(h.fps),
+            func.avg(h.latency),
+            func.count(),
+            func.count().filter(h.network_quality == "poor"),
+            func.coalesce(func.sum(h.dropped_frames), 0),
+        )
+        .where(h.stream_id == sid)
+        .group_by(text("1"))
+        .order_by(text("1"))
+    )
+    return [
+        {
+            "timestamp": int(k * step),
+            "bitrate": round(bitrate) if bitrate is not None else None,
+            "fps": round(fps, 1) if fps is not None else None,
+            "latency": round(latency, 2) if latency is not None else None,
+            "samples": int(samples),
+            "poor_samples": int(poor),
+            "dropped_frames": int(dropped),
+        }
+        for k, bitrate, fps, latency, samples, poor, dropped in rows
+    ]
+
+
 async def stored_report(session: AsyncSession, stream_id: int) -> StreamReport | None:
     return await session.get(StreamReport, stream_id)
 
@@ -441,8 +573,12 @@ async def save_report(
 
 
 async def purge_sessions(session: AsyncSession, *, stream_id: int, now: datetime) -> int:
-    """Delete a reported stream's viewer rows; the report stays, marked final."""
+    """Delete a reported stream's viewer rows and health samples; the report (with its health
+    timeline) stays, marked final."""
     result = await session.execute(delete(StreamViewer).where(StreamViewer.stream_id == stream_id))
+    await session.execute(
+        delete(StreamHealthSample).where(StreamHealthSample.stream_id == stream_id)
+    )
     await session.execute(
         update(StreamReport)
         .where(StreamReport.stream_id == stream_id)
@@ -463,13 +599,19 @@ def ended_without_report() -> Any:
 
 
 def purgeable_streams(cutoff: datetime) -> Any:
-    """Streams over before `cutoff` that still have viewer rows (the retention job's list)."""
+    """Streams over before `cutoff` that still have viewer rows or health samples (the
+    retention job's list)."""
     over = func.coalesce(LiveStream.ended_at, LiveStream.cancelled_at)
     return (
         select(LiveStream.id)
         .where(
             over < cutoff,
-            select(StreamViewer.id).where(StreamViewer.stream_id == LiveStream.id).exists(),
+            or_(
+                select(StreamViewer.id).where(StreamViewer.stream_id == LiveStream.id).exists(),
+                select(StreamHealthSample.id)
+                .where(StreamHealthSample.stream_id == LiveStream.id)
+                .exists(),
+            ),
         )
         .order_by(LiveStream.id)
     )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -65,6 +66,10 @@ class PusherSocketApp:
     gateway: Gateway
     viewers: Viewers
     apps: PusherApps
+    # The plain protocol's client actions (`vote_poll`...): named here only to answer them
+    # with an `error` event rather than a `pusher:error`, which the mobile client treats as
+    # a broken connection.
+    plain_actions: Mapping[str, object] = field(default_factory=dict)
 
     def install(self) -> None:
         self.gateway.route(r"/app/(?P<app_key>[^/]{1,100})", self.admit)
@@ -191,8 +196,7 @@ class PusherSession:
         else:
             self._app_message(connection, name, data)
 
-    @staticmethod
-    def _app_message(connection: WebSocketConnection, name: str, data: object) -> None:
+    def _app_message(self, connection: WebSocketConnection, name: str, data: object) -> None:
         """The mobile client sends its plain-protocol messages on whatever socket it has: its
         `ping` every 30 s is answered with `pong` as on the plain socket. It treats any
         `pusher:error` as a broken connection, so the rest get the plain `error` event."""
@@ -205,10 +209,12 @@ class PusherSession:
             stamp = data.get("timestamp") if isinstance(data, dict) else None
             connection.send(pusher_frame(PONG, _json({"timestamp": stamp})))
             return
+        known = name in self.app.plain_actions
         problem = {
-            "code": "unknown_event",
+            "code": "unsupported" if known else "unknown_event",
+            "event": name[:40],
             "message": f"'{name[:40]}' is not served on the Pusher socket: use the REST API "
-            "or the plain socket.",
+            "or the plain socket (/streams/{id}).",
         }
         connection.send(pusher_frame(ERROR, _json(problem)))
 
@@ -362,9 +368,22 @@ class PusherSession:
                     )
                 )
         connection.send(pusher_frame(SUBSCRIPTION_SUCCEEDED, succeeded, channel))
+        self._identify(connection, what.user_id, subscription.presence_user)
         if counted and what.stream_id is not None:
             subscription.watched = True
             await self._watch(what.stream_id, watcher)
+
+    def _identify(
+        self, connection: WebSocketConnection, own_channel: int | None, member: str | None
+    ) -> None:
+        """A channel signed for a user (their own private channel, or a presence member)
+        tells who this anonymous connection is: events for that user (e.g. to a stream's
+        hosts) reach it from now on."""
+        user_id = own_channel
+        if user_id is None and member is not None and member.isdigit():
+            user_id = int(member)
+        if user_id is not None and connection.user_id is None:
+            self.app.gateway.hub.identify(connection, user_id)
 
     def _signed_member(
         self, pusher_app: PusherApp, channel: str, data: dict[str, Any]

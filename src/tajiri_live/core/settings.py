@@ -116,6 +116,23 @@ class Settings(BaseSettings):
     # --- idempotency (core/idempotency.py) -----------------------------------------------
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)  # a key is remembered this long
     job_idempotency_purge_every_seconds: float = 3600.0
+    # --- polls, Q&A and stream health (docs/architecture.md "Polls", "Q&A", "Stream health")
+    poll_max_open: int = Field(default=1, ge=1)  # open polls per stream at a time
+    poll_max_options: int = Field(default=6, ge=2, le=20)
+    poll_create_limit: int = 5  # polls a host may open per stream...
+    poll_create_window_seconds: float = 60.0  # ...in this window
+    poll_vote_limit: int = 5  # vote attempts per user per stream (one counts per poll)...
+    poll_vote_window_seconds: float = 10.0  # ...in this window
+    question_max_length: int = Field(default=300, ge=1, le=5000)
+    question_limit: int = 1  # questions per user per stream...
+    question_window_seconds: float = 10.0  # ...in this window
+    upvote_limit: int = 10  # question upvotes per user per stream...
+    upvote_window_seconds: float = 10.0  # ...in this window
+    health_report_limit: int = 2  # encoder health reports per stream...
+    health_report_window_seconds: float = 1.0  # ...in this window
+    # Network quality from measured bitrate when the encoder's target is unknown (kbps).
+    health_excellent_kbps: int = Field(default=1500, ge=1)
+    health_poor_kbps: int = Field(default=300, ge=0)
 
     # --- moderation ----------------------------------------------------------------------
     # Unset: the built-in Swahili and English lists (moderation/wordfilter.py).
@@ -186,6 +203,8 @@ class Settings(BaseSettings):
     realtime_max_tick_ms: float = 100.0  # big rooms stretch that time up to this
     realtime_turn_cost_factor: float = 1.7  # a turn of the wheel >= this x its writing time
     realtime_sockets_per_step: int = Field(default=100, ge=1)  # then the loop does other work
+    # Counters (poll totals, upvotes): at most one event per counter per this tick and node.
+    realtime_coalesce_ms: float = Field(default=200.0, gt=0)
     slow_consumer_bytes: int = 4 * 1024 * 1024  # unread bytes before a socket is closed
     sample_room_size: int = 1000  # rooms this big...
     sample_comments_per_second: int = 50  # ...get at most this many comments a second

@@ -14,7 +14,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
-from tajiri_live.core.ratelimit import retry_after_header
+from tajiri_live.core.ratelimit import RateLimiter, retry_after_header
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.engagement.presenters import comment_dict
@@ -40,10 +40,20 @@ def ensure_open(stream: LiveStream, what: str) -> None:
 
 
 async def enforce_rate(
-    runtime: Runtime, *, action: str, stream_id: int, user_id: int, limit: int, window: float
+    runtime: Runtime,
+    *,
+    action: str,
+    stream_id: int,
+    user_id: int,
+    limit: int,
+    window: float,
+    limiter: RateLimiter | None = None,
 ) -> None:
-    """The same limit for REST and WebSocket; shared by every node when Redis is used."""
-    wait = await runtime.limiter.hit(f"{action}:{stream_id}:{user_id}", limit=limit, window=window)
+    """The same limit for REST and WebSocket; shared by every node when Redis is used (unless
+    the caller brings a limiter of its own)."""
+    wait = await (limiter or runtime.limiter).hit(
+        f"{action}:{stream_id}:{user_id}", limit=limit, window=window
+    )
     if wait > 0:
         seconds = retry_after_header(wait)
         raise ApiError(

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tajiri_live.core import medialinks as links
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.health import service as health_service
 from tajiri_live.ingest.nginx import LIVE_APP, PLAYLIST_PROBE, parse_renditions
 from tajiri_live.streams import presenters
 from tajiri_live.streams import service as streams
@@ -287,6 +288,8 @@ class Ingest:
                 .values(**seen)
             )
             await session.commit()
+        if health is not None:  # the encoder's real throughput, whether it reports or not
+            await health_service.record_ingest(runtime, stream_id=stream_id, stats=health)
         if not ready and await self.playlist_exists(stream_id, number, control):
             await self.mark_ready(stream_id, number)
 
@@ -404,6 +407,8 @@ def parse_stat(xml: bytes, name: str) -> dict[str, Any] | None:
             "width": _int(_number(video, "width")),
             "height": _int(_number(video, "height")),
             "fps": _number(video, "frame_rate"),
+            # the bitrate the encoder says it sends (its metadata), to judge the measured one by
+            "declared_video_kbps": _int(_number(video, "data_rate")),
             "video_codec": video.findtext("codec") if video is not None else None,
             "audio_codec": audio.findtext("codec") if audio is not None else None,
             "uptime_seconds": _int((_number(stream, "time") or 0) / 1000),

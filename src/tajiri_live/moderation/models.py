@@ -31,7 +31,7 @@ class StreamRestriction(Base):
 
 
 class ModerationAction(Base):
-    """Who did what, when, why, to whom and on which comment."""
+    """Who did what, when, why, to whom and on which comment or question."""
 
     __tablename__ = "moderation_actions"
     __table_args__ = (Index("ix_moderation_actions_stream_id_id", "stream_id", "id"),)
@@ -42,5 +42,6 @@ class ModerationAction(Base):
     action: Mapped[str] = mapped_column(String(30))
     target_user_id: Mapped[int | None] = mapped_column(BigInteger)
     comment_id: Mapped[int | None] = mapped_column(BigInteger)
+    question_id: Mapped[int | None] = mapped_column(BigInteger)  # a Q&A question it concerns
     reason: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = created_at()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -54,6 +54,7 @@ async def audit(
     action: str,
     target_user_id: int | None = None,
     comment_id: int | None = None,
+    question_id: int | None = None,
     reason: str | None = None,
 ) -> None:
     session.add(
@@ -63,6 +64,7 @@ async def audit(
             action=action,
             target_user_id=target_user_id,
             comment_id=comment_id,
+            question_id=question_id,
             reason=reason,
         )
     )
@@ -100,17 +102,24 @@ async def ensure_allowed(
     found = await restriction(session, runtime=runtime, stream_id=stream_id, user_id=user_id)
     if found is None or (found.kind == "mute" and action == "gift"):
         return
-    if found.kind == "ban":
-        raise forbidden(
-            "You are banned from this stream."
-            + (f" Reason: {found.reason}" if found.reason else "")
+    raise restriction_error(
+        found.kind, reason=found.reason, expires_at=found.expires_at, now=runtime.clock.now()
+    )
+
+
+def restriction_error(
+    kind: str, *, reason: str | None, expires_at: datetime | None, now: datetime
+) -> ApiError:
+    """The 403 a banned or muted user gets, saying why (and for how long)."""
+    if kind == "ban" or expires_at is None:
+        return forbidden(
+            "You are banned from this stream." + (f" Reason: {reason}" if reason else "")
         )
-    assert found.expires_at is not None
-    minutes = max(1, math.ceil((found.expires_at - runtime.clock.now()).total_seconds() / 60))
-    raise ApiError(
+    minutes = max(1, math.ceil((expires_at - now).total_seconds() / 60))
+    return ApiError(
         403,
         f"You are muted on this stream for {minutes} more minute(s).",
-        muted_until=iso(found.expires_at),
+        muted_until=iso(expires_at),
     )
 
 
@@ -260,10 +269,20 @@ async def check_commenter(
 ) -> CommenterCheck:
     """What every comment needs to know, in one round trip: its author, whether they are
     restricted here, and whether they said this very text lately."""
+    repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
+    return await check_author(
+        session, runtime=runtime, stream_id=stream_id, user_id=user_id, repeated=repeated
+    )
+
+
+async def check_author(
+    session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, repeated: Exists
+) -> CommenterCheck:
+    """For any text a viewer posts (comments, questions): the author, whether they are banned
+    or muted here, and `repeated` (their own "said this lately" condition), in one query."""
     restricted = exists().where(
         *_active_restrictions(runtime, stream_id=stream_id, user_id=user_id)
     )
-    repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
     row = (
         await session.execute(
             select(User, restricted.label("restricted"), repeated.label("repeated")).where(
@@ -287,10 +306,6 @@ async def screen_comment(
 ) -> str:
     """The text to store (masked if configured), or a 422 for bad words or spam.
     `repeated`: already known from `check_commenter` (None: look it up)."""
-    settings = runtime.settings
-    if len(LINK.findall(content)) > settings.spam_max_links:
-        await _blocked(session, stream, principal, "too many links")
-        raise ValidationFailed({"content": ["Looks like spam: too many links."]})
     if repeated is None:
         repeated = bool(
             await session.scalar(
@@ -301,26 +316,55 @@ async def screen_comment(
                 )
             )
         )
+    return await screen_text(
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        text=content,
+        repeated=repeated,
+        field="content",
+        blocked="comment_blocked",
+    )
+
+
+async def screen_text(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream: LiveStream,
+    principal: Principal,
+    text: str,
+    repeated: bool,
+    field: str,
+    blocked: str,
+) -> str:
+    """What any viewer's text goes through (comments, questions): links, repeats, the word
+    filter. A refusal is a 422 on `field`, logged as `blocked` in the moderation log."""
+    settings = runtime.settings
+    if len(LINK.findall(text)) > settings.spam_max_links:
+        await _blocked(session, stream, principal, "too many links", blocked)
+        raise ValidationFailed({field: ["Looks like spam: too many links."]})
     if repeated:
-        await _blocked(session, stream, principal, "repeated text")
-        raise ValidationFailed({"content": ["Looks like spam: you already said that."]})
+        await _blocked(session, stream, principal, "repeated text", blocked)
+        raise ValidationFailed({field: ["Looks like spam: you already said that."]})
     words = word_filter(runtime)
-    if not words.find(content):
-        return content
+    if not words.find(text):
+        return text
     if settings.bad_word_action == "reject":
-        await _blocked(session, stream, principal, "bad words")
-        raise ValidationFailed({"content": ["Please keep the chat respectful."]})
-    return words.mask(content)
+        await _blocked(session, stream, principal, "bad words", blocked)
+        raise ValidationFailed({field: ["Please keep the chat respectful."]})
+    return words.mask(text)
 
 
 async def _blocked(
-    session: AsyncSession, stream: LiveStream, principal: Principal, why: str
+    session: AsyncSession, stream: LiveStream, principal: Principal, why: str, action: str
 ) -> None:
     await audit(
         session,
         stream_id=stream.id,
         actor_id=None,
-        action="comment_blocked",
+        action=action,
         target_user_id=principal.user_id,
         reason=why,
     )
@@ -335,6 +379,7 @@ def action_dict(entry: ModerationAction) -> dict[str, Any]:
         "action": entry.action,
         "target_user_id": entry.target_user_id,
         "comment_id": entry.comment_id,
+        "question_id": entry.question_id,
         "reason": entry.reason,
         "created_at": iso(entry.created_at),
     }

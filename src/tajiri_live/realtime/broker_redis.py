@@ -34,6 +34,9 @@ def encode_event(event: Event) -> bytes:
             "u": event.actor_id,
             "w": event.wire,
             "x": event.except_socket,
+            "t": event.to_users,
+            "k": event.latest_key,
+            "v": event.version,
         }
     )
 
@@ -48,6 +51,9 @@ def decode_event(raw: bytes) -> Event:
         actor_id=body.get("u"),
         wire=body.get("w"),
         except_socket=body.get("x"),
+        to_users=tuple(body["t"]) if body.get("t") is not None else None,
+        latest_key=body.get("k"),
+        version=body.get("v"),
     )
 
 

@@ -16,6 +16,14 @@ PONG = "pong"  # answer to a client ping
 ERROR = "error"  # a client frame was refused
 COHOST_JOINED = "cohost_joined"  # an invited co-host accepted
 USER_BANNED = "user_banned"  # a user was banned: their sockets on the stream are closed
+POLL_CREATED = "poll_created"  # the broadcaster opened a poll
+POLL_VOTE = "poll_vote"  # an option's new total (coalesced: at most one per option per tick)
+POLL_CLOSED = "poll_closed"  # a poll closed (by the broadcaster or the stream's end): final totals
+QUESTION_SUBMITTED = "question_submitted"  # a viewer asked a question (Q&A)
+QUESTION_UPVOTED = "question_upvoted"  # a question's new upvote total (coalesced per tick)
+QUESTION_ANSWERED = "question_answered"  # the broadcaster marked a question answered
+QUESTION_DISMISSED = "question_dismissed"  # the broadcaster removed a question from the list
+STREAM_HEALTH_WARNING = "stream_health_warning"  # to the hosts only: health turned poor
 
 
 def stream_channel(stream_id: int) -> str:
@@ -38,6 +46,14 @@ class Event:
     wire: str | None = None
     # Deliver to every subscriber but this socket (Pusher's `socket_id` exclusion).
     except_socket: str | None = None
+    # Deliver only to these users' sockets among the channel's subscribers (e.g. a stream's
+    # hosts): decided when published, so a co-host who joined a minute ago is included.
+    to_users: tuple[int, ...] | None = None
+    # A counter: subscribers need only its newest value. A newer frame with the same key
+    # replaces an older one not yet written, and one whose `version` is lower than the last
+    # seen for the key (it took a slower path from another node) is dropped.
+    latest_key: str | None = None
+    version: int | None = None
 
     @property
     def channels(self) -> tuple[str, ...]:

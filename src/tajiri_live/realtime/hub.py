@@ -129,7 +129,8 @@ class Group:
         self.log: list[bytes] = []
         self.base = 0  # the sequence number of log[0]
         self.turn_head = 0  # the head when this group's last turn began
-        self.latest: dict[str, int] = {}  # keep-latest event name -> its frame's sequence
+        # keep-latest key (an event name or a counter's key) -> (its frame's sequence, version)
+        self.latest: dict[str, tuple[int, int | None]] = {}
         self.window_start = 0.0
         self.window_count = 0
 
@@ -140,14 +141,20 @@ class Group:
     def append(self, data: bytes) -> None:
         self.log.append(data)
 
-    def replace_latest(self, name: str, data: bytes) -> None:
-        """Append a keep-latest frame and blank the older one of that name: a socket that has
-        not had the old one yet gets only the new one, a socket that had it gets the update."""
-        previous = self.latest.get(name)
-        if previous is not None and previous >= self.base:
-            self.log[previous - self.base] = b""
-        self.latest[name] = self.head
+    def replace_latest(self, key: str, data: bytes, version: int | None = None) -> bool:
+        """Append a keep-latest frame and blank the older one of that key: a socket that has
+        not had the old one yet gets only the new one, a socket that had it gets the update.
+        A frame older than the last one of its key (a lower version) is dropped: False."""
+        previous = self.latest.get(key)
+        if previous is not None:
+            seq, seen = previous
+            if version is not None and seen is not None and version < seen:
+                return False
+            if seq >= self.base:
+                self.log[seq - self.base] = b""
+        self.latest[key] = (self.head, version)
         self.log.append(data)
+        return True
 
     def since(self, seq: int) -> tuple[bytes, int]:
         """The frames from `seq` on, joined, and how many there are."""
@@ -205,6 +212,14 @@ class Hub:
             self._feeds.setdefault(source, Counter())[channel] += 1
         if sink.user_id is not None:
             self._users.setdefault(sink.user_id, set()).add(sink)
+
+    def identify(self, sink: Sink, user_id: int) -> None:
+        """A socket that connected anonymously proved who it is (a Pusher channel signed for
+        its user): events for that user reach it from now on."""
+        if sink.user_id is None:
+            sink.user_id = user_id
+        if sink.user_id == user_id and sink in self._subscriptions:
+            self._users.setdefault(user_id, set()).add(sink)
 
     def unsubscribe(self, sink: Sink, channel: str) -> None:
         subscriptions = self._subscriptions.get(sink, [])
@@ -297,7 +312,17 @@ class Hub:
                     if sink.socket_id != event.except_socket:
                         self.send_own(sink, data)
                 continue
-            if lane is Lane.LATEST:
+            if event.to_users is not None:
+                # A few users (a stream's hosts): their sockets among the members, by user.
+                for user_id in event.to_users:
+                    for sink in self._users.get(user_id, ()):
+                        if sink in group.members:
+                            self.send_own(sink, data)
+                continue
+            if event.latest_key is not None:
+                if not group.replace_latest(event.latest_key, data, event.version):
+                    continue  # a stale counter value: a newer one was already delivered
+            elif lane is Lane.LATEST:
                 group.replace_latest(event.name, data)
             elif lane is Lane.SAMPLED and not self._admit_sampled(group):
                 self._to_actor(event, group, data)

@@ -19,7 +19,15 @@ from tajiri_live.realtime.events import (
     COHOST_JOINED,
     GIFT_SENT,
     NEW_COMMENT,
+    POLL_CLOSED,
+    POLL_CREATED,
+    POLL_VOTE,
+    QUESTION_ANSWERED,
+    QUESTION_DISMISSED,
+    QUESTION_SUBMITTED,
+    QUESTION_UPVOTED,
     STATUS_CHANGED,
+    STREAM_HEALTH_WARNING,
     VIEWER_COUNT_UPDATED,
     Event,
 )
@@ -41,6 +49,14 @@ ECHO_CLASS_NAMES: dict[str, str] = {
     NEW_COMMENT: "NewStreamComment",
     GIFT_SENT: "GiftReceived",
     COHOST_JOINED: "CoHostJoined",
+    POLL_CREATED: "PollCreated",
+    POLL_VOTE: "PollVoted",
+    POLL_CLOSED: "PollClosed",
+    QUESTION_SUBMITTED: "QuestionSubmitted",
+    QUESTION_UPVOTED: "QuestionUpvoted",
+    QUESTION_ANSWERED: "QuestionAnswered",
+    QUESTION_DISMISSED: "QuestionDismissed",
+    STREAM_HEALTH_WARNING: "StreamHealthWarning",
 }
 STREAM_ENDED_CLASS = "StreamEnded"  # sent beside StreamStatusChanged when a stream ends
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from tajiri_live.core.columns import (
@@ -91,6 +101,20 @@ class LiveStream(Base):
     # Set when a stream with money is deleted: every read treats it as absent, its gifts and
     # ledger entries keep pointing at it (streams/softdelete.py).
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # --- health (the encoder's reports and ingest's samples; health/service.py) ---
+    network_quality: Mapped[str] = mapped_column(
+        String(20), default="good", server_default="good"
+    )  # the latest sample's: excellent, good or poor
+    # Running averages over the samples that carried the value (the counts beside them).
+    average_bitrate: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    average_fps: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    average_latency: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    bitrate_samples: Mapped[int] = counter()
+    fps_samples: Mapped[int] = counter()
+    latency_samples: Mapped[int] = counter()
+    total_dropped_frames: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The encoder reports its dropped frames as a running count: the last one, to add the rest.
+    encoder_dropped_frames: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

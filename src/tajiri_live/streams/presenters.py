@@ -168,6 +168,12 @@ def stream_dict(
         "gifts_count": stream.gifts_count,
         "shares_count": stream.shares_count,
         "gifts_value": stream.gifts_value,
+        # health (the fuller spec's columns): running averages over the samples
+        "network_quality": stream.network_quality,
+        "average_bitrate": round(stream.average_bitrate),
+        "average_fps": round(stream.average_fps, 1),
+        "total_dropped_frames": stream.total_dropped_frames,
+        "average_latency": round(stream.average_latency, 2),
         "scheduled_at": iso(stream.scheduled_at),
         "pre_live_started_at": iso(stream.pre_live_started_at),
         "started_at": iso(stream.started_at),

@@ -21,9 +21,15 @@ from tajiri_live.core.settings import Settings
 from tajiri_live.gifts import service as gifts_service
 from tajiri_live.notifications import service as notifications
 from tajiri_live.notifications.messages import SCHEDULED
+from tajiri_live.polls import service as polls
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
 from tajiri_live.streams import presenters
-from tajiri_live.streams.lifecycle import UNDELETABLE_STATUSES, StreamStatus, path_to
+from tajiri_live.streams.lifecycle import (
+    FINAL_STATUSES,
+    UNDELETABLE_STATUSES,
+    StreamStatus,
+    path_to,
+)
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.streams.schemas import StreamCreate, StreamUpdate
 from tajiri_live.users.models import Follow
@@ -386,6 +392,7 @@ async def move(
     """
     hold = runtime.settings.outro_seconds if hold_seconds is None else hold_seconds
     steps: list[Event] = []
+    closed_polls: list[int] = []
     for _ in range(MAX_TRANSITION_ATTEMPTS):
         current = stream.status_enum
         if current is target or current in already_there:
@@ -394,6 +401,7 @@ async def move(
         if path is None:
             await session.commit()
             await _publish_steps(runtime, steps)
+            await polls.announce_closed(runtime, stream_id=stream.id, poll_ids=closed_polls)
             raise ApiError(
                 409,
                 f"Cannot change the stream's status from {current.value} to {target.value}.",
@@ -406,10 +414,13 @@ async def move(
             steps.append(_status_event(runtime, stream, current.value, now))
             # Followers hear of it through the outbox, committed with the transition.
             await notifications.on_transition(session, stream=stream, target=path[0], now=now)
+            if path[0] in FINAL_STATUSES:  # its open polls close with it
+                closed_polls += await polls.close_for_stream(session, stream_id=stream.id, now=now)
         else:
             await session.refresh(stream, ["status", "started_at", "playback_ready_at"])
     await session.commit()
     await _publish_steps(runtime, steps)
+    await polls.announce_closed(runtime, stream_id=stream.id, poll_ids=closed_polls)
     return [(e.data["old_status"], e.data["status"]) for e in steps]
 
 

@@ -35,10 +35,59 @@ from tajiri_live.viewers.sessions import clean_region
 
 # A client action (e.g. `reaction`): (connection's context, data) -> error frame data or None.
 ActionHandler = Callable[["SocketContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
+# An action on the socket's stream by its signed-in user: (context, user, stream id, data).
+StreamAction = Callable[["SocketContext", Principal, int, dict[str, Any]], Awaitable[None]]
+
+# The `error` event's `code` for each status the REST twin of an action would answer.
+ERROR_CODES = {
+    400: "invalid",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    410: "gone",
+    413: "invalid",
+    422: "invalid",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def error_frame(code: str, message: str, **extra: Any) -> bytes:
     return plain_frame(ERROR, {"code": code, "message": message, **extra})
+
+
+def action_error(error: ApiError, *, event: str | None = None) -> dict[str, Any]:
+    """A refused action as the `error` event's data: the REST answer's message, a code, and
+    what else it carries (`retry_after`, validation `errors`, `muted_until`...)."""
+    problem: dict[str, Any] = {
+        "code": ERROR_CODES.get(error.status_code, "error"),
+        "message": error.message,
+        **error.extra,
+    }
+    if event is not None:
+        problem["event"] = event  # which message was refused
+    return problem
+
+
+def stream_action(name: str, act: StreamAction) -> ActionHandler:
+    """A client action on a stream's socket, refused like its REST twin: an ApiError becomes
+    an `error` event to that socket alone (naming the refused event), the socket stays open."""
+
+    async def handle(context: SocketContext, data: dict[str, Any]) -> dict[str, Any] | None:
+        if context.stream_id is None or context.principal is None:
+            return {
+                "code": "invalid",
+                "message": f"Send {name} on a stream's socket (/streams/{{id}}).",
+                "event": name,
+            }
+        try:
+            await act(context, context.principal, context.stream_id, data)
+        except ApiError as error:
+            return action_error(error, event=name)
+        return None
+
+    return handle
 
 
 @dataclass
@@ -230,7 +279,9 @@ class PlainSession:
             return
         if self.context.principal is None:
             connection.send(
-                error_frame("unauthenticated", "Sign in to do this: connect with a token.")
+                error_frame(
+                    "unauthenticated", "Sign in to do this: connect with a token.", event=name
+                )
             )
             return
         work = functools.partial(self._act, connection, handler, data)

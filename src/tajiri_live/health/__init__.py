@@ -1,0 +1,1 @@
+"""Stream health: the encoder's reports and ingest's samples, averaged, and a warning."""

@@ -1,0 +1,1 @@
+"""Live polls: one vote per viewer, counted in batches, totals coalesced per tick."""

@@ -1,0 +1,66 @@
+"""`create_poll`, `vote_poll` and `close_poll` over the plain WebSocket: the REST rules, and a
+refusal as an `error` event to the sender alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tajiri_live.core.auth import Principal
+from tajiri_live.core.payload import validated
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.polls import service
+from tajiri_live.polls.schemas import PollCreate, PollRef, SocketVote
+from tajiri_live.polls.votes import VoteCounter
+from tajiri_live.streams import service as streams_service
+from tajiri_live.viewers.socket import ActionHandler, SocketContext, stream_action
+
+
+def poll_actions(runtime: Runtime, votes: VoteCounter) -> dict[str, ActionHandler]:
+    async def create(
+        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+    ) -> None:
+        body = validated(PollCreate, data)
+        async with runtime.sessions() as session:
+            stream = await streams_service.get_visible_stream(
+                session, stream_id=stream_id, viewer=principal, people=False
+            )
+            await service.create_poll(
+                session,
+                runtime=runtime,
+                stream=stream,
+                principal=principal,
+                question=body.question,
+                options=body.options,
+            )
+
+    async def vote(
+        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+    ) -> None:
+        # The socket was admitted to this stream (it was visible to this user); the writer
+        # checks that the poll is still open and that the voter is not banned or muted.
+        body = validated(SocketVote, data)
+        await votes.vote(
+            stream_id=stream_id,
+            poll_id=body.poll_id,
+            option_id=body.option_id,
+            user_id=principal.user_id,
+        )
+
+    async def close(
+        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+    ) -> None:
+        body = validated(PollRef, data)
+        async with runtime.sessions() as session:
+            stream = await streams_service.get_visible_stream(
+                session, stream_id=stream_id, viewer=principal, people=False
+            )
+            await service.close_poll(
+                session, runtime=runtime, stream=stream, principal=principal, poll_id=body.poll_id
+            )
+        votes.closed(body.poll_id)
+
+    return {
+        "create_poll": stream_action("create_poll", create),
+        "vote_poll": stream_action("vote_poll", vote),
+        "close_poll": stream_action("close_poll", close),
+    }

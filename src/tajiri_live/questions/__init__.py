@@ -1,0 +1,1 @@
+"""Q&A: viewers ask and upvote, the broadcaster answers or dismisses."""
