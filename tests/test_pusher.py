@@ -414,9 +414,15 @@ async def test_the_mobile_clients_messages_on_the_pusher_path_never_get_pusher_e
         pong = await client.wait_for(lambda e: e["event"] == "pong")
         # As the client decodes it: `data` is a JSON string holding the plain pong's data.
         assert orjson.loads(pong["data"]) == {"timestamp": "2026-11-29T10:00:00.000"}
+        # An action the plain socket serves is pointed there; a name nobody serves is unknown.
         await client.send("reaction", {"reaction_type": "fire"})
         refused = await client.wait_for(lambda e: e["event"] == "error")
-        assert orjson.loads(refused["data"])["code"] == "unknown_event"
+        assert orjson.loads(refused["data"])["code"] == "unsupported"
+        await client.send("no_such_action", {})
+        unknown = await client.wait_for(
+            lambda e: e["event"] == "error" and "no_such_action" in e["data"]
+        )
+        assert orjson.loads(unknown["data"])["code"] == "unknown_event"
         await client.send("ping", {"timestamp": 2})
         await client.wait_for(lambda e: e["event"] == "pong" and '"timestamp":2' in e["data"])
         assert [e for e in client.events if e["event"] == "pusher:error"] == []
