@@ -5,33 +5,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.payload import validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.polls import service
 from tajiri_live.polls.schemas import PollCreate, PollRef, SocketVote
 from tajiri_live.polls.votes import VoteCounter
-from tajiri_live.streams import service as streams_service
-from tajiri_live.viewers.socket import ActionHandler, SocketContext, stream_action
+from tajiri_live.streams.models import LiveStream
+from tajiri_live.viewers.socket import (
+    ActionHandler,
+    SocketContext,
+    stream_action,
+    visible_stream_action,
+)
 
 
 def poll_actions(runtime: Runtime, votes: VoteCounter) -> dict[str, ActionHandler]:
     async def create(
-        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+        session: AsyncSession, stream: LiveStream, principal: Principal, body: PollCreate
     ) -> None:
-        body = validated(PollCreate, data)
-        async with runtime.sessions() as session:
-            stream = await streams_service.get_visible_stream(
-                session, stream_id=stream_id, viewer=principal, people=False
-            )
-            await service.create_poll(
-                session,
-                runtime=runtime,
-                stream=stream,
-                principal=principal,
-                question=body.question,
-                options=body.options,
-            )
+        await service.create_poll(
+            session,
+            runtime=runtime,
+            stream=stream,
+            principal=principal,
+            question=body.question,
+            options=body.options,
+        )
 
     async def vote(
         context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
@@ -47,20 +49,15 @@ def poll_actions(runtime: Runtime, votes: VoteCounter) -> dict[str, ActionHandle
         )
 
     async def close(
-        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+        session: AsyncSession, stream: LiveStream, principal: Principal, body: PollRef
     ) -> None:
-        body = validated(PollRef, data)
-        async with runtime.sessions() as session:
-            stream = await streams_service.get_visible_stream(
-                session, stream_id=stream_id, viewer=principal, people=False
-            )
-            await service.close_poll(
-                session, runtime=runtime, stream=stream, principal=principal, poll_id=body.poll_id
-            )
+        await service.close_poll(
+            session, runtime=runtime, stream=stream, principal=principal, poll_id=body.poll_id
+        )
         votes.closed(body.poll_id)
 
     return {
-        "create_poll": stream_action("create_poll", create),
+        "create_poll": visible_stream_action(runtime, "create_poll", PollCreate, create),
         "vote_poll": stream_action("vote_poll", vote),
-        "close_poll": stream_action("close_poll", close),
+        "close_poll": visible_stream_action(runtime, "close_poll", PollRef, close),
     }

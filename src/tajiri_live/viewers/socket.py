@@ -7,7 +7,10 @@ import functools
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.availability import (
@@ -18,7 +21,7 @@ from tajiri_live.core.availability import (
 from tajiri_live.core.clientaddr import client_address
 from tajiri_live.core.clock import iso
 from tajiri_live.core.errors import ApiError
-from tajiri_live.core.payload import MAX_ID
+from tajiri_live.core.payload import MAX_ID, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import control_message, find_control
 from tajiri_live.moderation import service as moderation
@@ -29,6 +32,7 @@ from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake, Refusal
 from tajiri_live.realtime.server import WebSocketConnection
 from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
+from tajiri_live.streams.models import LiveStream
 from tajiri_live.users import service as users_service
 from tajiri_live.viewers.service import Viewers, member_of
 from tajiri_live.viewers.sessions import clean_region
@@ -37,6 +41,10 @@ from tajiri_live.viewers.sessions import clean_region
 ActionHandler = Callable[["SocketContext", dict[str, Any]], Awaitable[dict[str, Any] | None]]
 # An action on the socket's stream by its signed-in user: (context, user, stream id, data).
 StreamAction = Callable[["SocketContext", Principal, int, dict[str, Any]], Awaitable[None]]
+
+Body = TypeVar("Body", bound=BaseModel)
+# An action on the stream as its REST twin sees it: (session, stream, user, validated body).
+VisibleStreamAction = Callable[[AsyncSession, LiveStream, Principal, Body], Awaitable[None]]
 
 # The `error` event's `code` for each status the REST twin of an action would answer.
 ERROR_CODES = {
@@ -88,6 +96,25 @@ def stream_action(name: str, act: StreamAction) -> ActionHandler:
         return None
 
     return handle
+
+
+def visible_stream_action(
+    runtime: Runtime, name: str, schema: type[Body], act: VisibleStreamAction[Body]
+) -> ActionHandler:
+    """`stream_action` for the actions that validate their data and then work on the stream as
+    REST would: loaded in one session and refused (404) if this user may no longer see it."""
+
+    async def run(
+        context: SocketContext, principal: Principal, stream_id: int, data: dict[str, Any]
+    ) -> None:
+        body = validated(schema, data)
+        async with runtime.sessions() as session:
+            stream = await streams_service.get_visible_stream(
+                session, stream_id=stream_id, viewer=principal, people=False
+            )
+            await act(session, stream, principal, body)
+
+    return stream_action(name, run)
 
 
 @dataclass
