@@ -193,6 +193,11 @@ async def send_huge(port: int, path: str, headers: dict[str, str], *, chunked: b
         f"{framing}\r\n\r\n".encode()
     )
     answer = asyncio.create_task(reader.read(4096))
+    if not chunked:
+        # A declared length is answered before a byte of the body: wait for it first, since a
+        # server that closes with body bytes unread may reset the connection under the answer.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(answer), 5)
     chunk = b" " * (256 * 1024)
     framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk
     sent = 0
@@ -232,3 +237,56 @@ async def test_four_250_megabyte_bodies_are_refused_without_reading_them(
     assert statuses[1] == 413 and statuses[3] == 413  # a declared length: answered unread
     assert peak - before < 64 * 1024, (before, peak)  # kB: less than 64 MB growth
     assert (await api.get("/health")).status_code == 200
+
+
+# --- 1. bodies: slow senders hold no database connection ------------------------------------
+
+SLOW_SENDERS = 60  # more than the database pool (20 + 20 overflow)
+
+
+async def open_slow_body(
+    port: int, path: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Starts a POST whose 1,000-byte body never comes: the headers and one byte."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+        "Content-Length: 1000\r\n\r\n{".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def test_slow_bodies_hold_no_database_connection_and_time_out(
+    tmp_path: Path, database_url: str, tokens: TokenCodec
+) -> None:
+    """A route opens its session before it reads its body: bodies trickling in one byte at a
+    time, more of them than the pool has connections, must not keep anyone else waiting; each
+    is answered 408 when its time is up."""
+    process = ServerProcess(tmp_path, database_url, TAJIRI_BODY_TIMEOUT_SECONDS="4").start()
+    try:
+        async with httpx.AsyncClient(base_url=process.url, timeout=10) as api:
+            api.as_user = lambda user_id: {  # type: ignore[attr-defined]
+                "Authorization": f"Bearer {tokens.encode(user_id)}"
+            }
+            stream_id = await live_stream(api)
+            token = {"Authorization": f"Bearer {tokens.encode(FAN)}"}
+            senders = await asyncio.gather(
+                *(
+                    open_slow_body(process.port, f"/api/streams/{stream_id}/comments", token)
+                    for _ in range(SLOW_SENDERS)
+                )
+            )
+            await asyncio.sleep(0.5)
+            for _ in range(5):  # with the pool held, these would wait out its 30 s timeout
+                read = await api.get(f"/api/streams/{stream_id}")
+                assert read.status_code == 200, read.text
+            assert (await api.get("/ready")).status_code == 200
+            answers = await asyncio.gather(*(reader.read(4096) for reader, _ in senders))
+            assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers[:2]
+            assert b"arrived too slowly" in answers[0]
+            for _, writer in senders:
+                writer.close()
+    finally:
+        process.stop()

@@ -339,7 +339,11 @@ def create_app(
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
     document_envelopes(app)
-    app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=body_limits(settings),
+        timeout=settings.body_timeout_seconds,
+    )
 
     api = APIRouter(prefix="/api")
     api.include_router(gifts_router)  # before /streams/{id}

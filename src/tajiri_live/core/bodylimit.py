@@ -1,31 +1,31 @@
-"""Request bodies are limited while they stream in, before any route, token or signature
-check reads them: pure ASGI, counting the bytes of each `http.request` message.
+"""Request bodies are limited and received whole before any route, token or signature check
+runs: pure ASGI, as a buffering proxy would do it.
 
 A `Content-Length` over the route's limit is refused before a byte of the body is read; a
 body without one (chunked) is refused as soon as it passes the limit. The answer is the
 project's 413 envelope with `Connection: close`, so the rest of the body is not read.
+
+The body must also arrive within `timeout` seconds (408 otherwise). Receiving it before the
+application sees the request is what keeps a slow sender from holding anything that matters:
+a route opens its database session before it reads its body, so a few dozen bodies sent a
+byte at a time would otherwise hold the whole pool. Bodies up to 1 MiB are kept in memory,
+larger ones (uploads) in a temporary file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def too_large_message(limit: int) -> str:
     return f"The request body is too large: at most {limit:,} bytes are accepted here."
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from `receive()` inside the application: answered as the 413 envelope."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, too_large_message(limit), headers={"Connection": "close"})
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,15 @@ class BodyLimits:
         return self.default
 
 
+SPOOL_IN_MEMORY = 1024 * 1024  # larger bodies wait in a temporary file
+REPLAY_CHUNK = 64 * 1024
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, limits: BodyLimits) -> None:
+    def __init__(self, app: ASGIApp, limits: BodyLimits, timeout: float = 20.0) -> None:
         self.app = app
         self.limits = limits
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,31 +96,59 @@ class BodyLimitMiddleware:
             if int(declared) > limit:
                 await _answer(send, 413, too_large_message(limit))
                 return
-        received = 0
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    size = await _receive_body(receive, spool, limit)
+            except TimeoutError:
+                await _answer(
+                    send,
+                    408,
+                    f"The request body arrived too slowly: send it within {self.timeout:g} s.",
+                )
+                return
+            if size is None:
+                return  # the client went away
+            if size > limit:
+                await _answer(send, 413, too_large_message(limit))
+                return
+            spool.seek(0)
+            await self.app(scope, _replay(spool, size, receive), send)
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
-            return message
 
-        started = False
+async def _receive_body(
+    receive: Receive, spool: tempfile.SpooledTemporaryFile[bytes], limit: int
+) -> int | None:
+    """Reads the whole body into `spool`: its size, a size over `limit` as soon as it passes
+    it (the rest unread), or None when the client disconnected."""
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return size
+        spool.write(chunk)
+        if not message.get("more_body", False):
+            return size
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
 
-        try:
-            await self.app(scope, counted, watched)
-        except BodyTooLarge:
-            # Normally answered inside the application; this catches code that re-raised it.
-            if started:
-                raise
-            await _answer(send, 413, too_large_message(limit))
+def _replay(spool: tempfile.SpooledTemporaryFile[bytes], size: int, receive: Receive) -> Receive:
+    """The body again, as `http.request` messages; then the client's own messages (a
+    disconnect) as before."""
+    done = False
+
+    async def replayed() -> Message:
+        nonlocal done
+        if done:
+            return await receive()
+        chunk = spool.read(REPLAY_CHUNK)
+        done = spool.tell() >= size
+        return {"type": "http.request", "body": chunk, "more_body": not done}
+
+    return replayed
 
 
 async def _answer(send: Send, status: int, message: str) -> None:

@@ -143,9 +143,11 @@ class Settings(BaseSettings):
     max_mute_minutes: int = 24 * 60
 
     # --- request bodies and uploads ---------------------------------------------------------
-    # Counted while they stream in, before anything reads them (core/bodylimit.py); uploads
-    # and the Pusher HTTP API have their own limits.
+    # Received whole, counted while they stream in, before anything reads them
+    # (core/bodylimit.py); uploads and the Pusher HTTP API have their own limits.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The whole body must arrive within this (408 otherwise); nothing runs before it has.
+    body_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     max_thumbnail_bytes: int = 5 * 1024 * 1024
 
     # --- ingest and playback (nginx-rtmp, ffmpeg; docs/operations.md "Ingest") ---------------
