@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import websockets
 
 from conftest import TEST_SECRET
 from redisutil import delete_prefix, new_prefix, require_redis
@@ -190,3 +191,47 @@ async def test_redis_cut_and_restored_under_load(
     assert statuses[500] == 0 and set(statuses) <= {201, 503}, statuses
     assert statuses[503] > 0 and statuses[201] > before_cut  # the cut was felt, and survived
     assert set(stored) <= set(listed)  # every comment answered 201 is stored
+
+
+async def test_socket_handshakes_answer_503_while_the_database_is_cut(
+    tmp_path: Path, database_url: str, tokens: TokenCodec
+) -> None:
+    """A socket admitted while the database is away is told to come back (503, Retry-After),
+    as REST is; never a 500."""
+    url = urlsplit(database_url)
+    if not url.scheme.startswith("postgresql"):
+        pytest.skip("the database behind a proxy is a PostgreSQL server (run with it in CI)")
+    proxy = await TcpProxy(url.hostname or "127.0.0.1", url.port or 5432).start()
+    netloc = f"{url.username}@127.0.0.1:{proxy.port}" if url.username else f"127.0.0.1:{proxy.port}"
+    server = ServerProcess(tmp_path, url._replace(netloc=netloc).geturl())
+    await asyncio.to_thread(server.start)
+    try:
+        owner = {"Authorization": f"Bearer {tokens.encode(OWNER)}"}
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as api:
+            created = await api.post("/api/streams", json={"title": "x"}, headers=owner)
+            stream_id = created.json()["data"]["id"]
+            assert (await api.post(f"/api/streams/{stream_id}/start", headers=owner)).is_success
+            socket_url = f"{server.ws}/streams/{stream_id}?token={tokens.encode(2)}"
+            await proxy.cut()
+            for url_of_socket in (socket_url, f"{server.ws}/streams/{stream_id}?user_id=3"):
+                with pytest.raises(websockets.InvalidStatus) as refused:
+                    await websockets.connect(url_of_socket, open_timeout=30)
+                answer = refused.value.response
+                assert answer.status_code == 503, answer.body
+                assert int(answer.headers["Retry-After"]) >= 1
+                assert b"database" in (answer.body or b"")
+            await proxy.restore()
+
+            async def admitted() -> bool:
+                try:
+                    viewer = await Viewer.connect(socket_url)
+                except websockets.InvalidStatus:
+                    return False
+                await viewer.wait_for(lambda e: e["event"] == "connected")
+                await viewer.close()
+                return True
+
+            await eventually(admitted, within=30)
+    finally:
+        await asyncio.to_thread(server.stop)
+        await proxy.close()

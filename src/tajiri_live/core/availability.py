@@ -54,8 +54,28 @@ def dependency_of(exc: BaseException) -> str | None:
     if isinstance(exc, DATABASE_ERRORS):
         return "the database"
     if isinstance(exc, CONNECTION_ERRORS):
-        return "a backing service"
+        return _raised_by(exc) or "a backing service"
     return None
+
+
+# A driver's own connection errors are plain OSErrors: who raised one says which it was.
+DRIVER_PACKAGES = {
+    "sqlalchemy": "the database",
+    "asyncpg": "the database",
+    "aiosqlite": "the database",
+    "asyncmy": "the database",
+    "redis": "Redis",
+}
+
+
+def _raised_by(exc: BaseException) -> str | None:
+    traceback = exc.__traceback__
+    found = None
+    while traceback is not None:  # the innermost driver frame decides
+        package = str(traceback.tb_frame.f_globals.get("__name__", "")).split(".")[0]
+        found = DRIVER_PACKAGES.get(package, found)
+        traceback = traceback.tb_next
+    return found
 
 
 def unavailable_message(dependency: str) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from tajiri_live.core.availability import dependency_of, unavailable_message
 from tajiri_live.realtime import frames
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Refusal, SocketSession
 
@@ -82,7 +83,7 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self._buffer += data
         if self.state != HANDSHAKE:
-            return  # frames sent before our 101: kept until the session opens
+            return  # what came with the request's head, before our 101: kept until it opens
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buffer) > MAX_HANDSHAKE_BYTES:
@@ -91,6 +92,9 @@ class WebSocketConnection(asyncio.Protocol):
         head = bytes(self._buffer[:end])
         del self._buffer[: end + 4]
         self.state = ADMITTING
+        # A client waits for our 101 before it sends frames (RFC 6455, 4.1): read nothing
+        # more until then, so what arrives meanwhile costs no memory here.
+        self.transport.pause_reading()
         self._gateway.spawn(self._handshake(head), name="ws-handshake")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -136,7 +140,12 @@ class WebSocketConnection(asyncio.Protocol):
         except Refusal as refusal:
             self._refuse(refusal.status, refusal.message)
             return
-        except Exception:
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            if dependency is not None:  # an outage, not a bug: the client may come back
+                log.warning("websocket admission: %s unavailable (%r)", dependency, exc)
+                self._refuse(503, unavailable_message(dependency))
+                return
             log.exception("websocket admission failed")
             self._refuse(500, "Server error.")
             return
@@ -153,6 +162,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.state = OPEN
         self._gateway.connections.add(self)
         session.opened(self)
+        self.transport.resume_reading()
         if self._buffer:
             pending = bytes(self._buffer)
             self._buffer.clear()
