@@ -156,6 +156,27 @@ async def test_control_characters_are_refused_with_the_field_named_everywhere(
     assert fine.status_code == 201
 
 
+async def test_json_nested_a_thousand_deep_is_a_readable_422(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    """orjson reads up to 1,024 levels: what walks the result must not recurse into them."""
+    stream_id = await live_stream(client, auth)
+    depth = 1000
+    deep = '{"content":' + "[" * depth + "]" * depth + "}"
+    hidden = '{"title":"ok","extra":' + "[" * depth + '"\u0000"' + "]" * depth + "}"
+    for url, body, user in (
+        (f"/api/streams/{stream_id}/comments", deep, FAN),
+        ("/api/streams", hidden, OWNER),
+    ):
+        answer = await client.post(
+            url,
+            content=body,
+            headers={**auth(user), "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 422, (url, answer.text)
+        assert answer.json()["errors"], answer.text
+
+
 async def test_query_filters_refuse_control_characters(
     client: httpx.AsyncClient, auth: Any
 ) -> None:

@@ -42,22 +42,26 @@ Text = Annotated[str, AfterValidator(_check)]
 
 def find_control(value: Any, path: str = "") -> str | None:
     """The path (`tags.1`, `data.message`) of the first string, key or value, that breaks
-    the rule; None when there is none."""
-    if isinstance(value, str):
-        return (path or "value") if has_control(value) else None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and has_control(key):
-                return path or "body"
-            found = find_control(item, where)
-            if found is not None:
-                return found
-    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        for index, item in enumerate(value):
-            found = find_control(item, f"{path}.{index}" if path else str(index))
-            if found is not None:
-                return found
+    the rule; None when there is none. Walked with a stack, not recursion: JSON may nest a
+    thousand levels deep."""
+    pending: list[tuple[Any, str]] = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            if has_control(item):
+                return where or "value"
+        elif isinstance(item, Mapping):
+            children = []
+            for key, child in item.items():
+                if isinstance(key, str) and has_control(key):
+                    return where or "body"
+                children.append((child, f"{where}.{key}" if where else str(key)))
+            pending.extend(reversed(children))  # the first child is looked at first
+        elif isinstance(item, Sequence) and not isinstance(item, bytes | bytearray):
+            pending.extend(
+                (child, f"{where}.{index}" if where else str(index))
+                for index, child in reversed(list(enumerate(item)))
+            )
     return None
 
 
