@@ -5,6 +5,7 @@ real `serve` with legacy client identity on."""
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -180,6 +181,41 @@ async def test_the_client_sockets_with_user_id(
     async with httpx.AsyncClient() as plain:
         metrics = (await plain.get(f"{server.url}/metrics")).text
     assert re.search(r"^tajiri_auth_legacy_sockets_total [2-9]", metrics, re.M)
+
+
+async def test_a_claimed_id_on_a_socket_may_watch_and_take_part_but_not_host(
+    server: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    """A `?user_id=` socket does what the client's REST calls without a token do: a viewer's
+    actions (react, ask, upvote, vote) work; a host's (polls, answering, dismissing) need a
+    token, as their REST twins do, even when the claimed id is the owner's."""
+    stream = await create_stream(http, "Soketi")
+    sid = stream["id"]
+    assert (await http.post(f"/streams/{sid}/start")).status_code == 200
+    claimed_owner = await Viewer.connect(f"{server.ws}/streams/{sid}?user_id={CREATOR}")
+    fan = await Viewer.connect(f"{server.ws}/streams/{sid}?user_id={FAN}")
+    for viewer in (claimed_owner, fan):
+        await viewer.wait_for(lambda e: e["event"] == "connected")
+    host_actions = {
+        "create_poll": {"question": "Wimbo gani?", "options": ["A", "B"]},
+        "close_poll": {"poll_id": 1},
+        "answer_question": {"question_id": 1},
+        "dismiss_question": {"question_id": 1},
+    }
+    for name, data in host_actions.items():
+        await claimed_owner.send(name, data)
+        refused = await claimed_owner.wait_for(
+            lambda e, name=name: e["event"] == "error" and f'"event": "{name}"' in json.dumps(e)
+        )
+        assert refused["data"]["code"] == "unauthenticated", refused
+        assert "token" in refused["data"]["message"]
+    await fan.send("submit_question", {"question": "Mnatoka wapi?"})
+    asked = await fan.wait_for(lambda e: e["event"] == "question_submitted")
+    await claimed_owner.send("upvote_question", {"question_id": asked["data"]["question_id"]})
+    await claimed_owner.wait_for(lambda e: e["event"] == "question_upvoted")
+    assert not [e for e in claimed_owner.events if e["event"] == "poll_created"]
+    await claimed_owner.close()
+    await fan.close()
 
 
 async def test_a_token_decides_alone_and_the_mode_is_off_by_default(

@@ -57,7 +57,9 @@ def poll_actions(runtime: Runtime, votes: VoteCounter) -> dict[str, ActionHandle
         votes.closed(body.poll_id)
 
     return {
-        "create_poll": visible_stream_action(runtime, "create_poll", PollCreate, create),
+        "create_poll": visible_stream_action(
+            runtime, "create_poll", PollCreate, create, verified=True
+        ),
         "vote_poll": stream_action("vote_poll", vote),
-        "close_poll": visible_stream_action(runtime, "close_poll", PollRef, close),
+        "close_poll": visible_stream_action(runtime, "close_poll", PollRef, close, verified=True),
     }

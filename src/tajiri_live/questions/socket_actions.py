@@ -62,8 +62,10 @@ def question_actions(runtime: Runtime, coalescer: Coalescer) -> dict[str, Action
             runtime, "submit_question", QuestionCreate, submit
         ),
         "upvote_question": visible_stream_action(runtime, "upvote_question", QuestionRef, upvote),
-        "answer_question": visible_stream_action(runtime, "answer_question", QuestionRef, answer),
+        "answer_question": visible_stream_action(
+            runtime, "answer_question", QuestionRef, answer, verified=True
+        ),
         "dismiss_question": visible_stream_action(
-            runtime, "dismiss_question", SocketDismissal, dismiss
+            runtime, "dismiss_question", SocketDismissal, dismiss, verified=True
         ),
     }

@@ -78,15 +78,24 @@ def action_error(error: ApiError, *, event: str | None = None) -> dict[str, Any]
     return problem
 
 
-def stream_action(name: str, act: StreamAction) -> ActionHandler:
+def stream_action(name: str, act: StreamAction, *, verified: bool = False) -> ActionHandler:
     """A client action on a stream's socket, refused like its REST twin: an ApiError becomes
-    an `error` event to that socket alone (naming the refused event), the socket stays open."""
+    an `error` event to that socket alone (naming the refused event), the socket stays open.
+    `verified`: a host's action or money, which a claimed `?user_id=` may not make (its REST
+    twin needs a token too)."""
 
     async def handle(context: SocketContext, data: dict[str, Any]) -> dict[str, Any] | None:
         if context.stream_id is None or context.principal is None:
             return {
                 "code": "invalid",
                 "message": f"Send {name} on a stream's socket (/streams/{{id}}).",
+                "event": name,
+            }
+        if verified and not context.principal.verified:
+            return {
+                "code": "unauthenticated",
+                "message": f"{name} needs a signed-in token (?token=): a user_id on the "
+                "socket's address is not enough.",
                 "event": name,
             }
         try:
@@ -99,7 +108,12 @@ def stream_action(name: str, act: StreamAction) -> ActionHandler:
 
 
 def visible_stream_action(
-    runtime: Runtime, name: str, schema: type[Body], act: VisibleStreamAction[Body]
+    runtime: Runtime,
+    name: str,
+    schema: type[Body],
+    act: VisibleStreamAction[Body],
+    *,
+    verified: bool = False,
 ) -> ActionHandler:
     """`stream_action` for the actions that validate their data and then work on the stream as
     REST would: loaded in one session and refused (404) if this user may no longer see it."""
@@ -114,7 +128,7 @@ def visible_stream_action(
             )
             await act(session, stream, principal, body)
 
-    return stream_action(name, run)
+    return stream_action(name, run, verified=verified)
 
 
 @dataclass
