@@ -21,7 +21,15 @@ from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.settings import Settings
 from wsclient import Viewer, refused_status
-from wsraw import OP_CONTINUATION, OP_TEXT, RawSocket, client_frame, close_code
+from wsraw import (
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawSocket,
+    client_frame,
+    close_code,
+)
 
 OWNER, FAN = 1, 2
 MB = 1024 * 1024
@@ -152,6 +160,39 @@ async def test_a_subscription_flood_closes_the_socket(server: ServerProcess) -> 
     assert sum(e["event"].endswith("subscription_succeeded") for e in events) <= 100
     assert any(e["event"] == "pusher:error" for e in events)
     assert close_code(frames) == 1008
+
+
+async def test_subscribe_and_unsubscribe_churn_spends_a_budget(server: ServerProcess) -> None:
+    """Each subscribe costs a query and Redis: going round in and out of one channel is
+    bounded like any other message, though never by the cap on subscriptions."""
+    raw = await RawSocket.connect(server.port, "/app/tajiri-live?protocol=7")
+    churn = b"".join(
+        client_frame(json.dumps({"event": f"pusher:{verb}", "data": {"channel": "c-1"}}).encode())
+        for _ in range(500)
+        for verb in ("subscribe", "unsubscribe")
+    )
+    reading = asyncio.create_task(raw.frames())
+    with contextlib.suppress(ConnectionError):
+        await raw.send(churn)
+    frames = await asyncio.wait_for(reading, 30)
+    raw.close()
+    events = [json.loads(payload) for opcode, payload in frames if opcode == OP_TEXT]
+    assert sum(e["event"].endswith("subscription_succeeded") for e in events) <= 100
+    errors = [json.loads(e["data"]) for e in events if e["event"] == "pusher:error"]
+    assert errors and errors[0]["code"] == 4301
+    assert close_code(frames) == 1008
+
+
+async def test_a_ping_flood_gets_a_pong_per_read_not_per_ping(server: ServerProcess) -> None:
+    raw = await RawSocket.connect(server.port, "/streams/all")
+    reading = asyncio.create_task(raw.frames())
+    with contextlib.suppress(ConnectionError):
+        await raw.send(client_frame(b"x", OP_PING) * 20_000)
+    await asyncio.sleep(1)
+    raw.close()
+    frames = await asyncio.wait_for(reading, 30)
+    pongs = sum(opcode == OP_PONG for opcode, _ in frames)
+    assert 1 <= pongs < 2_000, pongs
 
 
 # --- 2. a socket's region and messages follow the text rule ---------------------------------

@@ -7,7 +7,7 @@ import base64
 import os
 import struct
 
-OP_CONTINUATION, OP_TEXT, OP_CLOSE = 0x0, 0x1, 0x8
+OP_CONTINUATION, OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 
 
 def client_frame(payload: bytes, opcode: int = OP_TEXT, fin: bool = True) -> bytes:

@@ -133,6 +133,11 @@ class PusherSession:
         self._window_start = 0.0
         self._window_count = 0
         self.flood = app.gateway.flood_guard()
+        # Echo subscribes to everything at connect: a budget of its own, deeper than the cap,
+        # refilled at the message rate (each subscription costs a query and Redis).
+        self.subscribing = app.gateway.flood_guard(
+            burst=app.runtime.settings.pusher_max_subscriptions + app.gateway.flood_limits.burst
+        )
 
     # --- connection ------------------------------------------------------------------------
 
@@ -159,9 +164,8 @@ class PusherSession:
             "pusher:subscribe",
             "pusher:unsubscribe",
         )
-        # Subscriptions are bounded by their own queue (Echo sends them all at connect);
-        # everything else spends the socket's message budget.
-        if not subscription and not self._within_budget(connection, self.flood.message()):
+        budget = self.subscribing if subscription else self.flood
+        if not self._within_budget(connection, budget.message()):
             return
         if message is None:
             connection.send(pusher_error(None, 'Send JSON objects: {"event": "...", "data": ...}.'))

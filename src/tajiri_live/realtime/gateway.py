@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tajiri_live.realtime.flood import FloodGuard, FloodLimits, FloodStats
@@ -101,9 +101,11 @@ class Gateway:
                 return await app(Handshake(path, query, headers, match.groupdict(), peer))
         raise Refusal(404, "No WebSocket endpoint at this path.")
 
-    def flood_guard(self) -> FloodGuard:
-        """A fresh per-socket budget (one per admitted connection)."""
-        return FloodGuard(self.flood_limits, self.spawn, self.flood_stats)
+    def flood_guard(self, *, burst: int | None = None) -> FloodGuard:
+        """A fresh per-socket budget (one per admitted connection); `burst` for a budget
+        that may be spent at once more than messages may (subscriptions at connect)."""
+        limits = self.flood_limits if burst is None else replace(self.flood_limits, burst=burst)
+        return FloodGuard(limits, self.spawn, self.flood_stats)
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run background work tied to a connection; failures are logged, never raised."""

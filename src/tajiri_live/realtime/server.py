@@ -198,6 +198,7 @@ class WebSocketConnection(asyncio.Protocol):
             self.close(error.code, error.reason)
             return
         session = self.session
+        ping: bytes | None = None
         for message in messages:
             if self.state != OPEN:  # closed by an earlier message (a flood, a ban)
                 return
@@ -211,10 +212,14 @@ class WebSocketConnection(asyncio.Protocol):
             elif message.opcode == frames.OP_BINARY and session is not None:
                 session.received(self, "")  # answered as a malformed frame by the app
             elif message.opcode == frames.OP_PING:
-                self.transport.write(frames.frame(message.payload, frames.OP_PONG))
+                ping = message.payload
             elif message.opcode == frames.OP_CLOSE:
                 self.close(frames.CLOSE_NORMAL, "")
                 return
+        if ping is not None and self.state == OPEN:
+            # One pong for the latest ping of what was read (RFC 6455, 5.5.3): a ping flood
+            # costs one write per read, not one per ping.
+            self.transport.write(frames.frame(ping, frames.OP_PONG))
 
     def send(self, data: bytes) -> None:
         """Queue a frame for this socket alone (delivered on the next tick)."""
