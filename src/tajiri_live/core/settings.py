@@ -113,6 +113,18 @@ class Settings(BaseSettings):
         default_factory=lambda: ["heart", "fire", "clap", "wow", "laugh", "sad", "love", "like"]
     )
 
+    # --- super chats and coins (docs/architecture.md "Super chats", "Coins and TZS") ------
+    # Coins a super chat of 1 TZS costs: an amount of N TZS is paid with N x this coins.
+    coins_per_tzs: int = Field(default=1, ge=1, le=1_000_000)
+    super_chat_max_tzs: int = Field(default=10_000_000, ge=10_000)  # the largest amount taken
+    super_chat_max_length: int = Field(default=200, ge=1, le=5000)  # the message's characters
+    super_chat_creator_share: int = Field(default=70, ge=0, le=100)  # percent, as gifts' default
+    super_chat_limit: int = 3  # super chats per user per stream...
+    super_chat_window_seconds: float = 10.0  # ...in this window
+    # The main app's credit route (POST /api/internal/wallet/credits): unset, it is closed.
+    wallet_credit_secret: str | None = None
+    wallet_credit_window_seconds: float = Field(default=300.0, gt=0)  # a signature's age limit
+
     # --- idempotency (core/idempotency.py) -----------------------------------------------
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)  # a key is remembered this long
     job_idempotency_purge_every_seconds: float = 3600.0
