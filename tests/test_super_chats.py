@@ -316,6 +316,41 @@ async def test_the_creator_share_is_split_with_accepted_cohosts(
     assert await balanced(runtime)
 
 
+async def test_analytics_put_super_chat_revenue_beside_gift_revenue(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    runtime.settings.coins_per_tzs = 2
+    stream_id = await live_stream(client, auth)
+    await credit(client, auth, FAN, 100_000)
+    rose = next(
+        g for g in (await client.get("/api/streams/gifts")).json()["data"] if g["slug"] == "rose"
+    )
+    gift = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose["id"]}, headers=auth(FAN)
+    )
+    assert gift.status_code == 201
+    kept = await send(client, auth, stream_id, {"message": "moja", "amount": 5000})
+    refunded = await send(client, auth, stream_id, {"message": "mbili", "amount": 20_000})
+    await client.post(
+        f"/api/streams/{stream_id}/super-chats/{refunded.json()['data']['id']}/refund",
+        headers=auth(ADMIN, admin=True),
+    )
+    assert kept.json()["data"]["coins"] == 10_000
+    report = (await client.get(f"/api/streams/{stream_id}/analytics", headers=auth(OWNER))).json()[
+        "data"
+    ]
+    assert report["total_super_chats"] == 1  # the refunded one does not count
+    assert report["revenue"]["super_chats"] == {
+        "gross": 10_000,
+        "creator_share": 7_000,
+        "tzs": 5000,
+    }
+    assert report["revenue"]["gifts"] == {"gross": 100, "creator_share": 70}
+    assert report["total_revenue"] == report["revenue"]["gross"] == 10_100
+    assert report["revenue"]["creator_share"] == 7_070
+    assert await balance(client, auth, OWNER) == 7_070
+
+
 @pytest.mark.parametrize("requests", [1000 if backend() == "postgresql" else 100])
 async def test_concurrent_super_chats_and_gifts_never_overdraw(
     client: httpx.AsyncClient, auth: Any, runtime: Any, events: list[Event], requests: int

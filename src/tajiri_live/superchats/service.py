@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -312,3 +312,26 @@ async def list_for_stream(
     if on_screen:
         query = query.where(StreamSuperChat.display_until > runtime.clock.now())
     return list(await session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Revenue:
+    count: int
+    coins: int  # gross
+    creator_amount: int
+    tzs: int
+
+
+async def revenue(session: AsyncSession, stream_id: int) -> Revenue:
+    """What the stream's super chats brought in, refunded ones left out."""
+    row = (
+        await session.execute(
+            select(
+                func.count(StreamSuperChat.id),
+                func.coalesce(func.sum(StreamSuperChat.coins), 0),
+                func.coalesce(func.sum(StreamSuperChat.creator_amount), 0),
+                func.coalesce(func.sum(StreamSuperChat.amount), 0),
+            ).where(StreamSuperChat.stream_id == stream_id, StreamSuperChat.refunded_at.is_(None))
+        )
+    ).one()
+    return Revenue(int(row[0]), int(row[1]), int(row[2]), int(row[3]))

@@ -42,6 +42,7 @@ StreamAction = Callable[["SocketContext", Principal, int, dict[str, Any]], Await
 ERROR_CODES = {
     400: "invalid",
     401: "unauthenticated",
+    402: "payment_required",
     403: "forbidden",
     404: "not_found",
     409: "conflict",
