@@ -44,6 +44,12 @@ async def balanced(runtime: Any) -> bool:
         return await ledger_is_balanced(session)
 
 
+async def rose_of(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The seeded catalog's rose."""
+    gifts = (await client.get("/api/streams/gifts")).json()["data"]
+    return dict(next(g for g in gifts if g["slug"] == "rose"))
+
+
 async def send(
     client: httpx.AsyncClient, auth: Any, stream_id: int, body: Any, **headers: str
 ) -> httpx.Response:
@@ -322,9 +328,7 @@ async def test_analytics_put_super_chat_revenue_beside_gift_revenue(
     runtime.settings.coins_per_tzs = 2
     stream_id = await live_stream(client, auth)
     await credit(client, auth, FAN, 100_000)
-    rose = next(
-        g for g in (await client.get("/api/streams/gifts")).json()["data"] if g["slug"] == "rose"
-    )
+    rose = await rose_of(client)
     gift = await client.post(
         f"/api/streams/{stream_id}/gifts", json={"gift_id": rose["id"]}, headers=auth(FAN)
     )
@@ -358,9 +362,7 @@ async def test_concurrent_super_chats_and_gifts_never_overdraw(
     runtime.settings.gift_limit = 10**6  # the storm is the point, not the rate limits
     runtime.settings.super_chat_limit = 10**6
     stream_id = await live_stream(client, auth)
-    rose = next(
-        g for g in (await client.get("/api/streams/gifts")).json()["data"] if g["slug"] == "rose"
-    )
+    rose = await rose_of(client)
     # Half of them can be paid: each super chat costs 1,000 coins, each rose 100.
     chats, gifts = requests // 2, requests - requests // 2
     affordable = (chats * 1000 + gifts * int(rose["price"])) // 2

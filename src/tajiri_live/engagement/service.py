@@ -95,17 +95,14 @@ async def post_comment(
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
     ensure_open(stream, "comments")
-    check = await moderation.check_commenter(
-        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, content=content
+    check = await moderation.admit_commenter(
+        session,
+        runtime=runtime,
+        stream_id=stream.id,
+        user_id=principal.user_id,
+        content=content,
+        action="comment",
     )
-    if check.restricted:  # says why (banned, or muted until when)
-        await moderation.ensure_allowed(
-            session,
-            runtime=runtime,
-            stream_id=stream.id,
-            user_id=principal.user_id,
-            action="comment",
-        )
     if len(content) > settings.comment_max_length:
         raise ValidationFailed(
             {

@@ -11,11 +11,9 @@ from tajiri_live.superchats.models import StreamSuperChat
 from tajiri_live.users.presenters import user_dict
 
 
-def super_chat_dict(chat: StreamSuperChat, *, storage_base_url: str) -> dict[str, Any]:
-    """`{id, stream_id, user_id, message, amount, tier, duration, created_at}` of the fuller
-    spec, plus what it cost in coins, its payment fields, how long it shows, and its author."""
+def _shown(chat: StreamSuperChat, storage_base_url: str) -> dict[str, Any]:
+    """What the REST answer and the event both carry."""
     return {
-        "id": chat.id,
         "stream_id": chat.stream_id,
         "user_id": chat.user_id,
         "username": username_of(chat.user, chat.user_id),
@@ -24,13 +22,22 @@ def super_chat_dict(chat: StreamSuperChat, *, storage_base_url: str) -> dict[str
         "coins": chat.coins,
         "tier": chat.tier,
         "duration": chat.duration,
+        "display_until": iso(chat.display_until),
+        "user": user_dict(chat.user, storage_base_url=storage_base_url),
+    }
+
+
+def super_chat_dict(chat: StreamSuperChat, *, storage_base_url: str) -> dict[str, Any]:
+    """`{id, stream_id, user_id, message, amount, tier, duration, created_at}` of the fuller
+    spec, plus what it cost in coins, its payment fields, how long it shows, and its author."""
+    return {
+        "id": chat.id,
+        **_shown(chat, storage_base_url),
         "payment_method": chat.payment_method,
         "payment_reference": chat.payment_reference,
         "comment_id": chat.comment_id,
-        "display_until": iso(chat.display_until),
         "refunded_at": iso(chat.refunded_at),
         "created_at": iso(chat.created_at),
-        "user": user_dict(chat.user, storage_base_url=storage_base_url),
     }
 
 
@@ -41,15 +48,6 @@ def super_chat_event(
     str, `duration` int (what the client casts), with its id and the author's `user`."""
     return {
         "super_chat_id": chat.id,
-        "stream_id": chat.stream_id,
-        "user_id": chat.user_id,
-        "username": username_of(chat.user, chat.user_id),
-        "message": chat.message,
-        "amount": chat.amount,
-        "coins": chat.coins,
-        "tier": chat.tier,
-        "duration": chat.duration,
-        "display_until": iso(chat.display_until),
-        "user": user_dict(chat.user, storage_base_url=storage_base_url),
+        **_shown(chat, storage_base_url),
         "timestamp": iso(now),
     }

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from tajiri_live.core import idempotency
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.errors import forbidden
 from tajiri_live.core.payload import body_doc, read_payload, validated
-from tajiri_live.core.text import Text
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.superchats import service
@@ -46,53 +45,29 @@ async def send_super_chat(
     session: SessionDep,
     runtime: RuntimeDep,
     principal: VerifiedPrincipal,
-    idempotency_key: Annotated[
-        Text | None,
-        Header(
-            max_length=idempotency.MAX_KEY_LENGTH,
-            description="Retries with the same key and body get the first answer back",
-        ),
-    ] = None,
+    idempotency_key: idempotency.KeyHeader = None,
 ) -> JSONResponse:
     payload = await read_payload(request)
     fingerprint = idempotency.fingerprint(request.method, request.url.path, payload)
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(SuperChatCreate, payload)  # a refused body never claims the key
-    claim = None
-    if idempotency_key is not None:
-        outcome = await idempotency.begin(
-            runtime,
-            session,
-            user_id=principal.user_id,
-            key=idempotency_key,
-            fingerprint=fingerprint,
-        )
-        if isinstance(outcome, idempotency.Replay):
-            return _sent(outcome.body, replayed=True)
-        claim = outcome
-    try:
-        sent = await service.send(
+    sent, replayed = await idempotency.once(
+        runtime,
+        session,
+        user_id=principal.user_id,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        act=lambda claim: service.send(
             session,
             runtime=runtime,
             stream=stream,
             principal=principal,
             request=request_of(data),
             claim=claim,
-        )
-    except BaseException:
-        # Nothing happened: the key goes with the rest, and a waiting retry runs as the first.
-        await session.rollback()
-        raise
-    return _sent(sent, replayed=False)
-
-
-def _sent(sent: Any, *, replayed: bool) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(
-        {"success": True, "message": "Super chat sent.", "data": sent, "super_chat": sent},
-        status_code=201,
-        headers=headers,
+        ),
     )
+    body = {"success": True, "message": "Super chat sent.", "data": sent, "super_chat": sent}
+    return idempotency.created(body, replayed=replayed)
 
 
 @router.get("/{stream_id}/super-chats", summary="The stream's super chats, newest first")

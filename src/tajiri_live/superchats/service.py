@@ -98,21 +98,14 @@ async def send(
                 ]
             }
         )
-    check = await moderation.check_commenter(
+    await moderation.admit_commenter(  # a ban or mute says why
         session,
         runtime=runtime,
         stream_id=stream.id,
         user_id=principal.user_id,
         content=request.message,
+        action="super_chat",
     )
-    if check.restricted:  # says why (banned, or muted until when)
-        await moderation.ensure_allowed(
-            session,
-            runtime=runtime,
-            stream_id=stream.id,
-            user_id=principal.user_id,
-            action="super_chat",
-        )
     await enforce_rate(
         runtime,
         action="super chat",
