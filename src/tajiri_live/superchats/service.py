@@ -6,7 +6,7 @@ gift's; `super_chat_sent` goes out once it is committed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -125,7 +125,7 @@ async def send(
         field="message",
         blocked="super_chat_blocked",
     )
-    answer, event, coins = await _pay(
+    answer, event = await _pay(
         session,
         runtime=runtime,
         stream=stream,
@@ -134,7 +134,6 @@ async def send(
         text=text,
         claim=claim,
     )
-    await committed(runtime, stream_id=stream.id, coins=coins)
     await runtime.broker.publish(
         Event(
             channel=stream_channel(stream.id),
@@ -146,9 +145,12 @@ async def send(
     return answer
 
 
-async def committed(runtime: Runtime, *, stream_id: int, coins: int) -> None:
-    """A super chat worth `coins` was committed on the stream (before it is published):
-    the one place features that count what a stream receives (battle scores) hear of it."""
+async def received(
+    session: AsyncSession, runtime: Runtime, *, stream_id: int, coins: int, at: datetime
+) -> None:
+    """The stream received a super chat worth `coins` at `at`: called in the paying
+    transaction just before its commit, so whatever counts it (battle scores) is committed
+    with the money or not at all. The one place such features hear of super chats."""
 
 
 async def _pay(
@@ -160,9 +162,9 @@ async def _pay(
     request: SuperChatRequest,
     text: str,
     claim: idempotency.Claim | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Debit, credit, store and commit in one database transaction; returns the REST answer,
-    the event's data and the coins paid."""
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Debit, credit, store and commit in one database transaction; returns the REST answer
+    and the event's data."""
     settings = runtime.settings
     tier = tier_of(request.amount)
     coins = request.amount * settings.coins_per_tzs
@@ -220,8 +222,9 @@ async def _pay(
     transaction.response = answer
     if claim is not None:
         await claim.record(session, 201, answer)
+    await received(session, runtime, stream_id=stream.id, coins=coins, at=now)
     await session.commit()
-    return answer, super_chat_event(chat, storage_base_url=base, now=now), coins
+    return answer, super_chat_event(chat, storage_base_url=base, now=now)
 
 
 async def _count_comment(session: AsyncSession, stream_id: int, delta: int) -> None:
