@@ -284,6 +284,20 @@ async def test_bad_input_is_refused_and_charges_nothing(
     assert not [e for e in events if e.name == SUPER_CHAT_SENT]
 
 
+async def test_super_chats_have_a_rate_limit(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    runtime.settings.super_chat_limit = 1
+    stream_id = await live_stream(client, auth)
+    await credit(client, auth, FAN, 5000)
+    assert (
+        await send(client, auth, stream_id, {"message": "a", "amount": 1000})
+    ).status_code == 201
+    again = await send(client, auth, stream_id, {"message": "b", "amount": 1000})
+    assert again.status_code == 429 and again.headers["Retry-After"]
+    assert await balance(client, auth, FAN) == 4000 and await balanced(runtime)
+
+
 async def test_a_retried_request_is_charged_once(
     client: httpx.AsyncClient, auth: Any, runtime: Any
 ) -> None:
