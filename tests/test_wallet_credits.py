@@ -83,6 +83,19 @@ async def balanced(runtime: Any) -> bool:
         return await ledger_is_balanced(session)
 
 
+def test_production_refuses_a_weak_credit_secret() -> None:
+    from pydantic import ValidationError
+
+    from tajiri_live.core.settings import Settings
+
+    strong = {"env": "production", "jwt_secret": "j" * 40}
+    for weak in ("changeme", "short-secret"):
+        with pytest.raises(ValidationError, match="WALLET_CREDIT_SECRET"):
+            Settings(**strong, wallet_credit_secret=weak)
+    assert Settings(**strong, wallet_credit_secret=SECRET).wallet_credit_secret == SECRET
+    assert Settings(**strong).wallet_credit_secret is None  # unset: the route is closed
+
+
 def test_the_php_signer_is_what_the_server_checks() -> None:
     from tajiri_live.wallet.deposits import signature
 

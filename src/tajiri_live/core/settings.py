@@ -323,6 +323,20 @@ class Settings(BaseSettings):
                 "TAJIRI_INGEST_SECRET and TAJIRI_HLS_SIGNING_SECRET must be set in production "
                 "when no JWT secret or private key is there to derive them from"
             )
+        credit_secret = self.wallet_credit_secret
+        if (
+            self.env == "production"
+            and credit_secret is not None
+            and (
+                credit_secret.strip().lower() in PLACEHOLDER_SECRETS
+                or len(credit_secret) < MIN_SECRET_LENGTH
+            )
+        ):
+            # Whoever knows it can issue coins.
+            raise ValueError(
+                "TAJIRI_WALLET_CREDIT_SECRET must be a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters in production (or unset: the route is closed)"
+            )
         if self.push_sender == "fcm" and self.fcm_service_account_file is None:
             raise ValueError("TAJIRI_PUSH_SENDER=fcm needs TAJIRI_FCM_SERVICE_ACCOUNT_FILE")
         if self.env == "production" and not (
