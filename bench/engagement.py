@@ -7,6 +7,7 @@ Starts `tajiri-live serve` (Redis for the broker and limits), then:
 1. comments: `--clients` concurrent HTTP clients, each its own user, post for `--seconds`;
    a WebSocket viewer counts the `new_comment` frames it receives (persisted *and* fanned out);
 2. gifts: the same number of clients, each a funded sender, send gifts for `--seconds`;
+3. super chats: the same senders send super chats (1,000 TZS, moderated, paid like gifts);
    afterwards the ledger must balance to the coin.
 Per-user rate limits are lifted for the run (the point is throughput, not the limiter) and
 every comment text is unique (so the spam filter lets it through).
@@ -166,6 +167,15 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
             await answer.read()
             return answer.status
 
+    async def super_chat(http: aiohttp.ClientSession, index: int, n: int) -> int:
+        async with http.post(
+            f"/api/streams/{sid}/super-chats",
+            json={"message": f"Hongera {index}-{n}", "amount": 1000.0},
+            headers={**headers[index], "Idempotency-Key": f"sc-{index}-{n}"},
+        ) as answer:
+            await answer.read()
+            return answer.status
+
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(stop))
     await asyncio.sleep(0.5)
@@ -178,16 +188,17 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
     # commenters offers at most clients / 3 comments a second.
     at_limit = await paced(base, args.clients, args.seconds, 3.0, comment)
     gifts = await hammer(base, args.clients, args.seconds, gift)
+    chats = await hammer(base, args.clients, args.seconds, super_chat)
 
     engine = create_engine(database_url)
     async with create_sessionmaker(engine)() as session:
         gifts["ledger_balanced"] = await ledger_is_balanced(session)
     await engine.dispose()
-    return {"comments": comments, "at_limit": at_limit, "gifts": gifts}
+    return {"comments": comments, "at_limit": at_limit, "gifts": gifts, "super_chats": chats}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> str:
-    c, g, p = result["comments"], result["gifts"], result["at_limit"]
+    c, g, p, s = result["comments"], result["gifts"], result["at_limit"], result["super_chats"]
     return (
         f"| what ({args.clients} concurrent clients, {backend}, {args.workers} worker(s)) "
         f"| per second | p50 ms | p99 ms "
@@ -199,6 +210,8 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> st
         f"| {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | answers {p['codes']} |\n"
         f"| gift transactions | {g['per_second']:,.0f} | {g['p50_ms']:.1f} | {g['p99_ms']:.1f} "
         f"| ledger balanced: {'yes' if g['ledger_balanced'] else 'NO'}; answers {g['codes']} |\n"
+        f"| super chat transactions | {s['per_second']:,.0f} | {s['p50_ms']:.1f} "
+        f"| {s['p99_ms']:.1f} | the same ledger check; answers {s['codes']} |\n"
     )
 
 
@@ -230,6 +243,7 @@ def main() -> None:
             "TAJIRI_LOG_LEVEL": "warning",
             "TAJIRI_COMMENT_LIMIT": "100000000",
             "TAJIRI_GIFT_LIMIT": "100000000",
+            "TAJIRI_SUPER_CHAT_LIMIT": "100000000",
         }
     )
     import subprocess

@@ -81,6 +81,11 @@ def _options(payload: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _tier(tier: str) -> str:
+    """`_parseSuperChatTier`: an unknown tier falls back to `low`."""
+    return tier.lower() if tier.lower() in ("low", "medium", "high") else "low"
+
+
 def parse(message: str) -> Parsed:
     """`_handleMessage` for the events this service sends (the rest fall to `default:`)."""
     data = json.loads(message)
@@ -139,7 +144,11 @@ def parse(message: str) -> Parsed:
     elif event == "super_chat_sent":
         value = {
             "user_id": as_int(field(p, "user_id"), "user_id"),
+            "username": as_str(field(p, "username"), "username"),
+            "message": as_str(field(p, "message"), "message"),
             "amount": as_num(field(p, "amount"), "amount"),
+            "tier": _tier(as_str(field(p, "tier"), "tier")),
+            "duration": as_int_or(field(p, "duration"), "duration", 5),
         }
     else:  # new_comment, gift_sent and the rest: parsed by models this replay leaves out
         value = p if isinstance(p, dict) else {}

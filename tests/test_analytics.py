@@ -114,7 +114,13 @@ async def test_the_report_matches_a_hand_count(
     assert data["engagement_rate"] == (2 + 6) / 4
     assert data["total_gifts"] == 3  # 2 + 1; the refunded one does not count
     assert data["total_revenue"] == 700
-    assert data["revenue"] == {"gross": 700, "creator_share": 490}
+    assert data["revenue"] == {
+        "gross": 700,
+        "creator_share": 490,
+        "gifts": {"gross": 700, "creator_share": 490},
+        "super_chats": {"gross": 0, "creator_share": 0, "tzs": 0},
+    }
+    assert data["total_super_chats"] == 0
     assert [(v["user"]["id"], v["watch_time"]) for v in data["top_viewers"]] == [
         (BARAKA, 540),
         (AMANI, 500),

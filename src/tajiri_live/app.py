@@ -75,11 +75,14 @@ from tajiri_live.realtime.pusher import PusherEncoder
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
 from tajiri_live.streams.softdelete import hide_deleted_streams
+from tajiri_live.superchats.router import router as super_chats_router
+from tajiri_live.superchats.socket_actions import super_chat_actions
 from tajiri_live.viewers.router import router as viewers_router
 from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
 from tajiri_live.viewers.sessions import ViewerLog
 from tajiri_live.viewers.socket import PlainSocketApp
+from tajiri_live.wallet.internal_router import router as wallet_internal_router
 from tajiri_live.wallet.router import router as wallet_router
 
 log = logging.getLogger(__name__)
@@ -260,6 +263,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.actions.update(poll_actions(runtime, poll_votes))
     sockets.actions.update(question_actions(runtime, coalescer))
+    sockets.actions.update(super_chat_actions(runtime))
     sockets.install()
     pusher = PusherSocketApp(runtime, gateway, viewers, apps, plain_actions=sockets.actions)
     pusher.install()
@@ -353,7 +357,9 @@ def create_app(
     api.include_router(polls_router)
     api.include_router(questions_router)
     api.include_router(health_router)
+    api.include_router(super_chats_router)
     api.include_router(wallet_router)
+    api.include_router(wallet_internal_router)
     api.include_router(moderation_router)
     api.include_router(analytics_router)
     api.include_router(notifications_router)

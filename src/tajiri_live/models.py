@@ -17,8 +17,9 @@ from tajiri_live.notifications.models import (
 from tajiri_live.polls.models import StreamPoll, StreamPollOption, StreamPollVote
 from tajiri_live.questions.models import StreamQuestion, StreamQuestionUpvote
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
+from tajiri_live.superchats.models import StreamSuperChat
 from tajiri_live.users.models import Follow, User
-from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction, Wallet
+from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction, Wallet, WalletDeposit
 
 __all__ = [
     "Base",
@@ -47,8 +48,10 @@ __all__ = [
     "StreamReactionCount",
     "StreamReport",
     "StreamRestriction",
+    "StreamSuperChat",
     "StreamViewer",
     "User",
     "VirtualGift",
     "Wallet",
+    "WalletDeposit",
 ]

@@ -48,6 +48,7 @@ from tajiri_live.questions.models import StreamQuestion
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamViewer
 from tajiri_live.streams.presenters import storage_base_url
+from tajiri_live.superchats import service as super_chats
 from tajiri_live.users.models import User
 from tajiri_live.users.presenters import user_dict
 
@@ -210,8 +211,10 @@ async def build_report(
     retention: tuple[list[tuple[int, int]], int] = ([], 0)
     timeline: list[dict[str, int]] = []
     health_timeline: list[dict[str, Any]] = []
-    polls, questions = await asyncio.gather(
-        run(lambda db: _polls(db, sid)), run(lambda db: _questions(db, sid))
+    polls, questions, chats = await asyncio.gather(
+        run(lambda db: _polls(db, sid)),
+        run(lambda db: _questions(db, sid)),
+        run(lambda db: super_chats.revenue(db, sid)),
     )
     if window is None:  # never started: nobody watched
         gifts, gifters = await run(lambda db: _gifts(db, sid))
@@ -259,8 +262,19 @@ async def build_report(
         "total_comments": stream.comments_count,
         "total_shares": stream.shares_count,
         "total_gifts": total_gifts,
-        "total_revenue": gross,
-        "revenue": {"gross": gross, "creator_share": creator_share},
+        "total_super_chats": chats.count,
+        # Coins: gifts and super chats together, and each beside the other.
+        "total_revenue": gross + chats.coins,
+        "revenue": {
+            "gross": gross + chats.coins,
+            "creator_share": creator_share + chats.creator_amount,
+            "gifts": {"gross": gross, "creator_share": creator_share},
+            "super_chats": {
+                "gross": chats.coins,
+                "creator_share": chats.creator_amount,
+                "tzs": chats.tzs,
+            },
+        },
         "engagement_rate": engagement_rate(stream.likes_count, stream.comments_count, unique),
         "viewers_by_region": dict(sorted(regions.items(), key=lambda kv: (-kv[1], kv[0]))),
         "retention_data": [

@@ -15,11 +15,14 @@ Keys expire after `IDEMPOTENCY_TTL_HOURS` (24 h); an expired key is a fresh one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+from fastapi import Header
+from fastapi.responses import JSONResponse
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,11 +31,22 @@ from tajiri_live.core.columns import JSONType
 from tajiri_live.core.db import Base, BigIntId, UTCDateTime, dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.core.text import Text
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 MAX_ATTEMPTS = 5
 PENDING, DONE = "pending", "done"
+
+# The optional header of a route that must happen once per key (gifts, super chats).
+KeyHeader = Annotated[
+    Text | None,
+    Header(
+        alias=HEADER,
+        max_length=MAX_KEY_LENGTH,
+        description="Retries with the same key and body get the first answer back",
+    ),
+]
 
 
 class IdempotencyKey(Base):
@@ -155,6 +169,37 @@ async def begin(
         headers={"Retry-After": "1"},
         retry_after=1,
     )
+
+
+async def once(
+    runtime: Runtime,
+    session: AsyncSession,
+    *,
+    user_id: int,
+    key: str | None,
+    fingerprint: str,
+    act: Callable[[Claim | None], Awaitable[Any]],
+) -> tuple[Any, bool]:
+    """Run `act` (which records its answer with the claim, when there is one) unless the key
+    already has an answer; returns the answer and whether it is a replay. When `act` fails,
+    nothing happened: the key goes with the rest, and a waiting retry runs as the first."""
+    claim = None
+    if key is not None:
+        outcome = await begin(runtime, session, user_id=user_id, key=key, fingerprint=fingerprint)
+        if isinstance(outcome, Replay):
+            return outcome.body, True
+        claim = outcome
+    try:
+        return await act(claim), False
+    except BaseException:
+        await session.rollback()
+        raise
+
+
+def created(body: dict[str, Any], *, replayed: bool) -> JSONResponse:
+    """A 201 for work done once; a replay says so in `Idempotent-Replayed`."""
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return JSONResponse(body, status_code=201, headers=headers)
 
 
 async def purge_expired(runtime: Runtime) -> int:

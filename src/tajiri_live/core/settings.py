@@ -113,6 +113,18 @@ class Settings(BaseSettings):
         default_factory=lambda: ["heart", "fire", "clap", "wow", "laugh", "sad", "love", "like"]
     )
 
+    # --- super chats and coins (docs/architecture.md "Super chats", "Coins and TZS") ------
+    # Coins a super chat of 1 TZS costs: an amount of N TZS is paid with N x this coins.
+    coins_per_tzs: int = Field(default=1, ge=1, le=1_000_000)
+    super_chat_max_tzs: int = Field(default=10_000_000, ge=10_000)  # the largest amount taken
+    super_chat_max_length: int = Field(default=200, ge=1, le=5000)  # the message's characters
+    super_chat_creator_share: int = Field(default=70, ge=0, le=100)  # percent, as gifts' default
+    super_chat_limit: int = 3  # super chats per user per stream...
+    super_chat_window_seconds: float = 10.0  # ...in this window
+    # The main app's credit route (POST /api/internal/wallet/credits): unset, it is closed.
+    wallet_credit_secret: str | None = None
+    wallet_credit_window_seconds: float = Field(default=300.0, gt=0)  # a signature's age limit
+
     # --- idempotency (core/idempotency.py) -----------------------------------------------
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)  # a key is remembered this long
     job_idempotency_purge_every_seconds: float = 3600.0
@@ -312,6 +324,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TAJIRI_INGEST_SECRET and TAJIRI_HLS_SIGNING_SECRET must be set in production "
                 "when no JWT secret or private key is there to derive them from"
+            )
+        credit_secret = self.wallet_credit_secret
+        if (
+            self.env == "production"
+            and credit_secret is not None
+            and (
+                credit_secret.strip().lower() in PLACEHOLDER_SECRETS
+                or len(credit_secret) < MIN_SECRET_LENGTH
+            )
+        ):
+            # Whoever knows it can issue coins.
+            raise ValueError(
+                "TAJIRI_WALLET_CREDIT_SECRET must be a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters in production (or unset: the route is closed)"
             )
         if self.push_sender == "fcm" and self.fcm_service_account_file is None:
             raise ValueError("TAJIRI_PUSH_SENDER=fcm needs TAJIRI_FCM_SERVICE_ACCOUNT_FILE")

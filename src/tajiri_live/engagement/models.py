@@ -35,6 +35,8 @@ class StreamComment(Base):
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A super chat's comment is shown pinned until its display time is over.
+    pinned_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(lazy="raise")
 

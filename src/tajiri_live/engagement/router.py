@@ -37,10 +37,14 @@ async def list_comments(
     last_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_COMMENT_PAGE)] = 50,
 ) -> dict[str, Any]:
+    now = runtime.clock.now()
     comments = await service.list_comments(
-        session, stream_id=stream.id, last_id=last_id, limit=limit
+        session, stream_id=stream.id, last_id=last_id, limit=limit, now=now
     )
-    return {"success": True, "data": [comment_dict(c, runtime.settings) for c in comments]}
+    return {
+        "success": True,
+        "data": [comment_dict(c, runtime.settings, now=now) for c in comments],
+    }
 
 
 @router.post(

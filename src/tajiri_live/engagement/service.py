@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -94,17 +95,14 @@ async def post_comment(
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
     ensure_open(stream, "comments")
-    check = await moderation.check_commenter(
-        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, content=content
+    check = await moderation.admit_commenter(
+        session,
+        runtime=runtime,
+        stream_id=stream.id,
+        user_id=principal.user_id,
+        content=content,
+        action="comment",
     )
-    if check.restricted:  # says why (banned, or muted until when)
-        await moderation.ensure_allowed(
-            session,
-            runtime=runtime,
-            stream_id=stream.id,
-            user_id=principal.user_id,
-            action="comment",
-        )
     if len(content) > settings.comment_max_length:
         raise ValidationFailed(
             {
@@ -169,10 +167,16 @@ async def _load_comment(session: AsyncSession, stream_id: int, comment_id: int) 
 
 
 async def list_comments(
-    session: AsyncSession, *, stream_id: int, last_id: int | None, limit: int
+    session: AsyncSession,
+    *,
+    stream_id: int,
+    last_id: int | None,
+    limit: int,
+    now: datetime | None = None,
 ) -> list[StreamComment]:
     """Oldest first. With `last_id`: the comments after it (catching up after a reconnect);
-    without: the newest `limit`."""
+    without: the newest `limit`, and before them any comment still pinned at `now` (a super
+    chat on screen), so a late joiner sees it however busy the room."""
     query = (
         select(StreamComment)
         .where(StreamComment.stream_id == stream_id, StreamComment.deleted_at.is_(None))
@@ -183,8 +187,17 @@ async def list_comments(
             query.where(StreamComment.id > last_id).order_by(StreamComment.id).limit(limit)
         )
         return list(rows)
-    rows = await session.scalars(query.order_by(StreamComment.id.desc()).limit(limit))
-    return list(reversed(list(rows)))
+    newest = list(
+        reversed(list(await session.scalars(query.order_by(StreamComment.id.desc()).limit(limit))))
+    )
+    if now is None or len(newest) < limit:
+        return newest
+    pinned = await session.scalars(
+        query.where(StreamComment.id < newest[0].id, StreamComment.pinned_until > now)
+        .order_by(StreamComment.id)
+        .limit(MAX_COMMENT_PAGE)
+    )
+    return [*pinned, *newest]
 
 
 async def mark_comment(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,33 +51,20 @@ async def send_gift(
     session: SessionDep,
     runtime: RuntimeDep,
     principal: VerifiedPrincipal,
-    idempotency_key: Annotated[
-        Text | None,
-        Header(
-            max_length=idempotency.MAX_KEY_LENGTH,
-            description="Retries with the same key and body get the first answer back",
-        ),
-    ] = None,
+    idempotency_key: idempotency.KeyHeader = None,
 ) -> JSONResponse:
     payload = await read_payload(request)
     fingerprint = idempotency.fingerprint(request.method, request.url.path, payload)
     ensure_same_user(payload.pop("sender_id", None), principal, "sender_id")
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(GiftSend, payload)  # a refused body never claims the key
-    claim = None
-    if idempotency_key is not None:
-        outcome = await idempotency.begin(
-            runtime,
-            session,
-            user_id=principal.user_id,
-            key=idempotency_key,
-            fingerprint=fingerprint,
-        )
-        if isinstance(outcome, idempotency.Replay):
-            return _sent(outcome.body, replayed=True)
-        claim = outcome
-    try:
-        sent = await service.send_gift(
+    sent, replayed = await idempotency.once(
+        runtime,
+        session,
+        user_id=principal.user_id,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+        act=lambda claim: service.send_gift(
             session,
             runtime=runtime,
             stream=stream,
@@ -86,18 +73,10 @@ async def send_gift(
             quantity=data.quantity,
             message=data.message or None,
             claim=claim,
-        )
-    except BaseException:
-        # Nothing happened: the key goes with the rest, and a waiting retry runs as the first.
-        await session.rollback()
-        raise
-    return _sent(sent, replayed=False)
-
-
-def _sent(sent: Any, *, replayed: bool) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return JSONResponse(
-        {"success": True, "message": "Gift sent.", "data": sent}, status_code=201, headers=headers
+        ),
+    )
+    return idempotency.created(
+        {"success": True, "message": "Gift sent.", "data": sent}, replayed=replayed
     )
 
 

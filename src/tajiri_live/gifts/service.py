@@ -118,23 +118,14 @@ async def _transfer(
 ) -> dict[str, Any]:
     """Debit, credit, record and commit in one database transaction (with the idempotency
     key's answer, when there is one)."""
-    creator_amount, platform_amount = split(total, gift.creator_share)
-    sender_wallet = await wallet.user_wallet(session, principal.user_id)
-    shares = await _creator_shares(session, stream, creator_amount, sender_id=principal.user_id)
-    platform_wallet = await wallet.house_wallet(session, PLATFORM)
-    await wallet.lock(session, [sender_wallet, platform_wallet, *shares])
-    if not await wallet.debit(session, wallet_id=sender_wallet, amount=total):
-        balance = await wallet.balance_of(session, principal.user_id)
-        await session.rollback()
-        raise ApiError(
-            402,
-            f"Not enough coins: this gift costs {total} and your balance is {balance}.",
-            required=total,
-            balance=balance,
-        )
-    for wallet_id, amount in shares.items():
-        await wallet.credit(session, wallet_id=wallet_id, amount=amount)
-    await wallet.credit(session, wallet_id=platform_wallet, amount=platform_amount)
+    creator_amount, entries = await pay_stream(
+        session,
+        stream=stream,
+        payer_id=principal.user_id,
+        total=total,
+        creator_share=gift.creator_share,
+        what="this gift",
+    )
     sent = StreamGift(
         stream_id=stream.id,
         sender_id=principal.user_id,
@@ -153,7 +144,7 @@ async def _transfer(
         kind="gift",
         actor_id=principal.user_id,
         idempotency_key=None,  # keys live in idempotency_keys (they expire; the ledger stays)
-        entries=[(sender_wallet, -total), *shares.items(), (platform_wallet, platform_amount)],
+        entries=entries,
         stream_gift_id=sent.id,
     )
     answer = sent_gift_dict(await _load(session, sent.id), runtime.settings)
@@ -162,6 +153,42 @@ async def _transfer(
         await claim.record(session, 201, answer)
     await session.commit()
     return answer
+
+
+async def pay_stream(
+    session: AsyncSession,
+    *,
+    stream: LiveStream,
+    payer_id: int,
+    total: int,
+    creator_share: int,
+    what: str,
+) -> tuple[int, list[tuple[int, int]]]:
+    """Move `total` coins from the payer to the stream's creators (their percent, split with
+    co-hosts) and the platform, in the caller's transaction; returns the creators' amount and
+    the ledger entries to record. Short of coins: rolled back, and a 402 naming `what`."""
+    creator_amount, platform_amount = split(total, creator_share)
+    payer_wallet = await wallet.user_wallet(session, payer_id)
+    shares = await _creator_shares(session, stream, creator_amount, sender_id=payer_id)
+    platform_wallet = await wallet.house_wallet(session, PLATFORM)
+    await wallet.lock(session, [payer_wallet, platform_wallet, *shares])
+    if not await wallet.debit(session, wallet_id=payer_wallet, amount=total):
+        balance = await wallet.balance_of(session, payer_id)
+        await session.rollback()
+        raise ApiError(
+            402,
+            f"Not enough coins: {what} costs {total} and your balance is {balance}.",
+            required=total,
+            balance=balance,
+        )
+    for wallet_id, amount in shares.items():
+        await wallet.credit(session, wallet_id=wallet_id, amount=amount)
+    await wallet.credit(session, wallet_id=platform_wallet, amount=platform_amount)
+    return creator_amount, [
+        (payer_wallet, -total),
+        *shares.items(),
+        (platform_wallet, platform_amount),
+    ]
 
 
 async def _creator_shares(
@@ -239,19 +266,7 @@ async def refund(
         await session.rollback()
         raise ApiError(409, "This gift was already refunded.")
     original = await wallet.entries_of_gift(session, sent.id)
-    await wallet.lock(session, [wallet_id for wallet_id, _ in original])
-    # Take back what each recipient got first: if anyone cannot cover it, nothing moves.
-    for wallet_id, amount in original:
-        if amount > 0 and not await wallet.debit(session, wallet_id=wallet_id, amount=amount):
-            await session.rollback()
-            raise ApiError(
-                409,
-                "A recipient no longer holds these coins; the gift cannot be "
-                "refunded automatically.",
-            )
-    for wallet_id, amount in original:
-        if amount < 0:
-            await wallet.credit(session, wallet_id=wallet_id, amount=-amount)
+    await wallet.reverse(session, original, "gift")
     await _count(session, stream.id, -sent.quantity, -sent.total_value)
     await wallet.record(
         session,

@@ -275,6 +275,26 @@ async def check_commenter(
     )
 
 
+async def admit_commenter(
+    session: AsyncSession,
+    *,
+    runtime: Runtime,
+    stream_id: int,
+    user_id: int,
+    content: str,
+    action: str,
+) -> CommenterCheck:
+    """`check_commenter`, refusing a banned or muted author with the 403 that says why."""
+    check = await check_commenter(
+        session, runtime=runtime, stream_id=stream_id, user_id=user_id, content=content
+    )
+    if check.restricted:
+        await ensure_allowed(
+            session, runtime=runtime, stream_id=stream_id, user_id=user_id, action=action
+        )
+    return check
+
+
 async def check_author(
     session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, repeated: Exists
 ) -> CommenterCheck:

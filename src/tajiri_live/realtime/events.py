@@ -24,6 +24,7 @@ QUESTION_UPVOTED = "question_upvoted"  # a question's new upvote total (coalesce
 QUESTION_ANSWERED = "question_answered"  # the broadcaster marked a question answered
 QUESTION_DISMISSED = "question_dismissed"  # the broadcaster removed a question from the list
 STREAM_HEALTH_WARNING = "stream_health_warning"  # to the hosts only: health turned poor
+SUPER_CHAT_SENT = "super_chat_sent"  # a viewer paid for a highlighted message
 
 
 def stream_channel(stream_id: int) -> str:

@@ -28,6 +28,7 @@ from tajiri_live.realtime.events import (
     QUESTION_UPVOTED,
     STATUS_CHANGED,
     STREAM_HEALTH_WARNING,
+    SUPER_CHAT_SENT,
     VIEWER_COUNT_UPDATED,
     Event,
 )
@@ -57,6 +58,7 @@ ECHO_CLASS_NAMES: dict[str, str] = {
     QUESTION_ANSWERED: "QuestionAnswered",
     QUESTION_DISMISSED: "QuestionDismissed",
     STREAM_HEALTH_WARNING: "StreamHealthWarning",
+    SUPER_CHAT_SENT: "SuperChatSent",
 }
 STREAM_ENDED_CLASS = "StreamEnded"  # sent beside StreamStatusChanged when a stream ends
 

@@ -51,8 +51,12 @@ async def ensure_user(session: AsyncSession, *, user_id: int, now: datetime) -> 
     """A row for a user known here only by id (invited, banned or credited before they
     ever signed in); their profile fills in from their first token."""
     if await session.get(User, user_id) is None:
-        session.add(User(id=user_id, created_at=now, updated_at=now))
-        await session.flush()
+        # Two requests may name the same new user at once (the main app's credits).
+        await session.execute(
+            dialect_insert(session)(User)
+            .values(id=user_id, created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:

@@ -50,6 +50,7 @@ VisibleStreamAction = Callable[[AsyncSession, LiveStream, Principal, Body], Awai
 ERROR_CODES = {
     400: "invalid",
     401: "unauthenticated",
+    402: "payment_required",
     403: "forbidden",
     404: "not_found",
     409: "conflict",

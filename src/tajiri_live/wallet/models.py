@@ -75,3 +75,20 @@ class LedgerEntry(Base):
     )
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: debit < 0 < credit
     created_at: Mapped[datetime] = created_at()
+
+
+class WalletDeposit(Base):
+    """Coins the main app credited (its own wallet took the money): its `reference` is
+    unique, so a retried credit is found again instead of paid twice."""
+
+    __tablename__ = "wallet_deposits"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(100), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="RESTRICT"))
+    amount: Mapped[int] = coins()
+    balance_after: Mapped[int] = coins()
+    transaction_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("ledger_transactions.id", ondelete="RESTRICT")
+    )
+    created_at: Mapped[datetime] = created_at()

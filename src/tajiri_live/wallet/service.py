@@ -104,6 +104,49 @@ async def entries_of_gift(session: AsyncSession, stream_gift_id: int) -> list[tu
     return [(int(wallet_id), int(amount)) for wallet_id, amount in rows]
 
 
+async def entries_of(session: AsyncSession, transaction_id: int) -> list[tuple[int, int]]:
+    """(wallet id, amount) of one transaction, in the order they were written."""
+    rows = await session.execute(
+        select(LedgerEntry.wallet_id, LedgerEntry.amount)
+        .where(LedgerEntry.transaction_id == transaction_id)
+        .order_by(LedgerEntry.id)
+    )
+    return [(int(wallet_id), int(amount)) for wallet_id, amount in rows]
+
+
+async def reverse(session: AsyncSession, original: list[tuple[int, int]], what: str) -> None:
+    """Move back what a payment moved, in the caller's transaction: every recipient must
+    still hold what they got, else nothing moves (rolled back) and it is a 409."""
+    await lock(session, [wallet_id for wallet_id, _ in original])
+    for wallet_id, amount in original:
+        if amount > 0 and not await debit(session, wallet_id=wallet_id, amount=amount):
+            await session.rollback()
+            raise ApiError(
+                409,
+                f"A recipient no longer holds these coins; the {what} cannot be "
+                "refunded automatically.",
+            )
+    for wallet_id, amount in original:
+        if amount < 0:
+            await credit(session, wallet_id=wallet_id, amount=-amount)
+
+
+async def issue(
+    session: AsyncSession, *, wallet_id: int, amount: int, kind: str, actor_id: int | None
+) -> LedgerTransaction:
+    """Coins from the mint to a wallet, in the caller's transaction (it commits)."""
+    mint = await house_wallet(session, MINT)
+    await credit(session, wallet_id=mint, amount=-amount)
+    await credit(session, wallet_id=wallet_id, amount=amount)
+    return await record(
+        session,
+        kind=kind,
+        actor_id=actor_id,
+        idempotency_key=None,
+        entries=[(mint, -amount), (wallet_id, amount)],
+    )
+
+
 async def admin_credit(
     session: AsyncSession, *, runtime: Runtime, user_id: int, amount: int, actor_id: int | None
 ) -> int:
@@ -116,16 +159,7 @@ async def admin_credit(
         )
     await users_service.ensure_user(session, user_id=user_id, now=runtime.clock.now())
     wallet_id = await user_wallet(session, user_id)
-    mint = await house_wallet(session, MINT)
-    await credit(session, wallet_id=mint, amount=-amount)
-    await credit(session, wallet_id=wallet_id, amount=amount)
-    await record(
-        session,
-        kind="credit",
-        actor_id=actor_id,
-        idempotency_key=None,
-        entries=[(mint, -amount), (wallet_id, amount)],
-    )
+    await issue(session, wallet_id=wallet_id, amount=amount, kind="credit", actor_id=actor_id)
     await session.commit()
     return await balance_of(session, user_id)
 

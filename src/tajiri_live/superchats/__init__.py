@@ -1,0 +1,1 @@
+"""Super chats: paid, highlighted messages on a live stream."""

@@ -1,0 +1,47 @@
+"""Super chat bodies: the REST form of the fuller spec and the client's socket message."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tajiri_live.core.text import Text
+
+MIN_TZS = 1000  # the low tier's floor: less is refused
+
+
+def whole_tzs(value: Any) -> int:
+    """An amount in TZS as the client sends it (a double such as 1000.0, an int, or a form
+    string), as a whole number; NaN, infinities, fractions and non-numbers are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("The amount must be a number.")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation as error:
+        raise ValueError("The amount must be a number.") from error
+    if not number.is_finite():
+        raise ValueError("The amount must be a finite number.")
+    if number != number.to_integral_value():
+        raise ValueError("The amount must be a whole number of TZS.")
+    if number < MIN_TZS:
+        raise ValueError(f"The amount must be at least {MIN_TZS} TZS.")
+    return int(number)
+
+
+class SuperChatCreate(BaseModel):
+    """`message` and `amount` (TZS; its upper limit is a setting, checked by the service);
+    `payment_method` and `payment_reference` are recorded as sent (coins always pay)."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+
+    message: Text = Field(min_length=1, max_length=5000)
+    amount: int
+    payment_method: Text | None = Field(default=None, max_length=50)
+    payment_reference: Text | None = Field(default=None, max_length=100)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> int:
+        return whole_tzs(value)
