@@ -23,6 +23,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core import medialinks as links
+from tajiri_live.core.db import reload
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.health import service as health_service
@@ -173,7 +174,7 @@ async def accept_publish(runtime: Runtime, who: Publisher) -> tuple[int, int]:
             await session.rollback()
             raise Refused(f"stream {stream_id}: already being published")
         await session.commit()
-        await session.refresh(stream)
+        await reload(session, stream)
         if stream.status_enum is StreamStatus.SCHEDULED:
             await streams.move(
                 session, runtime=runtime, stream=stream, target=StreamStatus.PRE_LIVE
@@ -204,7 +205,7 @@ async def publish_done(runtime: Runtime, who: Publisher) -> None:
         await session.commit()
         if getattr(released, "rowcount", 0) != 1:
             return
-        await session.refresh(stream)
+        await reload(session, stream)
         log.info("stream %s: publisher left", stream.id)
         if stream.status_enum is StreamStatus.LIVE:
             await streams.move(
