@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tajiri_live.core import ratelimit
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.db import dialect_insert
-from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
-from tajiri_live.core.ratelimit import RateLimiter, retry_after_header
+from tajiri_live.core.errors import ValidationFailed, forbidden, not_found
+from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.engagement.presenters import comment_dict
@@ -50,17 +51,13 @@ async def enforce_rate(
 ) -> None:
     """The same limit for REST and WebSocket; shared by every node when Redis is used (unless
     the caller brings a limiter of its own)."""
-    wait = await (limiter or runtime.limiter).hit(
-        f"{action}:{stream_id}:{user_id}", limit=limit, window=window
+    await ratelimit.enforce(
+        limiter or runtime.limiter,
+        f"{action}:{stream_id}:{user_id}",
+        limit=limit,
+        window=window,
+        what=f"{action}s",
     )
-    if wait > 0:
-        seconds = retry_after_header(wait)
-        raise ApiError(
-            429,
-            f"Too many {action}s: try again in {seconds} s.",
-            headers={"Retry-After": seconds},
-            retry_after=int(seconds),
-        )
 
 
 async def _publish(

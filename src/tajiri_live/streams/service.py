@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tajiri_live.core import ratelimit
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
@@ -222,9 +223,29 @@ async def list_streams(
 # --- writes -------------------------------------------------------------------------------
 
 
-def _check_schedule(scheduled_at: datetime | None, now: datetime) -> None:
-    if scheduled_at is not None and scheduled_at < now - SCHEDULE_GRACE:
+def _check_schedule(scheduled_at: datetime | None, now: datetime, settings: Settings) -> None:
+    if scheduled_at is None:
+        return
+    if scheduled_at < now - SCHEDULE_GRACE:
         raise ValidationFailed({"scheduled_at": ["The scheduled at must be a date after now."]})
+    days = settings.schedule_max_days_ahead
+    if scheduled_at > now + timedelta(days=days):
+        raise ValidationFailed(
+            {"scheduled_at": [f"The scheduled at may be at most {days} days from now."]}
+        )
+
+
+async def creation_allowed(runtime: Runtime, owner: Principal) -> None:
+    """A per-user limit on new streams (checked before a thumbnail is stored): a claimed id
+    (legacy client identity) could otherwise create streams by the thousand in anyone's name."""
+    settings = runtime.settings
+    await ratelimit.enforce(
+        runtime.limiter,
+        f"create_stream:{owner.user_id}",
+        limit=settings.stream_create_limit,
+        window=settings.stream_create_window_seconds,
+        what="new streams",
+    )
 
 
 async def create_stream(
@@ -236,7 +257,7 @@ async def create_stream(
     thumbnail_path: str | None,
 ) -> LiveStream:
     now = runtime.clock.now()
-    _check_schedule(data.scheduled_at, now)
+    _check_schedule(data.scheduled_at, now, runtime.settings)
     stream = LiveStream(
         user_id=owner.user_id,
         stream_key=new_stream_key(),
@@ -266,7 +287,7 @@ async def update_stream(
     if "scheduled_at" in changes and changes["scheduled_at"] != stream.scheduled_at:
         if stream.status != StreamStatus.SCHEDULED:
             raise ApiError(409, f"A stream that is {stream.status} cannot be rescheduled.")
-        _check_schedule(changes["scheduled_at"], runtime.clock.now())
+        _check_schedule(changes["scheduled_at"], runtime.clock.now(), runtime.settings)
     for required in (
         "title",
         "privacy",
