@@ -226,3 +226,32 @@ async def test_a_claimed_id_cannot_read_a_streams_analytics(
         assert figures["revenue"] is None and figures["total_gifts"] is None
         assert figures["total_viewers"] == 0
 
+
+# --- Idempotency-Key: printable ASCII, named one way -----------------------------------------
+
+
+async def test_an_idempotency_key_is_printable_ascii_and_named_as_the_header(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    """Before: a UTF-8 key (read as latin-1) was refused for 'control characters' under the
+    field `idempotency-key`, while the key's other errors said `Idempotency-Key`."""
+    created = await client.post("/api/streams", json={"title": "x"}, headers=auth(OWNER))
+    stream_id = created.json()["data"]["id"]
+    await client.post(f"/api/streams/{stream_id}/start", headers=auth(OWNER))
+    url = f"/api/streams/{stream_id}/gifts"
+    gift = next(g["id"] for g in (await client.get("/api/streams/gifts")).json()["data"])
+    bad_keys: list[bytes] = ["k😀".encode(), b"k" * 256, b"a\x01b", b"   "]
+    for key in bad_keys:
+        answer = await client.post(
+            url, json={"gift_id": gift}, headers={**auth(FAN), "Idempotency-Key": key}
+        )
+        assert answer.status_code == 422, (key, answer.text)
+        errors = answer.json()["errors"]
+        assert list(errors) == ["Idempotency-Key"], (key, errors)
+        assert "printable ASCII" in errors["Idempotency-Key"][0]
+    fine = await client.post(
+        url,
+        json={"gift_id": gift},
+        headers={**auth(FAN), "Idempotency-Key": "tap 42/{x}~" + "k" * 240},
+    )
+    assert fine.status_code != 422, fine.text  # judged on its merits (here: no coins)

@@ -76,6 +76,8 @@ def forbidden(message: str = "This action is unauthorized.") -> ApiError:
 
 
 def _field_name(loc: Sequence[Any]) -> str:
+    if len(loc) > 1 and loc[0] == "header":  # named as HTTP writes it: `Idempotency-Key`
+        return "-".join(word.capitalize() for word in str(loc[1]).split("-"))
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or "request"
 

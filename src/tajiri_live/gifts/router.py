@@ -52,10 +52,10 @@ async def send_gift(
     runtime: RuntimeDep,
     principal: VerifiedPrincipal,
     idempotency_key: Annotated[
-        Text | None,
+        idempotency.KeyHeader | None,
         Header(
-            max_length=idempotency.MAX_KEY_LENGTH,
-            description="Retries with the same key and body get the first answer back",
+            description="Retries with the same key and body get the first answer back "
+            f"(1 to {idempotency.MAX_KEY_LENGTH} printable ASCII characters)",
         ),
     ] = None,
 ) -> JSONResponse:
