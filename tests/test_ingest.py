@@ -422,3 +422,20 @@ async def test_each_publish_remembers_the_nginx_it_came_through(
     assert (await client.post("/api/rtmp/publish", params=odd, data=form)).status_code == 302
     row = await _row(app, other["id"])
     assert row.ingest_control_url is None and row.ingest_media_url is None  # not URLs: ignored
+
+
+async def test_an_odd_or_huge_stream_name_is_an_unknown_stream(
+    client: httpx.AsyncClient, auth: Any, rtmp: Nginx
+) -> None:
+    """Before: the encoder's name 99999999999999999999999 reached the database (a 500); a
+    digit that is not ASCII ('²') failed in int(). Every callback answers as nginx expects."""
+    await _stream(client, auth)
+    names = ("99999999999999999999999", str(2**62 + 1), "0", "²", "١٢", "12_3", "../1", "")
+    for name in names:
+        published = await rtmp.call("publish", 1, name, key="k" * 40)
+        assert published.status_code == 403, (name, published.text)
+        assert "unknown" in published.text, (name, published.text)
+        updated = await rtmp.call("update", 1, name)
+        assert updated.status_code == 403, (name, updated.text)
+        done = await rtmp.call("publish-done", 1, name)
+        assert done.status_code == 200, (name, done.text)

@@ -11,7 +11,7 @@ from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.moderation import service as moderation
 from tajiri_live.streams.dependencies import StreamRowDep
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
-from tajiri_live.users.dependencies import CurrentPrincipal
+from tajiri_live.users.dependencies import VerifiedPrincipal
 
 router = APIRouter(prefix="/streams", tags=["analytics"])
 
@@ -22,7 +22,7 @@ async def stream_analytics(
     stream: StreamRowDep,
     session: SessionDep,
     runtime: RuntimeDep,
-    principal: CurrentPrincipal,
+    principal: VerifiedPrincipal,  # revenue and gifters: never for a claimed id
 ) -> dict[str, Any]:
     await moderation.ensure_moderator(session, stream, principal)
     if stream.status_enum in FINAL_STATUSES:

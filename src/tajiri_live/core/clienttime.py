@@ -7,14 +7,18 @@ offset (or `Z`) means exactly what it says. Either way it is stored and answered
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 from tajiri_live.core.settings import Settings
 
 CONTEXT_KEY = "client_timezone"
+OUT_OF_RANGE = "datetime_out_of_range"  # the error type: core/errors.py words it per field
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=3660)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=3660)
 
 
 def as_utc(moment: datetime, zone: tzinfo) -> datetime:
@@ -43,7 +47,14 @@ def _to_utc(value: datetime | None, info: ValidationInfo) -> datetime | None:
     if not isinstance(zone, tzinfo):
         # A route that forgot the context would silently read local times as UTC.
         raise TypeError("a ClientDateTime was validated without the client's time zone")
-    return as_utc(value, zone)
+    try:
+        moment = as_utc(value, zone)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the year 1 in UTC
+        moment = None
+    # A margin on both ends: later arithmetic (a key's lifetime, reminders) stays in range.
+    if moment is None or not EARLIEST <= moment <= LATEST:
+        raise PydanticCustomError(OUT_OF_RANGE, "The date is out of range.")
+    return moment
 
 
 ClientDateTime = Annotated[

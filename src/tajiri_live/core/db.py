@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, Dialect, Float, Integer, MetaData, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -54,6 +55,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class RowGone(Exception):
+    """The row was deleted by a concurrent request while this one worked on it."""
+
+
+async def reload(session: AsyncSession, instance: Any, attributes: list[str] | None = None) -> None:
+    """Refresh `instance` from its row; a row deleted meanwhile raises `RowGone` (answered as
+    a 404) instead of SQLAlchemy's 'Could not refresh instance'."""
+    try:
+        await session.refresh(instance, attributes)
+    except InvalidRequestError as exc:
+        if "Could not refresh instance" not in str(exc):
+            raise
+        raise RowGone(type(instance).__name__) from exc
 
 
 def dialect_insert(session: AsyncSession) -> Any:

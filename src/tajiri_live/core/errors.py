@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -21,6 +22,8 @@ from tajiri_live.core.availability import (
     dependency_of,
     unavailable_message,
 )
+from tajiri_live.core.clienttime import OUT_OF_RANGE as DATE_OUT_OF_RANGE
+from tajiri_live.core.db import RowGone
 from tajiri_live.core.text import ERROR_TYPE as CONTROL_CHARACTERS
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,8 @@ def forbidden(message: str = "This action is unauthorized.") -> ApiError:
 
 
 def _field_name(loc: Sequence[Any]) -> str:
+    if len(loc) > 1 and loc[0] == "header":  # named as HTTP writes it: `Idempotency-Key`
+        return "-".join(word.capitalize() for word in str(loc[1]).split("-"))
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
     return ".".join(parts) or "request"
 
@@ -97,6 +102,7 @@ def _readable(error: Mapping[str, Any]) -> str:
         "datetime_parsing": f"The {field} is not a valid date.",
         "datetime_from_date_parsing": f"The {field} is not a valid date.",
         "datetime_type": f"The {field} is not a valid date.",
+        DATE_OUT_OF_RANGE: f"The {field} is not a date that can be stored.",
         "string_type": f"The {field} must be a string.",
         "list_type": f"The {field} must be an array.",
         "json_invalid": "The request body is not valid JSON.",
@@ -186,6 +192,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _changed_meanwhile(_: Request, exc: StaleDataError) -> JSONResponse:
         # e.g. an edit racing a delete of the same row: the edit found nothing to change
         return _envelope(409, "The resource was changed or removed meanwhile; reload it.")
+
+    @app.exception_handler(RowGone)
+    @app.exception_handler(ObjectDeletedError)
+    async def _gone_meanwhile(_: Request, exc: Exception) -> JSONResponse:
+        # e.g. a start racing a delete of the same stream: the row is no more
+        return _envelope(404, "The resource was removed meanwhile.")
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(request: Request, exc: IntegrityError) -> JSONResponse:
+        # A constraint a concurrent request won; the known races are settled where they
+        # happen (upserts), this keeps any other one a 409 instead of a 500.
+        log.warning("integrity conflict on %s %s: %s", request.method, request.url.path, exc.orig)
+        return _envelope(409, "A concurrent request changed this meanwhile; try again.")
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(_: Request, exc: ClientDisconnect) -> Response:

@@ -15,6 +15,7 @@ Keys expire after `IDEMPOTENCY_TTL_HOURS` (24 h); an expired key is a fresh one.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,8 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Header
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,14 +40,32 @@ HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
 MAX_ATTEMPTS = 5
 PENDING, DONE = "pending", "done"
+# Stripe's rule (up to 255 characters) with a stated alphabet: printable ASCII. A header
+# is decoded as latin-1, so a UTF-8 key arrives as mojibake; refusing it by name beats
+# "control characters" (what its bytes look like then).
+KEY_ALPHABET = re.compile(f"[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}")
+KEY_RULE = (
+    f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters "
+    "(letters, digits, punctuation, spaces; a UUID is a good key)."
+)
+
+
+def _check_key(value: str) -> str:
+    if not KEY_ALPHABET.fullmatch(value) or not value.strip():
+        raise PydanticCustomError("idempotency_key", KEY_RULE)
+    return value
+
+
+# The key's type: the alphabet is checked before the text rule, so that its message wins.
+KeyText = Annotated[Annotated[str, AfterValidator(_check_key)], *Text.__metadata__]
 
 # The optional header of a route that must happen once per key (gifts, super chats).
 KeyHeader = Annotated[
-    Text | None,
+    KeyText | None,
     Header(
         alias=HEADER,
-        max_length=MAX_KEY_LENGTH,
-        description="Retries with the same key and body get the first answer back",
+        description="Retries with the same key and body get the first answer back "
+        f"(1 to {MAX_KEY_LENGTH} printable ASCII characters)",
     ),
 ]
 
@@ -98,15 +119,19 @@ class Claim:
         )
 
 
+def _check_key_or_refuse(key: str) -> None:
+    try:
+        _check_key(key)
+    except PydanticCustomError:
+        raise ValidationFailed({HEADER: [KEY_RULE]}) from None
+
+
 async def begin(
     runtime: Runtime, session: AsyncSession, *, user_id: int, key: str, fingerprint: str
 ) -> Claim | Replay:
     """Claim `key` in the session's transaction (left open for the work), or the answer of
     the request that used it first (waiting, in the database, while that one runs)."""
-    if len(key) > MAX_KEY_LENGTH or not key.strip():
-        raise ValidationFailed(
-            {HEADER: [f"The {HEADER} must be 1 to {MAX_KEY_LENGTH} characters."]}
-        )
+    _check_key_or_refuse(key)
     now = runtime.clock.now()
     fresh = {
         "fingerprint": fingerprint,

@@ -134,5 +134,6 @@ def _inline(schema: Any, definitions: dict[str, Any]) -> Any:
     return schema
 
 
+INT32_MAX = 2**31 - 1  # the largest value of an INTEGER column (PostgreSQL)
 MAX_ID = 2**62  # ids beyond this cannot be stored (SQLite's INTEGER, PostgreSQL's BIGINT)
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -9,6 +9,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from tajiri_live.core.errors import ApiError
+
 # Count a hit; when over the limit, answer how long until the window resets (ms).
 HIT_SCRIPT = """
 local hits = redis.call('INCR', KEYS[1])
@@ -67,3 +69,16 @@ class RedisRateLimiter:
 
 def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+async def enforce(limiter: RateLimiter, key: str, *, limit: int, window: float, what: str) -> None:
+    """Count a hit on `key`; over the limit, a 429 that says when to try again."""
+    wait = await limiter.hit(key, limit=limit, window=window)
+    if wait > 0:
+        seconds = retry_after_header(wait)
+        raise ApiError(
+            429,
+            f"Too many {what}: try again in {seconds} s.",
+            headers={"Retry-After": seconds},
+            retry_after=int(seconds),
+        )

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     pre_live_lead_seconds: int = 15 * 60
     outro_seconds: float = 5.0
     no_show_hours: float = 3.0
+    schedule_max_days_ahead: int = Field(default=365, ge=1, le=3650)  # scheduled_at at most
+    stream_create_limit: int = Field(default=20, ge=1)  # streams a user may create...
+    stream_create_window_seconds: float = Field(default=600.0, gt=0)  # ...in this window
     page_size: int = 20
     max_page_size: int = 100
 

@@ -7,15 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tajiri_live.core import ratelimit
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.db import dialect_insert
-from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
-from tajiri_live.core.ratelimit import RateLimiter, retry_after_header
+from tajiri_live.core.errors import ValidationFailed, forbidden, not_found
+from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
 from tajiri_live.engagement.presenters import comment_dict
@@ -52,17 +52,13 @@ async def enforce_rate(
 ) -> None:
     """The same limit for REST and WebSocket; shared by every node when Redis is used (unless
     the caller brings a limiter of its own)."""
-    wait = await (limiter or runtime.limiter).hit(
-        f"{action}:{stream_id}:{user_id}", limit=limit, window=window
+    await ratelimit.enforce(
+        limiter or runtime.limiter,
+        f"{action}:{stream_id}:{user_id}",
+        limit=limit,
+        window=window,
+        what=f"{action}s",
     )
-    if wait > 0:
-        seconds = retry_after_header(wait)
-        raise ApiError(
-            429,
-            f"Too many {action}s: try again in {seconds} s.",
-            headers={"Retry-After": seconds},
-            retry_after=int(seconds),
-        )
 
 
 async def _publish(
@@ -363,6 +359,9 @@ async def toggle_like(
     stream: LiveStream,
     principal: Principal,
 ) -> tuple[bool, int]:
+    """Unlike if liked, else like. Concurrent likes by one user are settled by the unique key
+    in the insert itself (ON CONFLICT DO NOTHING): the ones that lose leave it liked, counted
+    once (a plain insert failed at its autoflush, before any error handling)."""
     removed = await session.execute(
         delete(StreamLike).where(
             StreamLike.stream_id == stream.id, StreamLike.user_id == principal.user_id
@@ -371,23 +370,22 @@ async def toggle_like(
     if getattr(removed, "rowcount", 0):
         liked, change = False, -1
     else:
-        session.add(
-            StreamLike(
-                stream_id=stream.id, user_id=principal.user_id, created_at=runtime.clock.now()
-            )
+        insert = dialect_insert(session)
+        added = await session.scalar(
+            insert(StreamLike)
+            .values(stream_id=stream.id, user_id=principal.user_id, created_at=runtime.clock.now())
+            .on_conflict_do_nothing(index_elements=["stream_id", "user_id"])
+            .returning(StreamLike.id)
         )
-        liked, change = True, 1
-    await session.execute(
-        update(LiveStream)
-        .where(LiveStream.id == stream.id)
-        .values(likes_count=LiveStream.likes_count + change)
-        .execution_options(synchronize_session=False)
-    )
-    try:
-        await session.commit()
-    except IntegrityError:  # a concurrent like from the same user won: it stays liked
-        await session.rollback()
-        liked = True
+        liked, change = True, 1 if added is not None else 0
+    if change:
+        await session.execute(
+            update(LiveStream)
+            .where(LiveStream.id == stream.id)
+            .values(likes_count=LiveStream.likes_count + change)
+            .execution_options(synchronize_session=False)
+        )
+    await session.commit()
     count = await session.scalar(select(LiveStream.likes_count).where(LiveStream.id == stream.id))
     return liked, int(count or 0)
 

@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tajiri_live.core.payload import INT32_MAX
 from tajiri_live.core.text import Text
 from tajiri_live.health.quality import LABELS
 
@@ -20,7 +21,8 @@ class HealthReport(BaseModel):
     network_quality: Text | None = None
     bitrate: int | None = Field(default=None, ge=0, le=1_000_000)
     fps: float | None = Field(default=None, ge=0, le=1000)
-    dropped_frames: int | None = Field(default=None, ge=0, le=2**40)
+    # A sample stores it in an INTEGER column (32-bit): a larger count cannot be held.
+    dropped_frames: int | None = Field(default=None, ge=0, le=INT32_MAX)
     latency: float | None = Field(default=None, ge=0, le=3600)
 
     @field_validator("network_quality")

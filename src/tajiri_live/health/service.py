@@ -17,6 +17,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.clock import iso
+from tajiri_live.core.db import reload
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.service import enforce_rate
@@ -129,7 +130,7 @@ async def record(
     )
     previous_quality = stream.network_quality
     await session.commit()
-    await session.refresh(stream)
+    await reload(session, stream)
     if getattr(changed, "rowcount", 0) == 1 and sample.verdict.quality == quality.POOR:
         await publish_to_hosts(
             session,

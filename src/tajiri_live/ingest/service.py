@@ -23,7 +23,9 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core import medialinks as links
+from tajiri_live.core.db import reload
 from tajiri_live.core.errors import ApiError
+from tajiri_live.core.payload import MAX_ID
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.health import service as health_service
 from tajiri_live.ingest.nginx import LIVE_APP, PLAYLIST_PROBE, parse_renditions
@@ -38,6 +40,9 @@ MIN_KEY_LENGTH = 32
 MAX_URL_LENGTH = 500
 PLAYLIST_POLL_SECONDS = 0.2
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=3)
+
+
+MAX_ID_DIGITS = len(str(MAX_ID))
 
 
 class Refused(Exception):
@@ -95,8 +100,9 @@ def check_secret(runtime: Runtime, secret: str | None) -> None:
 async def _by_key(session: AsyncSession, runtime: Runtime, who: Publisher) -> LiveStream:
     """The stream a publisher names. Keys are compared in constant time; none is logged."""
     settings = runtime.settings
-    if who.name.isdigit():
-        stream = await session.get(LiveStream, int(who.name))
+    if who.name.isdigit():  # a stream id (the legacy SDK's name), or nothing known
+        stream_id = stream_id_named(who.name)
+        stream = None if stream_id is None else await session.get(LiveStream, stream_id)
         if stream is None:
             raise Refused("unknown stream")
         if who.key is not None:
@@ -113,6 +119,16 @@ async def _by_key(session: AsyncSession, runtime: Runtime, who: Publisher) -> Li
     if found is None:
         raise Refused("unknown key")
     return found
+
+
+def stream_id_named(name: str) -> int | None:
+    """The id an all-digit publishing name spells, if it can be one: ASCII digits (`isdigit`
+    also takes '²' or Arabic-Indic digits) of a number a stream id column can hold (the
+    encoder's name 99999999999999999999999 reached the database and answered 500)."""
+    if not name.isascii() or len(name) > MAX_ID_DIGITS:
+        return None
+    value = int(name)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def _may_publish(stream: LiveStream, runtime: Runtime, now: datetime) -> None:
@@ -173,7 +189,7 @@ async def accept_publish(runtime: Runtime, who: Publisher) -> tuple[int, int]:
             await session.rollback()
             raise Refused(f"stream {stream_id}: already being published")
         await session.commit()
-        await session.refresh(stream)
+        await reload(session, stream)
         if stream.status_enum is StreamStatus.SCHEDULED:
             await streams.move(
                 session, runtime=runtime, stream=stream, target=StreamStatus.PRE_LIVE
@@ -204,7 +220,7 @@ async def publish_done(runtime: Runtime, who: Publisher) -> None:
         await session.commit()
         if getattr(released, "rowcount", 0) != 1:
             return
-        await session.refresh(stream)
+        await reload(session, stream)
         log.info("stream %s: publisher left", stream.id)
         if stream.status_enum is StreamStatus.LIVE:
             await streams.move(

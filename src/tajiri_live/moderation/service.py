@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
+from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
@@ -141,14 +142,8 @@ async def restrict(
         raise ValidationFailed({"user_id": ["You cannot restrict yourself."]})
     now = runtime.clock.now()
     await users_service.ensure_user(session, user_id=user_id, now=now)
-    await session.execute(
-        delete(StreamRestriction).where(
-            StreamRestriction.stream_id == stream.id,
-            StreamRestriction.user_id == user_id,
-            StreamRestriction.kind == kind,
-        )
-    )
-    entry = StreamRestriction(
+    entry = await _replace_restriction(
+        session,
         stream_id=stream.id,
         user_id=user_id,
         kind=kind,
@@ -157,7 +152,6 @@ async def restrict(
         expires_at=now + timedelta(minutes=minutes) if minutes else None,
         created_at=now,
     )
-    session.add(entry)
     await audit(
         session,
         stream_id=stream.id,
@@ -175,6 +169,21 @@ async def restrict(
                 data={"stream_id": stream.id, "user_id": user_id, "reason": reason},
             )
         )
+    return entry
+
+
+async def _replace_restriction(
+    session: AsyncSession, *, stream_id: int, user_id: int, kind: str, **values: Any
+) -> StreamRestriction:
+    """A new ban or mute replaces the user's previous one of that kind, in one upsert: two
+    moderators restricting at once both succeed (a delete then an insert raced)."""
+    key = {"stream_id": stream_id, "user_id": user_id, "kind": kind}
+    statement = dialect_insert(session)(StreamRestriction).values(**key, **values)
+    await session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=values))
+    entry = await session.scalar(
+        select(StreamRestriction).filter_by(**key).execution_options(populate_existing=True)
+    )
+    assert entry is not None  # written just above, in this transaction
     return entry
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tajiri_live.core import medialinks as links
@@ -92,7 +92,10 @@ def key_expires_at(stream: LiveStream, settings: Settings) -> datetime:
     if stream.stream_key_expires_at is not None:
         return stream.stream_key_expires_at
     base = max(stream.created_at, stream.scheduled_at or stream.created_at)
-    return base + timedelta(hours=settings.ingest_key_ttl_hours)
+    try:
+        return base + timedelta(hours=settings.ingest_key_ttl_hours)
+    except OverflowError:  # a schedule stored before schedules were bounded: never expires
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def ingest_url(stream: LiveStream, settings: Settings) -> str:

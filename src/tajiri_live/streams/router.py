@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.analytics import service as analytics_service
 from tajiri_live.core import clienttime
+from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.core.media import store_image
@@ -204,6 +205,7 @@ async def create_stream(
     data = validated(StreamCreate, fields, context=clienttime.context(runtime.settings))
     if data.split_gifts_with_cohosts:
         ensure_verified_for(principal, "Splitting gifts with co-hosts")
+    await service.creation_allowed(runtime, principal)
     thumbnail = await _thumbnail(payload, runtime) if thumbnail_file_present else None
     stream = await service.create_stream(
         session, runtime=runtime, owner=principal, data=data, thumbnail_path=thumbnail
@@ -324,18 +326,22 @@ async def start_stream(
     }
 
 
-async def _end_analytics(stream: LiveStream, runtime: Runtime) -> dict[str, Any]:
+async def _end_analytics(
+    stream: LiveStream, runtime: Runtime, principal: Principal
+) -> dict[str, Any]:
     """The contract's `analytics` block of the end answer, from the same report as
-    `GET /streams/{id}/analytics`."""
+    `GET /streams/{id}/analytics`; its money figures only for a verified caller (a claimed
+    id of the legacy client gets null there, as it cannot read the analytics either)."""
     report = await analytics_service.build_report(runtime, stream=stream)
+    money = principal.verified
     return {
         "total_viewers": report["total_viewers"],
         "unique_viewers": report["unique_viewers"],
         "peak_viewers": report["peak_viewers"],
         "average_watch_time": report["average_watch_time"],
-        "total_gifts": report["total_gifts"],
-        "revenue": report["total_revenue"],
-        "creator_revenue": report["revenue"]["creator_share"],
+        "total_gifts": report["total_gifts"] if money else None,
+        "revenue": report["total_revenue"] if money else None,
+        "creator_revenue": report["revenue"]["creator_share"] if money else None,
     }
 
 
@@ -353,7 +359,7 @@ async def end_stream(
         "success": True,
         "message": "Stream is ending.",
         "data": await _stream_data(session, stream, principal, runtime.settings),
-        "analytics": await _end_analytics(stream, runtime),
+        "analytics": await _end_analytics(stream, runtime, principal),
     }
 
 

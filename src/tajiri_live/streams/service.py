@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, delete, exists, false, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tajiri_live.core import ratelimit
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
@@ -222,9 +223,29 @@ async def list_streams(
 # --- writes -------------------------------------------------------------------------------
 
 
-def _check_schedule(scheduled_at: datetime | None, now: datetime) -> None:
-    if scheduled_at is not None and scheduled_at < now - SCHEDULE_GRACE:
+def _check_schedule(scheduled_at: datetime | None, now: datetime, settings: Settings) -> None:
+    if scheduled_at is None:
+        return
+    if scheduled_at < now - SCHEDULE_GRACE:
         raise ValidationFailed({"scheduled_at": ["The scheduled at must be a date after now."]})
+    days = settings.schedule_max_days_ahead
+    if scheduled_at > now + timedelta(days=days):
+        raise ValidationFailed(
+            {"scheduled_at": [f"The scheduled at may be at most {days} days from now."]}
+        )
+
+
+async def creation_allowed(runtime: Runtime, owner: Principal) -> None:
+    """A per-user limit on new streams (checked before a thumbnail is stored): a claimed id
+    (legacy client identity) could otherwise create streams by the thousand in anyone's name."""
+    settings = runtime.settings
+    await ratelimit.enforce(
+        runtime.limiter,
+        f"create_stream:{owner.user_id}",
+        limit=settings.stream_create_limit,
+        window=settings.stream_create_window_seconds,
+        what="new streams",
+    )
 
 
 async def create_stream(
@@ -236,7 +257,7 @@ async def create_stream(
     thumbnail_path: str | None,
 ) -> LiveStream:
     now = runtime.clock.now()
-    _check_schedule(data.scheduled_at, now)
+    _check_schedule(data.scheduled_at, now, runtime.settings)
     stream = LiveStream(
         user_id=owner.user_id,
         stream_key=new_stream_key(),
@@ -266,7 +287,7 @@ async def update_stream(
     if "scheduled_at" in changes and changes["scheduled_at"] != stream.scheduled_at:
         if stream.status != StreamStatus.SCHEDULED:
             raise ApiError(409, f"A stream that is {stream.status} cannot be rescheduled.")
-        _check_schedule(changes["scheduled_at"], runtime.clock.now())
+        _check_schedule(changes["scheduled_at"], runtime.clock.now(), runtime.settings)
     for required in (
         "title",
         "privacy",
@@ -297,19 +318,36 @@ async def delete_stream(session: AsyncSession, *, runtime: Runtime, stream: Live
     gifts and ledger kept whole; its followers' notifications about it are withdrawn."""
     if stream.status_enum in UNDELETABLE_STATUSES:
         raise ApiError(409, f"A stream that is {stream.status} cannot be deleted; end it first.")
-    if not await gifts_service.has_gifts(session, stream.id):
-        await session.delete(stream)
-        await session.commit()
-        return
-    now = runtime.clock.now()
-    await session.execute(
-        update(LiveStream)
-        .where(LiveStream.id == stream.id)
-        .values(deleted_at=now, stream_key_expires_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    await notifications.withdraw(session, stream_id=stream.id)
+    # Both deletes are conditional on the status read above: a `start` that won meanwhile
+    # (or another delete) leaves nothing to change, and the answer says what happened.
+    stream_id = stream.id
+    unchanged = (LiveStream.id == stream_id, LiveStream.status == stream.status)
+    if not await gifts_service.has_gifts(session, stream_id):
+        result = await session.execute(
+            delete(LiveStream).where(*unchanged).execution_options(synchronize_session=False)
+        )
+    else:
+        now = runtime.clock.now()
+        result = await session.execute(
+            update(LiveStream)
+            .where(*unchanged)
+            .values(deleted_at=now, stream_key_expires_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await notifications.withdraw(session, stream_id=stream_id)
+    if getattr(result, "rowcount", 0) != 1:
+        await session.rollback()  # expires `stream`: only its id is used from here
+        await _changed_meanwhile(session, stream_id)
     await session.commit()
+
+
+async def _changed_meanwhile(session: AsyncSession, stream_id: int) -> None:
+    """Raise what a request that lost a race to another should answer: 404 if the stream was
+    deleted, 409 with its status if it moved."""
+    status = await session.scalar(select(LiveStream.status).where(LiveStream.id == stream_id))
+    if status is None:
+        raise not_found()
+    raise ApiError(409, f"The stream changed meanwhile: it is now {status}.", current_status=status)
 
 
 # --- lifecycle ----------------------------------------------------------------------------
@@ -417,11 +455,28 @@ async def move(
             if path[0] in FINAL_STATUSES:  # its open polls close with it
                 closed_polls += await polls.close_for_stream(session, stream_id=stream.id, now=now)
         else:
-            await session.refresh(stream, ["status", "started_at", "playback_ready_at"])
+            await _reread(session, stream)
     await session.commit()
     await _publish_steps(runtime, steps)
     await polls.announce_closed(runtime, stream_id=stream.id, poll_ids=closed_polls)
     return [(e.data["old_status"], e.data["status"]) for e in steps]
+
+
+async def _reread(session: AsyncSession, stream: LiveStream) -> None:
+    """Another request moved the stream first: carry on from its status, or answer 404 if
+    it deleted the stream (a refresh failed there with a 500)."""
+    row = (
+        await session.execute(
+            select(LiveStream.status, LiveStream.started_at, LiveStream.playback_ready_at).where(
+                LiveStream.id == stream.id
+            )
+        )
+    ).first()
+    if row is None:
+        await session.rollback()
+        raise not_found()
+    for name, value in row._mapping.items():
+        set_committed_value(stream, name, value)
 
 
 def _status_event(runtime: Runtime, stream: LiveStream, old: str, now: datetime) -> Event:

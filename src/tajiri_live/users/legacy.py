@@ -57,7 +57,6 @@ RULES: dict[tuple[str, str], Rule] = {
     ("PUT", f"{STREAM}/cohosts/{{cohost_id}}"): Rule(implied=Implied.INVITEE),
     ("DELETE", f"{STREAM}/cohosts/{{cohost_id}}"): Rule(implied=Implied.OWNER),
     ("GET", f"{STREAM}/viewers"): Rule(query="current_user_id", implied=Implied.OWNER),
-    ("GET", f"{STREAM}/analytics"): Rule(query="current_user_id", implied=Implied.OWNER),
     ("POST", f"{STREAM}/notify-followers"): Rule(implied=Implied.OWNER),
 }
 
@@ -66,6 +65,12 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("POST", f"{STREAM}/gifts"): (
         "Gifts are paid with coins: sending one needs a signed-in token "
         "(Authorization: Bearer <token>); a sender_id in the body is not enough."
+    ),
+    # Revenue and top gifters: money data, which a claimed id must not read (the client never
+    # asks for it).
+    ("GET", f"{STREAM}/analytics"): (
+        "A stream's analytics show its revenue and gifters: reading them needs a signed-in "
+        "token (Authorization: Bearer <token>); a current_user_id is not enough."
     ),
 }
 

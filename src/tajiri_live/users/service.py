@@ -49,14 +49,16 @@ def _profile_upsert(insert: Any, columns: tuple[str, ...]) -> Any:
 
 async def ensure_user(session: AsyncSession, *, user_id: int, now: datetime) -> None:
     """A row for a user known here only by id (invited, banned or credited before they
-    ever signed in); their profile fills in from their first token."""
-    if await session.get(User, user_id) is None:
-        # Two requests may name the same new user at once (the main app's credits).
-        await session.execute(
-            dialect_insert(session)(User)
-            .values(id=user_id, created_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=["id"])
-        )
+    ever signed in); their profile fills in from their first token. One insert that a
+    concurrent request making the same row cannot fail (it used to: a read, then an insert)."""
+    if await session.get(User, user_id) is not None:  # the usual case: one read, no write
+        return
+    insert = dialect_insert(session)
+    await session.execute(
+        insert(User)
+        .values(id=user_id, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
 
 
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
