@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -38,3 +40,19 @@ def test_only_plain_http_media_origins_are_added(media: str, expected: list[str]
     assert media_origins(settings) == expected
     policy = content_security_policy(media_origins(settings))
     assert all(origin in directive(policy, "media-src") for origin in expected)
+
+
+async def test_me_names_the_token_and_whether_it_is_an_admin(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    creator = await client.get("/api/me", headers=auth(5, first_name="Asha"))
+    assert creator.status_code == 200, creator.text
+    assert creator.json()["data"] == {
+        "id": 5,
+        "display_name": "Asha",
+        "is_admin": False,
+        "verified": True,
+    }
+    admin = await client.get("/api/me", headers=auth(9, admin=True))
+    assert admin.json()["data"]["is_admin"] is True
+    assert (await client.get("/api/me")).status_code == 401
