@@ -253,7 +253,7 @@ async def test_a_creator_runs_a_stream_from_the_console(page: Any, server: Serve
         await voter.send(
             "vote_poll", {"poll_id": created["data"]["poll_id"], "option_id": options[1]["id"]}
         )
-        bar = page.locator(f'.bar[data-option="{options[1]["id"]}"][data-votes="1"]')
+        bar = page.locator(f'.poll-option[data-option="{options[1]["id"]}"][data-votes="1"]')
         await bar.wait_for(timeout=3000)
         assert "100%" in await bar.inner_text()
         width = await bar.locator(".bar-fill").evaluate("e => e.getBoundingClientRect().width")

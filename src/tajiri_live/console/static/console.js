@@ -188,7 +188,7 @@ function encoderLine(ingest) {
   return t("encoderConnected", { detail });
 }
 
-function ingestPanel(stream) {
+function ingestPanel(stream, { encoder = true } = {}) {
   const sid = stream.id;
   const server = el("input", { id: `server-${sid}`, class: "server", readonly: true, value: serverUrl(stream) });
   const key = el("input", { id: `key-${sid}`, class: "key", type: "password", readonly: true, value: stream.stream_key ?? "", autocomplete: "off" });
@@ -205,7 +205,7 @@ function ingestPanel(stream) {
     el("div", { class: "copyrow" }, server, act(t("copy"), () => copy(server.value), "secondary", { "aria-label": t("copyServer") })),
     el("label", { for: key.id }, t("streamKey")),
     el("div", { class: "copyrow" }, key, reveal, act(t("copy"), () => copy(key.value), "secondary", { "aria-label": t("copyKey") })),
-    el("p", { class: "encoder", role: "status" }, encoderLine(stream.ingest)),
+    encoder ? el("p", { class: "encoder", role: "status" }, encoderLine(stream.ingest)) : "",
     expires,
     act(t("newKey"), async () => {
       const rotated = await post(`/streams/${sid}/rotate-key`);
@@ -476,7 +476,7 @@ function pollsPanel(id) {
       const share = total ? Math.round((o.votes / total) * 100) : 0;
       const fill = el("div", { class: "bar-fill" });
       fill.style.width = `${share}%`; // through the CSSOM: the policy refuses style attributes
-      return el("div", { class: "bar", "data-option": o.id, "data-votes": o.votes },
+      return el("div", { class: "poll-option", "data-option": o.id, "data-votes": o.votes },
         el("div", { class: "bar-label" }, el("span", {}, o.text), el("span", { class: "bar-votes" }, `${t("votes", { n: number(o.votes) })} · ${share}%`)),
         el("div", { class: "bar-track", "aria-hidden": "true" }, fill));
     });
@@ -557,7 +557,7 @@ async function liveView(id) {
     el("p", { class: "row statusline" }, el("span", {}, t("statusLine")), status, el("span", { "aria-hidden": "true" }, "·"), updates,
       el("a", { href: `#/analytics/${id}` }, t("analytics")), el("a", { href: `#/moderation/${id}` }, t("moderationLog"))),
     el("div", { class: "grid wide" },
-      section(t("preview"), preview.node, owner && stream.stream_key ? ingestPanel(stream) : ""),
+      section(t("preview"), preview.node, owner && stream.stream_key ? ingestPanel(stream, { encoder: false }) : ""),
       health.node),
     el("div", { class: "grid" }, chat.node, el("div", {}, gifts.node, viewers.node)),
     el("div", { class: "grid" }, polls.node, questions.node));
