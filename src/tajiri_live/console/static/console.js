@@ -127,7 +127,7 @@ function lineChart(name, canvas, labels, datasets, yLabel) {
   charts[name] = new Chart(canvas, {
     type: "line",
     data: { labels, datasets: datasets.map((d, i) => ({ borderColor: colours[i], backgroundColor: i ? "transparent" : "rgba(11,110,79,.15)", fill: i === 0, tension: .25, ...d })) },
-    options: { animation: false, responsive: true, scales: { y: { beginAtZero: true, title: { display: !!yLabel, text: yLabel } } } },
+    options: { animation: false, responsive: true, scales: { y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: !!yLabel, text: yLabel } } } },
   });
   return charts[name];
 }
@@ -325,9 +325,11 @@ function previewPanel(initial) {
   function keyframes(details) {
     const lengths = details.fragments.slice(0, -1).map((f) => f.duration).filter((d) => d > 0);
     if (lengths.length) keyframeSeconds = Math.min(...lengths);
+    if (keyframeSeconds) panel.onKeyframe(keyframeSeconds);
   }
+  const panel = { node: el("div", { class: "preview" }, video, note, help), play, ended, keyframe: () => keyframeSeconds, video, onKeyframe: () => {} };
   if (initial) play(initial);
-  return { node: el("div", { class: "preview" }, video, note, help), play, ended, keyframe: () => keyframeSeconds, video };
+  return panel;
 }
 
 // --- live room: stream health ---------------------------------------------------------------------
@@ -361,6 +363,7 @@ function healthPanel(id, preview) {
   chart.options.scales.fps = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } };
   chart.update();
   let lastWarning = null;
+  preview.onKeyframe = (seconds) => { cells.keyframe.textContent = t("seconds", { n: number(seconds, 1) }); };
   async function refresh() {
     const [{ data: h }, { data: ingest }] = await Promise.all([api(`/streams/${id}/health`), api(`/streams/${id}/ingest`).catch(() => ({ data: null }))]);
     const series = h.recent_samples ?? []; // oldest first
@@ -629,7 +632,7 @@ async function analyticsView(id) {
       section(t("topGifters"), people(t("topGifters"), a.top_gifters, (r) => t("coins", { n: number(r.total_value) })))));
   lineChart("timeline", timeline, a.timeline.map((p) => `${p.timestamp}s`), [{ label: t("viewersLabel"), data: a.timeline.map((p) => p.viewers) }]);
   lineChart("retention", retention, a.retention_data.map((p) => `${p.timestamp}s`), [{ label: t("pctWatching"), data: a.retention_data.map((p) => Math.round(p.share * 100)) }]);
-  charts.regions = new Chart(regions, { type: "bar", data: { labels: Object.keys(a.viewers_by_region), datasets: [{ label: t("viewersLabel"), data: Object.values(a.viewers_by_region), backgroundColor: "#0b6e4f" }] }, options: { animation: false } });
+  charts.regions = new Chart(regions, { type: "bar", data: { labels: Object.keys(a.viewers_by_region), datasets: [{ label: t("viewersLabel"), data: Object.values(a.viewers_by_region), backgroundColor: "#0b6e4f" }] }, options: { animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } } });
 }
 
 // --- moderation log and admin -------------------------------------------------------------------
