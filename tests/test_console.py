@@ -105,11 +105,18 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def test_a_creator_runs_a_stream_from_the_console(page: Any, server: ServerProcess) -> None:
+@pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        yield client
+
+
+async def test_a_creator_runs_a_stream_from_the_console(
+    page: Any, server: ServerProcess, api: httpx.AsyncClient
+) -> None:
     creator = TOKENS.encode(CREATOR, first_name="Amani")
     me = {"Authorization": f"Bearer {creator}"}
     fan = bearer(FAN, first_name="Baraka")
-    api = httpx.AsyncClient(base_url=server.url)
 
     # Signed out: no navigation; a token that is not one is refused.
     await page.goto(f"{server.url}/console/")
@@ -339,7 +346,6 @@ async def test_a_creator_runs_a_stream_from_the_console(page: Any, server: Serve
     await page.locator("#admin-gifts", has_text="refunded").wait_for()
     wallet = await api.get("/api/wallet", headers=bearer(GIVER))
     assert wallet.json()["data"]["balance"] == 1000  # the refund reached the sender
-    await api.aclose()
 
     await every_page_in_both_languages(page, server, stream_id, creator, admin_token)
     assert page.errors == []  # no script errors and nothing refused by the policy

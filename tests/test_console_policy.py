@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import tajiri_live.console
 from tajiri_live.console.router import content_security_policy, media_origins
 from tajiri_live.core.settings import Settings
 
@@ -56,3 +59,16 @@ async def test_me_names_the_token_and_whether_it_is_an_admin(
     admin = await client.get("/api/me", headers=auth(9, admin=True))
     assert admin.json()["data"]["is_admin"] is True
     assert (await client.get("/api/me")).status_code == 401
+
+
+def test_every_console_string_is_in_english_and_swahili() -> None:
+    static = Path(tajiri_live.console.__file__).parent / "static"
+    dictionaries = (static / "i18n.js").read_text()
+    english, swahili = dictionaries.split("\n  sw: {")
+    key = re.compile(r"(?:^\s+|\", )(\w+): \"", re.MULTILINE)  # at a line's start or after a string
+    en_keys, sw_keys = set(key.findall(english)), set(key.findall(swahili))
+    assert len(en_keys) > 100
+    assert en_keys == sw_keys, en_keys ^ sw_keys
+    script = (static / "console.js").read_text()
+    used = set(re.findall(r"\bt\(\"(\w+)\"", script))
+    assert used <= en_keys, used - en_keys

@@ -395,30 +395,40 @@ function chatPanel(id) {
   const list = el("ul", { class: "chat", id: "chat", "aria-live": "polite", "aria-label": t("liveChat") });
   const input = el("input", { id: "chat-message", maxlength: 500, autocomplete: "off", required: true });
   const rows = new Map();
-  function flags(row, c) {
-    row.classList.toggle("pinned", !!c.is_pinned);
-    row.classList.toggle("highlighted", !!c.is_highlighted);
-    row.querySelector(".badges").textContent = [c.is_pinned ? t("pinned") : "", c.is_highlighted ? t("highlighted") : ""].filter(Boolean).join(" · ");
-  }
   function render(c) {
     const author = name(c.user, c.user_id);
     const mine = c.user_id === current.id;
     const state = { ...c };
-    const toggle = (on, off, path, flag) => act(state[flag] ? t(off) : t(on), async (button) => {
-      const answer = await api(`/streams/${id}/comments/${c.id}/${path}`, { method: state[flag] ? "DELETE" : "POST" });
-      Object.assign(state, answer.data ?? { [flag]: !state[flag] });
-      button.textContent = state[flag] ? t(off) : t(on);
-      flags(row, state);
+    const badges = el("span", { class: "badges" });
+    const pin = el("button", { type: "button", class: "secondary" });
+    const highlight = el("button", { type: "button", class: "secondary" });
+    // Updated in place (from the API's answer or `comment_updated`), never re-rendered: a
+    // button being clicked stays in the page.
+    function sync(changes = {}) {
+      Object.assign(state, changes);
+      row.classList.toggle("pinned", !!state.is_pinned);
+      row.classList.toggle("highlighted", !!state.is_highlighted);
+      badges.textContent = [state.is_pinned ? t("pinned") : "", state.is_highlighted ? t("highlighted") : ""].filter(Boolean).join(" · ");
+      pin.textContent = state.is_pinned ? t("unpin") : t("pin");
+      highlight.textContent = state.is_highlighted ? t("unhighlight") : t("highlight");
+    }
+    const toggle = (button, path, flag) => button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const answer = await api(`/streams/${id}/comments/${c.id}/${path}`, { method: state[flag] ? "DELETE" : "POST" });
+        sync({ [flag]: answer.data ? answer.data[flag] : !state[flag] });
+      } catch (error) { toast(error.message); } finally { button.disabled = false; }
     });
+    toggle(pin, "pin", "is_pinned");
+    toggle(highlight, "highlight", "is_highlighted");
     const row = el("li", { "data-comment": c.id, "data-user": c.user_id },
-      el("div", {}, el("strong", {}, author), " ", el("span", { class: "badges" }), " ", el("span", { class: "text" }, c.content)),
-      el("div", { class: "row tools" },
-        toggle("pin", "unpin", "pin", "is_pinned"), toggle("highlight", "unhighlight", "highlight", "is_highlighted"),
+      el("div", {}, el("strong", {}, author), " ", badges, " ", el("span", { class: "text" }, c.content)),
+      el("div", { class: "row tools" }, pin, highlight,
         act(t("del"), async () => { await api(`/streams/${id}/comments/${c.id}`, { method: "DELETE" }); row.remove(); }),
         mine ? "" : act(t("mute", { name: author }), async () => { await post(`/streams/${id}/mutes`, { user_id: c.user_id, minutes: 10 }); toast(t("muted", { name: author })); }),
         mine ? "" : act(t("ban", { name: author }), async () => { await post(`/streams/${id}/bans`, { user_id: c.user_id, reason: "from the console" }); toast(t("banned", { name: author })); }, "danger")));
-    flags(row, c);
-    rows.set(c.id, row);
+    sync();
+    rows.set(c.id, { row, sync });
     return row;
   }
   function add(c) {
@@ -426,8 +436,8 @@ function chatPanel(id) {
     list.append(render(c));
     list.scrollTop = list.scrollHeight;
   }
-  function updated(c) { const row = rows.get(c.id); if (row) row.replaceWith(render(c)); }
-  function removed(c) { rows.get(c.id)?.remove(); rows.delete(c.id); }
+  function updated(c) { rows.get(c.id)?.sync({ is_pinned: c.is_pinned, is_highlighted: c.is_highlighted }); }
+  function removed(c) { rows.get(c.id)?.row.remove(); rows.delete(c.id); }
   function bannedUser(userId) { list.querySelectorAll("li").forEach((li) => li.dataset.user === String(userId) && li.remove()); }
   const form = el("form", { class: "composer", onsubmit: async (event) => {
     event.preventDefault();
@@ -643,7 +653,7 @@ async function moderationView(id) {
   show(t("moderationLog"), el("section", {}, el("table", { "aria-label": t("moderationLog") },
     el("thead", {}, el("tr", {}, th(t("when")), th(t("who")), th(t("what")), th(t("why")))),
     el("tbody", {}, data.map((e) => el("tr", {}, el("td", {}, clock(e.created_at)), el("td", {}, t("user", { id: e.actor_id })),
-      el("td", {}, `${e.action} ${e.target_user_id ? t("user", { id: e.target_user_id }) : ""}${e.comment_id ? ` (#${e.comment_id})` : ""}`),
+      el("td", {}, `${t(`act_${e.action}`).replace(/^act_/, "")} ${e.target_user_id ? t("user", { id: e.target_user_id }) : ""}${e.comment_id ? ` (#${e.comment_id})` : ""}`),
       el("td", {}, e.reason ?? "")))))));
 }
 

@@ -54,6 +54,10 @@ window.TAJIRI_STRINGS = {
     pickStream: "Pick a stream to see its gifts.", giftsOn: "Gifts on {title}", refund: "Refund", refunded: "refunded",
     notAdmin: "Only administrators see all streams.", notAllowed: "Not allowed", wrong: "Something went wrong",
     requestFailed: "Request failed ({status})",
+    act_ban: "banned", act_unban: "lifted the ban on", act_mute: "muted", act_unmute: "lifted the mute on",
+    act_pin: "pinned a comment of", act_unpin: "unpinned a comment of", act_highlight: "highlighted a comment of",
+    act_unhighlight: "removed the highlight of a comment of", act_comment_deleted: "deleted a comment of",
+    act_question_dismissed: "dismissed a question of",
   },
   sw: {
     app: "Dashibodi ya tajiri-live", language: "Lugha", skip: "Ruka hadi maudhui",
@@ -107,5 +111,9 @@ window.TAJIRI_STRINGS = {
     pickStream: "Chagua tangazo kuona zawadi zake.", giftsOn: "Zawadi kwenye {title}", refund: "Rudisha", refunded: "imerudishwa",
     notAdmin: "Wasimamizi pekee ndio wanaoona matangazo yote.", notAllowed: "Hairuhusiwi", wrong: "Kuna hitilafu",
     requestFailed: "Ombi limeshindwa ({status})",
+    act_ban: "alimzuia", act_unban: "aliondoa zuio la", act_mute: "alimnyamazisha", act_unmute: "aliondoa unyamazishaji wa",
+    act_pin: "alibandika maoni ya", act_unpin: "alibandua maoni ya", act_highlight: "aliangazia maoni ya",
+    act_unhighlight: "aliondoa uangazio wa maoni ya", act_comment_deleted: "alifuta maoni ya",
+    act_question_dismissed: "aliondoa swali la",
   },
 };
