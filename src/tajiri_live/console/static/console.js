@@ -359,8 +359,9 @@ function healthPanel(id, preview) {
   const list = el("dl", { class: "stats" }, Object.entries(cells).map(([key, dd]) => el("div", {}, el("dt", {}, t(key)), dd)));
   const warnings = el("ul", { id: "health-warnings", class: "warnings", "aria-live": "polite" });
   const canvas = el("canvas", { id: "health-chart", height: 160, role: "img", "aria-label": t("healthChart") });
-  const chart = lineChart("health", canvas, [], [{ label: t("bitrate") + " (kb/s)", data: [], yAxisID: "y" }, { label: t("fps"), data: [], yAxisID: "fps" }]);
-  chart.options.scales.fps = { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } };
+  const chart = lineChart("health", canvas, [], [{ label: t("bitrate") + " (kb/s)", data: [], yAxisID: "y" },
+    { label: t("fps"), data: [], yAxisID: "frames" }, { label: t("dropped"), data: [], yAxisID: "frames" }]);
+  chart.options.scales.frames = { position: "right", beginAtZero: true, ticks: { precision: 0 }, grid: { drawOnChartArea: false } };
   chart.update();
   let lastWarning = null;
   preview.onKeyframe = (seconds) => { cells.keyframe.textContent = t("seconds", { n: number(seconds, 1) }); };
@@ -372,6 +373,7 @@ function healthPanel(id, preview) {
     chart.data.labels = series.map((s) => new Date(s.recorded_at).toLocaleTimeString());
     chart.data.datasets[0].data = series.map((s) => s.bitrate);
     chart.data.datasets[1].data = series.map((s) => s.fps);
+    chart.data.datasets[2].data = series.map((s) => s.dropped_frames ?? 0);
     chart.update();
     const recentDropped = series.slice(-6).reduce((sum, s) => sum + (s.dropped_frames ?? 0), 0);
     cells.quality.textContent = t(`quality_${h.network_quality}`);
