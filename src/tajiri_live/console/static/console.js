@@ -107,8 +107,8 @@ function section(heading, ...content) {
   return el("section", { "aria-labelledby": id }, el("h2", { id }, heading), ...content);
 }
 
-function field(id, label, input, help) {
-  return el("div", { class: "field" }, el("label", { for: id }, label), input,
+function field(id, label, input, help, wide) {
+  return el("div", { class: wide ? "field wide" : "field" }, el("label", { for: id }, label), input,
     help ? el("p", { class: "muted help", id: `${id}-help` }, help) : "");
 }
 
@@ -246,9 +246,9 @@ function newStreamForm(onCreated) {
   } },
     el("h2", { id: "new-stream" }, t("newStream")),
     el("div", { class: "form-grid" },
-      field("title", t("title"), title), field("category", t("category"), category),
-      field("description", t("description"), description),
-      field("tags", t("tags"), tags, t("tagsHelp")),
+      field("title", t("title"), title, null, "wide"),
+      field("description", t("description"), description, null, "wide"),
+      field("category", t("category"), category), field("tags", t("tags"), tags, t("tagsHelp")),
       field("privacy", t("privacy"), privacy), field("scheduled_at", t("startsAt"), when),
       field("thumbnail", t("cover"), cover)),
     el("div", { class: "check" }, recorded, el("label", { for: "is_recorded" }, t("record"))),
