@@ -367,6 +367,9 @@ async def test_the_console_preview_waits_for_the_encoder_then_plays_by_itself(
                 await asyncio.sleep(3)
                 later = await page.evaluate(position)
                 assert later - first > 2.0, (first, later)  # it plays, it is not stuck
+                behind = await page.evaluate("() => window.tajiriPlayer.latency")
+                print(f"preview {behind:.1f} s behind the live edge of the playlist")
+                assert behind < 6  # at the live edge: a fragment or two, not the whole window
                 resolution = page.locator("#health-resolution", has_text="640\u00d7360")
                 await resolution.wait_for(timeout=15000)
                 await page.wait_for_function(

@@ -305,7 +305,7 @@ function previewPanel(initial) {
     state("starting", t("previewStarting"));
     if (player) player.destroy();
     if (window.Hls && Hls.isSupported()) {
-      player = new Hls({ liveSyncDurationCount: 1, liveMaxLatencyDurationCount: 4 }); // the live edge
+      player = window.tajiriPlayer = new Hls({ liveSyncDurationCount: 1, liveMaxLatencyDurationCount: 4 }); // the live edge
       player.on(Hls.Events.ERROR, (_, data) => {
         if (!data.fatal) return;
         state("error", t("previewError", { detail: data.details }));
