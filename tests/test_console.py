@@ -240,7 +240,7 @@ async def test_a_creator_runs_a_stream_from_the_console(
         assert sent.status_code == 201, sent.text
         await page.locator("#gifts li", has_text="Chiku").wait_for(timeout=2000)
         value = sent.json()["data"]["total_value"]
-        await page.locator("#gift-totals", has_text=f"1 gifts · {value} coins").wait_for()
+        await page.locator("#gift-totals", has_text=f"1 gift · {value} coins").wait_for()
 
         # A poll opened in the console reaches a socket viewer; their vote moves the bar.
         await page.get_by_label("Poll question").fill("Wimbo upi ujao?")
@@ -253,8 +253,10 @@ async def test_a_creator_runs_a_stream_from_the_console(
             "vote_poll", {"poll_id": created["data"]["poll_id"], "option_id": options[1]["id"]}
         )
         bar = page.locator(f'.poll-option[data-option="{options[1]["id"]}"][data-votes="1"]')
-        await bar.wait_for(timeout=3000)
-        assert "100%" in await bar.inner_text()
+        await voter.wait_for(lambda e: e["event"] == "poll_vote", within=10)
+        assert voter.named("error") == []
+        await bar.wait_for(timeout=3000)  # the console heard it too
+        assert "1 vote · 100%" in await bar.inner_text()
         width = await bar.locator(".bar-fill").evaluate("e => e.getBoundingClientRect().width")
         track = await bar.locator(".bar-track").evaluate("e => e.getBoundingClientRect().width")
         assert width == pytest.approx(track, abs=2)

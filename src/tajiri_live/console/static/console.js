@@ -18,7 +18,9 @@ function language() {
 }
 
 function t(key, values = {}) {
-  const text = window.TAJIRI_STRINGS[language()][key] ?? window.TAJIRI_STRINGS.en[key] ?? key;
+  const strings = window.TAJIRI_STRINGS[language()];
+  const single = String(values.n ?? values.count) === "1" && `${key}_one` in strings; // "1 vote"
+  const text = strings[single ? `${key}_one` : key] ?? window.TAJIRI_STRINGS.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
 }
 

@@ -58,6 +58,7 @@ window.TAJIRI_STRINGS = {
     act_pin: "pinned a comment of", act_unpin: "unpinned a comment of", act_highlight: "highlighted a comment of",
     act_unhighlight: "removed the highlight of a comment of", act_comment_deleted: "deleted a comment of",
     act_question_dismissed: "dismissed a question of",
+    votes_one: "{n} vote", upvotes_one: "{n} upvote", giftsTotal_one: "{count} gift · {coins} coins",
   },
   sw: {
     app: "Dashibodi ya tajiri-live", language: "Lugha", skip: "Ruka hadi maudhui",
@@ -115,5 +116,6 @@ window.TAJIRI_STRINGS = {
     act_pin: "alibandika maoni ya", act_unpin: "alibandua maoni ya", act_highlight: "aliangazia maoni ya",
     act_unhighlight: "aliondoa uangazio wa maoni ya", act_comment_deleted: "alifuta maoni ya",
     act_question_dismissed: "aliondoa swali la",
+    votes_one: "kura {n}", upvotes_one: "kura {n} ya kuunga", giftsTotal_one: "Zawadi {count} · sarafu {coins}",
   },
 };
