@@ -588,7 +588,7 @@ async function liveView(id) {
   every(5000, () => { health.refresh().catch(() => {}); viewers.refresh().catch(() => {}); });
   // The socket says when the playlist exists; asking too covers a socket that was not yet open.
   every(3000, async () => {
-    if (preview.video.dataset.started) return;
+    if (preview.video.dataset.started || ["ended", "cancelled"].includes(status.dataset.status)) return;
     const answer = await api(`/streams/${id}`).catch(() => null);
     if (answer?.playback_url || answer?.data?.playback_url) preview.play(answer.playback_url || answer.data.playback_url);
   });
