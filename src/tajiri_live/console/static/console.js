@@ -37,7 +37,7 @@ function translateShell() {
   document.getElementById("language").value = language();
 }
 
-// --- helpers ------------------------------------------------------------------------------------
+// --- building blocks ----------------------------------------------------------------------------
 
 function token() { return sessionStorage.getItem("tajiri.token"); }
 
