@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 
+import tajiri_live.console
 from tajiri_live.console.router import content_security_policy, media_origins
 from tajiri_live.core.settings import Settings
 
@@ -38,3 +43,32 @@ def test_only_plain_http_media_origins_are_added(media: str, expected: list[str]
     assert media_origins(settings) == expected
     policy = content_security_policy(media_origins(settings))
     assert all(origin in directive(policy, "media-src") for origin in expected)
+
+
+async def test_me_names_the_token_and_whether_it_is_an_admin(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    creator = await client.get("/api/me", headers=auth(5, first_name="Asha"))
+    assert creator.status_code == 200, creator.text
+    assert creator.json()["data"] == {
+        "id": 5,
+        "display_name": "Asha",
+        "is_admin": False,
+        "verified": True,
+    }
+    admin = await client.get("/api/me", headers=auth(9, admin=True))
+    assert admin.json()["data"]["is_admin"] is True
+    assert (await client.get("/api/me")).status_code == 401
+
+
+def test_every_console_string_is_in_english_and_swahili() -> None:
+    static = Path(tajiri_live.console.__file__).parent / "static"
+    dictionaries = (static / "i18n.js").read_text()
+    english, swahili = dictionaries.split("\n  sw: {")
+    key = re.compile(r"(?:^\s+|\", )(\w+): \"", re.MULTILINE)  # at a line's start or after a string
+    en_keys, sw_keys = set(key.findall(english)), set(key.findall(swahili))
+    assert len(en_keys) > 100
+    assert en_keys == sw_keys, en_keys ^ sw_keys
+    script = (static / "console.js").read_text()
+    used = set(re.findall(r"\bt\(\"(\w+)\"", script))
+    assert used <= en_keys, used - en_keys

@@ -4,6 +4,7 @@ rotation, signed links and the rendered nginx configuration (checked by `nginx -
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -329,6 +330,22 @@ def test_health_is_read_from_nginx_statistics() -> None:
     }
     assert parse_stat(STAT_XML, "12_4") is None
     assert parse_stat(b"not xml", "12_3") is None
+
+
+def test_a_bandwidth_of_zero_before_nginx_has_measured_one_is_unknown() -> None:
+    starting = STAT_XML.replace(b"<time>8123</time>", b"<time>4000</time>")
+    for tag in (b"bw_in", b"bw_video", b"bw_audio"):
+        starting = re.sub(rb"<%s>\d+</%s>" % (tag, tag), b"<%s>0</%s>" % (tag, tag), starting)
+    health = parse_stat(starting, "12_3")
+    assert health is not None
+    assert (health["bitrate_kbps"], health["video_bitrate_kbps"], health["audio_bitrate_kbps"]) == (
+        None,
+        None,
+        None,
+    )
+    assert health["width"] == 160  # the rest is known at once
+    later = parse_stat(starting.replace(b"<time>4000</time>", b"<time>30000</time>"), "12_3")
+    assert later is not None and later["bitrate_kbps"] == 0  # measured: nothing arrives
 
 
 @pytest.mark.parametrize("abr", [False, True])

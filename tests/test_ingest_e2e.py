@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-from browser import play_hls, require_browser
+from browser import CHROMIUM, launch_args, play_hls, require_browser
 from conftest import TEST_SECRET
 from mediatools import require_media_tools
 from servers import IngestProcess, ServerProcess
@@ -27,18 +27,22 @@ from tajiri_live.core.settings import Settings
 from wsclient import Viewer
 
 CREATOR, VIEWER = 1, 2
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "console"
 RECONNECT_SECONDS = 4.0
-SOURCE = (
-    *("-re", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=15"),
-    *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050"),
-    *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15"),
-    *("-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-f", "flv"),
-)
 
 
-def push(url: str) -> subprocess.Popen[bytes]:
+def source(size: str) -> tuple[str, ...]:
+    return (
+        *("-re", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=15"),
+        *("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=22050"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15"),
+        *("-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "32k", "-f", "flv"),
+    )
+
+
+def push(url: str, size: str = "160x90") -> subprocess.Popen[bytes]:
     """ffmpeg publishing the synthetic source until stopped."""
-    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *SOURCE, url]
+    command = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *source(size), url]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -319,3 +323,63 @@ async def test_an_abr_ladder_and_an_explicit_end_that_drops_the_encoder(
             stop(encoder)
         ingest.stop()
         server.stop()
+
+
+async def test_the_console_preview_waits_for_the_encoder_then_plays_by_itself(
+    stack: tuple[ServerProcess, IngestProcess], api: httpx.AsyncClient
+) -> None:
+    """The creator's control room in Chromium: "waiting for your encoder" until ffmpeg
+    publishes, then the preview starts on its own, under the page's policy, and plays; the
+    encoder's resolution and the health chart come from nginx-rtmp's statistics."""
+    require_browser()
+    from playwright.async_api import async_playwright
+
+    server, ingest = stack
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    created = await api.post("/api/streams", json={"title": "Hakikisho"}, headers=bearer(CREATOR))
+    stream_id, key = created.json()["data"]["id"], created.json()["data"]["stream_key"]
+    assert (await api.post(f"/api/streams/{stream_id}/start", headers=bearer(CREATOR))).is_success
+    token = TokenCodec(Settings(jwt_secret=TEST_SECRET)).encode(CREATOR)
+    refused: list[str] = []
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*launch_args(), "--autoplay-policy=no-user-gesture-required"],
+        )
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on(
+                "console",
+                lambda m: refused.append(m.text) if "Content Security" in m.text else None,
+            )
+            await page.goto(f"{server.url}/console/")
+            await page.evaluate("token => sessionStorage.setItem('tajiri.token', token)", token)
+            await page.goto(f"{server.url}/console/#/live/{stream_id}")
+            await page.locator('#preview-state[data-state="waiting"]').wait_for()
+            assert await page.locator("#preview-state").inner_text() == "Waiting for your encoder…"
+            encoder = push(ingest.rtmp_url(key), size="640x360")
+            try:
+                pushed = time.monotonic()
+                await page.locator('#preview-state[data-state="playing"]').wait_for(timeout=30000)
+                print(f"preview playing {time.monotonic() - pushed:.1f} s after the encoder")
+                position = "() => document.getElementById('preview').currentTime"
+                first = await page.evaluate(position)
+                await asyncio.sleep(3)
+                later = await page.evaluate(position)
+                assert later - first > 2.0, (first, later)  # it plays, it is not stuck
+                behind = await page.evaluate("() => window.tajiriPlayer.latency")
+                print(f"preview {behind:.1f} s behind the live edge of the playlist")
+                assert behind < 6  # at the live edge: a fragment or two, not the whole window
+                resolution = page.locator("#health-resolution", has_text="640\u00d7360")
+                await resolution.wait_for(timeout=15000)
+                await page.wait_for_function(
+                    "() => window.tajiriCharts.health.data.labels.length > 0", timeout=15000
+                )
+                keyframe = await page.locator("#health-keyframe").inner_text()
+                print(f"keyframe interval shown: {keyframe}")
+                await page.screenshot(path=str(ARTIFACTS / "7-preview-playing.png"), full_page=True)
+            finally:
+                stop(encoder)
+        finally:
+            await browser.close()
+    assert refused == []

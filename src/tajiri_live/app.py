@@ -77,6 +77,7 @@ from tajiri_live.streams.router import router as streams_router
 from tajiri_live.streams.softdelete import hide_deleted_streams
 from tajiri_live.superchats.router import router as super_chats_router
 from tajiri_live.superchats.socket_actions import super_chat_actions
+from tajiri_live.users.router import router as users_router
 from tajiri_live.viewers.router import router as viewers_router
 from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
@@ -365,6 +366,7 @@ def create_app(
     api.include_router(notifications_router)
     api.include_router(ingest_callbacks)
     api.include_router(ingest_owner_router)
+    api.include_router(users_router)
     app.include_router(api)
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)

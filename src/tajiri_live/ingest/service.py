@@ -40,6 +40,7 @@ MIN_KEY_LENGTH = 32
 MAX_URL_LENGTH = 500
 PLAYLIST_POLL_SECONDS = 0.2
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=3)
+BANDWIDTH_WINDOW_MS = 10_000 + 2_000  # nginx-rtmp's bandwidth interval, and a tick of slack
 
 
 MAX_ID_DIGITS = len(str(MAX_ID))
@@ -416,10 +417,14 @@ def parse_stat(xml: bytes, name: str) -> dict[str, Any] | None:
         video = stream.find("meta/video")
         audio = stream.find("meta/audio")
         bw_in = _number(stream, "bw_in")
+        # nginx-rtmp measures bandwidth over 10 s windows and says 0 until the first one
+        # closes: that is "not measured yet", not "nothing arriving" (which would read poor).
+        uptime_ms = _number(stream, "time") or 0
+        measured = bool(bw_in) or uptime_ms >= BANDWIDTH_WINDOW_MS
         return {
-            "bitrate_kbps": round(bw_in / 1000) if bw_in is not None else None,
-            "video_bitrate_kbps": _kbps(_number(stream, "bw_video")),
-            "audio_bitrate_kbps": _kbps(_number(stream, "bw_audio")),
+            "bitrate_kbps": round(bw_in / 1000) if bw_in is not None and measured else None,
+            "video_bitrate_kbps": _kbps(_number(stream, "bw_video")) if measured else None,
+            "audio_bitrate_kbps": _kbps(_number(stream, "bw_audio")) if measured else None,
             "width": _int(_number(video, "width")),
             "height": _int(_number(video, "height")),
             "fps": _number(video, "frame_rate"),
@@ -427,7 +432,7 @@ def parse_stat(xml: bytes, name: str) -> dict[str, Any] | None:
             "declared_video_kbps": _int(_number(video, "data_rate")),
             "video_codec": video.findtext("codec") if video is not None else None,
             "audio_codec": audio.findtext("codec") if audio is not None else None,
-            "uptime_seconds": _int((_number(stream, "time") or 0) / 1000),
+            "uptime_seconds": _int(uptime_ms / 1000),
         }
     return None
 
