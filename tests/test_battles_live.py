@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,12 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from conftest import TEST_SECRET
 from dartclient import Parsed, parse, parse_pusher
+from dbutil import backend
 from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
+from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.settings import Settings
+from tajiri_live.wallet.models import MINT, Wallet
+from tajiri_live.wallet.service import ledger_is_balanced
 from wsclient import Viewer
 
 ASHA, BARAKA, FAN_A, FAN_B, STRANGER, ADMIN = 1, 2, 3, 4, 5, 9
@@ -277,3 +283,83 @@ async def test_a_server_killed_mid_battle_still_ends_it_on_time_once(
             assert (noticed - ends_at).total_seconds() < 2.0  # the job runs every 0.2 s here
     finally:
         server.stop()
+
+
+async def ledger_state(database_url: str) -> tuple[bool, int]:
+    """(the ledger sums to zero, the lowest balance of a wallet that is not the mint's)."""
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            lowest = await session.scalar(
+                sa.select(sa.func.min(Wallet.balance)).where(Wallet.kind != MINT)
+            )
+            return await ledger_is_balanced(session), int(lowest or 0)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("gifts", [400 if backend() == "postgresql" else 80])
+async def test_concurrent_gifts_to_both_sides_score_exactly_and_viewers_hear_the_last_score(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str, gifts: int
+) -> None:
+    """A scaled-down storm (bench/battles.py runs the full one): fans who cannot pay for all
+    their gifts send them to both sides at once, a dozen in flight at a time."""
+    a = await live_stream(api, ASHA)
+    b = await live_stream(api, BARAKA)
+    battle_id = (
+        await api.post(
+            f"/streams/{a}/battles/invite",
+            json={"opponent_stream_id": b},
+            headers=api.as_user(ASHA),
+        )
+    ).json()["battle"]["id"]
+    accepted = await api.post(f"/battles/{battle_id}/accept", headers=api.as_user(BARAKA))
+    assert accepted.status_code == 200, accepted.text
+    viewers = {
+        side: [await connect(server, tokens, side, 100 + side * 10 + n) for n in range(3)]
+        for side in (a, b)
+    }
+    fans = list(range(1000, 1010))
+    rose = 0
+    for fan in fans:  # each can pay for a third of its gifts
+        rose = await fund(api, fan, (gifts // len(fans) // 3) * 100)
+    gate = asyncio.Semaphore(12)
+
+    async def send(number: int) -> int:
+        fan, stream_id = fans[number % len(fans)], (a, b)[number % 3 == 0]
+        headers = {**api.as_user(fan), "Idempotency-Key": uuid.uuid4().hex}
+        async with gate:
+            while True:
+                answer = await api.post(
+                    f"/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers
+                )
+                if answer.status_code != 503:  # the pool was busy too long: back, as told
+                    return answer.status_code
+                await asyncio.sleep(0.2)
+
+    codes = await asyncio.gather(*(send(n) for n in range(gifts)))
+    assert set(codes) <= {201, 402} and codes.count(201) > 0 and codes.count(402) > 0
+    received = {
+        side: (await api.get(f"/streams/{side}")).json()["data"]["gifts_value"] for side in (a, b)
+    }
+    assert received[a] + received[b] == codes.count(201) * 100
+    battle = (await api.get(f"/battles/{battle_id}")).json()["battle"]
+    assert (battle["stream_1"]["score"], battle["stream_2"]["score"]) == (received[a], received[b])
+    balanced, lowest = await ledger_state(database_url)
+    assert balanced and lowest >= 0
+    for side, other in ((a, b), (b, a)):
+        for viewer in viewers[side]:  # the last update each viewer got is the stored score
+            await viewer.wait_for(scored(received[side], received[other]))
+            await asyncio.sleep(0.3)  # nothing older arrives after it
+            last = parsed(viewer, "battle_score_update")[-1].value
+            assert (last["my_score"], last["opponent_score"]) == (received[side], received[other])
+    ended = await api.post(f"/battles/{battle_id}/end", headers=api.as_user(ASHA))
+    assert ended.json()["battle"]["final_scores"] == {
+        "stream_1": received[a],
+        "stream_2": received[b],
+    }
+    for side in (a, b):
+        for viewer in viewers[side]:
+            final = await viewer.wait_for(lambda e: e["event"] == "battle_ended")
+            assert final["data"]["my_score"] == received[side]
+            await viewer.close()
