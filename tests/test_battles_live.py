@@ -5,6 +5,7 @@ battle whose server is killed mid-battle and restarted still ends on time, once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -58,13 +59,28 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-async def api(server: ServerProcess, tokens: TokenCodec) -> AsyncIterator[Any]:
+def long_server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
+    """Battles that outlast what a test does to them."""
+    process = battle_server(tmp_path, database_url, seconds=3600).start()
+    yield process
+    process.stop()
+
+
+@contextlib.asynccontextmanager
+async def api_of(server: ServerProcess, tokens: TokenCodec) -> AsyncIterator[Any]:
+    """An API client with `as_user(id, **claims)` for bearer headers."""
     async with httpx.AsyncClient(base_url=f"{server.url}/api") as client:
 
         def as_user(user_id: int, **claims: Any) -> dict[str, str]:
             return {"Authorization": f"Bearer {tokens.encode(user_id, **claims)}"}
 
         client.as_user = as_user  # type: ignore[attr-defined]
+        yield client
+
+
+@pytest.fixture
+async def api(server: ServerProcess, tokens: TokenCodec) -> AsyncIterator[Any]:
+    async with api_of(server, tokens) as client:
         yield client
 
 
@@ -242,12 +258,8 @@ async def test_a_server_killed_mid_battle_still_ends_it_on_time_once(
 ) -> None:
     server = battle_server(tmp_path, database_url, RESTART_BATTLE_SECONDS).start()
     try:
-        async with httpx.AsyncClient(base_url=f"{server.url}/api") as api:
-
-            def as_user(user_id: int, **claims: Any) -> dict[str, str]:
-                return {"Authorization": f"Bearer {tokens.encode(user_id, **claims)}"}
-
-            api.as_user = as_user  # type: ignore[attr-defined]
+        async with api_of(server, tokens) as api:
+            as_user = api.as_user
             a = await live_stream(api, ASHA)
             b = await live_stream(api, BARAKA)
             invited = await api.post(
@@ -300,10 +312,17 @@ async def ledger_state(database_url: str) -> tuple[bool, int]:
 
 @pytest.mark.parametrize("gifts", [400 if backend() == "postgresql" else 80])
 async def test_concurrent_gifts_to_both_sides_score_exactly_and_viewers_hear_the_last_score(
-    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str, gifts: int
+    long_server: ServerProcess, tokens: TokenCodec, database_url: str, gifts: int
 ) -> None:
     """A scaled-down storm (bench/battles.py runs the full one): fans who cannot pay for all
     their gifts send them to both sides at once, a dozen in flight at a time."""
+    async with api_of(long_server, tokens) as api:
+        await storm(long_server, api, tokens, database_url, gifts)
+
+
+async def storm(
+    server: ServerProcess, api: Any, tokens: TokenCodec, database_url: str, gifts: int
+) -> None:
     a = await live_stream(api, ASHA)
     b = await live_stream(api, BARAKA)
     battle_id = (
