@@ -194,16 +194,19 @@ async def test_a_battle_is_invited_accepted_scored_per_side_and_ends_by_time_onc
     assert again.status_code == 201, again.text
     async with runtime.sessions() as session:
         assert await service.stream_stats(session, a) == {
-            "battles_fought": 1,
-            "battles_won": 1,
-            "battle_points": 500,
+            "fought": 1,
+            "won": 1,
+            "points": 500,
         }
         assert await service.stream_stats(session, b) == {
-            "battles_fought": 1,
-            "battles_won": 0,
-            "battle_points": 100,
+            "fought": 1,
+            "won": 0,
+            "points": 100,
         }
         assert await ledger_is_balanced(session)
+    report = await client.get(f"/api/streams/{a}/analytics", headers=auth(ASHA))
+    assert report.status_code == 200, report.text
+    assert report.json()["data"]["battles"] == {"fought": 1, "won": 1, "points": 500}
 
 
 async def test_coins_after_the_time_ran_out_do_not_count_even_before_the_job_runs(

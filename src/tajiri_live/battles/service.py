@@ -628,4 +628,4 @@ async def stream_stats(session: AsyncSession, stream_id: int) -> dict[str, int]:
             )
         )
     ).one()
-    return {"battles_fought": int(row[0]), "battles_won": int(row[1]), "battle_points": int(row[2])}
+    return {"fought": int(row[0]), "won": int(row[1]), "points": int(row[2])}
