@@ -20,10 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,14 +29,13 @@ from typing import Any
 import httpx
 import websockets
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from common import percentile, write_doc_block  # noqa: E402
-from fanout import SECRET, Server, cpu_seconds, forget_keys, start_tajiri  # noqa: E402
-from polls import admin  # noqa: E402
+from fanout import SECRET, Server, cpu_seconds, start_tajiri  # noqa: E402
+from scratch import scratch  # noqa: E402
 
 from tajiri_live.battles.models import StreamBattle  # noqa: E402
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
@@ -296,51 +292,16 @@ def main() -> None:
     if args.quick:
         args.gifts, args.fans, args.viewers, args.concurrency = 120, 12, 5, 12
 
-    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
-    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
-    env.update(
-        {
-            "TAJIRI_VAR_DIR": str(workdir / "var"),
-            "TAJIRI_JWT_SECRET": SECRET,
-            "TAJIRI_REDIS_URL": args.redis_url,
-            "TAJIRI_REDIS_PREFIX": prefix,
-            "TAJIRI_LOG_LEVEL": "warning",
-            "TAJIRI_GIFT_LIMIT": "1000000",  # the storm is the point, not the rate limit
-            "TAJIRI_BATTLE_DURATION_SECONDS": "3600",
-        }
-    )
-    env.update(dict(item.split("=", 1) for item in args.set))
-    scratch: str | None = None
-    if args.database_url:
-        url = args.database_url
-        if url.startswith("postgresql"):  # a database of the run's own, dropped after it
-            scratch = f"tajiri_bench_{uuid.uuid4().hex[:10]}"
-            asyncio.run(admin(url, f'CREATE DATABASE "{scratch}"'))
-            url = str(make_url(url).set(database=scratch).render_as_string(hide_password=False))
-        env["TAJIRI_DATABASE_URL"] = url
-        args.database = "PostgreSQL" if url.startswith("postgresql") else "other"
-        subprocess.run(
-            [sys.executable, "-m", "tajiri_live", "migrate"],
-            env=env,
-            check=True,
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-        )
-    else:
-        url = Settings(var_dir=workdir / "var").resolved_database_url
-        args.database = "SQLite"
-    server = start_tajiri(env, workdir)
-    try:
-        row = asyncio.run(run(args, server, url))
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
-        asyncio.run(forget_keys(args.redis_url, prefix))
-        if scratch is not None:
-            asyncio.run(
-                admin(args.database_url, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-            )
+    settings = {
+        "TAJIRI_GIFT_LIMIT": "1000000",  # the storm is the point, not the rate limit
+        "TAJIRI_BATTLE_DURATION_SECONDS": "3600",
+    }
+    with scratch(args, **settings) as run_in:
+        server = start_tajiri(run_in.env, run_in.workdir)
+        try:
+            row = asyncio.run(run(args, server, run_in.url))
+        finally:
+            server.stop()
     text_ = report(row, args)
     print(text_)
     if args.write_docs:

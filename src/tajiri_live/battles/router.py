@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -71,39 +72,38 @@ async def show(battle_id: BattleId, session: SessionDep) -> JSONResponse:
     return await _answer(session, await service.load_battle(session, battle_id), "")
 
 
-@router.post("/battles/{battle_id}/accept", summary="Accept an invitation (the invited owner)")
-async def accept(
-    battle_id: BattleId, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
-) -> JSONResponse:
-    battle = await service.accept(
-        session, runtime=runtime, battle_id=battle_id, principal=principal
+def _battle_route(act: service.BattleAct, message: str) -> Callable[..., Awaitable[JSONResponse]]:
+    """A route that does `act` to the battle in its path, as the signed-in owner."""
+
+    async def route(
+        battle_id: BattleId, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
+    ) -> JSONResponse:
+        battle = await act(session, runtime=runtime, battle_id=battle_id, principal=principal)
+        return await _answer(session, battle, message)
+
+    return route
+
+
+for action, act, summary, message in (
+    (
+        "accept",
+        service.accept,
+        "Accept an invitation (the invited owner)",
+        "Battle accepted: it has started.",
+    ),
+    ("decline", service.decline, "Decline an invitation (the invited owner)", "Battle declined."),
+    ("end", service.end, "End a running battle now (either owner, admins)", "Battle ended."),
+    (
+        "forfeit",
+        service.forfeit,
+        "Give up a running battle (either owner): the other side wins",
+        "Battle forfeited: the other side wins.",
+    ),
+):
+    router.add_api_route(
+        f"/battles/{{battle_id}}/{action}",
+        _battle_route(act, message),
+        methods=["POST"],
+        summary=summary,
+        name=f"battle_{action}",
     )
-    return await _answer(session, battle, "Battle accepted: it has started.")
-
-
-@router.post("/battles/{battle_id}/decline", summary="Decline an invitation (the invited owner)")
-async def decline(
-    battle_id: BattleId, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
-) -> JSONResponse:
-    battle = await service.decline(
-        session, runtime=runtime, battle_id=battle_id, principal=principal
-    )
-    return await _answer(session, battle, "Battle declined.")
-
-
-@router.post("/battles/{battle_id}/end", summary="End a running battle now (either owner)")
-async def end(
-    battle_id: BattleId, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
-) -> JSONResponse:
-    battle = await service.end(session, runtime=runtime, battle_id=battle_id, principal=principal)
-    return await _answer(session, battle, "Battle ended.")
-
-
-@router.post("/battles/{battle_id}/forfeit", summary="Give up a running battle (either owner)")
-async def forfeit(
-    battle_id: BattleId, session: SessionDep, runtime: RuntimeDep, principal: CurrentPrincipal
-) -> JSONResponse:
-    battle = await service.forfeit(
-        session, runtime=runtime, battle_id=battle_id, principal=principal
-    )
-    return await _answer(session, battle, "Battle forfeited: the other side wins.")

@@ -172,15 +172,29 @@ async def invite(
         raise ApiError(409, f"{whose} is already in a battle or has an open invitation.") from None
     battle = await load_battle(session, battle_id)
     inviter, invited = await sides_of(session, battle)
+    await _tell(runtime, BATTLE_INVITE, battle, invited, inviter, now, owner_only=True)
+    return battle
+
+
+async def _tell(
+    runtime: Runtime,
+    name: str,
+    battle: StreamBattle,
+    me: Side,
+    opponent: Side,
+    now: datetime,
+    *,
+    owner_only: bool,
+) -> None:
+    """An event about `opponent` on `me`'s channel: to everyone there, or its owner alone."""
     await runtime.broker.publish(
         Event(
-            channel=stream_channel(invited.stream_id),
-            name=BATTLE_INVITE,
-            data=opponent_event(battle, invited, inviter, now),
-            to_users=(invited.owner_id,),
+            channel=stream_channel(me.stream_id),
+            name=name,
+            data=opponent_event(battle, me, opponent, now),
+            to_users=(me.owner_id,) if owner_only else None,
         )
     )
-    return battle
 
 
 def _ensure_live(stream: LiveStream, whose: str) -> None:
@@ -261,15 +275,9 @@ async def accept(
     battle = await load_battle(session, battle.id)
     if getattr(started, "rowcount", 0) != 1:  # another request answered first
         raise _not_pending(battle, now)
-    sides = await sides_of(session, battle)
-    for index in (0, 1):
-        await runtime.broker.publish(
-            Event(
-                channel=stream_channel(sides[index].stream_id),
-                name=BATTLE_ACCEPTED,
-                data=opponent_event(battle, sides[index], sides[1 - index], now),
-            )
-        )
+    one, two = await sides_of(session, battle)
+    await _tell(runtime, BATTLE_ACCEPTED, battle, one, two, now, owner_only=False)
+    await _tell(runtime, BATTLE_ACCEPTED, battle, two, one, now, owner_only=False)
     return battle
 
 
@@ -299,14 +307,7 @@ async def decline(
     if getattr(declined, "rowcount", 0) != 1:
         raise _not_pending(battle, now)
     inviter, invited = await sides_of(session, battle)
-    await runtime.broker.publish(
-        Event(
-            channel=stream_channel(inviter.stream_id),
-            name=BATTLE_DECLINED,
-            data=opponent_event(battle, inviter, invited, now),
-            to_users=(inviter.owner_id,),
-        )
-    )
+    await _tell(runtime, BATTLE_DECLINED, battle, inviter, invited, now, owner_only=True)
     return battle
 
 
