@@ -69,7 +69,8 @@ def long_server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
 @contextlib.asynccontextmanager
 async def api_of(server: ServerProcess, tokens: TokenCodec) -> AsyncIterator[Any]:
     """An API client with `as_user(id, **claims)` for bearer headers."""
-    async with httpx.AsyncClient(base_url=f"{server.url}/api") as client:
+    # Patient: a storm of gifts queues on the wallets, on a host other tests share.
+    async with httpx.AsyncClient(base_url=f"{server.url}/api", timeout=60) as client:
 
         def as_user(user_id: int, **claims: Any) -> dict[str, str]:
             return {"Authorization": f"Bearer {tokens.encode(user_id, **claims)}"}
