@@ -4,6 +4,7 @@ refusal (real sockets and restarts: test_battles_live)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -207,6 +208,24 @@ async def test_a_battle_is_invited_accepted_scored_per_side_and_ends_by_time_onc
     report = await client.get(f"/api/streams/{a}/analytics", headers=auth(ASHA))
     assert report.status_code == 200, report.text
     assert report.json()["data"]["battles"] == {"fought": 1, "won": 1, "points": 500}
+
+
+async def test_nodes_racing_to_end_a_battle_end_it_once(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, clock: ManualClock, events: list[Event]
+) -> None:
+    """The job on several nodes at once, and an owner's forfeit in the same moment: one of
+    them ends the battle, the others change nothing and announce nothing."""
+    _, _, battle_id = await battling(client, auth)
+    clock.advance(301)
+    racers = [service.finish_due(runtime) for _ in range(4)]
+    forfeit = act(client, auth, battle_id, "forfeit", ASHA)
+    *ended, forfeited = await asyncio.gather(*racers, forfeit)
+    assert sum(ended) + (forfeited.status_code == 200) == 1
+    assert forfeited.status_code in (200, 409)
+    assert len(named(events, BATTLE_ENDED)) == 2  # one per side
+    battle = (await client.get(f"/api/battles/{battle_id}")).json()["battle"]
+    assert battle["end_reason"] == "time"  # a forfeit after the time ran out is too late
+    assert battle["winner_stream_id"] is None  # 0 to 0
 
 
 async def test_coins_after_the_time_ran_out_do_not_count_even_before_the_job_runs(

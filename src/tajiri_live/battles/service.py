@@ -539,8 +539,11 @@ async def _end_now(
     loser: int | None = None,
 ) -> StreamBattle:
     battle_id = battle.id
+    now = runtime.clock.now()
+    if battle.ends_at is not None and battle.ends_at <= now:
+        reason, loser = EndReason.TIME, None  # its time ran out first: the clock decided it
     ended = await _finish(
-        session, battle_id=battle_id, reason=reason, now=runtime.clock.now(), loser_stream_id=loser
+        session, battle_id=battle_id, reason=reason, now=now, loser_stream_id=loser
     )
     await session.commit()
     battle = await load_battle(session, battle_id)
