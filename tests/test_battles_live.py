@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from conftest import TEST_SECRET
 from dartclient import Parsed, parse, parse_pusher
 from dbutil import backend
+from redisutil import delete_prefix, new_prefix, require_redis
 from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.db import create_engine, create_sessionmaker
@@ -39,11 +40,12 @@ def tokens() -> TokenCodec:
 
 
 def battle_server(
-    tmp_path: Path, database_url: str, seconds: float = BATTLE_SECONDS
+    tmp_path: Path, database_url: str, seconds: float = BATTLE_SECONDS, **env: str
 ) -> ServerProcess:
     return ServerProcess(
         tmp_path,
         database_url,
+        **env,
         TAJIRI_REALTIME_COALESCE_MS="50",
         TAJIRI_BATTLE_DURATION_SECONDS=str(seconds),
         TAJIRI_JOB_BATTLES_EVERY_SECONDS="0.2",
@@ -383,3 +385,67 @@ async def storm(
             final = await viewer.wait_for(lambda e: e["event"] == "battle_ended")
             assert final["data"]["my_score"] == received[side]
             await viewer.close()
+
+
+async def test_on_two_nodes_scores_from_both_reach_every_viewer_and_the_end_comes_once(
+    tmp_path: Path, database_url: str, tokens: TokenCodec
+) -> None:
+    """Two nodes share the database and Redis and both run the job: gifts paid through
+    either node, viewers of each side on each node. Every viewer's last score is the stored
+    one (the hubs keep the highest), and each hears the end once."""
+    url, prefix = require_redis(), new_prefix()
+    nodes = [
+        battle_server(
+            tmp_path / name, database_url, TAJIRI_REDIS_URL=url, TAJIRI_REDIS_PREFIX=prefix
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        for node in nodes:
+            node.workdir.mkdir()
+            node.start()
+        async with api_of(nodes[0], tokens) as api, api_of(nodes[1], tokens) as other_api:
+            a = await live_stream(api, ASHA)
+            b = await live_stream(api, BARAKA)
+            battle_id = (
+                await api.post(
+                    f"/streams/{a}/battles/invite",
+                    json={"opponent_stream_id": b},
+                    headers=api.as_user(ASHA),
+                )
+            ).json()["battle"]["id"]
+            viewers = {
+                side: [
+                    await connect(node, tokens, side, 100 + side * 10 + n)
+                    for n, node in enumerate(nodes)
+                ]
+                for side in (a, b)
+            }
+            accepted = await other_api.post(
+                f"/battles/{battle_id}/accept", headers=api.as_user(BARAKA)
+            )
+            assert accepted.status_code == 200, accepted.text
+            rose = await fund(api, STRANGER, 100_000)
+            for number in range(12):
+                client = (api, other_api)[number % 2]
+                await gift(client, (a, b)[number % 3 == 0], rose, 1 + number % 4, STRANGER)
+            battle = (await api.get(f"/battles/{battle_id}")).json()["battle"]
+            scores = {a: battle["stream_1"]["score"], b: battle["stream_2"]["score"]}
+            for side, other in ((a, b), (b, a)):
+                for viewer in viewers[side]:
+                    await viewer.wait_for(scored(scores[side], scores[other]))
+                    await viewer.wait_for(
+                        lambda e: e["event"] == "battle_ended", within=BATTLE_SECONDS + 5
+                    )
+            await asyncio.sleep(1.0)  # the other node's job finds nothing left to end
+            for side in (a, b):
+                for viewer in viewers[side]:
+                    (ended,) = parsed(viewer, "battle_ended")
+                    assert ended.value["my_score"] == scores[side]
+                    last = parsed(viewer, "battle_score_update")[-1].value
+                    assert last["my_score"] == scores[side]
+                    await viewer.close()
+    finally:
+        for node in nodes:
+            node.stop()
+        await delete_prefix(url, prefix)
