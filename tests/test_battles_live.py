@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import TEST_SECRET
-from dartclient import Parsed, parse, parse_pusher
+from dartclient import CastFailed, Parsed, parse, parse_pusher
 from dbutil import backend
 from redisutil import delete_prefix, new_prefix, require_redis
 from servers import ServerProcess
@@ -449,3 +449,19 @@ async def test_on_two_nodes_scores_from_both_reach_every_viewer_and_the_end_come
         for node in nodes:
             node.stop()
         await delete_prefix(url, prefix)
+
+
+def test_the_replay_drops_battle_events_the_client_would_drop() -> None:
+    """The replay's own check for the battle events: a draw's null winner is fine, a wrong
+    type or a missing field is what the client throws on."""
+    ended = {"battle_id": 1, "winner_id": None, "my_score": 0, "opponent_score": 0}
+    assert parse(json.dumps({"event": "battle_ended", "data": ended})).value["winner_id"] is None
+    for name, bad in (
+        ("battle_ended", {**ended, "winner_id": "2"}),
+        ("battle_ended", {**ended, "my_score": 1.0}),
+        ("battle_score_update", {"battle_id": 1, "my_score": 1}),
+        ("battle_invite", {"battle_id": 1, "opponent_id": 2, "opponent_name": None}),
+        ("battle_accepted", {"battle_id": "1", "opponent_id": 2, "opponent_name": "A"}),
+    ):
+        with pytest.raises(CastFailed):
+            parse(json.dumps({"event": name, "data": bad}))
