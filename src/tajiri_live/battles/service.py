@@ -393,7 +393,9 @@ async def record_coins_received(
     return Scores(*(int(value) for value in row))
 
 
-async def announce_scores(runtime: Runtime, scores: Scores | None) -> None:
+async def announce_scores(
+    runtime: Runtime, scores: Scores | None, *, at_once: bool = False
+) -> None:
     """`battle_score_update` on both streams' channels, each from its own point of view,
     coalesced per tick. Scores only grow, so their sum orders the updates of a battle: the
     newest wins in the coalescer and in every hub, whichever node counted it."""
@@ -412,7 +414,8 @@ async def announce_scores(runtime: Runtime, scores: Scores | None) -> None:
             latest_key=f"{BATTLE_SCORE_UPDATE}:{scores.battle_id}:{stream_id}",
             version=scores.score_1 + scores.score_2,
         )
-        if runtime.coalescer is None:  # a worker without sockets: straight to the broker
+        # The final scores go before `battle_ended`; a worker has no coalescer.
+        if at_once or runtime.coalescer is None:
             await runtime.broker.publish(event)
         else:
             runtime.coalescer.offer(event)
@@ -475,6 +478,7 @@ async def announce_ended(runtime: Runtime, battle_ids: Sequence[int]) -> None:
             await announce_scores(
                 runtime,
                 Scores(battle.id, battle.stream_id_1, battle.stream_id_2, score_1, score_2),
+                at_once=True,
             )
             for index in (0, 1):
                 await runtime.broker.publish(
