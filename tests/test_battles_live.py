@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import TEST_SECRET
-from dartclient import CastFailed, Parsed, parse, parse_pusher
+from dartclient import CastFailed, parse, parse_pusher
 from dbutil import backend
 from redisutil import delete_prefix, new_prefix, require_redis
 from servers import ServerProcess
@@ -27,6 +27,7 @@ from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.settings import Settings
 from tajiri_live.wallet.models import MINT, Wallet
 from tajiri_live.wallet.service import ledger_is_balanced
+from test_live_sockets import connect, parsed
 from wsclient import Viewer
 
 ASHA, BARAKA, FAN_A, FAN_B, STRANGER, ADMIN = 1, 2, 3, 4, 5, 9
@@ -95,15 +96,6 @@ async def live_stream(api: Any, owner: int) -> int:
     return stream_id
 
 
-async def connect(
-    server: ServerProcess, tokens: TokenCodec, stream_id: int, user: int | None
-) -> Viewer:
-    query = f"?token={tokens.encode(user, username=f'u{user}')}" if user is not None else ""
-    viewer = await Viewer.connect(f"{server.ws}/streams/{stream_id}{query}")
-    await viewer.wait_for(lambda e: e["event"] == "connected")
-    return viewer
-
-
 async def fund(api: Any, user: int, coins: int) -> int:
     """Credit a fan; returns the rose's gift id."""
     await api.get("/streams", headers=api.as_user(user))  # the user's row
@@ -124,11 +116,6 @@ async def gift(api: Any, stream_id: int, rose: int, quantity: int, user: int) ->
         headers=api.as_user(user),
     )
     assert sent.status_code == 201, sent.text
-
-
-def parsed(viewer: Viewer, name: str) -> list[Parsed]:
-    """Every frame of that name, as the client parses it (a cast failure fails the test)."""
-    return [p for p in (parse(json.dumps(e)) for e in viewer.events) if p.event == name]
 
 
 def refusal(words: str) -> Any:
