@@ -23,19 +23,15 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,11 +43,11 @@ from fanout import (  # noqa: E402
     Server,
     build_client,
     cpu_seconds,
-    forget_keys,
     server_metrics,
     start_tajiri,
     wait_connected,
 )
+from scratch import scratch  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
@@ -129,16 +125,6 @@ def start_voters(
         )
         loads.append((process, out))
     return loads
-
-
-async def admin(url: str, statement: str) -> None:
-    """CREATE or DROP a database through the server named by `url` (outside a transaction)."""
-    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
 
 
 async def database_state(url: str, poll_id: int) -> dict[str, Any]:
@@ -402,46 +388,8 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
-    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
-    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
-    env.update(
-        {
-            "TAJIRI_VAR_DIR": str(workdir / "var"),
-            "TAJIRI_JWT_SECRET": SECRET,
-            "TAJIRI_REDIS_URL": args.redis_url,
-            "TAJIRI_REDIS_PREFIX": prefix,
-            "TAJIRI_LOG_LEVEL": "warning",
-        }
-    )
-    env.update(dict(item.split("=", 1) for item in args.set))
-    scratch: str | None = None
-    if args.database_url:
-        url = args.database_url
-        if url.startswith("postgresql"):  # a database of the run's own, dropped after it
-            scratch = f"tajiri_bench_{uuid.uuid4().hex[:10]}"
-            asyncio.run(admin(url, f'CREATE DATABASE "{scratch}"'))
-            url = str(make_url(url).set(database=scratch).render_as_string(hide_password=False))
-        env["TAJIRI_DATABASE_URL"] = url
-        args.database = "PostgreSQL" if url.startswith("postgresql") else "other"
-        subprocess.run(
-            [sys.executable, "-m", "tajiri_live", "migrate"],
-            env=env,
-            check=True,
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-        )
-    else:
-        url = Settings(var_dir=workdir / "var").resolved_database_url
-        args.database = "SQLite"
-    try:
-        row = run(args, env, workdir, url)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        asyncio.run(forget_keys(args.redis_url, prefix))
-        if scratch is not None:
-            drop = f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'
-            asyncio.run(admin(args.database_url, drop))
+    with scratch(args) as run_in:
+        row = run(args, run_in.env, run_in.workdir, run_in.url)
     text_ = report(row, args)
     print(text_)
     if args.write_docs:

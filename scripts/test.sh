@@ -61,6 +61,8 @@ if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
   echo "== polls benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/polls.py --quick
+  echo "== battles benchmark smoke =="
+  TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/battles.py --quick
   if command -v nginx >/dev/null && command -v ffmpeg >/dev/null; then
     echo "== ingest benchmark smoke =="
     .venv/bin/python bench/ingest.py --quick

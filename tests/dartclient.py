@@ -150,6 +150,27 @@ def parse(message: str) -> Parsed:
             "tier": _tier(as_str(field(p, "tier"), "tier")),
             "duration": as_int_or(field(p, "duration"), "duration", 5),
         }
+    elif event in ("battle_invite", "battle_accepted"):
+        value = {
+            "battle_id": as_int(field(p, "battle_id"), "battle_id"),
+            "opponent_id": as_int(field(p, "opponent_id"), "opponent_id"),
+            "opponent_name": as_str(field(p, "opponent_name"), "opponent_name"),
+        }
+    elif event == "battle_score_update":
+        value = {
+            "battle_id": as_int(field(p, "battle_id"), "battle_id"),
+            "my_score": as_int(field(p, "my_score"), "my_score"),
+            "opponent_score": as_int(field(p, "opponent_score"), "opponent_score"),
+        }
+    elif event == "battle_ended":
+        value = {
+            "battle_id": as_int(field(p, "battle_id"), "battle_id"),
+            "winner_id": None
+            if field(p, "winner_id") is None
+            else as_int(p["winner_id"], "winner_id"),
+            "my_score": as_int(field(p, "my_score"), "my_score"),
+            "opponent_score": as_int(field(p, "opponent_score"), "opponent_score"),
+        }
     else:  # new_comment, gift_sent and the rest: parsed by models this replay leaves out
         value = p if isinstance(p, dict) else {}
     return Parsed(event, value)

@@ -121,29 +121,6 @@ async def test_a_super_chat_is_paid_split_recorded_and_published(
     assert await balanced(runtime)
 
 
-async def test_the_stream_hears_what_it_received_inside_the_payment(
-    client: httpx.AsyncClient, auth: Any, runtime: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tajiri_live.superchats import service
-
-    heard: list[tuple[int, int, bool]] = []
-
-    async def received(session: Any, runtime: Any, *, stream_id: int, coins: int, at: Any) -> None:
-        heard.append((stream_id, coins, session.in_transaction()))
-
-    monkeypatch.setattr(service, "received", received)
-    runtime.settings.coins_per_tzs = 2
-    stream_id = await live_stream(client, auth)
-    await credit(client, auth, FAN, 5000)
-    assert (
-        await send(client, auth, stream_id, {"message": "a", "amount": 2000})
-    ).status_code == 201
-    assert (
-        await send(client, auth, stream_id, {"message": "b", "amount": 2000})
-    ).status_code == 402
-    assert heard == [(stream_id, 4000, True)]  # once, in the paying transaction; not when short
-
-
 async def test_coins_per_tzs_converts_the_amount(
     client: httpx.AsyncClient, auth: Any, runtime: Any
 ) -> None:

@@ -21,6 +21,9 @@ from tajiri_live.analytics.jobs import analytics_jobs
 from tajiri_live.analytics.router import router as analytics_router
 from tajiri_live.analytics.service import LiveReportCache
 from tajiri_live.apidocs.router import install as install_api_docs
+from tajiri_live.battles.jobs import battle_jobs
+from tajiri_live.battles.router import router as battles_router
+from tajiri_live.battles.socket_actions import battle_actions
 from tajiri_live.broadcasting.apps import PusherApps
 from tajiri_live.broadcasting.router import MAX_BATCH as PUSHER_MAX_BATCH
 from tajiri_live.broadcasting.router import router as broadcasting_router
@@ -140,6 +143,7 @@ class Services:
             *lifecycle_jobs(self.runtime),
             *ingest_jobs(self.runtime),
             *analytics_jobs(self.runtime),
+            *battle_jobs(self.runtime),
             *notification_jobs(self.runtime, self.push),
             PeriodicJob(
                 "viewers.publish_counts",
@@ -259,12 +263,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
     viewers = Viewers(runtime, ViewerLog(runtime.sessions))
     coalescer = Coalescer(runtime.broker.publish, tick_seconds=settings.realtime_coalesce_ms / 1000)
+    runtime.coalescer = coalescer
     poll_votes = VoteCounter(runtime, coalescer)
     sockets = PlainSocketApp(runtime, gateway, viewers)
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.actions.update(poll_actions(runtime, poll_votes))
     sockets.actions.update(question_actions(runtime, coalescer))
     sockets.actions.update(super_chat_actions(runtime))
+    sockets.actions.update(battle_actions(runtime))
     sockets.install()
     pusher = PusherSocketApp(runtime, gateway, viewers, apps, plain_actions=sockets.actions)
     pusher.install()
@@ -357,6 +363,7 @@ def create_app(
     api.include_router(engagement_router)
     api.include_router(polls_router)
     api.include_router(questions_router)
+    api.include_router(battles_router)
     api.include_router(health_router)
     api.include_router(super_chats_router)
     api.include_router(wallet_router)

@@ -1,6 +1,7 @@
 """Every ORM model, imported in one place so the metadata is complete (Alembic, tests)."""
 
 from tajiri_live.analytics.models import StreamAnalytics, StreamReport
+from tajiri_live.battles.models import StreamBattle, StreamBattleSlot
 from tajiri_live.core.db import Base
 from tajiri_live.core.idempotency import IdempotencyKey
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
@@ -34,6 +35,8 @@ __all__ = [
     "NotificationTrigger",
     "PushOutbox",
     "StreamAnalytics",
+    "StreamBattle",
+    "StreamBattleSlot",
     "StreamCoHost",
     "StreamComment",
     "StreamGift",

@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.analytics.models import StreamAnalytics, StreamReport
+from tajiri_live.battles import service as battles_service
 from tajiri_live.core.clock import iso
 from tajiri_live.core.db import dialect_insert, epoch
 from tajiri_live.core.runtime import Runtime
@@ -211,10 +212,11 @@ async def build_report(
     retention: tuple[list[tuple[int, int]], int] = ([], 0)
     timeline: list[dict[str, int]] = []
     health_timeline: list[dict[str, Any]] = []
-    polls, questions, chats = await asyncio.gather(
+    polls, questions, chats, battles = await asyncio.gather(
         run(lambda db: _polls(db, sid)),
         run(lambda db: _questions(db, sid)),
         run(lambda db: super_chats.revenue(db, sid)),
+        run(lambda db: battles_service.stream_stats(db, sid)),
     )
     if window is None:  # never started: nobody watched
         gifts, gifters = await run(lambda db: _gifts(db, sid))
@@ -303,6 +305,7 @@ async def build_report(
         "timeline": timeline,
         "polls": polls,
         "questions": questions,
+        "battles": battles,
         "health": {
             "network_quality": stream.network_quality,
             "average_bitrate": round(stream.average_bitrate),

@@ -12,6 +12,7 @@ from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
 from tajiri_live.realtime.channels import ChannelRegistry
+from tajiri_live.realtime.coalesce import Coalescer
 from tajiri_live.realtime.presence import Presence
 
 
@@ -27,5 +28,7 @@ class Runtime:
     presence: Presence
     limiter: RateLimiter
     channels: ChannelRegistry  # Pusher channel occupancy
+    # Counters published at most once per tick (battle scores); set by the app's services
+    coalescer: Coalescer | None = None
     # user id -> profile tuple last written, so the JIT user sync skips unchanged profiles
     synced_profiles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)

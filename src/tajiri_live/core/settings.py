@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     question_window_seconds: float = 10.0  # ...in this window
     upvote_limit: int = 10  # question upvotes per user per stream...
     upvote_window_seconds: float = 10.0  # ...in this window
+    # --- PK battles (docs/architecture.md "PK battles") ------------------------------------
+    battle_duration_seconds: float = Field(default=300.0, gt=0, le=86400)  # an accepted battle
+    battle_invite_ttl_seconds: float = Field(default=60.0, gt=0, le=3600)  # to accept an invite
+    battle_invite_limit: int = 5  # invitations an owner may send per stream...
+    battle_invite_window_seconds: float = 60.0  # ...in this window
+    job_battles_every_seconds: float = Field(default=1.0, gt=0)  # ends due battles, expiries
     health_report_limit: int = 2  # encoder health reports per stream...
     health_report_window_seconds: float = 1.0  # ...in this window
     # Network quality from measured bitrate when the encoder's target is unknown (kbps).

@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from tajiri_live.battles import service as battles
 from tajiri_live.core import idempotency
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
@@ -139,6 +140,10 @@ async def _transfer(
     session.add(sent)
     await session.flush()
     await _count(session, stream.id, quantity, total)
+    # The battle's score moves with the coins, in this transaction: never one without the other.
+    scores = await battles.record_coins_received(
+        session, stream_id=stream.id, coins=total, now=runtime.clock.now()
+    )
     transaction = await wallet.record(
         session,
         kind="gift",
@@ -152,6 +157,7 @@ async def _transfer(
     if claim is not None:
         await claim.record(session, 201, answer)
     await session.commit()
+    await battles.announce_scores(runtime, scores)
     return answer
 
 

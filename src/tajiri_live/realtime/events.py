@@ -25,6 +25,11 @@ QUESTION_ANSWERED = "question_answered"  # the broadcaster marked a question ans
 QUESTION_DISMISSED = "question_dismissed"  # the broadcaster removed a question from the list
 STREAM_HEALTH_WARNING = "stream_health_warning"  # to the hosts only: health turned poor
 SUPER_CHAT_SENT = "super_chat_sent"  # a viewer paid for a highlighted message
+BATTLE_INVITE = "battle_invite"  # to the invited stream's owner only: a battle is offered
+BATTLE_DECLINED = "battle_declined"  # to the inviting stream's owner only: the offer was refused
+BATTLE_ACCEPTED = "battle_accepted"  # to both streams, each told about the other side
+BATTLE_SCORE_UPDATE = "battle_score_update"  # per side's channel (coalesced per tick)
+BATTLE_ENDED = "battle_ended"  # per side's channel: the winner and the final scores
 
 
 def stream_channel(stream_id: int) -> str:

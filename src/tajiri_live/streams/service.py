@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from tajiri_live.battles import service as battles
 from tajiri_live.core import ratelimit
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
@@ -431,6 +432,7 @@ async def move(
     hold = runtime.settings.outro_seconds if hold_seconds is None else hold_seconds
     steps: list[Event] = []
     closed_polls: list[int] = []
+    ended_battles: list[int] = []
     for _ in range(MAX_TRANSITION_ATTEMPTS):
         current = stream.status_enum
         if current is target or current in already_there:
@@ -440,6 +442,7 @@ async def move(
             await session.commit()
             await _publish_steps(runtime, steps)
             await polls.announce_closed(runtime, stream_id=stream.id, poll_ids=closed_polls)
+            await battles.announce_ended(runtime, ended_battles)
             raise ApiError(
                 409,
                 f"Cannot change the stream's status from {current.value} to {target.value}.",
@@ -452,13 +455,17 @@ async def move(
             steps.append(_status_event(runtime, stream, current.value, now))
             # Followers hear of it through the outbox, committed with the transition.
             await notifications.on_transition(session, stream=stream, target=path[0], now=now)
-            if path[0] in FINAL_STATUSES:  # its open polls close with it
+            if path[0] in FINAL_STATUSES:  # its open polls close with it, its battle is lost
                 closed_polls += await polls.close_for_stream(session, stream_id=stream.id, now=now)
+                ended_battles += await battles.forfeit_for_stream(
+                    session, stream_id=stream.id, now=now
+                )
         else:
             await _reread(session, stream)
     await session.commit()
     await _publish_steps(runtime, steps)
     await polls.announce_closed(runtime, stream_id=stream.id, poll_ids=closed_polls)
+    await battles.announce_ended(runtime, ended_battles)
     return [(e.data["old_status"], e.data["status"]) for e in steps]
 
 

@@ -6,13 +6,14 @@ gift's; `super_chat_sent` goes out once it is committed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from tajiri_live.battles import service as battles
 from tajiri_live.core import idempotency
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
@@ -145,14 +146,6 @@ async def send(
     return answer
 
 
-async def received(
-    session: AsyncSession, runtime: Runtime, *, stream_id: int, coins: int, at: datetime
-) -> None:
-    """The stream received a super chat worth `coins` at `at`: called in the paying
-    transaction just before its commit, so whatever counts it (battle scores) is committed
-    with the money or not at all. The one place such features hear of super chats."""
-
-
 async def _pay(
     session: AsyncSession,
     *,
@@ -222,8 +215,10 @@ async def _pay(
     transaction.response = answer
     if claim is not None:
         await claim.record(session, 201, answer)
-    await received(session, runtime, stream_id=stream.id, coins=coins, at=now)
+    # A battle's score moves with the coins, in this transaction: never one without the other.
+    scores = await battles.record_coins_received(session, stream_id=stream.id, coins=coins, now=now)
     await session.commit()
+    await battles.announce_scores(runtime, scores)
     return answer, super_chat_event(chat, storage_base_url=base, now=now)
 
 

@@ -1,0 +1,1 @@
+"""PK battles: two live streams compete for the coin value of the gifts they receive."""
