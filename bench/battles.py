@@ -1,13 +1,14 @@
-"""PK battle benchmark: many concurrent gifts to both sides of a battle, the money and the
-scores checked to the coin, and the last score every viewer of each side heard.
+"""PK battle benchmark: many concurrent gifts and super chats to both sides of a battle, the
+money and the scores checked to the coin, and the last score every viewer of each side heard.
 
     .venv/bin/python bench/battles.py --database-url postgresql+asyncpg://...   # as recorded
     .venv/bin/python bench/battles.py --quick                                   # a smoke (CI)
     ... --write-docs                                                            # docs/benchmarks.md
 
 Starts `tajiri-live serve` on Redis and the database, starts a battle between two live
-streams over REST, connects viewers to each side's socket, and sends the gifts from many fans
-at once (each fan can pay for two thirds of its gifts: the rest must be refused with a 402).
+streams over REST, connects viewers to each side's socket, and sends the payments from many
+fans at once: every fourth a super chat of 1,000 TZS, the rest roses (each fan can pay for
+two thirds of what it sends: the rest must be refused with a 402).
 Then checks: no wallet below zero, the ledger sums to zero, each side's score equals the coin
 value its stream received, and the last `battle_score_update` every viewer of each side heard
 equals the stored scores from that side's point of view (and so does `battle_ended`).
@@ -47,6 +48,8 @@ from tajiri_live.wallet.service import ledger_is_balanced  # noqa: E402
 DOC_BLOCK = "battles"
 ASHA, BARAKA, ADMIN, FIRST_FAN, FIRST_VIEWER = 1, 2, 9, 10_000, 20_000
 ROSE = 100  # the seeded rose's price in coins
+SUPER_CHAT_TZS = 1_000  # the smallest super chat; coins at the default TAJIRI_COINS_PER_TZS=1
+SUPER_CHAT_EVERY = 4  # every fourth payment is a super chat
 # The bar (issue 19): 1,000 concurrent gifts during a battle on PostgreSQL, exact.
 BAR_GIFTS = 1000
 CODEC = TokenCodec(Settings(jwt_secret=SECRET))
@@ -112,12 +115,24 @@ async def start_battle(api: httpx.AsyncClient) -> tuple[int, int, int, int]:
     return a, b, battle_id, int(next(g for g in gifts if g["slug"] == "rose")["id"])
 
 
-async def fund(api: httpx.AsyncClient, fans: int, coins: int) -> None:
-    for fan in range(FIRST_FAN, FIRST_FAN + fans):
+def is_super_chat(number: int) -> bool:
+    return number % SUPER_CHAT_EVERY == SUPER_CHAT_EVERY - 1
+
+
+def price(number: int) -> int:
+    return SUPER_CHAT_TZS if is_super_chat(number) else ROSE
+
+
+async def fund(api: httpx.AsyncClient, args: argparse.Namespace) -> None:
+    """Each fan gets two thirds of what its payments would cost."""
+    owed = [0] * args.fans
+    for number in range(args.gifts):
+        owed[number % args.fans] += price(number)
+    for index, fan in enumerate(range(FIRST_FAN, FIRST_FAN + args.fans)):
         await api.get("/streams", headers=bearer(fan))  # the fan's user row
         credited = await api.post(
             "/wallet/credit",
-            json={"user_id": fan, "amount": coins},
+            json={"user_id": fan, "amount": owed[index] * 2 // 3},
             headers=bearer(ADMIN, admin=True),
         )
         credited.raise_for_status()
@@ -126,20 +141,28 @@ async def fund(api: httpx.AsyncClient, fans: int, coins: int) -> None:
 async def send_gifts(
     api: httpx.AsyncClient, args: argparse.Namespace, a: int, b: int, rose: int
 ) -> tuple[list[int], list[float]]:
-    """Every gift at once (at most `--concurrency` requests in flight): status codes and
-    each gift's time to its answer (a 503 is retried, as the client is told)."""
+    """Every payment at once (at most `--concurrency` requests in flight): status codes and
+    each one's time to its answer (a 503 is retried, as the client is told)."""
     gate = asyncio.Semaphore(args.concurrency)
 
     async def one(number: int) -> tuple[int, float]:
         fan = FIRST_FAN + number % args.fans
         stream_id = (a, b)[number % 3 == 0]  # two thirds to side 1, a third to side 2
         headers = {**bearer(fan), "Idempotency-Key": uuid.uuid4().hex}
+        if is_super_chat(number):
+            url, body = (
+                f"/streams/{stream_id}/super-chats",
+                {
+                    "message": f"Hongera {number}",
+                    "amount": SUPER_CHAT_TZS,
+                },
+            )
+        else:
+            url, body = f"/streams/{stream_id}/gifts", {"gift_id": rose}
         async with gate:
             started = time.monotonic()
             while True:
-                answer = await api.post(
-                    f"/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers
-                )
+                answer = await api.post(url, json=body, headers=headers)
                 if answer.status_code != 503:
                     return answer.status_code, time.monotonic() - started
                 await asyncio.sleep(0.2)
@@ -151,6 +174,7 @@ async def send_gifts(
 async def stored(url: str, battle_id: int, a: int, b: int) -> dict[str, Any]:
     """What the database holds after the storm."""
     from tajiri_live.streams.models import LiveStream
+    from tajiri_live.superchats.models import StreamSuperChat
 
     engine = create_engine(url)
     try:
@@ -166,12 +190,22 @@ async def stored(url: str, battle_id: int, a: int, b: int) -> dict[str, Any]:
                     )
                 ).all()
             )
+            chats = dict(
+                (
+                    await session.execute(
+                        select(StreamSuperChat.stream_id, func.sum(StreamSuperChat.coins))
+                        .where(StreamSuperChat.stream_id.in_([a, b]))
+                        .group_by(StreamSuperChat.stream_id)
+                    )
+                ).all()
+            )
             lowest = await session.scalar(
                 select(func.min(Wallet.balance)).where(Wallet.kind != MINT)
             )
             return {
                 "scores": (int(battle.score_1), int(battle.score_2)),
-                "received": (int(values[a]), int(values[b])),
+                # gifts' coin value and super chats' coins, per side
+                "received": tuple(int(values[s]) + int(chats.get(s) or 0) for s in (a, b)),
                 "lowest_balance": int(lowest or 0),
                 "balanced": await ledger_is_balanced(session),
             }
@@ -191,7 +225,7 @@ async def run(args: argparse.Namespace, server: Server, url: str) -> dict[str, A
             viewers[side].append(
                 SideViewer(await websockets.connect(f"ws://127.0.0.1:{server.port}{path}"))
             )
-        await fund(api, args.fans, (args.gifts // args.fans) * ROSE * 2 // 3)
+        await fund(api, args)
         cpu_before = cpu_seconds(server.process.pid)
         started = time.monotonic()
         codes, latencies = await send_gifts(api, args, a, b, rose)
@@ -216,8 +250,11 @@ async def run(args: argparse.Namespace, server: Server, url: str) -> dict[str, A
         for side in viewers:
             for viewer in viewers[side]:
                 await viewer.close()
+    paid = [number for number, code in enumerate(codes) if code == 201]
     return {
         **state,
+        "paid_coins": sum(price(number) for number in paid),
+        "super_chats": sum(is_super_chat(number) for number in paid),
         "sent": codes.count(201),
         "refused": codes.count(402),
         "other": len(codes) - codes.count(201) - codes.count(402),
@@ -237,7 +274,7 @@ def exact(row: dict[str, Any]) -> bool:
         row["balanced"]
         and row["lowest_balance"] >= 0
         and row["scores"] == row["received"]
-        and sum(row["received"]) == row["sent"] * ROSE
+        and sum(row["received"]) == row["paid_coins"]
         and row["other"] == 0
         and not row["heard_disagreements"]
         and not row["wrong_end"]
@@ -246,22 +283,23 @@ def exact(row: dict[str, Any]) -> bool:
 
 def report(row: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        f"{args.gifts:,} gifts from {args.fans} fans to both sides of a battle "
-        f"({args.database}, {args.concurrency} requests in flight), {args.viewers} viewers a "
-        f"side: {row['sent']:,} paid, {row['refused']:,} refused for want of coins (402), "
-        f"{row['other']} other answers; {row['storm_s']:.1f} s "
-        f"({row['sent'] / max(row['storm_s'], 1e-9):.0f} paid gifts/s).",
+        f"{args.gifts:,} payments (every {SUPER_CHAT_EVERY}th a super chat) from {args.fans} "
+        f"fans to both sides of a battle ({args.database}, {args.concurrency} requests in "
+        f"flight), {args.viewers} viewers a side: {row['sent']:,} paid "
+        f"({row['super_chats']:,} super chats), {row['refused']:,} refused for want of coins "
+        f"(402), {row['other']} other answers; {row['storm_s']:.1f} s "
+        f"({row['sent'] / max(row['storm_s'], 1e-9):.0f} paid/s).",
         f"Money: ledger sums to zero: {'yes' if row['balanced'] else 'NO'}; lowest balance "
         f"{row['lowest_balance']}; scores {row['scores']} = coins received "
         f"{row['received']}: {'yes' if row['scores'] == row['received'] else 'NO'}.",
         f"Last `battle_score_update` every viewer of each side heard equal to the stored "
         f"scores from its side: {'yes' if not row['heard_disagreements'] else 'NO'} "
         f"({row['heard_disagreements']} differ; all heard {row['heard_s']:.1f} s after the "
-        f"first gift); `battle_ended` right everywhere: "
+        f"first payment); `battle_ended` right everywhere: "
         f"{'yes' if not row['wrong_end'] else 'NO'}; "
         f"{row['frames_per_viewer']:.0f} score frames per viewer.",
-        f"A gift's answer: p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; server CPU "
-        f"{row['cpu_s']:.2f} CPU-s ({1000 * row['cpu_s'] / max(args.gifts, 1):.2f} ms per gift).",
+        f"A payment's answer: p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms; server "
+        f"CPU {row['cpu_s']:.2f} CPU-s ({1000 * row['cpu_s'] / max(args.gifts, 1):.2f} ms each).",
     ]
     if args.gifts >= BAR_GIFTS and args.database == "PostgreSQL":
         lines.append(
@@ -294,6 +332,7 @@ def main() -> None:
 
     settings = {
         "TAJIRI_GIFT_LIMIT": "1000000",  # the storm is the point, not the rate limit
+        "TAJIRI_SUPER_CHAT_LIMIT": "1000000",
         "TAJIRI_BATTLE_DURATION_SECONDS": "3600",
     }
     with scratch(args, **settings) as run_in:
