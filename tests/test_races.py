@@ -143,3 +143,28 @@ async def test_concurrent_invites_of_one_cohost_answer_201_once_then_409(
     )
     assert sorted(codes(answers)) == [201, 409, 409, 409], [a.text for a in answers]
     assert all(a.json()["success"] is (a.status_code == 201) for a in answers)
+
+
+async def test_concurrent_preference_changes_leave_one_choice(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """A choice with a null part (every streamer) is replaced by a delete then an insert; NULLs
+    never conflict in the unique key, so two at once both inserted: two answers for one
+    question. One user's changes now run one at a time."""
+    from tajiri_live.notifications.models import NotificationPreference
+
+    url = f"/api/users/{FAN}/notification-preferences"
+    answers = await asyncio.gather(
+        *(
+            client.put(url, json={"type": "now_live", "enabled": n % 2 == 0}, headers=auth(FAN))
+            for n in range(6)
+        )
+    )
+    assert codes(answers) == [200] * 6, [a.text for a in answers]
+    async with runtime.sessions() as session:
+        rows = await session.scalar(
+            select(func.count(NotificationPreference.id)).where(
+                NotificationPreference.user_id == FAN
+            )
+        )
+    assert rows == 1
