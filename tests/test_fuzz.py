@@ -36,6 +36,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
         "TAJIRI_REACTION_LIMIT": "100000",
         "TAJIRI_GIFT_LIMIT": "100000",
         "TAJIRI_SHARE_LIMIT": "100000",
+        "TAJIRI_STREAM_CREATE_LIMIT": "100000",
         "TAJIRI_SPAM_REPEAT_SECONDS": "0",
     }
     prefix = new_prefix()

@@ -128,18 +128,46 @@ async def test_deleting_a_stream_while_it_changes_status_answers_404_or_409(
 async def test_concurrent_invites_of_one_cohost_answer_201_once_then_409(
     client: httpx.AsyncClient, auth: Any
 ) -> None:
-    """A race the code does not settle itself (a read, then an insert) still answers 409,
-    not 500: any unique key a concurrent request won is a conflict."""
+    """Before: a read, then an insert; the losers hit the unique key (500). One upsert now:
+    the losers find the invitation the winner made and say so."""
     stream_id = await new_stream(client, auth)
+    # The invitee has a row (a new user's insert would queue the invitations behind it).
+    assert (await client.get("/api/streams", headers=auth(FAN))).status_code == 200
     answers = await asyncio.gather(
         *(
             client.post(
                 f"/api/streams/{stream_id}/cohosts",
-                json={"user_id": NEWCOMER},
+                json={"user_id": FAN},
                 headers=auth(OWNER),
             )
             for _ in range(4)
         )
     )
     assert sorted(codes(answers)) == [201, 409, 409, 409], [a.text for a in answers]
-    assert all(a.json()["success"] is (a.status_code == 201) for a in answers)
+    refused = [a.json()["message"] for a in answers if a.status_code == 409]
+    assert refused == ["This user is already invited."] * 3
+
+
+async def test_concurrent_preference_changes_leave_one_choice(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """A choice with a null part (every streamer) is replaced by a delete then an insert; NULLs
+    never conflict in the unique key, so two at once both inserted: two answers for one
+    question. One user's changes now run one at a time."""
+    from tajiri_live.notifications.models import NotificationPreference
+
+    url = f"/api/users/{FAN}/notification-preferences"
+    answers = await asyncio.gather(
+        *(
+            client.put(url, json={"type": "now_live", "enabled": n % 2 == 0}, headers=auth(FAN))
+            for n in range(6)
+        )
+    )
+    assert codes(answers) == [200] * 6, [a.text for a in answers]
+    async with runtime.sessions() as session:
+        rows = await session.scalar(
+            select(func.count(NotificationPreference.id)).where(
+                NotificationPreference.user_id == FAN
+            )
+        )
+    assert rows == 1

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from tajiri_live.core.auth import Principal
+from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import COHOST_JOINED, Event, stream_channel
@@ -57,19 +58,29 @@ async def invite(
         raise ValidationFailed({"user_id": ["The owner cannot be their own co-host."]})
     now = runtime.clock.now()
     await users_service.ensure_user(session, user_id=user_id, now=now)
-    cohost = await session.scalar(
-        select(StreamCoHost).where(
-            StreamCoHost.stream_id == stream.id, StreamCoHost.user_id == user_id
-        )
+    # One upsert: a new invitation, or a declined or finished one renewed. Of concurrent
+    # invitations one wins; the others find it active (a read then an insert raced).
+    fresh = {"status": "invited", "joined_at": None, "left_at": None, "updated_at": now}
+    statement = dialect_insert(session)(StreamCoHost).values(
+        stream_id=stream.id, user_id=user_id, created_at=now, **fresh
     )
-    if cohost is not None and cohost.status in ACTIVE:
-        raise ApiError(409, f"This user is already {cohost.status}.")
-    if cohost is None:
-        cohost = StreamCoHost(stream_id=stream.id, user_id=user_id, created_at=now)
-        session.add(cohost)
-    cohost.status, cohost.joined_at, cohost.left_at, cohost.updated_at = "invited", None, None, now
+    cohost_id = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=["stream_id", "user_id"],
+            set_=fresh,
+            where=StreamCoHost.status.not_in(sorted(ACTIVE)),
+        ).returning(StreamCoHost.id)
+    )
+    if cohost_id is None:
+        status = await session.scalar(
+            select(StreamCoHost.status).where(
+                StreamCoHost.stream_id == stream.id, StreamCoHost.user_id == user_id
+            )
+        )
+        await session.rollback()
+        raise ApiError(409, f"This user is already {status}.")
     await session.commit()
-    return await _load(session, stream.id, cohost.id)
+    return await _load(session, stream.id, int(cohost_id))
 
 
 async def answer(

@@ -351,7 +351,14 @@ async def set_preference(
 ) -> dict[str, Any]:
     _own(user_id, principal)
     body = validated(PreferenceIn, await read_payload(request))
-    # NULLs never conflict in a unique index: replace the row explicitly.
+    # An admin's choice for a user not seen yet; a streamer only if the identity source
+    # knows them (as for follows). Both before the lock: making a streamer's row commits.
+    await users_service.ensure_user(session, user_id=user_id, now=runtime.clock.now())
+    if body.streamer_id is not None:
+        await _known(session, runtime, body.streamer_id)
+    # NULLs never conflict in a unique index: replace the row explicitly, one request of the
+    # user at a time (two at once each found nothing to delete and both inserted).
+    await users_service.lock_user(session, user_id)
     await session.execute(
         delete(NotificationPreference).where(
             NotificationPreference.user_id == user_id,
@@ -363,11 +370,6 @@ async def set_preference(
             else NotificationPreference.streamer_id == body.streamer_id,
         )
     )
-    # An admin's choice for a user not seen yet; a streamer only if the identity source
-    # knows them (as for follows).
-    await users_service.ensure_user(session, user_id=user_id, now=runtime.clock.now())
-    if body.streamer_id is not None:
-        await _known(session, runtime, body.streamer_id)
     session.add(
         NotificationPreference(
             user_id=user_id, streamer_id=body.streamer_id, type=body.type, enabled=body.enabled

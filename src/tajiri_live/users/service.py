@@ -61,6 +61,12 @@ async def ensure_user(session: AsyncSession, *, user_id: int, now: datetime) -> 
     )
 
 
+async def lock_user(session: AsyncSession, user_id: int) -> None:
+    """Hold the user's row until the transaction ends: that user's read-modify-write requests
+    run one at a time (PostgreSQL; SQLite has one writer at a time anyway)."""
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 async def get_user(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
 
