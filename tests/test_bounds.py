@@ -15,6 +15,7 @@ from sqlalchemy import BigInteger, Integer, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 import tajiri_live
+from tajiri_live.battles.models import StreamBattle
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.core.payload import MAX_ID
 from tajiri_live.core.settings import Settings
@@ -25,6 +26,7 @@ from tajiri_live.notifications.models import NotificationPreference
 from tajiri_live.polls.models import StreamPoll, StreamPollVote
 from tajiri_live.questions.models import StreamQuestion
 from tajiri_live.streams.models import LiveStream, StreamCoHost
+from tajiri_live.superchats.models import StreamSuperChat
 from tajiri_live.users.models import Follow
 from tajiri_live.wallet.models import LedgerEntry, Wallet
 from test_hostile import _api_routes, _params, _subclasses
@@ -55,6 +57,11 @@ STORED_IN: dict[tuple[str, str], InstrumentedAttribute[Any] | None] = {
     ("SocketDismissal", "question_id"): StreamQuestion.id,
     ("Credit", "user_id"): Wallet.user_id,
     ("Credit", "amount"): LedgerEntry.amount,
+    ("DepositCreate", "user_id"): Wallet.user_id,
+    ("DepositCreate", "amount"): LedgerEntry.amount,
+    ("SuperChatCreate", "amount"): StreamSuperChat.amount,
+    ("BattleInvite", "opponent_stream_id"): StreamBattle.stream_id_2,
+    ("BattleRef", "battle_id"): StreamBattle.id,
 }
 
 

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     # --- super chats and coins (docs/architecture.md "Super chats", "Coins and TZS") ------
     # Coins a super chat of 1 TZS costs: an amount of N TZS is paid with N x this coins.
     coins_per_tzs: int = Field(default=1, ge=1, le=1_000_000)
-    super_chat_max_tzs: int = Field(default=10_000_000, ge=10_000)  # the largest amount taken
+    super_chat_max_tzs: int = Field(default=10_000_000, ge=10_000, le=10**12)  # the largest taken
     super_chat_max_length: int = Field(default=200, ge=1, le=5000)  # the message's characters
     super_chat_creator_share: int = Field(default=70, ge=0, le=100)  # percent, as gifts' default
     super_chat_limit: int = 3  # super chats per user per stream...

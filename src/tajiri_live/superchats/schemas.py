@@ -30,6 +30,9 @@ def whole_tzs(value: Any) -> int:
     return int(number)
 
 
+MAX_AMOUNT_TZS = 10**12
+
+
 class SuperChatCreate(BaseModel):
     """`message` and `amount` (TZS; its upper limit is a setting, checked by the service);
     `payment_method` and `payment_reference` are recorded as sent (coins always pay)."""
@@ -37,7 +40,9 @@ class SuperChatCreate(BaseModel):
     model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
 
     message: Text = Field(min_length=1, max_length=5000)
-    amount: int
+    # The setting `SUPER_CHAT_MAX_TZS` is the real ceiling; this one keeps any setting's
+    # amount, times `COINS_PER_TZS`, within the ledger's 64-bit columns.
+    amount: int = Field(le=MAX_AMOUNT_TZS)
     payment_method: Text | None = Field(default=None, max_length=50)
     payment_reference: Text | None = Field(default=None, max_length=100)
 
