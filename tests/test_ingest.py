@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from servers import free_port
 from tajiri_live.app import create_app
 from tajiri_live.core import medialinks as links
 from tajiri_live.core.clock import ManualClock, iso
@@ -35,6 +36,9 @@ def settings(settings: Settings) -> Settings:
             "ingest_enabled": True,
             "ingest_reconnect_seconds": 60.0,
             "media_base_url": "https://media.example",
+            # Nobody listens there: an encoder this test ends must not be dropped from a real
+            # nginx on the default port (someone going live on this machine).
+            "ingest_control_url": f"http://127.0.0.1:{free_port()}",
         }
     )
 

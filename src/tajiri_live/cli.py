@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,9 +72,33 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
         http="httptools",
         ws=WebSocketConnection,  # the fan-out engine owns the socket after the upgrade
         log_level=settings.log_level,
+        log_config=_log_config(settings.log_level),
         proxy_headers=True,
         server_header=False,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, and the service's own loggers (ingest decisions, jobs, outages)
+    beside its access lines: uvicorn configures only its own."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["service"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(levelprefix)s %(name)s: %(message)s",
+    }
+    config["handlers"]["service"] = {
+        "formatter": "service",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["tajiri_live"] = {
+        "handlers": ["service"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 @main.command()
