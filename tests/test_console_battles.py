@@ -156,6 +156,7 @@ async def test_two_consoles_battle_and_each_shows_its_result(
         # Asha types the stream id this time; Baraka accepts.
         await asha.get_by_label("Or type its stream id").fill(str(b))
         await asha.get_by_role("button", name="Invite to a battle").click()
+        await asha.locator('#battle-state[data-state="inviting"]').wait_for()
         await panel_shot(asha, "3-waiting-en")
         await invited.get_by_role("button", name="Kubali").click()
         for page in (asha, baraka):
@@ -208,9 +209,22 @@ async def test_two_consoles_battle_and_each_shows_its_result(
         await baraka.get_by_label("Au andika namba ya tangazo").fill(str(a))
         await baraka.get_by_role("button", name="Alika kwenye pambano").click()
         await asha.get_by_role("button", name="Accept").click()
-        await asha.get_by_role("button", name="Forfeit").click()
-        await asha.locator('#battle-result[data-result="lost"]', has_text="forfeit").wait_for()
-        await baraka.locator('#battle-result[data-result="won"]').wait_for()
+        forfeit = asha.get_by_role("button", name="Forfeit")
+        asha.once("dialog", lambda dialog: dialog.dismiss())  # asked first, and kept fighting
+        await forfeit.click()
+        await asha.wait_for_function(
+            "() => !document.querySelector('#battle-state .danger').disabled"
+        )
+        still = (await api.get(f"/api/streams/{a}/battles/current")).json()["data"]
+        assert still["status"] == "active"
+        asha.once("dialog", lambda dialog: dialog.accept())
+        await forfeit.click()
+        await asha.locator(
+            '#battle-result[data-result="lost"]', has_text="You forfeited."
+        ).wait_for()
+        await baraka.locator(
+            '#battle-result[data-result="won"]', has_text="Asha amejisalimisha."
+        ).wait_for()
         await panel_shot(asha, "8-forfeit-en")
 
         assert asha.errors == [] and baraka.errors == []

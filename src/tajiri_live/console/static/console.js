@@ -596,8 +596,8 @@ function battlePanel(id, live) {
       } catch (error) { toast(error.message); }
     } },
       el("p", { class: "muted" }, t("battleHelp")),
-      field("battle-pick", t("battleOpponent"), pick),
-      el("p", {}, act(t("battleRefresh"), fill)),
+      el("label", { for: "battle-pick" }, t("battleOpponent")),
+      el("div", { class: "copyrow" }, pick, act(t("battleRefresh"), fill)),
       field("battle-stream-id", t("battleStreamId"), typed),
       el("p", {}, el("button", { type: "submit" }, t("battleInvite"))));
   }
@@ -633,7 +633,9 @@ function battlePanel(id, live) {
         el("h3", {}, t("battleVs", { name: opponent })),
         scoreBar(me.score, them.score, opponent),
         el("p", { class: "battle-clock", id: "battle-countdown", role: "timer" }, ""),
-        act(t("battleForfeit"), async () => { await post(`/battles/${battle.id}/forfeit`); }, "danger")));
+        act(t("battleForfeit"), async () => {
+          if (confirm(t("battleForfeitSure", { name: opponent }))) await post(`/battles/${battle.id}/forfeit`);
+        }, "danger")));
     }
     tick();
   }
@@ -644,7 +646,8 @@ function battlePanel(id, live) {
     return el("div", { id: "battle-result", class: `battle-result ${key}`, "data-result": key.slice(6).toLowerCase() },
       el("p", { class: "battle-outcome", role: "status" }, t(key)),
       el("p", {}, t("battleFinal", { mine: number(outcome.my_score), theirs: number(outcome.opponent_score), name: outcome.opponent })),
-      outcome.reason === "forfeit" || outcome.reason === "stream_ended" ? el("p", { class: "muted" }, t(`battleReason_${outcome.reason}`)) : "");
+      ["forfeit", "stream_ended"].includes(outcome.reason)
+        ? el("p", {}, t(`battleReason_${outcome.reason}_${key === "battleLost" ? "mine" : "theirs"}`, { name: outcome.opponent })) : "");
   }
 
   function tick() {
@@ -706,9 +709,8 @@ async function liveView(id) {
     el("div", { class: "grid wide" },
       section(t("preview"), preview.node, owner && stream.stream_key ? ingestPanel(stream, { encoder: false }) : ""),
       health.node),
-    el("div", { class: "grid" }, chat.node, el("div", {}, gifts.node, viewers.node)),
-    el("div", { class: "grid" }, polls.node, questions.node),
-    battle ? battle.node : "");
+    el("div", { class: "grid" }, chat.node, el("div", {}, battle ? battle.node : "", gifts.node, viewers.node)),
+    el("div", { class: "grid" }, polls.node, questions.node));
   if (["ended", "cancelled"].includes(stream.status)) preview.ended();
 
   (await api(`/streams/${id}/comments?limit=50`)).data.forEach(chat.add);

@@ -67,8 +67,9 @@ window.TAJIRI_STRINGS = {
     battleDeclined: "{name} declined the battle.", battleExpired: "The invitation expired without an answer.",
     battleVs: "You vs {name}", battleYou: "You", battleLeft: "{time} left", battleForfeit: "Forfeit",
     battleWon: "You won the battle!", battleLost: "You lost the battle.", battleDraw: "The battle is a draw.",
-    battleFinal: "Final score: you {mine}, {name} {theirs} coins.", battleReason_forfeit: "It ended with a forfeit.",
-    battleReason_stream_ended: "It ended because a stream went off air.",
+    battleFinal: "Final score: you {mine}, {name} {theirs} coins.", battleForfeitSure: "Give up the battle? {name} wins.",
+    battleReason_forfeit_mine: "You forfeited.", battleReason_forfeit_theirs: "{name} forfeited.",
+    battleReason_stream_ended_mine: "Your stream went off air: a forfeit.", battleReason_stream_ended_theirs: "{name}'s stream went off air: a forfeit.",
     votes_one: "{n} vote", upvotes_one: "{n} upvote", giftsTotal_one: "{count} gift · {coins} coins",
   },
   sw: {
@@ -136,8 +137,9 @@ window.TAJIRI_STRINGS = {
     battleDeclined: "{name} amekataa pambano.", battleExpired: "Mwaliko umeisha bila jibu.",
     battleVs: "Wewe dhidi ya {name}", battleYou: "Wewe", battleLeft: "Zimebaki {time}", battleForfeit: "Jisalimishe",
     battleWon: "Umeshinda pambano!", battleLost: "Umeshindwa pambano.", battleDraw: "Pambano limeisha sare.",
-    battleFinal: "Matokeo: wewe sarafu {mine}, {name} sarafu {theirs}.", battleReason_forfeit: "Limeisha kwa mmoja kujisalimisha.",
-    battleReason_stream_ended: "Limeisha kwa sababu tangazo moja limetoka hewani.",
+    battleFinal: "Matokeo: wewe sarafu {mine}, {name} sarafu {theirs}.", battleForfeitSure: "Ujisalimishe? {name} atashinda.",
+    battleReason_forfeit_mine: "Umejisalimisha.", battleReason_forfeit_theirs: "{name} amejisalimisha.",
+    battleReason_stream_ended_mine: "Tangazo lako limetoka hewani: umejisalimisha.", battleReason_stream_ended_theirs: "Tangazo la {name} limetoka hewani: amejisalimisha.",
     votes_one: "kura {n}", upvotes_one: "kura {n} ya kuunga", giftsTotal_one: "Zawadi {count} · sarafu {coins}",
   },
 };
