@@ -658,7 +658,10 @@ function battlePanel(id, live) {
     line.textContent = t(battle.status === "pending" ? "battleAnswerWithin" : "battleLeft", { time: minutes(until) });
   }
 
-  function hold(data) { battle = data; outcome = null; notice = ""; render(); }
+  function hold(data) {
+    if (!["pending", "active"].includes(data?.status)) return; // a late answer about a battle already over
+    battle = data; outcome = null; notice = ""; render();
+  }
   async function reload(battleId) { hold((await api(`/battles/${battleId}`)).data); }
   async function load() {
     const { data } = await api(`/streams/${id}/battles/current`);
