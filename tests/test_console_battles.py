@@ -227,4 +227,27 @@ async def test_two_consoles_battle_and_each_shows_its_result(
         ).wait_for()
         await panel_shot(asha, "8-forfeit-en")
 
+        # A third ended early by its owner through the API, no coins either side: a draw.
+        await asha.get_by_label("Or type its stream id").fill(str(b))
+        await asha.get_by_role("button", name="Invite to a battle").click()
+        await baraka.get_by_role("button", name="Kubali").click()
+        await asha.locator('#battle-state[data-state="active"]').wait_for()
+        third = (await api.get(f"/api/streams/{a}/battles/current")).json()["data"]["id"]
+        ended_early = await api.post(f"/api/battles/{third}/end", headers=bearer(ASHA))
+        assert ended_early.status_code == 200, ended_early.text
+        await asha.locator('#battle-result[data-result="draw"]').wait_for()
+        await baraka.locator('#battle-result[data-result="draw"]', has_text="sare").wait_for()
+        await asha.set_viewport_size(PHONE)
+        await shot(asha, "battle-9-draw-en-phone")
+
+        # The creators' analytics count the battles: fought, won, the coins scored in them.
+        for page, stream, expected in (
+            (asha, a, f"3 · 0 · {mine} coins"),
+            (baraka, b, f"3 · 2 · sarafu {theirs}"),
+        ):
+            await page.goto(f"{server.url}/console/#/analytics/{stream}")
+            stat = page.locator('[data-stat="battles"]')
+            await stat.wait_for()
+            assert await stat.inner_text() == expected
+
         assert asha.errors == [] and baraka.errors == []

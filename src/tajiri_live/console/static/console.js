@@ -597,7 +597,7 @@ function battlePanel(id, live) {
     } },
       el("p", { class: "muted" }, t("battleHelp")),
       el("label", { for: "battle-pick" }, t("battleOpponent")),
-      el("div", { class: "copyrow" }, pick, act(t("battleRefresh"), fill)),
+      el("div", { class: "copyrow battle-pick" }, pick, act(t("battleRefresh"), fill)),
       field("battle-stream-id", t("battleStreamId"), typed),
       el("p", {}, el("button", { type: "submit" }, t("battleInvite"))));
   }
@@ -767,7 +767,7 @@ async function analyticsView(id) {
   const people = (label, rows, value) => rows.length
     ? el("table", { "aria-label": label }, el("tbody", {}, rows.map((r) => el("tr", {}, el("td", {}, name(r.user, "?")), el("td", {}, value(r))))))
     : el("p", { class: "muted" }, t("nobody"));
-  const polls = a.polls ?? {}, questions = a.questions ?? {}, h = a.health ?? {};
+  const polls = a.polls ?? {}, questions = a.questions ?? {}, h = a.health ?? {}, battles = a.battles ?? {};
   show(t("analytics"),
     el("div", { class: "grid cards" },
       card(t("uniqueViewers"), number(a.unique_viewers)), card(t("peakViewers"), number(a.peak_viewers)),
@@ -777,6 +777,7 @@ async function analyticsView(id) {
       card(t("interactions"), `${number(a.total_likes)} · ${number(a.total_comments)} · ${number(a.total_shares)}`),
       card(t("pollsSummary"), `${number(polls.count)} · ${number(polls.votes)}`),
       card(t("questionsSummary"), `${number(questions.asked)} · ${number(questions.answered)}`),
+      card(t("battlesSummary"), `${number(battles.fought)} · ${number(battles.won)} · ${t("coins", { n: number(battles.points) })}`, "battles"),
       card(t("healthSummary"), `${t("kbps", { n: number(h.average_bitrate) })} · ${t("fpsUnit", { n: number(h.average_fps, 1) })}`)),
     el("div", { class: "grid" },
       section(t("viewersChart"), timeline), section(t("retention"), retention), section(t("regions"), regions)),
