@@ -118,7 +118,7 @@ window.TAJIRI_STRINGS = {
     engagement: "Kiwango cha ushiriki", perViewer: "Miitikio {n} kwa kila mtazamaji", revenue: "Mapato (jumla / ya mtangazaji)",
     coins: "sarafu {n}", interactions: "Vipendwa · maoni · ushirikishaji", retention: "Wanaobaki", regions: "Mikoa",
     topViewers: "Watazamaji wakuu (muda)", topGifters: "Watoaji wakuu wa zawadi", pctWatching: "% ya hadhira wanaotazama",
-    viewersLabel: "Watazamaji", pollsSummary: "Kura za maoni · kura", questionsSummary: "Maswali · yaliyojibiwa", battlesSummary: "Mapambano ya PK · ushindi · alama",
+    viewersLabel: "Watazamaji", pollsSummary: "Kura za maoni · kura", questionsSummary: "Maswali · yaliyojibiwa", battlesSummary: "Mapambano ya PK · ushindi · sarafu",
     healthSummary: "Wastani wa kasi · fremu", nobody: "Bado hakuna.",
     when: "Lini", who: "Nani", what: "Nini", why: "Kwa nini", user: "mtumiaji {id}",
     pickStream: "Chagua tangazo kuona zawadi zake.", giftsOn: "Zawadi kwenye {title}", refund: "Rudisha", refunded: "imerudishwa",
