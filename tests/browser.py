@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+AXE = Path(__file__).resolve().parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def require_browser() -> None:
@@ -22,6 +27,36 @@ def require_browser() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_axe() -> None:
+    """axe-core from tests/js (installed with the Pusher clients)."""
+    if AXE.exists():
+        return
+    message = "run `npm ci` in tests/js for axe-core"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def shot(page: Any, name: str) -> None:
+    """A full-page screenshot to test-artifacts/console/."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is."""
+    if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
+        await page.evaluate(AXE.read_text())  # not a script tag: the page's policy refuses those
+    found = await page.evaluate(
+        "() => axe.run(document, { resultTypes: ['violations'] }).then(r => r.violations)"
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in found
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def launch_args() -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,16 +17,20 @@ import httpx
 import pytest
 from PIL import Image
 
-from browser import CHROMIUM, launch_args, require_browser
+from browser import (
+    CHROMIUM,
+    launch_args,
+    require_axe,
+    require_browser,
+    serious_violations,
+    shot,
+)
 from conftest import TEST_SECRET
 from servers import ServerProcess
 from tajiri_live.core.auth import TokenCodec
 from tajiri_live.core.settings import Settings
 from wsclient import Viewer
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "test-artifacts" / "console"
-AXE = Path(__file__).resolve().parent / "js" / "node_modules" / "axe-core" / "axe.min.js"
 CREATOR, FAN, GIVER, ADMIN, VOTER = 1, 7, 8, 9, 10
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -48,11 +51,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
 @pytest.fixture
 async def page(server: ServerProcess) -> AsyncIterator[Any]:
     require_browser()
-    if not AXE.exists():  # installed with the Pusher clients
-        message = "run `npm ci` in tests/js for axe-core"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_axe()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as driver:
@@ -69,25 +68,6 @@ async def page(server: ServerProcess) -> AsyncIterator[Any]:
         tab.errors = errors  # type: ignore[attr-defined]
         yield tab
         await browser.close()
-
-
-async def shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-async def serious_violations(page: Any) -> list[str]:
-    """axe-core's serious and critical findings on the page as it is."""
-    if not await page.evaluate("() => typeof window.axe !== 'undefined'"):
-        await page.evaluate(AXE.read_text())  # not a script tag: the page's policy refuses those
-    found = await page.evaluate(
-        "() => axe.run(document, { resultTypes: ['violations'] }).then(r => r.violations)"
-    )
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-        for v in found
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def cover_image() -> bytes:

@@ -559,6 +559,141 @@ function questionsPanel(id) {
   return { node: section(t("questions"), list), load, put, drop, upvoted };
 }
 
+// --- live room: battles -------------------------------------------------------------------------
+
+function minutes(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+// The creator's side of a PK battle: invite a live stream, answer an invitation, the score bar
+// with a countdown, forfeit, and the result. Events refresh it; the scores move in place.
+function battlePanel(id, live) {
+  const box = el("div", { id: "battle" });
+  let battle = null, outcome = null, notice = "", skew = 0; // skew: the server's clock minus ours
+  const sides = (b) => (b.stream_id_1 === Number(id) ? [b.stream_1, b.stream_2] : [b.stream_2, b.stream_1]);
+  const heard = (data) => { if (data?.timestamp) skew = Date.parse(data.timestamp) - Date.now(); };
+  const serverNow = () => Date.now() + skew;
+
+  function inviteForm() {
+    if (!live()) return el("p", { class: "muted" }, t("battleNotLive"));
+    const pick = el("select", { id: "battle-pick" }, el("option", { value: "" }, t("battlePick")));
+    const typed = el("input", { id: "battle-stream-id", inputmode: "numeric", pattern: "[0-9]*", autocomplete: "off" });
+    async function fill() {
+      const { data } = await api("/streams?status=live&per_page=100");
+      const others = data.filter((s) => s.id !== Number(id) && s.user_id !== current.id);
+      pick.replaceChildren(el("option", { value: "" }, others.length ? t("battlePick") : t("battleNoLive")),
+        ...others.map((s) => el("option", { value: s.id }, `${s.title} · ${name(s.user, s.user_id)}`)));
+    }
+    fill().catch(() => {});
+    return el("form", { class: "stack", onsubmit: async (event) => {
+      event.preventDefault();
+      const opponent = Number(typed.value.trim() || pick.value);
+      if (!opponent) { toast(t("battleChoose")); return; }
+      try {
+        const { data } = await post(`/streams/${id}/battles/invite`, { opponent_stream_id: opponent });
+        hold(data);
+      } catch (error) { toast(error.message); }
+    } },
+      el("p", { class: "muted" }, t("battleHelp")),
+      el("label", { for: "battle-pick" }, t("battleOpponent")),
+      el("div", { class: "copyrow battle-pick" }, pick, act(t("battleRefresh"), fill)),
+      field("battle-stream-id", t("battleStreamId"), typed),
+      el("p", {}, el("button", { type: "submit" }, t("battleInvite"))));
+  }
+
+  function scoreBar(mine, theirs, opponent) {
+    const total = mine + theirs;
+    const share = total ? Math.round((mine / total) * 100) : 50;
+    const fill = el("div", { class: "battle-mine" });
+    fill.style.width = `${share}%`; // through the CSSOM: the policy refuses style attributes
+    return el("div", { id: "battle-score", "data-mine": mine, "data-theirs": theirs },
+      el("div", { class: "bar-label" },
+        el("span", { class: "battle-me" }, `${t("battleYou")}: ${t("coins", { n: number(mine) })}`),
+        el("span", { class: "battle-them" }, `${opponent}: ${t("coins", { n: number(theirs) })}`)),
+      el("div", { class: "battle-track", "aria-hidden": "true" }, fill));
+  }
+
+  function render() {
+    if (!battle) { box.replaceChildren(...(notice ? [el("p", { class: "battle-note", role: "status" }, notice)] : []), outcomeNode(), inviteForm()); return; }
+    const [me, them] = sides(battle);
+    const opponent = them.user_name || them.name;
+    const invitedMe = battle.stream_id_2 === Number(id);
+    if (battle.status === "pending") {
+      box.replaceChildren(el("div", { id: "battle-state", "data-state": invitedMe ? "invited" : "inviting", "data-battle": battle.id },
+        invitedMe
+          ? [el("p", { class: "battle-note" }, t("battleIncoming", { name: opponent, title: them.name })),
+             el("div", { class: "row" },
+               act(t("battleAccept"), async () => { hold((await post(`/battles/${battle.id}/accept`)).data); }, ""),
+               act(t("battleDecline"), async () => { await post(`/battles/${battle.id}/decline`); battle = null; notice = ""; render(); }))]
+          : el("p", { class: "battle-note" }, t("battleWaiting", { name: opponent, when: clock(battle.expires_at) })),
+        el("p", { class: "muted", id: "battle-countdown" }, "")));
+    } else {
+      box.replaceChildren(el("div", { id: "battle-state", "data-state": "active", "data-battle": battle.id },
+        el("h3", {}, t("battleVs", { name: opponent })),
+        scoreBar(me.score, them.score, opponent),
+        el("p", { class: "battle-clock", id: "battle-countdown", role: "timer" }, ""),
+        act(t("battleForfeit"), async () => {
+          if (confirm(t("battleForfeitSure", { name: opponent }))) await post(`/battles/${battle.id}/forfeit`);
+        }, "danger")));
+    }
+    tick();
+  }
+
+  function outcomeNode() {
+    if (!outcome) return "";
+    const key = outcome.winner_stream_id == null ? "battleDraw" : outcome.winner_stream_id === Number(id) ? "battleWon" : "battleLost";
+    return el("div", { id: "battle-result", class: `battle-result ${key}`, "data-result": key.slice(6).toLowerCase() },
+      el("p", { class: "battle-outcome", role: "status" }, t(key)),
+      el("p", {}, t("battleFinal", { mine: number(outcome.my_score), theirs: number(outcome.opponent_score), name: outcome.opponent })),
+      ["forfeit", "stream_ended"].includes(outcome.reason)
+        ? el("p", {}, t(`battleReason_${outcome.reason}_${key === "battleLost" ? "mine" : "theirs"}`, { name: outcome.opponent })) : "");
+  }
+
+  function tick() {
+    const line = box.querySelector("#battle-countdown");
+    if (!battle || !line) return;
+    const until = Date.parse(battle.status === "pending" ? battle.expires_at : battle.ends_at) - serverNow();
+    if (battle.status === "pending" && until <= 0) { battle = null; notice = t("battleExpired"); render(); return; }
+    line.textContent = t(battle.status === "pending" ? "battleAnswerWithin" : "battleLeft", { time: minutes(until) });
+  }
+
+  function hold(data) {
+    if (!["pending", "active"].includes(data?.status)) return; // a late answer about a battle already over
+    battle = data; outcome = null; notice = ""; render();
+  }
+  async function reload(battleId) { hold((await api(`/battles/${battleId}`)).data); }
+  async function load() {
+    const { data } = await api(`/streams/${id}/battles/current`);
+    battle = data && ["pending", "active"].includes(data.status) ? data : null;
+    render();
+  }
+  function scored(data) {
+    if (!battle || data.battle_id !== battle.id) return;
+    heard(data);
+    const [me, them] = sides(battle);
+    me.score = data.my_score; them.score = data.opponent_score;
+    box.querySelector("#battle-score")?.replaceWith(scoreBar(me.score, them.score, them.user_name || them.name));
+  }
+  function ended(data) {
+    heard(data);
+    const them = battle && battle.id === data.battle_id ? sides(battle)[1] : null;
+    outcome = { ...data, opponent: them ? them.user_name || them.name : "" };
+    battle = null; notice = ""; render();
+  }
+  function declined(data) {
+    if (battle && data.battle_id !== battle.id) return;
+    battle = null; notice = t("battleDeclined", { name: data.opponent_name ?? "" }); render();
+  }
+  every(1000, tick);
+  const refreshed = (data) => { heard(data); reload(data.battle_id).catch((error) => toast(error.message)); };
+  return {
+    node: section(t("battle"), box), load, restatus: () => { if (!battle) render(); },
+    handlers: { battle_invite: refreshed, battle_accepted: refreshed, battle_declined: declined,
+                battle_score_update: scored, battle_ended: ended },
+  };
+}
+
 // --- live room ----------------------------------------------------------------------------------
 
 async function liveView(id) {
@@ -570,13 +705,14 @@ async function liveView(id) {
   const chat = chatPanel(id), gifts = giftsPanel(), viewers = viewersPanel(id, stream.current_viewers ?? 0);
   const polls = pollsPanel(id), questions = questionsPanel(id);
   const owner = stream.user_id === current.id;
+  const battle = owner ? battlePanel(id, () => status.dataset.status === "live") : null;
   show(stream.title,
     el("p", { class: "row statusline" }, el("span", {}, t("statusLine")), status, el("span", { "aria-hidden": "true" }, "·"), updates,
       el("a", { href: `#/analytics/${id}` }, t("analytics")), el("a", { href: `#/moderation/${id}` }, t("moderationLog"))),
     el("div", { class: "grid wide" },
       section(t("preview"), preview.node, owner && stream.stream_key ? ingestPanel(stream, { encoder: false }) : ""),
       health.node),
-    el("div", { class: "grid" }, chat.node, el("div", {}, gifts.node, viewers.node)),
+    el("div", { class: "grid" }, chat.node, el("div", {}, battle ? battle.node : "", gifts.node, viewers.node)),
     el("div", { class: "grid" }, polls.node, questions.node));
   if (["ended", "cancelled"].includes(stream.status)) preview.ended();
 
@@ -584,6 +720,7 @@ async function liveView(id) {
   await Promise.all([
     api(`/streams/${id}/gifts?limit=50`).then(({ data }) => data.forEach((g) => gifts.add(g, false))).catch(() => {}),
     viewers.refresh().catch(() => {}), polls.load().catch(() => {}), questions.load().catch(() => {}), health.refresh().catch(() => {}),
+    battle?.load().catch(() => {}),
   ]);
   every(5000, () => { health.refresh().catch(() => {}); viewers.refresh().catch(() => {}); });
   // The socket says when the playlist exists; asking too covers a socket that was not yet open.
@@ -602,10 +739,12 @@ async function liveView(id) {
       setStatus(status, d.status);
       if (d.playback_url) preview.play(d.playback_url);
       if (["ended", "cancelled"].includes(d.status)) preview.ended();
+      battle?.restatus();
     },
     poll_created: polls.put, poll_closed: polls.put, poll_vote: polls.voted,
     question_submitted: questions.put, question_answered: questions.put, question_dismissed: (d) => questions.drop(d.question_id),
     question_upvoted: questions.upvoted, stream_health_warning: health.warned,
+    ...battle?.handlers,
   };
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/streams/${id}?token=${encodeURIComponent(token())}`);
@@ -628,7 +767,7 @@ async function analyticsView(id) {
   const people = (label, rows, value) => rows.length
     ? el("table", { "aria-label": label }, el("tbody", {}, rows.map((r) => el("tr", {}, el("td", {}, name(r.user, "?")), el("td", {}, value(r))))))
     : el("p", { class: "muted" }, t("nobody"));
-  const polls = a.polls ?? {}, questions = a.questions ?? {}, h = a.health ?? {};
+  const polls = a.polls ?? {}, questions = a.questions ?? {}, h = a.health ?? {}, battles = a.battles ?? {};
   show(t("analytics"),
     el("div", { class: "grid cards" },
       card(t("uniqueViewers"), number(a.unique_viewers)), card(t("peakViewers"), number(a.peak_viewers)),
@@ -638,6 +777,7 @@ async function analyticsView(id) {
       card(t("interactions"), `${number(a.total_likes)} · ${number(a.total_comments)} · ${number(a.total_shares)}`),
       card(t("pollsSummary"), `${number(polls.count)} · ${number(polls.votes)}`),
       card(t("questionsSummary"), `${number(questions.asked)} · ${number(questions.answered)}`),
+      card(t("battlesSummary"), `${number(battles.fought)} · ${number(battles.won)} · ${t("coins", { n: number(battles.points) })}`, "battles"),
       card(t("healthSummary"), `${t("kbps", { n: number(h.average_bitrate) })} · ${t("fpsUnit", { n: number(h.average_fps, 1) })}`)),
     el("div", { class: "grid" },
       section(t("viewersChart"), timeline), section(t("retention"), retention), section(t("regions"), regions)),
