@@ -169,9 +169,14 @@ async def test_a_flood_of_bad_tokens_costs_one_lookup_per_distinct_token(
     await mainapp.add_user(NEEMA)
     _, good = await mainapp.issue_token(NEEMA)
     bad = [f"{n}|{'wrong' * 8}" for n in range(1, 51)]
-    # One window for the whole flood, however slow the machine running it.
+    # One window for the whole flood, however slow the machine running it; the per-address
+    # bound on refused lookups (tested on its own) is set above the flood's 50 distinct tokens.
     async with serving(
-        settings, clock, auth_sanctum_database_url=mainapp.url, auth_cache_seconds=3600
+        settings,
+        clock,
+        auth_sanctum_database_url=mainapp.url,
+        auth_cache_seconds=3600,
+        auth_refusals_per_address=len(bad) + 1,
     ) as (app, client):
         sanctum = app.state.runtime.identity.sanctum
 
