@@ -301,6 +301,8 @@ async def test_a_creator_runs_a_stream_from_the_console(
     )
     assert pixels > 500  # the curve and its axes are on the canvas
     assert "interactions per viewer" in await page.locator('[data-stat="engagement"]').inner_text()
+    # Super chats beside gifts: none were sent here, and the card says so in coins.
+    assert await page.locator('[data-stat="super-chats"]').inner_text() == "0 · 0 coins"
 
     await page.goto(f"{server.url}/console/#/moderation/{stream_id}")
     await page.get_by_role("table", name="Moderation log").wait_for()

@@ -777,6 +777,7 @@ async function analyticsView(id) {
       card(t("interactions"), `${number(a.total_likes)} · ${number(a.total_comments)} · ${number(a.total_shares)}`),
       card(t("pollsSummary"), `${number(polls.count)} · ${number(polls.votes)}`),
       card(t("questionsSummary"), `${number(questions.asked)} · ${number(questions.answered)}`),
+      card(t("superChatsSummary"), `${number(a.total_super_chats)} · ${t("coins", { n: number(a.revenue.super_chats?.gross) })}`, "super-chats"),
       card(t("battlesSummary"), `${number(battles.fought)} · ${number(battles.won)} · ${t("coins", { n: number(battles.points) })}`, "battles"),
       card(t("healthSummary"), `${t("kbps", { n: number(h.average_bitrate) })} · ${t("fpsUnit", { n: number(h.average_fps, 1) })}`)),
     el("div", { class: "grid" },
