@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -109,6 +110,46 @@ async def paced(
     return summary(latencies, codes, elapsed)
 
 
+class FrameCounter:
+    """A socket viewer of the stream counting the frames of one event, while in `async with`."""
+
+    def __init__(self, port: int, stream_id: int, event: str) -> None:
+        self.url = f"ws://127.0.0.1:{port}/streams/{stream_id}"
+        self.needle = f'"event":"{event}"'
+        self.received = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> FrameCounter:
+        self._task = asyncio.create_task(self._watch())
+        await asyncio.sleep(0.5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(1.0)  # the last frames in flight
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _watch(self) -> None:
+        for attempt in range(5):  # the server may still be busy with the set-up requests
+            try:
+                ws = await websockets.connect(self.url, max_size=None, open_timeout=30)
+                break
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+                print(f"viewer connect attempt {attempt + 1} failed: {error!r}", file=sys.stderr)
+                await asyncio.sleep(1)
+        else:
+            raise SystemExit("the socket viewer could not connect")
+        async with ws:
+            while not self._stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                self.received += str(raw).count(self.needle)
+
+
 async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     tokens = TokenCodec(Settings(jwt_secret=SECRET))
@@ -126,27 +167,7 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
             )
         gift_id = (await http.get("/api/streams/gifts")).json()["data"][0]["id"]
 
-    received = 0
-
-    async def watch(stop: asyncio.Event) -> None:
-        nonlocal received
-        url = f"ws://127.0.0.1:{port}/streams/{sid}"
-        for attempt in range(5):  # the server may still be busy with the set-up requests
-            try:
-                ws = await websockets.connect(url, max_size=None, open_timeout=30)
-                break
-            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
-                print(f"viewer connect attempt {attempt + 1} failed: {error!r}", file=sys.stderr)
-                await asyncio.sleep(1)
-        else:
-            raise SystemExit("the socket viewer could not connect")
-        async with ws:
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.5)
-                except TimeoutError:
-                    continue
-                received += str(raw).count('"event":"new_comment"')
+    viewer = FrameCounter(port, sid, "new_comment")
 
     async def comment(http: aiohttp.ClientSession, index: int, n: int) -> int:
         async with http.post(
@@ -166,14 +187,9 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
             await answer.read()
             return answer.status
 
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch(stop))
-    await asyncio.sleep(0.5)
-    comments = await hammer(base, args.clients, args.seconds, comment)
-    await asyncio.sleep(1.0)
-    stop.set()
-    await watcher
-    comments["fanned_out"] = received
+    async with viewer:
+        comments = await hammer(base, args.clients, args.seconds, comment)
+    comments["fanned_out"] = viewer.received
     # The default limit is one comment per user per 3 s: a room of `clients` active
     # commenters offers at most clients / 3 comments a second.
     at_limit = await paced(base, args.clients, args.seconds, 3.0, comment)
@@ -202,6 +218,34 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> st
     )
 
 
+def serving_env(workdir: Path, prefix: str, database_url: str, redis_url: str) -> dict[str, str]:
+    """The server's settings for a throughput run: per-user rate limits lifted."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
+    env.update(
+        {
+            "TAJIRI_VAR_DIR": str(workdir / "var"),
+            "TAJIRI_JWT_SECRET": SECRET,
+            "TAJIRI_DATABASE_URL": database_url,
+            "TAJIRI_REDIS_URL": redis_url,
+            "TAJIRI_REDIS_PREFIX": prefix,
+            "TAJIRI_LOG_LEVEL": "warning",
+            "TAJIRI_COMMENT_LIMIT": "100000000",
+            "TAJIRI_GIFT_LIMIT": "100000000",
+        }
+    )
+    return env
+
+
+def migrate(env: dict[str, str], workdir: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "tajiri_live", "migrate"],
+        env=env,
+        check=True,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200)
@@ -219,28 +263,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
     prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
     database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
-    env.update(
-        {
-            "TAJIRI_VAR_DIR": str(workdir / "var"),
-            "TAJIRI_JWT_SECRET": SECRET,
-            "TAJIRI_DATABASE_URL": database_url,
-            "TAJIRI_REDIS_URL": args.redis_url,
-            "TAJIRI_REDIS_PREFIX": prefix,
-            "TAJIRI_LOG_LEVEL": "warning",
-            "TAJIRI_COMMENT_LIMIT": "100000000",
-            "TAJIRI_GIFT_LIMIT": "100000000",
-        }
-    )
-    import subprocess
-
-    subprocess.run(
-        [sys.executable, "-m", "tajiri_live", "migrate"],
-        env=env,
-        check=True,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-    )
+    env = serving_env(workdir, prefix, database_url, args.redis_url)
+    migrate(env, workdir)
     server = start_tajiri(env, workdir, args.workers)
     try:
         result = asyncio.run(run(args, server.port, database_url))

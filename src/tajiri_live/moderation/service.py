@@ -7,23 +7,29 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Exists, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
+from tajiri_live.core.db import read_only
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
+from tajiri_live.moderation import bans
 from tajiri_live.moderation.models import ModerationAction, StreamRestriction
 from tajiri_live.moderation.wordfilter import DEFAULT_WORDS, WordFilter
 from tajiri_live.realtime.events import USER_BANNED, Event, stream_channel
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.users import service as users_service
 from tajiri_live.users.models import User
+from tajiri_live.users.presenters import UserProfile
 
+Author = TypeVar("Author")
+AnyStream = LiveStream | StreamFacts  # a row, or the admission facts the hot paths read
 LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
 
@@ -167,6 +173,7 @@ async def restrict(
         reason=reason,
     )
     await session.commit()
+    bans.forget(runtime, stream.id)
     if kind == "ban":  # every node closes the user's sockets on this stream
         await runtime.broker.publish(
             Event(
@@ -203,6 +210,7 @@ async def lift(
         target_user_id=user_id,
     )
     await session.commit()
+    bans.forget(runtime, stream.id)
     return bool(getattr(removed, "rowcount", 0))
 
 
@@ -258,31 +266,50 @@ def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str
 
 
 @dataclass(frozen=True)
-class CommenterCheck:
-    author: User | None
+class AuthorCheck(Generic[Author]):
+    author: Author | None  # None: no row yet (the full checks then run)
     restricted: bool  # an active ban or mute: `ensure_allowed` says which, and why
     repeated: bool  # the same text from them on this stream lately
 
 
+def _restricted(runtime: Runtime, *, stream_id: int, user_id: int) -> Exists:
+    return exists().where(*_active_restrictions(runtime, stream_id=stream_id, user_id=user_id))
+
+
+_AUTHOR_COLUMNS = (User.id, User.first_name, User.last_name, User.username, User.profile_photo_path)
+
+
 async def check_commenter(
-    session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, content: str
-) -> CommenterCheck:
-    """What every comment needs to know, in one round trip: its author, whether they are
-    restricted here, and whether they said this very text lately."""
+    runtime: Runtime, *, stream_id: int, user_id: int, content: str
+) -> AuthorCheck[UserProfile]:
+    """What every comment needs to know, in one statement outside any transaction: its
+    author's profile, whether they are restricted here, and whether they said this very
+    text lately."""
+    restricted = _restricted(runtime, stream_id=stream_id, user_id=user_id)
     repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
-    return await check_author(
-        session, runtime=runtime, stream_id=stream_id, user_id=user_id, repeated=repeated
+    statement = select(
+        *_AUTHOR_COLUMNS, restricted.label("restricted"), repeated.label("repeated")
+    ).where(User.id == user_id)
+    async with read_only(runtime.engine) as connection:
+        row = (await connection.execute(statement)).one_or_none()
+    if row is None:
+        return AuthorCheck(None, restricted=True, repeated=True)
+    author = UserProfile(
+        id=row.id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        username=row.username,
+        profile_photo_path=row.profile_photo_path,
     )
+    return AuthorCheck(author, restricted=bool(row.restricted), repeated=bool(row.repeated))
 
 
 async def check_author(
     session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, repeated: Exists
-) -> CommenterCheck:
+) -> AuthorCheck[User]:
     """For any text a viewer posts (comments, questions): the author, whether they are banned
     or muted here, and `repeated` (their own "said this lately" condition), in one query."""
-    restricted = exists().where(
-        *_active_restrictions(runtime, stream_id=stream_id, user_id=user_id)
-    )
+    restricted = _restricted(runtime, stream_id=stream_id, user_id=user_id)
     row = (
         await session.execute(
             select(User, restricted.label("restricted"), repeated.label("repeated")).where(
@@ -291,15 +318,15 @@ async def check_author(
         )
     ).one_or_none()
     if row is None:
-        return CommenterCheck(None, restricted=True, repeated=True)  # let the full checks run
-    return CommenterCheck(row[0], restricted=bool(row[1]), repeated=bool(row[2]))
+        return AuthorCheck(None, restricted=True, repeated=True)
+    return AuthorCheck(row[0], restricted=bool(row[1]), repeated=bool(row[2]))
 
 
 async def screen_comment(
     session: AsyncSession,
     *,
     runtime: Runtime,
-    stream: LiveStream,
+    stream: AnyStream,
     principal: Principal,
     content: str,
     repeated: bool | None = None,
@@ -332,7 +359,7 @@ async def screen_text(
     session: AsyncSession,
     *,
     runtime: Runtime,
-    stream: LiveStream,
+    stream: AnyStream,
     principal: Principal,
     text: str,
     repeated: bool,
@@ -358,7 +385,7 @@ async def screen_text(
 
 
 async def _blocked(
-    session: AsyncSession, stream: LiveStream, principal: Principal, why: str, action: str
+    session: AsyncSession, stream: AnyStream, principal: Principal, why: str, action: str
 ) -> None:
     await audit(
         session,

@@ -23,7 +23,7 @@ from tajiri_live.notifications import service as notifications
 from tajiri_live.notifications.messages import SCHEDULED
 from tajiri_live.polls import service as polls
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
-from tajiri_live.streams import presenters
+from tajiri_live.streams import admission, presenters
 from tajiri_live.streams.lifecycle import (
     FINAL_STATUSES,
     UNDELETABLE_STATUSES,
@@ -109,6 +109,18 @@ async def _ensure_visible(session: AsyncSession, stream: LiveStream, viewer: Any
         select(LiveStream.id).where(LiveStream.id == stream.id, visible_to(viewer))
     ):
         raise not_found()
+
+
+async def visible_facts(
+    runtime: Runtime, *, stream_id: int, viewer: Principal | None
+) -> admission.StreamFacts:
+    """The admission facts of a stream the viewer may see (404 otherwise): from the node's
+    cache for a public one; the others also ask who follows whom, each time."""
+    facts = await admission.existing(runtime, stream_id)
+    if not facts.public and not facts.broadcasts(viewer.user_id if viewer else None):
+        async with runtime.sessions() as session:
+            await get_visible_stream(session, stream_id=stream_id, viewer=viewer, people=False)
+    return facts
 
 
 def broadcasting(user_id: int) -> ColumnElement[bool]:
@@ -288,6 +300,7 @@ async def update_stream(
     if changes.get("scheduled_at") is not None and changes["scheduled_at"] > now:
         await notifications.enqueue(session, stream=stream, kind=SCHEDULED, now=now)
     await session.commit()
+    admission.forget(runtime, stream.id)  # privacy or comments may have changed
     return stream
 
 
@@ -297,9 +310,11 @@ async def delete_stream(session: AsyncSession, *, runtime: Runtime, stream: Live
     gifts and ledger kept whole; its followers' notifications about it are withdrawn."""
     if stream.status_enum in UNDELETABLE_STATUSES:
         raise ApiError(409, f"A stream that is {stream.status} cannot be deleted; end it first.")
+    admission.forget(runtime, stream.id)
     if not await gifts_service.has_gifts(session, stream.id):
         await session.delete(stream)
         await session.commit()
+        admission.forget(runtime, stream.id)
         return
     now = runtime.clock.now()
     await session.execute(
@@ -310,6 +325,7 @@ async def delete_stream(session: AsyncSession, *, runtime: Runtime, stream: Live
     )
     await notifications.withdraw(session, stream_id=stream.id)
     await session.commit()
+    admission.forget(runtime, stream.id)
 
 
 # --- lifecycle ----------------------------------------------------------------------------
@@ -443,6 +459,8 @@ async def announce_playback(runtime: Runtime, stream: LiveStream) -> None:
 
 async def _publish_steps(runtime: Runtime, steps: list[Event]) -> None:
     for event in steps:
+        # This node reads the new status at once; the others when the event reaches them.
+        admission.forget(runtime, event.data["stream_id"])
         log.info(
             "stream %s: %s -> %s",
             event.data["stream_id"],

@@ -3,7 +3,7 @@ user row kept in sync."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +15,8 @@ from tajiri_live.core.payload import MAX_ID, read_payload
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement import cohosts as cohosts_service
 from tajiri_live.streams import service as streams_service
-from tajiri_live.users import service
 from tajiri_live.users.legacy import OWN_PATH_USER, REFUSALS, RULES, Implied, route_template
+from tajiri_live.users.writer import ProfileWriter
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 
@@ -43,7 +43,8 @@ async def optional_principal(
         runtime.identity.stats.legacy_requests += 1
     else:
         return None
-    await service.sync_user(session, principal=principal, cache=runtime.synced_profiles)
+    # In the batch concurrent requests' users are written in (one commit for them all).
+    await cast(ProfileWriter, request.app.state.profile_writer).write(principal)
     return principal
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import VIEWER_COUNT_UPDATED, Event, stream_channel
 from tajiri_live.realtime.presence import Predecessor, RoomCounts, Visit
-from tajiri_live.streams import service as streams_service
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.models import LiveStream, StreamViewer
 from tajiri_live.viewers.sessions import ViewerLog, ViewingSession, record
 
@@ -210,14 +210,12 @@ class Viewers:
 
     # --- REST --------------------------------------------------------------------------------
 
-    async def rest_join(
-        self, session: AsyncSession, *, stream: LiveStream, user_id: int, region: str | None
-    ) -> int:
+    async def rest_join(self, *, stream: StreamFacts, user_id: int, region: str | None) -> int:
         """Count the user for `rest_join_ttl_seconds` (a later join extends it); the owner and
         accepted co-hosts are not viewers. Returns the current count."""
         room = room_of(stream.id)
         presence = self.runtime.presence
-        if not await streams_service.broadcasts(session, stream_id=stream.id, user_id=user_id):
+        if not stream.broadcasts(user_id):
             held = await presence.hold_for(
                 room,
                 member_of(user_id, ""),
@@ -227,7 +225,8 @@ class Viewers:
             )
             if held.started is not None:
                 # Written now (not batched): the request's own answer may be read back at once.
-                await record(session, opened=_sessions([held.started]))
+                async with self.runtime.sessions() as session:
+                    await record(session, opened=_sessions([held.started]))
         return (await presence.counts(room)).current
 
     async def rest_leave(self, session: AsyncSession, *, stream_id: int, user_id: int) -> None:
