@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Float, Integer, MetaData, event
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Executable,
+    Float,
+    Integer,
+    MetaData,
+    Row,
+    event,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -70,7 +79,11 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
+        # No ping per checkout (on PostgreSQL a BEGIN, a query and a ROLLBACK: three round
+        # trips before every use). A connection that died is found by its first statement:
+        # the pool then drops every connection made before (that request answers 503, reads
+        # through `read_rows` retry once); recycling keeps idle ones from outliving timeouts.
+        kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=False, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _tune_sqlite(engine)
@@ -97,13 +110,21 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         yield session
 
 
-@asynccontextmanager
-async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection for reads outside any transaction: no BEGIN or COMMIT round
-    trips around a single statement (each statement sees its own snapshot)."""
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
+async def read_rows(
+    engine: AsyncEngine, statement: Executable, params: dict[str, Any] | None = None
+) -> Sequence[Row[Any]]:
+    """One read outside any transaction: no BEGIN or COMMIT round trips around it. A pooled
+    connection found dead (the pool does not ping: that was three round trips a checkout) is
+    dropped, and the read made once more on a fresh one."""
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as connection:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+                return (await connection.execute(statement, params)).all()
+        except DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 class epoch(FunctionElement[float]):

@@ -13,7 +13,7 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, select
 
-from tajiri_live.core.db import read_only
+from tajiri_live.core.db import read_rows
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation.models import StreamRestriction
 from tajiri_live.realtime.events import USER_BANNED, Event
@@ -27,9 +27,8 @@ Bans = dict[int, datetime | None]
 
 
 async def _read(runtime: Runtime, stream_id: int) -> Bans:
-    async with read_only(runtime.engine) as connection:
-        rows = await connection.execute(_BANS, {"stream_id": stream_id})
-        return {int(user_id): expires_at for user_id, expires_at in rows}
+    rows = await read_rows(runtime.engine, _BANS, {"stream_id": stream_id})
+    return {int(row.user_id): row.expires_at for row in rows}
 
 
 async def is_banned(runtime: Runtime, *, stream_id: int, user_id: int) -> bool:

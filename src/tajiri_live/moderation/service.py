@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
-from tajiri_live.core.db import read_only
+from tajiri_live.core.db import read_rows
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
@@ -290,8 +290,8 @@ async def check_commenter(
     statement = select(
         *_AUTHOR_COLUMNS, restricted.label("restricted"), repeated.label("repeated")
     ).where(User.id == user_id)
-    async with read_only(runtime.engine) as connection:
-        row = (await connection.execute(statement)).one_or_none()
+    rows = await read_rows(runtime.engine, statement)
+    row = rows[0] if rows else None
     if row is None:
         return AuthorCheck(None, restricted=True, repeated=True)
     author = UserProfile(

@@ -16,7 +16,7 @@ from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, select
 
-from tajiri_live.core.db import read_only
+from tajiri_live.core.db import read_rows
 from tajiri_live.core.errors import not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import COHOST_JOINED, STATUS_CHANGED, Event
@@ -79,8 +79,7 @@ _FACTS = (
 
 
 async def _read(runtime: Runtime, stream_id: int) -> StreamFacts | None:
-    async with read_only(runtime.engine) as connection:
-        rows = (await connection.execute(_FACTS, {"stream_id": stream_id})).all()
+    rows = await read_rows(runtime.engine, _FACTS, {"stream_id": stream_id})
     if not rows:
         return None
     first = rows[0]

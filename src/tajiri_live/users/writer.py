@@ -1,43 +1,35 @@
-"""Group commit for profiles: the users that concurrent sign-ins bring are upserted together.
+"""Profiles upserted in batches: the users that concurrent sign-ins bring are written together.
 
 A join storm is thousands of new users in seconds; an upsert and a commit each on the
-handshake path made the database the limit. The socket handshake only queues its user and
+handshake path made the database the limit. The socket handshake only hands its user in and
 goes on (what needs the row, its first action or viewing session, waits for it with
-`ready`); REST requests wait for the batch their user is in. A batch is what arrived while
-the previous one was written: nothing waits for it to fill.
+`ready`); REST requests wait for the batch their user is in (core/groupcommit.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tajiri_live.core.auth import Principal
-from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.columns import utcnow
 from tajiri_live.core.db import dialect_insert
+from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.users.service import PROFILE_FIELDS, profile_upsert
 
-log = logging.getLogger(__name__)
-
-WRITER = "profiles"
 MAX_CACHED = 100_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendingProfile:
     user_id: int
     profile: tuple[str | None, ...]
-    written: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
     def values(self) -> dict[str, Any]:
         now = utcnow()
@@ -55,74 +47,50 @@ class ProfileWriter:
     ) -> None:
         self.sessions = sessions
         self.cache = cache  # user id -> the profile last written
-        self._queued: dict[int, PendingProfile] = {}
-        self._writing: dict[int, PendingProfile] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._writing: dict[int, tuple[PendingProfile, asyncio.Task[None]]] = {}
+        self._batches: GroupCommit[PendingProfile, None] = GroupCommit(
+            "profiles", self._write, describe=_describe, refused=lambda _, error: error
+        )
 
-    def submit(self, principal: Principal) -> asyncio.Future[None] | None:
-        """Queue the user's profile unless it is already written; None: nothing to wait for."""
-        profile = principal.profile()
-        user_id = principal.user_id
-        if self.cache.get(user_id) == profile:
+    def submit(self, principal: Principal) -> asyncio.Task[None] | None:
+        """Hand the user's profile in unless it is written already; None: nothing to wait for."""
+        pending = PendingProfile(principal.user_id, principal.profile())
+        if self.cache.get(pending.user_id) == pending.profile:
             return None
-        queued = self._queued.get(user_id)
-        if queued is not None and queued.profile == profile:
-            return queued.written
-        if queued is not None:  # a newer profile: the older one is superseded
-            self._queued[user_id] = PendingProfile(user_id, profile, queued.written)
-            return queued.written
-        pending = PendingProfile(user_id, profile)
-        pending.written.add_done_callback(_retrieve)  # a socket may never wait for it
-        self._queued[user_id] = pending
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="profiles.writer")
-        self._wake.set()
-        return pending.written
+        writing = self._writing.get(pending.user_id)
+        if writing is not None and writing[0] == pending:
+            return writing[1]
+        task = asyncio.create_task(self._batches.write(pending), name="profiles.write")
+        self._writing[pending.user_id] = (pending, task)
+        task.add_done_callback(lambda done: self._settled(pending, done))
+        return task
 
     async def write(self, principal: Principal) -> None:
         """The user's row matches the token once this returns."""
-        written = self.submit(principal)
-        if written is not None:
-            await asyncio.shield(written)
+        task = self.submit(principal)
+        if task is not None:
+            await asyncio.shield(task)
 
     async def ready(self, user_id: int) -> None:
-        """Wait for the user's queued or in-flight row, if any (not for its failure)."""
-        for pending in (self._writing.get(user_id), self._queued.get(user_id)):
-            if pending is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(pending.written)
+        """Wait for the user's row being written, if it is (not for its failure)."""
+        writing = self._writing.get(user_id)
+        if writing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(writing[1])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._batches.close()
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            self._writing, self._queued = self._queued, {}
-            batch = sorted(self._writing.values(), key=lambda p: p.user_id)  # lock order
-            try:
-                failed = await write_in_halves(
-                    batch, self._write, writer=WRITER, describe=_describe
-                )
-            except asyncio.CancelledError:
-                for pending in batch:
-                    pending.written.cancel()
-                raise
-            except Exception as away:  # the database is away: each waiting request hears it
-                failed = [(pending, away) for pending in batch]
-            for pending, error in failed:
-                if not pending.written.done():
-                    pending.written.set_exception(error)
-            self._writing = {}
+    def _settled(self, pending: PendingProfile, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # a socket may never wait for it: the writer logged it
+        writing = self._writing.get(pending.user_id)
+        if writing is not None and writing[1] is task:
+            del self._writing[pending.user_id]
 
-    async def _write(self, batch: Sequence[PendingProfile]) -> None:
+    async def _write(self, batch: Sequence[PendingProfile]) -> list[None]:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for pending in batch:
+        for pending in sorted(batch, key=lambda p: p.user_id):  # one lock order for all nodes
             values = pending.values()
             groups[tuple(values)].append(values)
         async with self.sessions() as session:
@@ -134,14 +102,8 @@ class ProfileWriter:
             self.cache.clear()
         for pending in batch:
             self.cache[pending.user_id] = pending.profile
-            if not pending.written.done():
-                pending.written.set_result(None)
+        return [None] * len(batch)
 
 
 def _describe(pending: PendingProfile) -> str:
     return f"the profile of user {pending.user_id}"
-
-
-def _retrieve(written: asyncio.Future[None]) -> None:
-    if not written.cancelled():
-        written.exception()  # logged by the batch writer; never "never retrieved"
