@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tajiri_live.core.auth import Identity, TokenCodec
 from tajiri_live.core.clock import Clock
+from tajiri_live.core.db import Reader
 from tajiri_live.core.nodecache import ExpiringCache
 from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.settings import Settings
@@ -35,8 +36,10 @@ class Runtime:
     # dropped by the events that change it, else kept `admission_cache_seconds` at most.
     stream_facts: ExpiringCache[int, Any] = field(init=False)
     stream_bans: ExpiringCache[int, Any] = field(init=False)
+    reader: Reader = field(init=False)  # the hot paths' reads, outside any transaction
 
     def __post_init__(self) -> None:
+        self.reader = Reader(self.engine)
         seconds = self.settings.admission_cache_seconds
         self.stream_facts = ExpiringCache(seconds)
         self.stream_bans = ExpiringCache(seconds)

@@ -13,7 +13,6 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, select
 
-from tajiri_live.core.db import read_rows
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.moderation.models import StreamRestriction
 from tajiri_live.realtime.events import USER_BANNED, Event
@@ -27,7 +26,7 @@ Bans = dict[int, datetime | None]
 
 
 async def _read(runtime: Runtime, stream_id: int) -> Bans:
-    rows = await read_rows(runtime.engine, _BANS, {"stream_id": stream_id})
+    rows = await runtime.reader.rows(_BANS, {"stream_id": stream_id})
     return {int(row.user_id): row.expires_at for row in rows}
 
 

@@ -9,12 +9,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Exists, delete, exists, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
-from tajiri_live.core.db import read_rows
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
@@ -79,16 +78,23 @@ async def audit(
 # --- restrictions ------------------------------------------------------------------------
 
 
-def _active_restrictions(
-    runtime: Runtime, *, stream_id: int, user_id: int
+def _restriction_conditions(
+    stream_id: Any, user_id: Any, now: Any
 ) -> tuple[ColumnElement[bool], ...]:
-    """The user's bans and mutes on the stream that have not expired."""
-    now = runtime.clock.now()
+    """Bans and mutes of the user on the stream that have not expired (values or bound
+    parameters)."""
     return (
         StreamRestriction.stream_id == stream_id,
         StreamRestriction.user_id == user_id,
         or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
     )
+
+
+def _active_restrictions(
+    runtime: Runtime, *, stream_id: int, user_id: int
+) -> tuple[ColumnElement[bool], ...]:
+    """The user's bans and mutes on the stream that have not expired."""
+    return _restriction_conditions(stream_id, user_id, runtime.clock.now())
 
 
 async def restriction(
@@ -255,14 +261,21 @@ def word_filter(runtime: Runtime) -> WordFilter:
     return _filter(tuple(words))
 
 
-def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str) -> Exists:
-    since = runtime.clock.now() - timedelta(seconds=runtime.settings.spam_repeat_seconds)
+def _repeat_condition(stream_id: Any, user_id: Any, since: Any, content: Any) -> Exists:
     return exists().where(
         StreamComment.stream_id == stream_id,
         StreamComment.user_id == user_id,
         StreamComment.created_at >= since,
         StreamComment.content == content,
     )
+
+
+def _repeat_since(runtime: Runtime) -> datetime:
+    return runtime.clock.now() - timedelta(seconds=runtime.settings.spam_repeat_seconds)
+
+
+def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str) -> Exists:
+    return _repeat_condition(stream_id, user_id, _repeat_since(runtime), content)
 
 
 @dataclass(frozen=True)
@@ -277,6 +290,14 @@ def _restricted(runtime: Runtime, *, stream_id: int, user_id: int) -> Exists:
 
 
 _AUTHOR_COLUMNS = (User.id, User.first_name, User.last_name, User.username, User.profile_photo_path)
+_STREAM: BindParameter[int] = bindparam("stream_id")
+_USER: BindParameter[int] = bindparam("user_id")
+# Built once (building it per comment cost more than running it): values are bound per call.
+_COMMENTER_CHECK = select(
+    *_AUTHOR_COLUMNS,
+    exists().where(*_restriction_conditions(_STREAM, _USER, bindparam("now"))).label("restricted"),
+    _repeat_condition(_STREAM, _USER, bindparam("since"), bindparam("content")).label("repeated"),
+).where(User.id == _USER)
 
 
 async def check_commenter(
@@ -285,15 +306,17 @@ async def check_commenter(
     """What every comment needs to know, in one statement outside any transaction: its
     author's profile, whether they are restricted here, and whether they said this very
     text lately."""
-    restricted = _restricted(runtime, stream_id=stream_id, user_id=user_id)
-    repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
-    statement = select(
-        *_AUTHOR_COLUMNS, restricted.label("restricted"), repeated.label("repeated")
-    ).where(User.id == user_id)
-    rows = await read_rows(runtime.engine, statement)
-    row = rows[0] if rows else None
-    if row is None:
+    values = {
+        "stream_id": stream_id,
+        "user_id": user_id,
+        "now": runtime.clock.now(),
+        "since": _repeat_since(runtime),
+        "content": content,
+    }
+    rows = await runtime.reader.rows(_COMMENTER_CHECK, values)
+    if not rows:
         return AuthorCheck(None, restricted=True, repeated=True)
+    row = rows[0]
     author = UserProfile(
         id=row.id,
         first_name=row.first_name,

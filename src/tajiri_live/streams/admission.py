@@ -16,7 +16,6 @@ from typing import cast
 
 from sqlalchemy import Table, and_, bindparam, select
 
-from tajiri_live.core.db import read_rows
 from tajiri_live.core.errors import not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import COHOST_JOINED, STATUS_CHANGED, Event
@@ -79,7 +78,7 @@ _FACTS = (
 
 
 async def _read(runtime: Runtime, stream_id: int) -> StreamFacts | None:
-    rows = await read_rows(runtime.engine, _FACTS, {"stream_id": stream_id})
+    rows = await runtime.reader.rows(_FACTS, {"stream_id": stream_id})
     if not rows:
         return None
     first = rows[0]

@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal, bearer_token
-from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.dependencies import RuntimeDep
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.payload import MAX_ID, read_payload
 from tajiri_live.core.runtime import Runtime
@@ -24,7 +24,6 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 async def optional_principal(
     request: Request,
     runtime: RuntimeDep,
-    session: SessionDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal | None:
     token = bearer_token(authorization)
@@ -36,7 +35,8 @@ async def optional_principal(
         # never a claimed id.
         raise ApiError(401, "The Authorization header is empty.", headers=WWW_AUTHENTICATE)
     elif runtime.settings.legacy_client_identity:
-        legacy = await _legacy_principal(request, runtime, session)
+        async with runtime.sessions() as session:  # only here: a token needs no session
+            legacy = await _legacy_principal(request, runtime, session)
         if legacy is None:
             return None
         principal = legacy
