@@ -123,6 +123,12 @@ async def visible_facts(
     return facts
 
 
+def forget_facts(runtime: Runtime, stream_id: int) -> None:
+    """A change no event carries (e.g. ingest's playback columns): this node reads the
+    stream's admission facts again next time; the others within their cache's lifetime."""
+    admission.forget(runtime, stream_id)
+
+
 def broadcasting(user_id: int) -> ColumnElement[bool]:
     """The stream's owner or an accepted co-host: they broadcast and are never its viewers."""
     return or_(
