@@ -41,11 +41,15 @@ class GroupCommit(Generic[Item, Result]):
         *,
         describe: Callable[[Item], str],
         refused: Callable[[Item, Exception], BaseException],
+        linger: float = 0.0,
     ) -> None:
         self.name = name
         self._write_items = write
         self._describe = describe
         self._refused = refused
+        # Seconds a batch waits for company once its first item came: for items nobody waits
+        # on at once (a socket's profile), where a transaction per item or two costs more.
+        self._linger = linger
         self._queue: asyncio.Queue[_Pending[Item, Result]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,6 +70,8 @@ class GroupCommit(Generic[Item, Result]):
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._linger:
+                await asyncio.sleep(self._linger)
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:

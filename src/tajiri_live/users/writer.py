@@ -24,6 +24,9 @@ from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.users.service import PROFILE_FIELDS, profile_upsert
 
 MAX_CACHED = 100_000
+# A join storm brings a few new users a millisecond: batches of dozens, not of one or two
+# (a transaction each cost more than the handshake); a REST request waits this much more.
+LINGER_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,11 @@ class ProfileWriter:
         self.cache = cache  # user id -> the profile last written
         self._writing: dict[int, tuple[PendingProfile, asyncio.Task[None]]] = {}
         self._batches: GroupCommit[PendingProfile, None] = GroupCommit(
-            "profiles", self._write, describe=_describe, refused=lambda _, error: error
+            "profiles",
+            self._write,
+            describe=_describe,
+            refused=lambda _, error: error,
+            linger=LINGER_SECONDS,
         )
 
     def submit(self, principal: Principal) -> asyncio.Task[None] | None:
