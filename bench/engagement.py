@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import percentile, write_doc_block  # noqa: E402
-from fanout import SECRET, forget_keys, start_tajiri  # noqa: E402
+from fanout import SECRET, Server, forget_keys, start_tajiri  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.db import create_engine, create_sessionmaker  # noqa: E402
@@ -110,6 +112,21 @@ async def paced(
     return summary(latencies, codes, elapsed)
 
 
+def comment_poster(stream_id: int, headers: list[dict[str, str]]) -> Any:
+    """A `hammer` request: client `index` posts its `n`-th comment, a text never said before."""
+
+    async def comment(http: aiohttp.ClientSession, index: int, n: int) -> int:
+        async with http.post(
+            f"/api/streams/{stream_id}/comments",
+            headers=headers[index],
+            json={"content": f"Hongera {index}-{n}-{uuid.uuid4().hex[:6]}"},
+        ) as answer:
+            await answer.read()
+            return answer.status
+
+    return comment
+
+
 class FrameCounter:
     """A socket viewer of the stream counting the frames of one event, while in `async with`."""
 
@@ -169,14 +186,7 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
 
     viewer = FrameCounter(port, sid, "new_comment")
 
-    async def comment(http: aiohttp.ClientSession, index: int, n: int) -> int:
-        async with http.post(
-            f"/api/streams/{sid}/comments",
-            headers=headers[index],
-            json={"content": f"Hongera {index}-{n}-{uuid.uuid4().hex[:6]}"},
-        ) as answer:
-            await answer.read()
-            return answer.status
+    comment = comment_poster(sid, headers)
 
     async def gift(http: aiohttp.ClientSession, index: int, n: int) -> int:
         async with http.post(
@@ -236,6 +246,31 @@ def serving_env(workdir: Path, prefix: str, database_url: str, redis_url: str) -
     return env
 
 
+@contextmanager
+def bench_server(
+    database_url: str | None,
+    redis_url: str,
+    *,
+    workers: int = 1,
+    settings: Iterable[str] = (),
+) -> Iterator[tuple[Server, str]]:
+    """A migrated `serve` process for a throughput run (SQLite in a temporary folder unless a
+    database is named; `settings` as `TAJIRI_X=V`), and its database's URL; its Redis keys go
+    with it."""
+    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
+    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    env = serving_env(workdir, prefix, database_url, redis_url)
+    env.update(dict(item.split("=", 1) for item in settings))
+    migrate(env, workdir)
+    server = start_tajiri(env, workdir, workers)
+    try:
+        yield server, database_url
+    finally:
+        server.stop()
+        asyncio.run(forget_keys(redis_url, prefix))
+
+
 def migrate(env: dict[str, str], workdir: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "tajiri_live", "migrate"],
@@ -246,31 +281,36 @@ def migrate(env: dict[str, str], workdir: Path) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def closed_loop_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every closed-loop benchmark takes (`--quick`: 20 clients for 2 s)."""
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default=os.environ.get("TAJIRI_BENCH_DATABASE_URL"))
     parser.add_argument(
         "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
+    parser.add_argument("--quick", action="store_true", help="small, short smoke run")
     parser.add_argument("--write-docs", action="store_true")
+    return parser
+
+
+def closed_loop_options(parser: argparse.ArgumentParser) -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.clients, args.seconds = 20, 2.0
-    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
-    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
-    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    env = serving_env(workdir, prefix, database_url, args.redis_url)
-    migrate(env, workdir)
-    server = start_tajiri(env, workdir, args.workers)
-    try:
+    return args
+
+
+def main() -> None:
+    parser = closed_loop_arguments(__doc__)
+    parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
+    args = closed_loop_options(parser)
+    with bench_server(args.database_url, args.redis_url, workers=args.workers) as (
+        server,
+        database_url,
+    ):
         result = asyncio.run(run(args, server.port, database_url))
-    finally:
-        server.stop()
-        asyncio.run(forget_keys(args.redis_url, prefix))
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend)
     print(text)

@@ -22,8 +22,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +33,15 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import write_doc_block  # noqa: E402
-from engagement import FrameCounter, hammer, migrate, serving_env  # noqa: E402
-from fanout import SECRET, cpu_seconds, forget_keys, process_tree, start_tajiri  # noqa: E402
+from engagement import (  # noqa: E402
+    FrameCounter,
+    bench_server,
+    closed_loop_arguments,
+    closed_loop_options,
+    comment_poster,
+    hammer,
+)
+from fanout import SECRET, cpu_seconds, process_tree  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
@@ -90,15 +95,7 @@ async def run(args: argparse.Namespace, port: int, server_pid: int) -> dict[str,
             await answer.read()
             return answer.status
 
-    async def comment(http: aiohttp.ClientSession, index: int, n: int) -> int:
-        async with http.post(
-            f"/api/streams/{sid}/comments",
-            headers=commenters[index],
-            json={"content": f"Hongera {index}-{n}-{uuid.uuid4().hex[:6]}"},
-        ) as answer:
-            await answer.read()
-            return answer.status
-
+    comment = comment_poster(sid, commenters)
     joins = await measured(server_pid, lambda: hammer(base, args.clients, args.seconds, join))
     async with FrameCounter(port, sid, "new_comment") as viewer:
         comments = await measured(
@@ -143,14 +140,7 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinne
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=BAR_CLIENTS)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--database-url", default=os.environ.get("TAJIRI_BENCH_DATABASE_URL"))
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument("--quick", action="store_true", help="small, short smoke run")
+    parser = closed_loop_arguments(__doc__)
     parser.add_argument("--no-pin", action="store_true", help="leave both on every core")
     parser.add_argument(
         "--set",
@@ -159,23 +149,13 @@ def main() -> None:
         metavar="TAJIRI_X=V",
         help="extra server settings, e.g. TAJIRI_ADMISSION_CACHE_SECONDS=0",
     )
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
-    if args.quick:
-        args.clients, args.seconds = 20, 2.0
-    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
-    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
-    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    env = serving_env(workdir, prefix, database_url, args.redis_url)
-    env.update(dict(item.split("=", 1) for item in args.set))
-    migrate(env, workdir)
-    server = start_tajiri(env, workdir)
-    try:
+    args = closed_loop_options(parser)
+    with bench_server(args.database_url, args.redis_url, settings=args.set) as (
+        server,
+        database_url,
+    ):
         pinned = "not pinned (--no-pin)" if args.no_pin else pin(server.process.pid)
         result = asyncio.run(run(args, server.port, server.process.pid))
-    finally:
-        server.stop()
-        asyncio.run(forget_keys(args.redis_url, prefix))
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend, pinned)
     print(text)
