@@ -20,10 +20,13 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import percentile, write_doc_block  # noqa: E402
-from fanout import SECRET, forget_keys, start_tajiri  # noqa: E402
+from fanout import SECRET, Server, forget_keys, start_tajiri  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.db import create_engine, create_sessionmaker  # noqa: E402
@@ -110,6 +113,61 @@ async def paced(
     return summary(latencies, codes, elapsed)
 
 
+def comment_poster(stream_id: int, headers: list[dict[str, str]]) -> Any:
+    """A `hammer` request: client `index` posts its `n`-th comment, a text never said before."""
+
+    async def comment(http: aiohttp.ClientSession, index: int, n: int) -> int:
+        async with http.post(
+            f"/api/streams/{stream_id}/comments",
+            headers=headers[index],
+            json={"content": f"Hongera {index}-{n}-{uuid.uuid4().hex[:6]}"},
+        ) as answer:
+            await answer.read()
+            return answer.status
+
+    return comment
+
+
+class FrameCounter:
+    """A socket viewer of the stream counting the frames of one event, while in `async with`."""
+
+    def __init__(self, port: int, stream_id: int, event: str) -> None:
+        self.url = f"ws://127.0.0.1:{port}/streams/{stream_id}"
+        self.needle = f'"event":"{event}"'
+        self.received = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> FrameCounter:
+        self._task = asyncio.create_task(self._watch())
+        await asyncio.sleep(0.5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.sleep(1.0)  # the last frames in flight
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _watch(self) -> None:
+        for attempt in range(5):  # the server may still be busy with the set-up requests
+            try:
+                ws = await websockets.connect(self.url, max_size=None, open_timeout=30)
+                break
+            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
+                print(f"viewer connect attempt {attempt + 1} failed: {error!r}", file=sys.stderr)
+                await asyncio.sleep(1)
+        else:
+            raise SystemExit("the socket viewer could not connect")
+        async with ws:
+            while not self._stop.is_set():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                self.received += str(raw).count(self.needle)
+
+
 async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     tokens = TokenCodec(Settings(jwt_secret=SECRET))
@@ -127,36 +185,9 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
             )
         gift_id = (await http.get("/api/streams/gifts")).json()["data"][0]["id"]
 
-    received = 0
+    viewer = FrameCounter(port, sid, "new_comment")
 
-    async def watch(stop: asyncio.Event) -> None:
-        nonlocal received
-        url = f"ws://127.0.0.1:{port}/streams/{sid}"
-        for attempt in range(5):  # the server may still be busy with the set-up requests
-            try:
-                ws = await websockets.connect(url, max_size=None, open_timeout=30)
-                break
-            except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
-                print(f"viewer connect attempt {attempt + 1} failed: {error!r}", file=sys.stderr)
-                await asyncio.sleep(1)
-        else:
-            raise SystemExit("the socket viewer could not connect")
-        async with ws:
-            while not stop.is_set():
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), 0.5)
-                except TimeoutError:
-                    continue
-                received += str(raw).count('"event":"new_comment"')
-
-    async def comment(http: aiohttp.ClientSession, index: int, n: int) -> int:
-        async with http.post(
-            f"/api/streams/{sid}/comments",
-            headers=headers[index],
-            json={"content": f"Hongera {index}-{n}-{uuid.uuid4().hex[:6]}"},
-        ) as answer:
-            await answer.read()
-            return answer.status
+    comment = comment_poster(sid, headers)
 
     async def gift(http: aiohttp.ClientSession, index: int, n: int) -> int:
         async with http.post(
@@ -176,14 +207,9 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
             await answer.read()
             return answer.status
 
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch(stop))
-    await asyncio.sleep(0.5)
-    comments = await hammer(base, args.clients, args.seconds, comment)
-    await asyncio.sleep(1.0)
-    stop.set()
-    await watcher
-    comments["fanned_out"] = received
+    async with viewer:
+        comments = await hammer(base, args.clients, args.seconds, comment)
+    comments["fanned_out"] = viewer.received
     # The default limit is one comment per user per 3 s: a room of `clients` active
     # commenters offers at most clients / 3 comments a second.
     at_limit = await paced(base, args.clients, args.seconds, 3.0, comment)
@@ -215,30 +241,15 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str) -> st
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--database-url", default=os.environ.get("TAJIRI_BENCH_DATABASE_URL"))
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
-    parser.add_argument("--write-docs", action="store_true")
-    args = parser.parse_args()
-    if args.quick:
-        args.clients, args.seconds = 20, 2.0
-    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
-    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
-    database_url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+def serving_env(workdir: Path, prefix: str, database_url: str, redis_url: str) -> dict[str, str]:
+    """The server's settings for a throughput run: per-user rate limits lifted."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAJIRI_")}
     env.update(
         {
             "TAJIRI_VAR_DIR": str(workdir / "var"),
             "TAJIRI_JWT_SECRET": SECRET,
             "TAJIRI_DATABASE_URL": database_url,
-            "TAJIRI_REDIS_URL": args.redis_url,
+            "TAJIRI_REDIS_URL": redis_url,
             "TAJIRI_REDIS_PREFIX": prefix,
             "TAJIRI_LOG_LEVEL": "warning",
             "TAJIRI_COMMENT_LIMIT": "100000000",
@@ -246,8 +257,35 @@ def main() -> None:
             "TAJIRI_SUPER_CHAT_LIMIT": "100000000",
         }
     )
-    import subprocess
+    return env
 
+
+@contextmanager
+def bench_server(
+    database_url: str | None,
+    redis_url: str,
+    *,
+    workers: int = 1,
+    settings: Iterable[str] = (),
+) -> Iterator[tuple[Server, str]]:
+    """A migrated `serve` process for a throughput run (SQLite in a temporary folder unless a
+    database is named; `settings` as `TAJIRI_X=V`), and its database's URL; its Redis keys go
+    with it."""
+    workdir = Path(tempfile.mkdtemp(prefix="tajiri-bench-"))
+    prefix = f"tajiri-bench:{uuid.uuid4().hex[:8]}:"
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    env = serving_env(workdir, prefix, database_url, redis_url)
+    env.update(dict(item.split("=", 1) for item in settings))
+    migrate(env, workdir)
+    server = start_tajiri(env, workdir, workers)
+    try:
+        yield server, database_url
+    finally:
+        server.stop()
+        asyncio.run(forget_keys(redis_url, prefix))
+
+
+def migrate(env: dict[str, str], workdir: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "tajiri_live", "migrate"],
         env=env,
@@ -255,12 +293,38 @@ def main() -> None:
         cwd=workdir,
         stdout=subprocess.DEVNULL,
     )
-    server = start_tajiri(env, workdir, args.workers)
-    try:
+
+
+def closed_loop_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every closed-loop benchmark takes (`--quick`: 20 clients for 2 s)."""
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--database-url", default=os.environ.get("TAJIRI_BENCH_DATABASE_URL"))
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("TAJIRI_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--quick", action="store_true", help="small, short smoke run")
+    parser.add_argument("--write-docs", action="store_true")
+    return parser
+
+
+def closed_loop_options(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.seconds = 20, 2.0
+    return args
+
+
+def main() -> None:
+    parser = closed_loop_arguments(__doc__)
+    parser.add_argument("--workers", type=int, default=1, help="tajiri-live serve --workers")
+    args = closed_loop_options(parser)
+    with bench_server(args.database_url, args.redis_url, workers=args.workers) as (
+        server,
+        database_url,
+    ):
         result = asyncio.run(run(args, server.port, database_url))
-    finally:
-        server.stop()
-        asyncio.run(forget_keys(args.redis_url, prefix))
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend)
     print(text)

@@ -220,6 +220,46 @@ async def test_a_ban_on_one_node_closes_the_users_sockets_on_the_other(
         await troll.close()
 
 
+async def test_a_node_drops_the_stream_facts_it_keeps_when_another_node_changes_them(
+    cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec
+) -> None:
+    """Node B admits from facts it keeps; `status_changed` and `cohost_joined` published by
+    node A drop them there before B's sockets hear the event."""
+    node_a, node_b = cluster
+    stream_id = (await creator.post("/api/streams", json={"title": "x"})).json()["data"]["id"]
+    await creator.post(f"/api/streams/{stream_id}/start")
+    watcher = await Viewer.connect(f"{node_b.ws}/streams/{stream_id}?token={tokens.encode(40)}")
+    await watcher.wait_for(lambda e: e["event"] == "connected")
+    async with httpx.AsyncClient(base_url=node_b.url) as on_b:
+
+        async def join(user: int) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {tokens.encode(user)}"}
+            return await on_b.post(f"/api/streams/{stream_id}/join", headers=headers)
+
+        assert (await join(41)).status_code == 200  # B keeps the facts now
+        invited = await creator.post(f"/api/streams/{stream_id}/cohosts", json={"user_id": 42})
+        cohost_id = invited.json()["data"]["id"]
+        cohost = {"Authorization": f"Bearer {tokens.encode(42)}"}
+        async with httpx.AsyncClient(base_url=node_a.url, headers=cohost) as as_cohost:
+            accepted = await as_cohost.put(
+                f"/api/streams/{stream_id}/cohosts/{cohost_id}", json={"status": "accepted"}
+            )
+            assert accepted.status_code == 200, accepted.text
+        await watcher.wait_for(lambda e: e["event"] == "cohost_joined")
+        hosting = await join(42)
+        assert hosting.status_code == 200
+        # A broadcaster is never a viewer: B counts the socket's 40 and the join's 41 only.
+        assert hosting.json()["current_viewers"] == 2
+
+        await creator.post(f"/api/streams/{stream_id}/end")  # on node A
+        await watcher.wait_for(
+            lambda e: e["event"] == "status_changed" and e["data"]["status"] == "ending"
+        )
+        late = await join(43)
+        assert late.status_code == 410 and late.json()["stream_status"] == "ending"
+    await watcher.close()
+
+
 async def test_pusher_clients_on_two_nodes_share_channels_presence_and_events(
     cluster: tuple[ServerProcess, ...], creator: Any, tokens: TokenCodec
 ) -> None:

@@ -58,6 +58,7 @@ from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
 from tajiri_live.ingest.router import owner as ingest_owner_router
 from tajiri_live.ingest.service import Ingest
+from tajiri_live.moderation import bans
 from tajiri_live.moderation.router import router as moderation_router
 from tajiri_live.notifications.jobs import build_sender, notification_jobs
 from tajiri_live.notifications.push import PushSender
@@ -70,17 +71,20 @@ from tajiri_live.questions.socket_actions import question_actions
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.coalesce import Coalescer
 from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.events import Event
 from tajiri_live.realtime.flood import FloodLimits
 from tajiri_live.realtime.gateway import Gateway
 from tajiri_live.realtime.hub import Hub, HubSettings
 from tajiri_live.realtime.nodeslot import NodeSlot
 from tajiri_live.realtime.pusher import PusherEncoder
+from tajiri_live.streams import admission
 from tajiri_live.streams.jobs import lifecycle_jobs
 from tajiri_live.streams.router import router as streams_router
 from tajiri_live.streams.softdelete import hide_deleted_streams
 from tajiri_live.superchats.router import router as super_chats_router
 from tajiri_live.superchats.socket_actions import super_chat_actions
 from tajiri_live.users.router import router as users_router
+from tajiri_live.users.writer import ProfileWriter
 from tajiri_live.viewers.router import router as viewers_router
 from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
@@ -130,6 +134,7 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
+    profile_writer: ProfileWriter
     slot: NodeSlot
     coalescer: Coalescer  # counters published at most once per tick (poll totals, upvotes)
     poll_votes: VoteCounter
@@ -180,11 +185,17 @@ class Services:
         await self.viewers.heartbeat()
         self.slot.beat(self.runtime.presence.node_id, self.runtime.clock.now().timestamp())
 
+    async def _heard(self, event: Event) -> None:
+        """Every event from any node: first what it makes stale here, then its sockets."""
+        admission.heard(self.runtime, event)
+        bans.heard(self.runtime, event)
+        await self.hub.handle(event)
+
     async def start(self) -> None:
         """Serve as a node: events in, and a place among the cluster's viewers' nodes."""
         # Fails in seconds with the (masked) URL rather than ten seconds of retries
         await preflight(redis_url=self.runtime.settings.redis_url, redis=self.redis)
-        await self.runtime.broker.start(self.hub.handle)
+        await self.runtime.broker.start(self._heard)
         runtime = self.runtime
         predecessor = self.slot.acquire(runtime.presence.node_id, runtime.clock.now().timestamp())
         await self.viewers.start(predecessor)
@@ -209,6 +220,7 @@ class Services:
         await self.push.close()
         await self.ingest.close()
         await self.comment_writer.close()
+        await self.profile_writer.close()
         await self.runtime.identity.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -265,7 +277,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     coalescer = Coalescer(runtime.broker.publish, tick_seconds=settings.realtime_coalesce_ms / 1000)
     runtime.coalescer = coalescer
     poll_votes = VoteCounter(runtime, coalescer)
-    sockets = PlainSocketApp(runtime, gateway, viewers)
+    profile_writer = ProfileWriter(runtime.sessions, runtime.synced_profiles)
+    sockets = PlainSocketApp(runtime, gateway, viewers, profile_writer)
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.actions.update(poll_actions(runtime, poll_votes))
     sockets.actions.update(question_actions(runtime, coalescer))
@@ -289,6 +302,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.sessions),
+        profile_writer,
         NodeSlot(settings.var_dir / "nodes"),
         coalescer,
         poll_votes,
@@ -344,6 +358,7 @@ def create_app(
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
     app.state.comment_writer = services.comment_writer
+    app.state.profile_writer = services.profile_writer
     app.state.coalescer = services.coalescer
     app.state.poll_votes = services.poll_votes
     app.state.pusher_apps = services.pusher.apps

@@ -6,18 +6,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
-from tajiri_live.moderation import service as moderation
+from tajiri_live.moderation import bans
 from tajiri_live.realtime.events import stream_channel
+from tajiri_live.streams import admission
 from tajiri_live.streams import presenters as stream_presenters
 from tajiri_live.streams import service as streams_service
-from tajiri_live.streams.lifecycle import FINAL_STATUSES, StreamStatus
-from tajiri_live.streams.models import LiveStream
+from tajiri_live.streams.lifecycle import FINAL_STATUSES
 from tajiri_live.users import presenters as user_presenters
 from tajiri_live.users.models import User
 
@@ -49,26 +48,24 @@ def meaning(channel: str, *, global_channel: str) -> ChannelMeaning:
 
 
 async def public_stream_counted(
-    session: AsyncSession, *, stream_id: int, user_id: int | None = None
+    runtime: Runtime, *, stream_id: int, user_id: int | None = None
 ) -> tuple[bool, bool]:
     """(may an anonymous socket subscribe to `stream.{id}`, does it count as a viewer: not
     once the stream is over, never for its owner or an accepted co-host)."""
-    try:
-        stream, broadcasts = await streams_service.get_watched_stream(
-            session, stream_id=stream_id, viewer=None, watcher=user_id
-        )
-    except ApiError:
+    facts = await admission.facts(runtime, stream_id)
+    if facts is None or not facts.public:
         return False, False
-    return True, stream.status_enum not in FINAL_STATUSES and not broadcasts
+    return True, facts.status_enum not in FINAL_STATUSES and not facts.broadcasts(user_id)
 
 
-async def stream_counted(session: AsyncSession, *, stream_id: int, user_id: int | None) -> bool:
+async def stream_counted(runtime: Runtime, *, stream_id: int, user_id: int | None) -> bool:
     """Does a subscriber of a signed channel count as a viewer (see above)?"""
-    role = streams_service.broadcasting(user_id) if user_id is not None else false()
-    row = (
-        await session.execute(select(LiveStream.status, role).where(LiveStream.id == stream_id))
-    ).first()
-    return row is not None and StreamStatus(row[0]) not in FINAL_STATUSES and not row[1]
+    facts = await admission.facts(runtime, stream_id)
+    return (
+        facts is not None
+        and facts.status_enum not in FINAL_STATUSES
+        and not facts.broadcasts(user_id)
+    )
 
 
 async def authorize(
@@ -90,10 +87,7 @@ async def authorize(
             )
         except ApiError:
             raise forbidden("You may not follow this stream.") from None
-        found = await moderation.restriction(
-            session, runtime=runtime, stream_id=what.stream_id, user_id=principal.user_id
-        )
-        if found is not None and found.kind == "ban":
+        if await bans.is_banned(runtime, stream_id=what.stream_id, user_id=principal.user_id):
             raise forbidden("You are banned from this stream.")
     elif what.user_id is not None:
         if what.user_id != principal.user_id:

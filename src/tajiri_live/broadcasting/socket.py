@@ -320,20 +320,19 @@ class PusherSession:
         counted = False
         watcher = self._watcher(member)
         if what.stream_id is not None:
-            async with runtime.sessions() as session:
-                if channel.startswith(("private-", "presence-")):
-                    counted = await service.stream_counted(
-                        session, stream_id=what.stream_id, user_id=watcher
+            if channel.startswith(("private-", "presence-")):
+                counted = await service.stream_counted(
+                    runtime, stream_id=what.stream_id, user_id=watcher
+                )
+            else:
+                allowed, counted = await service.public_stream_counted(
+                    runtime, stream_id=what.stream_id, user_id=watcher
+                )
+                if not allowed:
+                    self._refuse(
+                        channel, 403, f"Not a public stream: subscribe to private-{channel}."
                     )
-                else:
-                    allowed, counted = await service.public_stream_counted(
-                        session, stream_id=what.stream_id, user_id=watcher
-                    )
-                    if not allowed:
-                        self._refuse(
-                            channel, 403, f"Not a public stream: subscribe to private-{channel}."
-                        )
-                        return
+                    return
         registry = runtime.channels
         if isinstance(member, dict):
             present = await registry.members(pusher_app.id, channel)

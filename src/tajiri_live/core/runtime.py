@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tajiri_live.core.auth import Identity, TokenCodec
 from tajiri_live.core.clock import Clock
+from tajiri_live.core.db import Reader
+from tajiri_live.core.nodecache import ExpiringCache
 from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
@@ -32,3 +35,14 @@ class Runtime:
     coalescer: Coalescer | None = None
     # user id -> profile tuple last written, so the JIT user sync skips unchanged profiles
     synced_profiles: dict[int, tuple[str | None, ...]] = field(default_factory=dict)
+    # Per node, what admitting a viewer reads (streams/admission.py, moderation/bans.py):
+    # dropped by the events that change it, else kept `admission_cache_seconds` at most.
+    stream_facts: ExpiringCache[int, Any] = field(init=False)
+    stream_bans: ExpiringCache[int, Any] = field(init=False)
+    reader: Reader = field(init=False)  # the hot paths' reads, outside any transaction
+
+    def __post_init__(self) -> None:
+        self.reader = Reader(self.engine)
+        seconds = self.settings.admission_cache_seconds
+        self.stream_facts = ExpiringCache(seconds)
+        self.stream_bans = ExpiringCache(seconds)

@@ -249,6 +249,9 @@ class Settings(BaseSettings):
     node_heartbeat_seconds: float = Field(default=1.0, gt=0)
     node_timeout_seconds: float = Field(default=10.0, gt=0)
     rest_join_ttl_seconds: float = 90.0  # a REST join counts this long unless renewed
+    # A node keeps a stream's admission facts (status, privacy, owner, co-hosts) and bans
+    # this long at most; the events that change them drop them sooner (0: always read).
+    admission_cache_seconds: float = Field(default=5.0, ge=0)
     anonymous_viewers_per_address: int = Field(default=3, ge=0)  # per stream, cluster-wide
     # Peers whose X-Forwarded-For is believed on sockets (addresses or CIDR blocks), as
     # uvicorn's --forwarded-allow-ips is for HTTP: the proxies in front of `serve`.

@@ -11,6 +11,7 @@ from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import COHOST_JOINED, Event, stream_channel
+from tajiri_live.streams import admission
 from tajiri_live.streams.models import LiveStream, StreamCoHost, StreamViewer
 from tajiri_live.streams.presenters import cohost_dict
 from tajiri_live.users import service as users_service
@@ -104,6 +105,7 @@ async def answer(
     if status == "accepted":
         cohost.joined_at = now
     await session.commit()
+    admission.forget(runtime, stream.id)
     cohost = await _load(session, stream.id, cohost.id)
     if status == "accepted":
         # A broadcaster now: no longer one of the stream's viewers (docs: counting viewers).
@@ -141,6 +143,7 @@ async def end(
     was_broadcasting = cohost.status == "accepted"
     cohost.status, cohost.left_at, cohost.updated_at = status, now, now
     await session.commit()
+    admission.forget(runtime, stream.id)  # who broadcasts changed
     if was_broadcasting:
         await viewers_service.count_again(runtime, stream_id=stream.id, user_id=cohost.user_id)
     return await _load(session, stream.id, cohost.id)

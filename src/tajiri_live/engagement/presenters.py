@@ -9,7 +9,7 @@ from tajiri_live.core.clock import iso
 from tajiri_live.core.settings import Settings
 from tajiri_live.engagement.models import StreamComment
 from tajiri_live.streams.presenters import storage_base_url
-from tajiri_live.users.presenters import user_dict
+from tajiri_live.users.presenters import Profile, user_dict
 
 
 def comment_dict(
@@ -19,14 +19,63 @@ def comment_dict(
     pinned_for_now = (
         now is not None and comment.pinned_until is not None and comment.pinned_until > now
     )
+    return _shown(
+        comment.id,
+        comment.stream_id,
+        comment.user_id,
+        comment.content,
+        created_at=comment.created_at,
+        author=comment.user,
+        settings=settings,
+        pinned=comment.is_pinned or pinned_for_now,
+        highlighted=comment.is_highlighted,
+    )
+
+
+def new_comment_dict(
+    comment_id: int,
+    stream_id: int,
+    user_id: int,
+    content: str,
+    *,
+    created_at: datetime,
+    author: Profile | None,
+    settings: Settings,
+) -> dict[str, Any]:
+    """A comment just written (neither pinned nor highlighted), without its ORM row."""
+    return _shown(
+        comment_id,
+        stream_id,
+        user_id,
+        content,
+        created_at=created_at,
+        author=author,
+        settings=settings,
+        pinned=False,
+        highlighted=False,
+    )
+
+
+def _shown(
+    comment_id: int,
+    stream_id: int,
+    user_id: int,
+    content: str,
+    *,
+    created_at: datetime,
+    author: Profile | None,
+    settings: Settings,
+    pinned: bool,
+    highlighted: bool,
+) -> dict[str, Any]:
     return {
-        "id": comment.id,
-        "stream_id": comment.stream_id,
-        "user_id": comment.user_id,
-        "content": comment.content,
-        "message": comment.content,  # what older clients read
-        "is_pinned": comment.is_pinned or pinned_for_now,
-        "is_highlighted": comment.is_highlighted,
-        "created_at": iso(comment.created_at),
-        "user": user_dict(comment.user, storage_base_url=storage_base_url(settings)),
+        "id": comment_id,
+        "stream_id": stream_id,
+        "user_id": user_id,
+        "content": content,
+        "message": content,  # what older clients read
+        "is_pinned": pinned,
+        "is_highlighted": highlighted,
+        "created_at": iso(created_at),
+        "user": user_dict(author, storage_base_url=storage_base_url(settings)),
     }

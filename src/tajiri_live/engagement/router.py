@@ -15,7 +15,7 @@ from tajiri_live.core.text import Text
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
-from tajiri_live.streams.dependencies import StreamRowDep
+from tajiri_live.streams.dependencies import StreamFactsDep, StreamRowDep
 from tajiri_live.streams.presenters import cohost_dict, storage_base_url
 from tajiri_live.users.dependencies import (
     CurrentPrincipal,
@@ -55,8 +55,7 @@ async def list_comments(
 )
 async def post_comment(
     request: Request,
-    stream: StreamRowDep,
-    session: SessionDep,
+    stream: StreamFactsDep,
     runtime: RuntimeDep,
     principal: CurrentPrincipal,
 ) -> JSONResponse:
@@ -64,7 +63,6 @@ async def post_comment(
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(CommentCreate, payload)
     comment = await service.post_comment(
-        session,
         runtime=runtime,
         stream=stream,
         principal=principal,
@@ -72,12 +70,7 @@ async def post_comment(
         writer=request.app.state.comment_writer,
     )
     return JSONResponse(
-        {
-            "success": True,
-            "message": "Comment posted.",
-            "data": comment_dict(comment, runtime.settings),
-        },
-        status_code=201,
+        {"success": True, "message": "Comment posted.", "data": comment}, status_code=201
     )
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from tajiri_live.core import ratelimit
 from tajiri_live.core.auth import Principal
@@ -18,14 +17,16 @@ from tajiri_live.core.errors import ValidationFailed, forbidden, not_found
 from tajiri_live.core.ratelimit import RateLimiter
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReactionCount
-from tajiri_live.engagement.presenters import comment_dict
+from tajiri_live.engagement.presenters import comment_dict, new_comment_dict
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.moderation import service as moderation
 from tajiri_live.moderation.service import is_moderator
 from tajiri_live.realtime.events import NEW_COMMENT, REACTION, Event, stream_channel
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.users.models import User
+from tajiri_live.users.presenters import Profile
 
 COMMENT_UPDATED = "comment_updated"  # pinned, unpinned, highlighted
 COMMENT_DELETED = "comment_deleted"  # removed by its author or a moderator
@@ -35,7 +36,7 @@ MAX_COMMENT_PAGE = 200
 # --- rules ---------------------------------------------------------------------------------
 
 
-def ensure_open(stream: LiveStream, what: str) -> None:
+def ensure_open(stream: LiveStream | StreamFacts, what: str) -> None:
     if stream.status_enum in FINAL_STATUSES:
         raise forbidden(f"The stream has ended: {what} are closed.")
 
@@ -77,73 +78,66 @@ async def _publish(
 
 
 async def post_comment(
-    session: AsyncSession,
     *,
     runtime: Runtime,
-    stream: LiveStream,
+    stream: StreamFacts,
     principal: Principal,
     content: str,
     writer: CommentWriter,
-) -> StreamComment:
-    """Checked with the request's session; stored by the group-commit writer; published
-    once committed."""
+) -> dict[str, Any]:
+    """Checked in one statement outside any transaction (the stream's facts come from the
+    node's cache); stored by the group-commit writer; published once committed. Returns the
+    comment as the client contract spells it."""
     settings = runtime.settings
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
     ensure_open(stream, "comments")
-    check = await moderation.admit_commenter(
-        session,
-        runtime=runtime,
-        stream_id=stream.id,
-        user_id=principal.user_id,
-        content=content,
-        action="comment",
+    user_id = principal.user_id
+    check = await moderation.check_commenter(
+        runtime, stream_id=stream.id, user_id=user_id, content=content
     )
-    if len(content) > settings.comment_max_length:
-        raise ValidationFailed(
-            {
-                "content": [
-                    f"The content may not be greater than {settings.comment_max_length} characters."
-                ]
-            }
+    async with runtime.sessions() as session:  # connects only when a refusal is written
+        if check.restricted:  # says why (banned, or muted until when)
+            await moderation.ensure_allowed(
+                session, runtime=runtime, stream_id=stream.id, user_id=user_id, action="comment"
+            )
+        if len(content) > settings.comment_max_length:
+            raise ValidationFailed(
+                {
+                    "content": [
+                        "The content may not be greater than "
+                        f"{settings.comment_max_length} characters."
+                    ]
+                }
+            )
+        await enforce_rate(
+            runtime,
+            action="comment",
+            stream_id=stream.id,
+            user_id=user_id,
+            limit=settings.comment_limit,
+            window=settings.comment_window_seconds,
         )
-    await enforce_rate(
-        runtime,
-        action="comment",
-        stream_id=stream.id,
-        user_id=principal.user_id,
-        limit=settings.comment_limit,
-        window=settings.comment_window_seconds,
-    )
-    content = await moderation.screen_comment(
-        session,
-        runtime=runtime,
-        stream=stream,
-        principal=principal,
-        content=content,
-        repeated=None if check.author is None else check.repeated,
-    )
-    author = check.author or await session.get(User, principal.user_id)
-    stream_id = stream.id
-    await session.close()  # the connection goes back to the pool while the batch is written
+        content = await moderation.screen_comment(
+            session,
+            runtime=runtime,
+            stream=stream,
+            principal=principal,
+            content=content,
+            repeated=None if check.author is None else check.repeated,
+        )
+        author: Profile | None = check.author or await session.get(User, user_id)
     now = runtime.clock.now()
-    comment = StreamComment(
-        stream_id=stream_id,
-        user_id=principal.user_id,
-        content=content,
-        is_pinned=False,
-        is_highlighted=False,
-        created_at=now,
-        updated_at=now,
+    comment_id = await writer.write(
+        stream_id=stream.id, user_id=user_id, content=content, created_at=now
     )
-    comment.id = await writer.write(
-        stream_id=stream_id, user_id=principal.user_id, content=content, created_at=now
+    data = new_comment_dict(
+        comment_id, stream.id, user_id, content, created_at=now, author=author, settings=settings
     )
-    set_committed_value(comment, "user", author)
-    await _publish(
-        runtime, stream, NEW_COMMENT, comment_dict(comment, settings), actor_id=principal.user_id
+    await runtime.broker.publish(
+        Event(channel=stream_channel(stream.id), name=NEW_COMMENT, data=data, actor_id=user_id)
     )
-    return comment
+    return data
 
 
 async def _load_comment(session: AsyncSession, stream_id: int, comment_id: int) -> StreamComment:

@@ -190,6 +190,7 @@ async def accept_publish(runtime: Runtime, who: Publisher) -> tuple[int, int]:
             await session.rollback()
             raise Refused(f"stream {stream_id}: already being published")
         await session.commit()
+        streams.forget_facts(runtime, stream.id)  # a new publish: not playable until ready
         await reload(session, stream)
         if stream.status_enum is StreamStatus.SCHEDULED:
             await streams.move(
@@ -221,6 +222,7 @@ async def publish_done(runtime: Runtime, who: Publisher) -> None:
         await session.commit()
         if getattr(released, "rowcount", 0) != 1:
             return
+        streams.forget_facts(runtime, stream.id)
         await reload(session, stream)
         log.info("stream %s: publisher left", stream.id)
         if stream.status_enum is StreamStatus.LIVE:
@@ -290,6 +292,7 @@ class Ingest:
                     .values(publisher_client=None, playback_ready_at=None)
                 )
                 await session.commit()
+                streams.forget_facts(runtime, stream_id)
                 raise Refused(f"stream {stream_id}: no longer accepts its publisher")
             stream_id, number = stream.id, stream.publish_count
             control, ready = stream.ingest_control_url, stream.playback_ready_at is not None

@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Exists, delete, exists, or_, select
+from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
@@ -18,13 +18,18 @@ from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
+from tajiri_live.moderation import bans
 from tajiri_live.moderation.models import ModerationAction, StreamRestriction
 from tajiri_live.moderation.wordfilter import DEFAULT_WORDS, WordFilter
 from tajiri_live.realtime.events import USER_BANNED, Event, stream_channel
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.users import service as users_service
 from tajiri_live.users.models import User
+from tajiri_live.users.presenters import UserProfile
 
+Author = TypeVar("Author")
+AnyStream = LiveStream | StreamFacts  # a row, or the admission facts the hot paths read
 LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
 
@@ -74,16 +79,23 @@ async def audit(
 # --- restrictions ------------------------------------------------------------------------
 
 
-def _active_restrictions(
-    runtime: Runtime, *, stream_id: int, user_id: int
+def _restriction_conditions(
+    stream_id: Any, user_id: Any, now: Any
 ) -> tuple[ColumnElement[bool], ...]:
-    """The user's bans and mutes on the stream that have not expired."""
-    now = runtime.clock.now()
+    """Bans and mutes of the user on the stream that have not expired (values or bound
+    parameters)."""
     return (
         StreamRestriction.stream_id == stream_id,
         StreamRestriction.user_id == user_id,
         or_(StreamRestriction.expires_at.is_(None), StreamRestriction.expires_at > now),
     )
+
+
+def _active_restrictions(
+    runtime: Runtime, *, stream_id: int, user_id: int
+) -> tuple[ColumnElement[bool], ...]:
+    """The user's bans and mutes on the stream that have not expired."""
+    return _restriction_conditions(stream_id, user_id, runtime.clock.now())
 
 
 async def restriction(
@@ -161,6 +173,7 @@ async def restrict(
         reason=reason,
     )
     await session.commit()
+    bans.forget(runtime, stream.id)
     if kind == "ban":  # every node closes the user's sockets on this stream
         await runtime.broker.publish(
             Event(
@@ -212,6 +225,7 @@ async def lift(
         target_user_id=user_id,
     )
     await session.commit()
+    bans.forget(runtime, stream.id)
     return bool(getattr(removed, "rowcount", 0))
 
 
@@ -256,8 +270,7 @@ def word_filter(runtime: Runtime) -> WordFilter:
     return _filter(tuple(words))
 
 
-def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str) -> Exists:
-    since = runtime.clock.now() - timedelta(seconds=runtime.settings.spam_repeat_seconds)
+def _repeat_condition(stream_id: Any, user_id: Any, since: Any, content: Any) -> Exists:
     return exists().where(
         StreamComment.stream_id == stream_id,
         StreamComment.user_id == user_id,
@@ -266,22 +279,61 @@ def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str
     )
 
 
+def _repeat_since(runtime: Runtime) -> datetime:
+    return runtime.clock.now() - timedelta(seconds=runtime.settings.spam_repeat_seconds)
+
+
+def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str) -> Exists:
+    return _repeat_condition(stream_id, user_id, _repeat_since(runtime), content)
+
+
 @dataclass(frozen=True)
-class CommenterCheck:
-    author: User | None
+class AuthorCheck(Generic[Author]):
+    author: Author | None  # None: no row yet (the full checks then run)
     restricted: bool  # an active ban or mute: `ensure_allowed` says which, and why
     repeated: bool  # the same text from them on this stream lately
 
 
+def _restricted(runtime: Runtime, *, stream_id: int, user_id: int) -> Exists:
+    return exists().where(*_active_restrictions(runtime, stream_id=stream_id, user_id=user_id))
+
+
+_AUTHOR_COLUMNS = (User.id, User.first_name, User.last_name, User.username, User.profile_photo_path)
+_STREAM: BindParameter[int] = bindparam("stream_id")
+_USER: BindParameter[int] = bindparam("user_id")
+# Built once (building it per comment cost more than running it): values are bound per call.
+_COMMENTER_CHECK = select(
+    *_AUTHOR_COLUMNS,
+    exists().where(*_restriction_conditions(_STREAM, _USER, bindparam("now"))).label("restricted"),
+    _repeat_condition(_STREAM, _USER, bindparam("since"), bindparam("content")).label("repeated"),
+).where(User.id == _USER)
+
+
 async def check_commenter(
-    session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, content: str
-) -> CommenterCheck:
-    """What every comment needs to know, in one round trip: its author, whether they are
-    restricted here, and whether they said this very text lately."""
-    repeated = _said_lately(runtime, stream_id=stream_id, user_id=user_id, content=content)
-    return await check_author(
-        session, runtime=runtime, stream_id=stream_id, user_id=user_id, repeated=repeated
+    runtime: Runtime, *, stream_id: int, user_id: int, content: str
+) -> AuthorCheck[UserProfile]:
+    """What every comment needs to know, in one statement outside any transaction: its
+    author's profile, whether they are restricted here, and whether they said this very
+    text lately."""
+    values = {
+        "stream_id": stream_id,
+        "user_id": user_id,
+        "now": runtime.clock.now(),
+        "since": _repeat_since(runtime),
+        "content": content,
+    }
+    rows = await runtime.reader.rows(_COMMENTER_CHECK, values)
+    if not rows:
+        return AuthorCheck(None, restricted=True, repeated=True)
+    row = rows[0]
+    author = UserProfile(
+        id=row.id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        username=row.username,
+        profile_photo_path=row.profile_photo_path,
     )
+    return AuthorCheck(author, restricted=bool(row.restricted), repeated=bool(row.repeated))
 
 
 async def admit_commenter(
@@ -292,11 +344,9 @@ async def admit_commenter(
     user_id: int,
     content: str,
     action: str,
-) -> CommenterCheck:
+) -> AuthorCheck[UserProfile]:
     """`check_commenter`, refusing a banned or muted author with the 403 that says why."""
-    check = await check_commenter(
-        session, runtime=runtime, stream_id=stream_id, user_id=user_id, content=content
-    )
+    check = await check_commenter(runtime, stream_id=stream_id, user_id=user_id, content=content)
     if check.restricted:
         await ensure_allowed(
             session, runtime=runtime, stream_id=stream_id, user_id=user_id, action=action
@@ -306,12 +356,10 @@ async def admit_commenter(
 
 async def check_author(
     session: AsyncSession, *, runtime: Runtime, stream_id: int, user_id: int, repeated: Exists
-) -> CommenterCheck:
+) -> AuthorCheck[User]:
     """For any text a viewer posts (comments, questions): the author, whether they are banned
     or muted here, and `repeated` (their own "said this lately" condition), in one query."""
-    restricted = exists().where(
-        *_active_restrictions(runtime, stream_id=stream_id, user_id=user_id)
-    )
+    restricted = _restricted(runtime, stream_id=stream_id, user_id=user_id)
     row = (
         await session.execute(
             select(User, restricted.label("restricted"), repeated.label("repeated")).where(
@@ -320,15 +368,15 @@ async def check_author(
         )
     ).one_or_none()
     if row is None:
-        return CommenterCheck(None, restricted=True, repeated=True)  # let the full checks run
-    return CommenterCheck(row[0], restricted=bool(row[1]), repeated=bool(row[2]))
+        return AuthorCheck(None, restricted=True, repeated=True)
+    return AuthorCheck(row[0], restricted=bool(row[1]), repeated=bool(row[2]))
 
 
 async def screen_comment(
     session: AsyncSession,
     *,
     runtime: Runtime,
-    stream: LiveStream,
+    stream: AnyStream,
     principal: Principal,
     content: str,
     repeated: bool | None = None,
@@ -361,7 +409,7 @@ async def screen_text(
     session: AsyncSession,
     *,
     runtime: Runtime,
-    stream: LiveStream,
+    stream: AnyStream,
     principal: Principal,
     text: str,
     repeated: bool,
@@ -387,7 +435,7 @@ async def screen_text(
 
 
 async def _blocked(
-    session: AsyncSession, stream: LiveStream, principal: Principal, why: str, action: str
+    session: AsyncSession, stream: AnyStream, principal: Principal, why: str, action: str
 ) -> None:
     await audit(
         session,

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Path
 
-from tajiri_live.core.dependencies import SessionDep
+from tajiri_live.core.dependencies import RuntimeDep, SessionDep
 from tajiri_live.streams import service
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.users.dependencies import CurrentPrincipal, OptionalPrincipal
 
@@ -34,7 +35,15 @@ async def visible_stream_row(
     )
 
 
+async def visible_stream_facts(
+    stream_id: StreamId, runtime: RuntimeDep, viewer: OptionalPrincipal
+) -> StreamFacts:
+    return await service.visible_facts(runtime, stream_id=stream_id, viewer=viewer)
+
+
 StreamDep = Annotated[LiveStream, Depends(visible_stream)]
 # For actions on a stream (comment, react, gift...): the row alone, visibility checked.
 StreamRowDep = Annotated[LiveStream, Depends(visible_stream_row)]
+# For the hot paths (join, comment): the admission facts, cached per node, visibility checked.
+StreamFactsDep = Annotated[StreamFacts, Depends(visible_stream_facts)]
 OwnedStreamDep = Annotated[LiveStream, Depends(owned_stream)]

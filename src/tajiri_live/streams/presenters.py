@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from tajiri_live.core import medialinks as links
 from tajiri_live.core.auth import Principal
@@ -19,11 +19,26 @@ ENDED_LIKE = frozenset({StreamStatus.ENDING, StreamStatus.ENDED, StreamStatus.CA
 ACTIVE_LIKE = frozenset({StreamStatus.PRE_LIVE, StreamStatus.LIVE})
 
 
+class Playable(Protocol):
+    """What a playback link is made of: a stream's row, or its admission facts."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def playback_ready_at(self) -> datetime | None: ...
+    @property
+    def publish_count(self) -> int: ...
+    @property
+    def ingest_media_url(self) -> str | None: ...
+
+
 def storage_base_url(settings: Settings) -> str:
     return f"{settings.public_base_url.rstrip('/')}/storage"
 
 
-def playback_url(stream: LiveStream, settings: Settings, *, viewer_id: int = 0) -> str | None:
+def playback_url(stream: Playable, settings: Settings, *, viewer_id: int = 0) -> str | None:
     """The HLS playlist once it can be played, else None (the client then waits for the
     `status_changed` that carries it): with ingest, when the stream is live and its playlist
     exists; without, while live if `hls_base_url` names the server that has it (nothing here

@@ -25,7 +25,7 @@ from tajiri_live.notifications import service as notifications
 from tajiri_live.notifications.messages import SCHEDULED
 from tajiri_live.polls import service as polls
 from tajiri_live.realtime.events import STATUS_CHANGED, Event, stream_channel
-from tajiri_live.streams import presenters
+from tajiri_live.streams import admission, presenters
 from tajiri_live.streams.lifecycle import (
     FINAL_STATUSES,
     UNDELETABLE_STATUSES,
@@ -111,6 +111,24 @@ async def _ensure_visible(session: AsyncSession, stream: LiveStream, viewer: Any
         select(LiveStream.id).where(LiveStream.id == stream.id, visible_to(viewer))
     ):
         raise not_found()
+
+
+async def visible_facts(
+    runtime: Runtime, *, stream_id: int, viewer: Principal | None
+) -> admission.StreamFacts:
+    """The admission facts of a stream the viewer may see (404 otherwise): from the node's
+    cache for a public one; the others also ask who follows whom, each time."""
+    facts = await admission.existing(runtime, stream_id)
+    if not facts.public and not facts.broadcasts(viewer.user_id if viewer else None):
+        async with runtime.sessions() as session:
+            await get_visible_stream(session, stream_id=stream_id, viewer=viewer, people=False)
+    return facts
+
+
+def forget_facts(runtime: Runtime, stream_id: int) -> None:
+    """A change no event carries (e.g. ingest's playback columns): this node reads the
+    stream's admission facts again next time; the others within their cache's lifetime."""
+    admission.forget(runtime, stream_id)
 
 
 def broadcasting(user_id: int) -> ColumnElement[bool]:
@@ -310,6 +328,7 @@ async def update_stream(
     if changes.get("scheduled_at") is not None and changes["scheduled_at"] > now:
         await notifications.enqueue(session, stream=stream, kind=SCHEDULED, now=now)
     await session.commit()
+    admission.forget(runtime, stream.id)  # privacy or comments may have changed
     return stream
 
 
@@ -322,6 +341,7 @@ async def delete_stream(session: AsyncSession, *, runtime: Runtime, stream: Live
     # Both deletes are conditional on the status read above: a `start` that won meanwhile
     # (or another delete) leaves nothing to change, and the answer says what happened.
     stream_id = stream.id
+    admission.forget(runtime, stream_id)
     unchanged = (LiveStream.id == stream_id, LiveStream.status == stream.status)
     if not await gifts_service.has_gifts(session, stream_id):
         result = await session.execute(
@@ -340,6 +360,7 @@ async def delete_stream(session: AsyncSession, *, runtime: Runtime, stream: Live
         await session.rollback()  # expires `stream`: only its id is used from here
         await _changed_meanwhile(session, stream_id)
     await session.commit()
+    admission.forget(runtime, stream_id)
 
 
 async def _changed_meanwhile(session: AsyncSession, stream_id: int) -> None:
@@ -505,6 +526,8 @@ async def announce_playback(runtime: Runtime, stream: LiveStream) -> None:
 
 async def _publish_steps(runtime: Runtime, steps: list[Event]) -> None:
     for event in steps:
+        # This node reads the new status at once; the others when the event reaches them.
+        admission.forget(runtime, event.data["stream_id"])
         log.info(
             "stream %s: %s -> %s",
             event.data["stream_id"],

@@ -3,20 +3,20 @@ user row kept in sync."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal, bearer_token
-from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.dependencies import RuntimeDep
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden
 from tajiri_live.core.payload import MAX_ID, read_payload
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement import cohosts as cohosts_service
 from tajiri_live.streams import service as streams_service
-from tajiri_live.users import service
 from tajiri_live.users.legacy import OWN_PATH_USER, REFUSALS, RULES, Implied, route_template
+from tajiri_live.users.writer import ProfileWriter
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 
@@ -24,7 +24,6 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": "Bearer"}
 async def optional_principal(
     request: Request,
     runtime: RuntimeDep,
-    session: SessionDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal | None:
     token = bearer_token(authorization)
@@ -36,14 +35,16 @@ async def optional_principal(
         # never a claimed id.
         raise ApiError(401, "The Authorization header is empty.", headers=WWW_AUTHENTICATE)
     elif runtime.settings.legacy_client_identity:
-        legacy = await _legacy_principal(request, runtime, session)
+        async with runtime.sessions() as session:  # only here: a token needs no session
+            legacy = await _legacy_principal(request, runtime, session)
         if legacy is None:
             return None
         principal = legacy
         runtime.identity.stats.legacy_requests += 1
     else:
         return None
-    await service.sync_user(session, principal=principal, cache=runtime.synced_profiles)
+    # In the batch concurrent requests' users are written in (one commit for them all).
+    await cast(ProfileWriter, request.app.state.profile_writer).write(principal)
     return principal
 
 

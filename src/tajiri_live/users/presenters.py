@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from tajiri_live.users.models import User
+
+class Profile(Protocol):
+    """What the embedded User shows: a `users` row, or the columns read of it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def profile_photo_path(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """A user's profile columns, read without the ORM."""
+
+    id: int
+    first_name: str | None
+    last_name: str | None
+    username: str | None
+    profile_photo_path: str | None
 
 
 def avatar_url(path: str | None, storage_base_url: str) -> str | None:
@@ -23,7 +48,7 @@ def display_name(
     return names or username or f"user{user_id}"
 
 
-def user_dict(user: User | None, *, storage_base_url: str) -> dict[str, Any] | None:
+def user_dict(user: Profile | None, *, storage_base_url: str) -> dict[str, Any] | None:
     if user is None:
         return None
     return {

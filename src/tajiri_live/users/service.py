@@ -30,7 +30,7 @@ async def sync_user(
     now = utcnow()
     values: dict[str, Any] = {"id": principal.user_id, "created_at": now, "updated_at": now}
     values.update({k: v for k, v in zip(PROFILE_FIELDS, profile, strict=True) if v is not None})
-    statement = _profile_upsert(dialect_insert(session), tuple(values))
+    statement = profile_upsert(dialect_insert(session), tuple(values))
     await session.execute(statement, values)
     await session.commit()
     if len(cache) > 100_000:
@@ -39,7 +39,7 @@ async def sync_user(
 
 
 @functools.cache
-def _profile_upsert(insert: Any, columns: tuple[str, ...]) -> Any:
+def profile_upsert(insert: Any, columns: tuple[str, ...]) -> Any:
     """One statement per dialect and set of columns, built once: building it per call made a
     table alias (`excluded`) per request, cyclic garbage that lengthens the collector's pauses."""
     statement = insert(User)

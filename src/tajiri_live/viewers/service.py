@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tajiri_live.core.errors import ApiError
+from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.realtime.events import VIEWER_COUNT_UPDATED, Event, stream_channel
 from tajiri_live.realtime.presence import Predecessor, RoomCounts, Visit
-from tajiri_live.streams import service as streams_service
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.models import LiveStream, StreamViewer
 from tajiri_live.viewers.sessions import ViewerLog, ViewingSession, record
 
@@ -89,6 +91,21 @@ class Viewers:
 
     runtime: Runtime
     log: ViewerLog
+    # REST joins' visit rows: written before the answer, in one transaction per batch.
+    opened: GroupCommit[ViewingSession, None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.opened = GroupCommit(
+            "viewer-joins",
+            self._open,
+            describe=lambda viewing: f"a REST join of stream {viewing.stream_id}",
+            refused=lambda _, __: ApiError(409, "The join could not be stored: reload the stream."),
+        )
+
+    async def _open(self, batch: Sequence[ViewingSession]) -> list[None]:
+        async with self.runtime.sessions() as db:
+            await record(db, opened=batch)
+        return [None] * len(batch)
 
     def _now(self) -> float:
         return self.runtime.clock.now().timestamp()
@@ -125,6 +142,7 @@ class Viewers:
             self.log.left(viewing)
 
     async def stop(self) -> None:
+        await self.opened.close()
         try:
             await self.log.flush()
             await self.runtime.presence.deregister()
@@ -210,14 +228,12 @@ class Viewers:
 
     # --- REST --------------------------------------------------------------------------------
 
-    async def rest_join(
-        self, session: AsyncSession, *, stream: LiveStream, user_id: int, region: str | None
-    ) -> int:
+    async def rest_join(self, *, stream: StreamFacts, user_id: int, region: str | None) -> int:
         """Count the user for `rest_join_ttl_seconds` (a later join extends it); the owner and
         accepted co-hosts are not viewers. Returns the current count."""
         room = room_of(stream.id)
         presence = self.runtime.presence
-        if not await streams_service.broadcasts(session, stream_id=stream.id, user_id=user_id):
+        if not stream.broadcasts(user_id):
             held = await presence.hold_for(
                 room,
                 member_of(user_id, ""),
@@ -225,9 +241,10 @@ class Viewers:
                 at=self._now(),
                 region=region,
             )
-            if held.started is not None:
-                # Written now (not batched): the request's own answer may be read back at once.
-                await record(session, opened=_sessions([held.started]))
+            for viewing in _sessions([held.started] if held.started else []):
+                # Written before the answer (it may be read back at once), with the batch of
+                # joins that arrived meanwhile.
+                await self.opened.write(viewing)
         return (await presence.counts(room)).current
 
     async def rest_leave(self, session: AsyncSession, *, stream_id: int, user_id: int) -> None:

@@ -20,20 +20,21 @@ from tajiri_live.core.availability import (
 )
 from tajiri_live.core.clientaddr import client_address
 from tajiri_live.core.clock import iso
-from tajiri_live.core.errors import ApiError
+from tajiri_live.core.errors import ApiError, not_found
 from tajiri_live.core.payload import MAX_ID, validated
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import control_message, find_control
-from tajiri_live.moderation import service as moderation
+from tajiri_live.moderation import bans
 from tajiri_live.realtime.encoders import client_message, plain_frame
 from tajiri_live.realtime.events import CONNECTED, ERROR, PONG, stream_channel
 from tajiri_live.realtime.flood import Verdict
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake, Refusal
 from tajiri_live.realtime.server import WebSocketConnection
+from tajiri_live.streams import admission
 from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.lifecycle import FINAL_STATUSES
 from tajiri_live.streams.models import LiveStream
-from tajiri_live.users import service as users_service
+from tajiri_live.users.writer import ProfileWriter
 from tajiri_live.viewers.service import Viewers, member_of
 from tajiri_live.viewers.sessions import clean_region
 
@@ -148,6 +149,7 @@ class PlainSocketApp:
     runtime: Runtime
     gateway: Gateway
     viewers: Viewers
+    profiles: ProfileWriter
     actions: dict[str, ActionHandler] = field(default_factory=dict)
 
     def install(self) -> None:
@@ -184,10 +186,8 @@ class PlainSocketApp:
         if claimed and principal is not None and claimed != str(principal.user_id):
             raise Refusal(403, "The user_id does not match the token.")
         if principal is not None:
-            async with self.runtime.sessions() as session:
-                await users_service.sync_user(
-                    session, principal=principal, cache=self.runtime.synced_profiles
-                )
+            # Written in the next batch, off the handshake: what needs the row waits for it.
+            self.profiles.submit(principal)
         return principal
 
     async def admit_feed(self, handshake: Handshake) -> PlainSession:
@@ -201,22 +201,24 @@ class PlainSocketApp:
         # a malformed region is refused before the stream is read
         region = _region(handshake, principal)
         stream_id = int(handshake.params["stream_id"])
-        async with self.runtime.sessions() as session:
-            try:
-                # The status, and whether the user broadcasts here (owner or accepted co-host:
-                # never a viewer), in one query; not the people (two queries fewer).
-                stream, broadcasts = await streams_service.get_watched_stream(
-                    session, stream_id=stream_id, viewer=principal
-                )
-            except ApiError as error:
-                raise Refusal(404, error.message) from error
-            if principal is not None:
-                found = await moderation.restriction(
-                    session, runtime=self.runtime, stream_id=stream_id, user_id=principal.user_id
-                )
-                if found is not None and found.kind == "ban":
-                    raise Refusal(403, "You are banned from this stream.")
-        counted = stream.status_enum not in FINAL_STATUSES and not broadcasts
+        user_id = principal.user_id if principal is not None else None
+        # From the node's cache: no query for a public stream it has seen in the last seconds.
+        facts = await admission.facts(self.runtime, stream_id)
+        if facts is None:
+            raise Refusal(404, not_found().message)
+        if not facts.public and not facts.broadcasts(user_id):
+            async with self.runtime.sessions() as session:
+                try:  # friends-only and the like: who follows whom is read each time
+                    await streams_service.get_visible_stream(
+                        session, stream_id=stream_id, viewer=principal, people=False
+                    )
+                except ApiError as error:
+                    raise Refusal(404, error.message) from error
+        if user_id is not None and await bans.is_banned(
+            self.runtime, stream_id=stream_id, user_id=user_id
+        ):
+            raise Refusal(403, "You are banned from this stream.")
+        counted = facts.status_enum not in FINAL_STATUSES and not facts.broadcasts(user_id)
         address = None
         if principal is None:  # anonymous viewers are capped per address
             address = client_address(
@@ -273,16 +275,21 @@ class PlainSession:
         )
         stream_id = self.context.stream_id
         if self.counted and stream_id is not None:
-            watch = app.viewers.watch(
-                stream_id, self.member, region=self.context.region, address=self.context.address
-            )
-            self._watching = app.gateway.spawn(watch, name="viewer-join")
+            self._watching = app.gateway.spawn(self._watch(stream_id), name="viewer-join")
 
     def closed(self, connection: WebSocketConnection) -> None:
         self.flood.clear()
         watching, self._watching = self._watching, None
         if watching is not None:
             self.app.gateway.spawn(self._unwatch(watching), name="viewer-leave")
+
+    async def _watch(self, stream_id: int) -> bool:
+        if self.user_id is not None:  # its viewing session row points at the user's
+            await self.app.profiles.ready(self.user_id)
+        context = self.context
+        return await self.app.viewers.watch(
+            stream_id, self.member, region=context.region, address=context.address
+        )
 
     async def _unwatch(self, watching: asyncio.Task[bool]) -> None:
         # After the join, whatever the order the two tasks were started in.
@@ -349,6 +356,8 @@ class PlainSession:
         self, connection: WebSocketConnection, handler: ActionHandler, data: dict[str, Any]
     ) -> None:
         try:
+            if self.user_id is not None:
+                await self.app.profiles.ready(self.user_id)  # the actions store rows of theirs
             problem = await handler(self.context, data)
         except Exception as exc:
             dependency = dependency_of(exc)

@@ -3,10 +3,12 @@ secret, RS256/ES256 public key) or keys from a JWKS endpoint."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
 import jwt
+import orjson
 
 from tajiri_live.core.auth.jwks import JwksKeys, KeysUnavailable
 from tajiri_live.core.auth.principal import JWT, Principal, profile_text
@@ -22,6 +24,26 @@ def looks_like_jwt(token: str) -> bool:
     """Three base64url parts: the only shape this authenticator claims."""
     parts = token.split(".")
     return len(parts) == 3 and all(parts[:2])
+
+
+MAX_HEADER_CHARS = 2048
+
+
+def unverified_header(token: str) -> dict[str, Any] | None:
+    """A JWT's header, read before verifying it only to choose how to verify it (None: not a
+    readable one). PyJWT's reader checks every character of the whole token in Python, and a
+    socket's token was read three times before its signature: 0.4 ms of a 1.2 ms handshake.
+    `jwt.decode` still checks the whole token strictly."""
+    segment = token.partition(".")[0]
+    if not segment or len(segment) > MAX_HEADER_CHARS:
+        return None
+    try:
+        header = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(header, dict) or not isinstance(header.get("kid", ""), str):
+        return None
+    return header
 
 
 class TokenCodec:
@@ -186,11 +208,10 @@ class TokenCodec:
 
 
 def _header(token: str) -> dict[str, Any]:
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise ApiError(401, "The token is invalid.") from exc
-    return header if isinstance(header, dict) else {}
+    header = unverified_header(token)
+    if header is None:
+        raise ApiError(401, "The token is invalid.")
+    return header
 
 
 def _text_or_none(value: Any) -> str | None:

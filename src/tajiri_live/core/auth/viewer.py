@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 
-from tajiri_live.core.auth.jwt import VIEWER_TOKEN_TYPE, _user_id
+from tajiri_live.core.auth.jwt import VIEWER_TOKEN_TYPE, _user_id, unverified_header
 from tajiri_live.core.auth.principal import (
     INTROSPECTION,
     LEGACY,
@@ -29,10 +29,8 @@ ALGORITHM = "HS256"
 
 
 def is_viewer_token(token: str) -> bool:
-    try:
-        return bool(jwt.get_unverified_header(token).get("typ") == VIEWER_TOKEN_TYPE)
-    except jwt.PyJWTError:
-        return False
+    header = unverified_header(token)
+    return header is not None and header.get("typ") == VIEWER_TOKEN_TYPE
 
 
 class ViewerTokens:
