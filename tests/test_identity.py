@@ -169,8 +169,9 @@ async def test_a_flood_of_bad_tokens_costs_one_lookup_per_distinct_token(
     await mainapp.add_user(NEEMA)
     _, good = await mainapp.issue_token(NEEMA)
     bad = [f"{n}|{'wrong' * 8}" for n in range(1, 51)]
-    # One window for the whole flood, however slow the machine running it; the per-address
-    # bound on refused lookups (tested on its own) is set above the flood's 50 distinct tokens.
+    # One window for the whole flood, however slow the machine running it. The per-address
+    # bound on refused lookups (tested on its own) sits just above the flood's 50 lookups:
+    # requests waiting on a lookup under way must not count as lookups of their own.
     async with serving(
         settings,
         clock,

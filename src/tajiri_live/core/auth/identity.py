@@ -103,8 +103,10 @@ class Identity:
                     f"try again in {int(REFUSAL_WINDOW_SECONDS)} s.",
                     headers={"Retry-After": str(int(REFUSAL_WINDOW_SECONDS))},
                 )
+            # Requests that wait on a lookup already under way are not lookups of their own.
+            leads = key not in self._inflight
             found = await self._lookup(key, lambda: self._resolve(token))
-            if address is not None and _is_refusal(found):
+            if address is not None and leads and _is_refusal(found):
                 self._note_refusal(address)
         return _principal_or_raise(found)
 
