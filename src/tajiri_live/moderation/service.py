@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BindParameter, ColumnElement, Exists, bindparam, delete, exists, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Exists,
+    bindparam,
+    delete,
+    exists,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tajiri_live.core.auth import Principal
@@ -310,7 +320,12 @@ _COMMENTER_CHECK = select(
 
 
 async def check_commenter(
-    runtime: Runtime, *, stream_id: int, user_id: int, content: str
+    runtime: Runtime,
+    *,
+    stream_id: int,
+    user_id: int,
+    content: str,
+    session: AsyncSession | None = None,
 ) -> AuthorCheck[UserProfile]:
     """What every comment needs to know, in one statement outside any transaction: its
     author's profile, whether they are restricted here, and whether they said this very
@@ -322,7 +337,13 @@ async def check_commenter(
         "since": _repeat_since(runtime),
         "content": content,
     }
-    rows = await runtime.reader.rows(_COMMENTER_CHECK, values)
+    # A caller that holds a connection reads on it: waiting for a second one from the same
+    # pool could wait for ever when every connection is held by such callers.
+    rows: Sequence[Any]
+    if session is not None:
+        rows = (await session.execute(_COMMENTER_CHECK, values)).all()
+    else:
+        rows = await runtime.reader.rows(_COMMENTER_CHECK, values)
     if not rows:
         return AuthorCheck(None, restricted=True, repeated=True)
     row = rows[0]
@@ -346,7 +367,9 @@ async def admit_commenter(
     action: str,
 ) -> AuthorCheck[UserProfile]:
     """`check_commenter`, refusing a banned or muted author with the 403 that says why."""
-    check = await check_commenter(runtime, stream_id=stream_id, user_id=user_id, content=content)
+    check = await check_commenter(
+        runtime, stream_id=stream_id, user_id=user_id, content=content, session=session
+    )
     if check.restricted:
         await ensure_allowed(
             session, runtime=runtime, stream_id=stream_id, user_id=user_id, action=action
