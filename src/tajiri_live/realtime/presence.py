@@ -12,6 +12,7 @@ Words used throughout (docs/architecture.md, "Counting viewers"):
 from __future__ import annotations
 
 import secrets
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -188,7 +189,7 @@ class LocalHolds:
         return [(r, m, h) for r, held in self.rooms.items() for m, h in held.items() if h.counted]
 
 
-class NodePresence:
+class NodePresence(ABC):
     """What both backends share: the node's own connections (a member is held once per node)
     and the calls that only reach the store for a member's first and last connection."""
 
@@ -247,9 +248,11 @@ class NodePresence:
             known.counted = False  # its other connections here do not count either
         return await self._exclude(room, member, at=at)
 
+    @abstractmethod
     async def _exclude(self, room: str, member: str, *, at: float) -> Visit | None:
-        raise NotImplementedError
+        """The store's side of `exclude` (each backend's own)."""
 
+    @abstractmethod
     async def _add(
         self,
         room: str,
@@ -260,10 +263,11 @@ class NodePresence:
         hold: LocalHold,
         expiry: float | None,
     ) -> Held:
-        raise NotImplementedError
+        """Record a holder of a member in the store (each backend's own)."""
 
+    @abstractmethod
     async def _remove(self, room: str, member: str, holder: str, *, at: float) -> Visit | None:
-        raise NotImplementedError
+        """Drop a holder of a member from the store (each backend's own)."""
 
 
 def visit_info(key: str, at: float, address: str | None, region: str | None) -> str:
