@@ -162,15 +162,17 @@ async def test_a_refund_the_creator_cannot_cover_is_refused(
 
 
 @pytest.mark.parametrize("requests", [1000 if backend() == "postgresql" else 100])
+@pytest.mark.parametrize("keyed", [True, False], ids=["alone-with-keys", "group-commit"])
 async def test_concurrent_gifts_never_overdraw(
-    client: httpx.AsyncClient, auth: Any, runtime: Any, requests: int
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any, requests: int, keyed: bool
 ) -> None:
     runtime.settings.gift_limit = 10**6  # the storm is the point, not the rate limit
     covered = requests // 2
     stream_id, rose = await setup(client, auth, covered * ROSE_PRICE)
+    writer = app.state.gift_writer
 
     async def gift() -> int:
-        headers = {**auth(FAN), "Idempotency-Key": uuid.uuid4().hex}
+        headers = {**auth(FAN), "Idempotency-Key": uuid.uuid4().hex} if keyed else auth(FAN)
         while True:
             answer = await client.post(
                 f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=headers
@@ -185,6 +187,10 @@ async def test_concurrent_gifts_never_overdraw(
     stream = (await client.get(f"/api/streams/{stream_id}")).json()["data"]
     assert stream["gifts_value"] == covered * ROSE_PRICE
     assert await balanced(runtime)
+    if keyed:  # a key's claim is its own transaction: those gifts never join a batch
+        assert writer.batches.items == 0
+    else:  # concurrent gifts shared transactions
+        assert writer.batches.items == requests and writer.batches.batches < requests / 2
 
 
 @pytest.mark.parametrize("retries", [200 if backend() == "postgresql" else 50])
@@ -245,4 +251,90 @@ async def test_the_creator_share_is_split_with_accepted_cohosts(
     )
     assert refunded.status_code == 200
     assert [await balance(client, auth, u) for u in (OWNER, 5, 6, FAN)] == [0, 0, 0, 1000]
+    assert await balanced(runtime)
+
+
+async def credit(client: httpx.AsyncClient, auth: Any, user: int, coins: int) -> None:
+    await client.get("/api/streams", headers=auth(user))  # the user's row
+    answer = await client.post(
+        "/api/wallet/credit",
+        json={"user_id": user, "amount": coins},
+        headers=auth(ADMIN, admin=True),
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_batch_decides_each_gift_on_its_own(
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """Gifts paid in one transaction are decided one after another, as if alone: each
+    refusal is its own and the others are paid."""
+    from tajiri_live.core.errors import ApiError
+    from tajiri_live.gifts.writer import GiftOrder
+
+    stream_id, rose = await setup(client, auth, 150)  # the fan covers one rose, not two
+    banned, wrong_gift, rich = 3, 4, 5
+    for user in (banned, wrong_gift, rich):
+        await credit(client, auth, user, 1000)
+    ban = await client.post(
+        f"/api/streams/{stream_id}/bans", json={"user_id": banned}, headers=auth(OWNER)
+    )
+    assert ban.status_code in (200, 201), ban.text
+    writer = app.state.gift_writer
+    now = runtime.clock.now()
+
+    def order(sender: int, gift_id: int = rose, quantity: int = 1) -> GiftOrder:
+        return GiftOrder(stream_id, sender, gift_id, quantity, None, now)
+
+    outcomes = await asyncio.gather(
+        writer.send(order(FAN)),
+        writer.send(order(FAN)),
+        writer.send(order(banned)),
+        writer.send(order(wrong_gift, gift_id=10**9)),
+        writer.send(order(OWNER)),
+        writer.send(order(rich, quantity=2)),
+        return_exceptions=True,
+    )
+    assert writer.batches.batches == 1 and writer.batches.items == 6
+    statuses = [o.status_code if isinstance(o, ApiError) else 201 for o in outcomes]
+    assert statuses == [201, 402, 403, 422, 403, 201]
+    assert "balance is 50" in str(outcomes[1])
+    assert [await balance(client, auth, u) for u in (FAN, banned, wrong_gift, rich)] == [
+        50,
+        1000,
+        1000,
+        800,
+    ]
+    assert await balance(client, auth, OWNER) == 70 * 3  # 70 % of three roses
+    stream = (await client.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert (stream["gifts_count"], stream["gifts_value"]) == (3, 300)
+    paid = [o for o in outcomes if isinstance(o, dict)]
+    assert [p["sender"]["id"] for p in paid] == [FAN, rich]
+    assert paid[0]["id"] != paid[1]["id"] and paid[1]["total_value"] == 200
+    history = (await client.get("/api/wallet", headers=auth(rich))).json()["data"]["history"]
+    newest = history[0]
+    assert (newest["kind"], newest["amount"], newest["stream_gift_id"]) == (
+        "gift",
+        -200,
+        paid[1]["id"],
+    )
+    assert await balanced(runtime)
+
+
+async def test_a_gift_waiting_for_its_batch_never_lands_on_an_ended_stream(
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """The batch reads the stream again under its lock: what the request saw is not enough."""
+    from tajiri_live.core.errors import ApiError
+    from tajiri_live.gifts.writer import GiftOrder
+
+    stream_id, rose = await setup(client, auth, 1000)
+    ended = await client.post(f"/api/streams/{stream_id}/end", headers=auth(OWNER))
+    assert ended.status_code == 200, ended.text
+    with pytest.raises(ApiError) as refused:
+        await app.state.gift_writer.send(
+            GiftOrder(stream_id, FAN, rose, 1, None, runtime.clock.now())
+        )
+    assert refused.value.status_code == 403 and "live" in refused.value.message
+    assert await balance(client, auth, FAN) == 1000 and await balance(client, auth, OWNER) == 0
     assert await balanced(runtime)

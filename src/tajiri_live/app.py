@@ -53,6 +53,7 @@ from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.gifts import artwork
 from tajiri_live.gifts.router import router as gifts_router
+from tajiri_live.gifts.writer import GiftWriter
 from tajiri_live.health.router import router as health_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
@@ -134,6 +135,7 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
+    gift_writer: GiftWriter
     profile_writer: ProfileWriter
     slot: NodeSlot
     coalescer: Coalescer  # counters published at most once per tick (poll totals, upvotes)
@@ -220,6 +222,7 @@ class Services:
         await self.push.close()
         await self.ingest.close()
         await self.comment_writer.close()
+        await self.gift_writer.close()
         await self.profile_writer.close()
         await self.runtime.identity.close()
         if self.redis is not None:
@@ -302,6 +305,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.sessions),
+        GiftWriter(runtime),
         profile_writer,
         NodeSlot(settings.var_dir / "nodes"),
         coalescer,
@@ -358,6 +362,7 @@ def create_app(
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
     app.state.comment_writer = services.comment_writer
+    app.state.gift_writer = services.gift_writer
     app.state.profile_writer = services.profile_writer
     app.state.coalescer = services.coalescer
     app.state.poll_votes = services.poll_votes

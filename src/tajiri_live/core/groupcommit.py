@@ -52,6 +52,8 @@ class GroupCommit(Generic[Item, Result]):
         self._linger = linger
         self._queue: asyncio.Queue[_Pending[Item, Result]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # batches written (attempted), and the items they held
+        self.items = 0
 
     async def write(self, item: Item) -> Result:
         """The item's result once its batch is committed."""
@@ -74,6 +76,8 @@ class GroupCommit(Generic[Item, Result]):
                 await asyncio.sleep(self._linger)
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self.batches += 1
+            self.items += len(batch)
             try:
                 failed = await write_in_halves(
                     batch, self._write, writer=self.name, describe=self._describe_pending

@@ -1,4 +1,5 @@
-"""The gift catalog, sending gifts (one transaction, idempotent) and refunding them."""
+"""The gift catalog, sending gifts (with the concurrent ones, or alone when a key must make
+it happen once) and refunding them."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.service import enforce_rate
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.gifts.presenters import sent_gift_dict
+from tajiri_live.gifts.shares import creator_shares, split
+from tajiri_live.gifts.writer import GiftOrder, GiftWriter
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import GIFT_SENT, Event, stream_channel
+from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.wallet import service as wallet
@@ -39,13 +43,39 @@ async def active_catalog(session: AsyncSession) -> list[VirtualGift]:
     return list(rows)
 
 
-def split(total: int, creator_share_percent: int) -> tuple[int, int]:
-    """(creator, platform): the creator's percent rounded down; the platform gets the rest."""
-    creator = total * creator_share_percent // 100
-    return creator, total - creator
-
-
 async def send_gift(
+    *,
+    runtime: Runtime,
+    writer: GiftWriter,
+    stream: StreamFacts,
+    principal: Principal,
+    gift_id: int,
+    quantity: int,
+    message: str | None,
+) -> dict[str, Any]:
+    """Send a gift with the concurrent ones (gifts/writer.py: one transaction a batch); what
+    needs the database (the stream still live, gifts on, bans, the catalog, the balance) is
+    decided there, under the batch's locks."""
+    if stream.status != StreamStatus.LIVE:
+        raise forbidden("Gifts can be sent only while the stream is live.")
+    if stream.user_id == principal.user_id:
+        raise forbidden("You cannot send a gift to your own stream.")
+    await _enforce_gift_rate(runtime, stream.id, principal)
+    answer = await writer.send(
+        GiftOrder(
+            stream_id=stream.id,
+            sender_id=principal.user_id,
+            gift_id=gift_id,
+            quantity=quantity,
+            message=message,
+            created_at=runtime.clock.now(),
+        )
+    )
+    await _announce(runtime, answer, principal)
+    return answer
+
+
+async def send_gift_once(
     session: AsyncSession,
     *,
     runtime: Runtime,
@@ -56,8 +86,9 @@ async def send_gift(
     message: str | None,
     claim: idempotency.Claim | None = None,
 ) -> dict[str, Any]:
-    """Send a gift; with an idempotency `claim`, the answer is recorded with the transfer
-    (core/idempotency.py: retries replay it and never reach this function)."""
+    """Send a gift in a transaction of its own, which holds the idempotency `claim` when there
+    is one (core/idempotency.py: the answer is recorded with the transfer, retries replay it
+    and wait on the key, not on a batch)."""
     if stream.status != StreamStatus.LIVE:
         raise forbidden("Gifts can be sent only while the stream is live.")
     if not stream.allow_gifts:
@@ -72,15 +103,7 @@ async def send_gift(
     )
     if gift is None:
         raise ValidationFailed({"gift_id": ["The selected gift is invalid."]})
-    settings = runtime.settings
-    await enforce_rate(
-        runtime,
-        action="gift",
-        stream_id=stream.id,
-        user_id=principal.user_id,
-        limit=settings.gift_limit,
-        window=settings.gift_window_seconds,
-    )
+    await _enforce_gift_rate(runtime, stream.id, principal)
 
     total = gift.price * quantity
     answer = await _transfer(
@@ -94,15 +117,31 @@ async def send_gift(
         message=message,
         claim=claim,
     )
+    await _announce(runtime, answer, principal)
+    return answer
+
+
+async def _enforce_gift_rate(runtime: Runtime, stream_id: int, principal: Principal) -> None:
+    settings = runtime.settings
+    await enforce_rate(
+        runtime,
+        action="gift",
+        stream_id=stream_id,
+        user_id=principal.user_id,
+        limit=settings.gift_limit,
+        window=settings.gift_window_seconds,
+    )
+
+
+async def _announce(runtime: Runtime, answer: dict[str, Any], principal: Principal) -> None:
     await runtime.broker.publish(
         Event(
-            channel=stream_channel(stream.id),
+            channel=stream_channel(answer["stream_id"]),
             name=GIFT_SENT,
             data=answer,
             actor_id=principal.user_id,
         )
     )
-    return answer
 
 
 async def _transfer(
@@ -200,28 +239,20 @@ async def pay_stream(
 async def _creator_shares(
     session: AsyncSession, stream: LiveStream, creator_amount: int, *, sender_id: int
 ) -> dict[int, int]:
-    """wallet id -> coins: the owner, or the owner and accepted co-hosts in equal parts
-    (the remainder of the division goes to the owner). A co-host who sends the gift is not
-    among the recipients: nobody is paid back part of their own gift."""
-    owner = await wallet.user_wallet(session, stream.user_id)
-    if not stream.split_gifts_with_cohosts:
-        return {owner: creator_amount}
-    cohost_ids = list(
-        await session.scalars(
-            select(StreamCoHost.user_id)
-            .where(
-                StreamCoHost.stream_id == stream.id,
-                StreamCoHost.status == "accepted",
-                StreamCoHost.user_id != sender_id,
+    """wallet id -> coins (gifts/shares.py says who gets what)."""
+    cohost_ids: list[int] = []
+    if stream.split_gifts_with_cohosts:
+        cohost_ids = list(
+            await session.scalars(
+                select(StreamCoHost.user_id)
+                .where(StreamCoHost.stream_id == stream.id, StreamCoHost.status == "accepted")
+                .order_by(StreamCoHost.id)
             )
-            .order_by(StreamCoHost.id)
         )
-    )
-    part = creator_amount // (len(cohost_ids) + 1)
-    shares = {owner: creator_amount - part * len(cohost_ids)}
-    for user_id in cohost_ids:
-        shares[await wallet.user_wallet(session, user_id)] = part
-    return shares
+    shares = creator_shares(stream.user_id, cohost_ids, creator_amount, sender_id=sender_id)
+    return {
+        await wallet.user_wallet(session, user_id): amount for user_id, amount in shares.items()
+    }
 
 
 async def _count(session: AsyncSession, stream_id: int, quantity: int, value: int) -> None:
