@@ -1,4 +1,4 @@
-"""Hot paths benchmark: REST `join` and comments, closed loop, on one process.
+"""Hot paths benchmark: REST `join`, comments and gifts, closed loop, on one process.
 
     .venv/bin/python bench/hotpaths.py --database-url postgresql+asyncpg://.../tajiri_bench
     .venv/bin/python bench/hotpaths.py --quick            # a short smoke on SQLite
@@ -11,7 +11,12 @@ clients in a closed loop (each sends its next request when the last is answered)
    join storm after a push: a profile row and a viewing session each);
 2. comments, each client its own user, every text unique (the spam filter lets them in),
    while a socket viewer counts the `new_comment` frames it receives (stored *and* fanned
-   out). Per-user rate limits are lifted for the run.
+   out);
+3. gifts to ONE stream, each client a funded sender: without an Idempotency-Key, as the
+   mobile client sends them, then with a fresh Idempotency-Key each (both paid in group
+   commit). Afterwards the ledger must be exact: balanced, one stored gift per 201, the
+   senders debited exactly what the gifts are worth.
+Per-user rate limits are lifted for the run.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import itertools
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,8 @@ DOC_BLOCK = "hotpaths"
 BAR_CLIENTS = 200
 BAR_JOINS, BAR_JOIN_P99_MS = 1500, 50
 BAR_COMMENTS, BAR_COMMENT_P99_MS = 1000, 100
+BAR_GIFTS = 800
+FUNDS = 10**12  # each sender's coins: never short during a run
 FIRST_NEW_USER = 1_000_000
 
 
@@ -74,10 +82,13 @@ async def measured(server_pid: int, load: Any) -> dict[str, Any]:
     return result
 
 
-async def run(args: argparse.Namespace, port: int, server_pid: int) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace, port: int, server_pid: int, database_url: str
+) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     tokens = TokenCodec(Settings(jwt_secret=SECRET))
     owner = {"Authorization": f"Bearer {tokens.encode(1)}"}
+    admin = {"Authorization": f"Bearer {tokens.encode(2, admin=True)}"}
     commenters = [
         {"Authorization": f"Bearer {tokens.encode(1000 + i)}"} for i in range(args.clients)
     ]
@@ -85,6 +96,12 @@ async def run(args: argparse.Namespace, port: int, server_pid: int) -> dict[str,
         created = await http.post("/api/streams", json={"title": "bench"}, headers=owner)
         sid = created.json()["data"]["id"]
         (await http.post(f"/api/streams/{sid}/start", headers=owner)).raise_for_status()
+        for index in range(args.clients):
+            funded = await http.post(
+                "/api/wallet/credit", headers=admin, json={"user_id": 1000 + index, "amount": FUNDS}
+            )
+            funded.raise_for_status()
+        gift_id = (await http.get("/api/streams/gifts")).json()["data"][0]["id"]
     new_users = itertools.count(FIRST_NEW_USER)
 
     async def join(http: aiohttp.ClientSession, index: int, n: int) -> int:
@@ -102,11 +119,75 @@ async def run(args: argparse.Namespace, port: int, server_pid: int) -> dict[str,
             server_pid, lambda: hammer(base, args.clients, args.seconds, comment)
         )
     comments["fanned_out"] = viewer.received
-    return {"joins": joins, "comments": comments}
+
+    run_id = uuid.uuid4().hex  # keys live 24 h: a new run's never match an old one's
+
+    def gift_sender(keyed: bool) -> Any:
+        async def gift(http: aiohttp.ClientSession, index: int, n: int) -> int:
+            headers = commenters[index]
+            if keyed:
+                headers = {**headers, "Idempotency-Key": f"{run_id}-{index}-{n}"}
+            async with http.post(
+                f"/api/streams/{sid}/gifts", json={"gift_id": gift_id}, headers=headers
+            ) as answer:
+                await answer.read()
+                return answer.status
+
+        return gift
+
+    gifts = await measured(
+        server_pid, lambda: hammer(base, args.clients, args.seconds, gift_sender(False))
+    )
+    keyed = await measured(
+        server_pid, lambda: hammer(base, args.clients, args.seconds, gift_sender(True))
+    )
+    gifts["ledger"] = await ledger_check(database_url, sid, gifts["ok"] + keyed["ok"])
+    return {"joins": joins, "comments": comments, "gifts": gifts, "keyed_gifts": keyed}
+
+
+async def ledger_check(database_url: str, stream_id: int, paid: int) -> str:
+    """'exact' when the ledger balances, every 201 stored one gift and the stream's gifts'
+    ledger transactions took from their senders exactly what the gifts are worth."""
+    from sqlalchemy import func, select
+
+    from tajiri_live.core.db import create_engine, create_sessionmaker
+    from tajiri_live.gifts.models import StreamGift
+    from tajiri_live.streams.models import LiveStream
+    from tajiri_live.wallet.models import LedgerEntry, LedgerTransaction
+    from tajiri_live.wallet.service import ledger_is_balanced
+
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            balanced = await ledger_is_balanced(session)
+            count, worth = (
+                await session.execute(
+                    select(func.count(), func.coalesce(func.sum(StreamGift.total_value), 0)).where(
+                        StreamGift.stream_id == stream_id
+                    )
+                )
+            ).one()
+            taken = await session.scalar(
+                select(func.coalesce(-func.sum(LedgerEntry.amount), 0))
+                .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+                .join(StreamGift, StreamGift.id == LedgerTransaction.stream_gift_id)
+                .where(StreamGift.stream_id == stream_id, LedgerEntry.amount < 0)
+            )
+            counted = await session.scalar(
+                select(LiveStream.gifts_value).where(LiveStream.id == stream_id)
+            )
+    finally:
+        await engine.dispose()
+    if balanced and count == paid and int(taken or 0) == int(worth) == int(counted or 0):
+        return "exact"
+    return (
+        f"NOT exact: balanced={balanced}, {count} gifts stored for {paid} answered 201, "
+        f"senders paid {taken}, gifts worth {worth}, stream counted {counted}"
+    )
 
 
 def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinned: str) -> str:
-    j, c = result["joins"], result["comments"]
+    j, c, g, k = result["joins"], result["comments"], result["gifts"], result["keyed_gifts"]
     text = (
         f"| what ({args.clients} concurrent clients, closed loop, {backend}, one process) "
         "| per second | p50 ms | p99 ms | server CPU ms each | check |\n|---|---|---|---|---|---|\n"
@@ -115,6 +196,12 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinne
         f"| comments stored and fanned out | {c['per_second']:,.0f} | {c['p50_ms']:.1f} "
         f"| {c['p99_ms']:.1f} | {c['cpu_ms']:.2f} | {c['ok']:,} stored, "
         f"{c['fanned_out']:,} received by a socket viewer; answers {c['codes']} |\n"
+        f"| gifts to one stream, no key (group commit) | {g['per_second']:,.0f} "
+        f"| {g['p50_ms']:.1f} | {g['p99_ms']:.1f} | {g['cpu_ms']:.2f} "
+        f"| ledger {g['ledger']}; answers {g['codes']} |\n"
+        f"| gifts to one stream, an Idempotency-Key each "
+        f"| {k['per_second']:,.0f} | {k['p50_ms']:.1f} | {k['p99_ms']:.1f} | {k['cpu_ms']:.2f} "
+        f"| answers {k['codes']} |\n"
         f"\nLoad client: aiohttp, {pinned}.\n"
     )
     if args.clients != BAR_CLIENTS or "PostgreSQL" not in backend:
@@ -129,6 +216,10 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinne
         (
             f"comment p99 {c['p99_ms']:.0f} ms < {BAR_COMMENT_P99_MS} ms",
             c["p99_ms"] < BAR_COMMENT_P99_MS,
+        ),
+        (
+            f"gifts to one stream {g['per_second']:,.0f}/s ≥ {BAR_GIFTS:,}/s, ledger {g['ledger']}",
+            g["per_second"] >= BAR_GIFTS and g["ledger"] == "exact",
         ),
     ]
     return (
@@ -155,7 +246,7 @@ def main() -> None:
         database_url,
     ):
         pinned = "not pinned (--no-pin)" if args.no_pin else pin(server.process.pid)
-        result = asyncio.run(run(args, server.port, server.process.pid))
+        result = asyncio.run(run(args, server.port, server.process.pid, database_url))
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend, pinned)
     print(text)
@@ -163,11 +254,13 @@ def main() -> None:
     if args.write_docs:
         command = f"bench/hotpaths.py --clients {args.clients} --seconds {args.seconds:g}"
         write_doc_block(DOC_BLOCK, command, text, where=f" on {backend}")
-    for name in ("joins", "comments"):
+    for name in ("joins", "comments", "gifts", "keyed_gifts"):
         if not result[name]["ok"]:
             raise SystemExit(f"no {name} succeeded: answers {result[name]['codes']}")
     if result["comments"]["fanned_out"] < result["comments"]["ok"]:
         raise SystemExit("some stored comments never reached the socket viewer")
+    if result["gifts"]["ledger"] != "exact":
+        raise SystemExit(f"the ledger is {result['gifts']['ledger']}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tajiri_live.battles.models import BattleStatus, EndReason, StreamBattle, StreamBattleSlot
 from tajiri_live.battles.presenters import (
@@ -353,7 +353,7 @@ async def _expire_pending(
 
 
 async def record_coins_received(
-    session: AsyncSession, *, stream_id: int, coins: int, now: datetime
+    session: AsyncSession | AsyncConnection, *, stream_id: int, coins: int, now: datetime
 ) -> Scores | None:
     """Add `coins` received by `stream_id` to its side's score, in the caller's (the
     payment's) transaction, if the stream is in an active battle that has not run out.

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -83,9 +84,10 @@ async def reload(session: AsyncSession, instance: Any, attributes: list[str] | N
         raise RowGone(type(instance).__name__) from exc
 
 
-def dialect_insert(session: AsyncSession) -> Any:
+def dialect_insert(session: AsyncSession | AsyncConnection) -> Any:
     """INSERT with `on_conflict_do_*` for the session's database (PostgreSQL or SQLite)."""
-    if session.get_bind().dialect.name == "postgresql":
+    bind = session if isinstance(session, AsyncConnection) else session.get_bind()
+    if bind.dialect.name == "postgresql":
         return pg_insert
     return sqlite_insert
 

@@ -26,8 +26,18 @@ from fastapi import Header
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (
+    BigInteger,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tajiri_live.core.columns import JSONType
@@ -132,6 +142,28 @@ async def begin(
     """Claim `key` in the session's transaction (left open for the work), or the answer of
     the request that used it first (waiting, in the database, while that one runs)."""
     _check_key_or_refuse(key)
+    try:
+        outcome = await claim_or_replay(
+            runtime, session, user_id=user_id, key=key, fingerprint=fingerprint
+        )
+    except ApiError:
+        await session.commit()  # end the read; a commit keeps the request's loaded rows usable
+        raise
+    if isinstance(outcome, Replay):
+        await session.commit()
+    return outcome
+
+
+async def claim_or_replay(
+    runtime: Runtime,
+    executor: AsyncSession | AsyncConnection,
+    *,
+    user_id: int,
+    key: str,
+    fingerprint: str,
+) -> Claim | Replay:
+    """`begin` in the caller's transaction, which it leaves open whatever the outcome (a
+    batch claims many keys in one): a Claim, a Replay, or an ApiError to answer."""
     now = runtime.clock.now()
     fresh = {
         "fingerprint": fingerprint,
@@ -142,8 +174,8 @@ async def begin(
         "expires_at": now + timedelta(hours=runtime.settings.idempotency_ttl_hours),
     }
     for _ in range(MAX_ATTEMPTS):
-        insert = dialect_insert(session)
-        claimed = await session.scalar(
+        insert = dialect_insert(executor)
+        claimed = await executor.scalar(
             insert(IdempotencyKey)
             .values(user_id=user_id, key=key, **fresh)
             .on_conflict_do_nothing(index_elements=["user_id", "key"])
@@ -152,7 +184,7 @@ async def begin(
         if claimed is not None:
             return Claim(int(claimed))
         row = (
-            await session.execute(
+            await executor.execute(
                 select(
                     IdempotencyKey.id,
                     IdempotencyKey.fingerprint,
@@ -166,7 +198,7 @@ async def begin(
         if row is None:
             continue  # the first request rolled back between our insert and our read
         if row.expires_at <= now:  # an old key: it is this request's now
-            taken = await session.scalar(
+            taken = await executor.scalar(
                 update(IdempotencyKey)
                 .where(IdempotencyKey.id == row.id, IdempotencyKey.expires_at == row.expires_at)
                 .values(**fresh)
@@ -175,16 +207,8 @@ async def begin(
             if taken is not None:
                 return Claim(int(taken))
             continue
-        await session.commit()  # end the read; a commit keeps the request's loaded rows usable
         if row.fingerprint != fingerprint:
-            raise ValidationFailed(
-                {
-                    HEADER: [
-                        f"The {HEADER} '{key[:64]}' was already used with a different request; "
-                        "use a new key for a new request."
-                    ]
-                }
-            )
+            raise reused_key(key)
         if row.state != DONE:
             break
         return Replay(int(row.status_code or 200), row.response)
@@ -194,6 +218,47 @@ async def begin(
         headers={"Retry-After": "1"},
         retry_after=1,
     )
+
+
+def reused_key(key: str) -> ValidationFailed:
+    return ValidationFailed(
+        {
+            HEADER: [
+                f"The {HEADER} '{key[:64]}' was already used with a different request; "
+                "use a new key for a new request."
+            ]
+        }
+    )
+
+
+async def answered(runtime: Runtime, *, user_id: int, key: str, fingerprint: str) -> Replay | None:
+    """The answer already recorded for the key, read outside any transaction (None when there
+    is none yet); the same key with another request is a 422. A request that finds its
+    answer here is replayed before it is counted against rate limits or queued."""
+    _check_key_or_refuse(key)
+    rows = await runtime.reader.rows(
+        _ANSWERED, {"user_id": user_id, "key": key, "now": runtime.clock.now()}
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    if row.fingerprint != fingerprint:
+        raise reused_key(key)
+    if row.state != DONE:
+        return None
+    return Replay(int(row.status_code or 200), row.response)
+
+
+_ANSWERED = select(
+    IdempotencyKey.fingerprint,
+    IdempotencyKey.state,
+    IdempotencyKey.status_code,
+    IdempotencyKey.response,
+).where(
+    IdempotencyKey.user_id == bindparam("user_id"),
+    IdempotencyKey.key == bindparam("key"),
+    IdempotencyKey.expires_at > bindparam("now"),
+)
 
 
 async def once(

@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from tajiri_live.core.clock import iso
 from tajiri_live.core.settings import Settings
-from tajiri_live.gifts.models import StreamGift, VirtualGift
+from tajiri_live.gifts.models import StreamGift
 from tajiri_live.streams.presenters import storage_base_url
 from tajiri_live.users.presenters import Profile, user_dict
 
 
-def gift_dict(gift: VirtualGift) -> dict[str, Any]:
+class CatalogGift(Protocol):
+    """A catalog entry: a `virtual_gifts` row, or the columns read of it."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def icon_path(self) -> str | None: ...
+    @property
+    def animation_path(self) -> str | None: ...
+    @property
+    def price(self) -> int: ...
+    @property
+    def creator_share(self) -> int: ...
+    @property
+    def is_active(self) -> bool: ...
+    @property
+    def order(self) -> int: ...
+
+
+def gift_dict(gift: CatalogGift) -> dict[str, Any]:
     return {
         "id": gift.id,
         "name": gift.name,

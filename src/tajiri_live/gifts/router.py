@@ -16,7 +16,6 @@ from tajiri_live.core.text import Text
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
 from tajiri_live.moderation import service as moderation
-from tajiri_live.streams import service as streams_service
 from tajiri_live.streams.dependencies import StreamFactsDep, StreamRowDep
 from tajiri_live.users.dependencies import (
     CurrentPrincipal,
@@ -58,44 +57,20 @@ async def send_gift(
     ensure_same_user(payload.pop("sender_id", None), principal, "sender_id")
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(GiftSend, payload)  # a refused body never claims the key
-    message = data.message or None
-    if idempotency_key is None:
-        # No connection is held while the gift waits for its batch.
-        sent = await service.send_gift(
-            runtime=runtime,
-            writer=request.app.state.gift_writer,
-            stream=stream,
-            principal=principal,
-            gift_id=data.gift_id,
-            quantity=data.quantity,
-            message=message,
-        )
-        return idempotency.created(
-            {"success": True, "message": "Gift sent.", "data": sent}, replayed=False
-        )
-    async with runtime.sessions() as session:
-        row = await streams_service.get_visible_stream(
-            session, stream_id=stream.id, viewer=principal, people=False
-        )
-        sent, replayed = await idempotency.once(
-            runtime,
-            session,
-            user_id=principal.user_id,
-            key=idempotency_key,
-            fingerprint=fingerprint,
-            act=lambda claim: service.send_gift_once(
-                session,
-                runtime=runtime,
-                stream=row,
-                principal=principal,
-                gift_id=data.gift_id,
-                quantity=data.quantity,
-                message=message,
-                claim=claim,
-            ),
-        )
+    # No connection is held while the gift waits for its batch.
+    sent = await service.send_gift(
+        runtime=runtime,
+        writer=request.app.state.gift_writer,
+        stream=stream,
+        principal=principal,
+        gift_id=data.gift_id,
+        quantity=data.quantity,
+        message=data.message or None,
+        key=idempotency_key,
+        fingerprint=fingerprint,
+    )
     return idempotency.created(
-        {"success": True, "message": "Gift sent.", "data": sent}, replayed=replayed
+        {"success": True, "message": "Gift sent.", "data": sent.answer}, replayed=sent.replayed
     )
 
 

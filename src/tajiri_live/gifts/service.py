@@ -1,5 +1,5 @@
-"""The gift catalog, sending gifts (with the concurrent ones, or alone when a key must make
-it happen once) and refunding them."""
+"""The gift catalog, sending gifts (paid with the concurrent ones, once per idempotency key)
+and refunding them."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from tajiri_live.battles import service as battles
 from tajiri_live.core import idempotency
 from tajiri_live.core.auth import Principal
-from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
+from tajiri_live.core.errors import ApiError, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
-from tajiri_live.engagement.service import enforce_rate
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.gifts.presenters import sent_gift_dict
 from tajiri_live.gifts.shares import creator_shares, split
-from tajiri_live.gifts.writer import GiftOrder, GiftWriter
-from tajiri_live.moderation import service as moderation
+from tajiri_live.gifts.writer import GiftOrder, GiftWriter, Sent, enforce_gift_rate
 from tajiri_live.realtime.events import GIFT_SENT, Event, stream_channel
 from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.lifecycle import StreamStatus
@@ -52,16 +49,26 @@ async def send_gift(
     gift_id: int,
     quantity: int,
     message: str | None,
-) -> dict[str, Any]:
+    key: str | None = None,
+    fingerprint: str = "",
+) -> Sent:
     """Send a gift with the concurrent ones (gifts/writer.py: one transaction a batch); what
-    needs the database (the stream still live, gifts on, bans, the catalog, the balance) is
-    decided there, under the batch's locks."""
+    needs the database (the stream still live, gifts on, bans, the catalog, the balance, the
+    idempotency key) is decided there, under the batch's locks. With a key, an answer already
+    recorded is replayed at once: not queued, not counted against the rate limit."""
+    if key is not None:
+        replay = await idempotency.answered(
+            runtime, user_id=principal.user_id, key=key, fingerprint=fingerprint
+        )
+        if replay is not None:
+            return Sent(replay.body, replayed=True)
     if stream.status != StreamStatus.LIVE:
         raise forbidden("Gifts can be sent only while the stream is live.")
     if stream.user_id == principal.user_id:
         raise forbidden("You cannot send a gift to your own stream.")
-    await _enforce_gift_rate(runtime, stream.id, principal)
-    answer = await writer.send(
+    if key is None:  # a gift with a key is counted in its batch, once it is no replay
+        await enforce_gift_rate(runtime, stream.id, principal.user_id)
+    sent = await writer.send(
         GiftOrder(
             stream_id=stream.id,
             sender_id=principal.user_id,
@@ -69,68 +76,13 @@ async def send_gift(
             quantity=quantity,
             message=message,
             created_at=runtime.clock.now(),
+            key=key,
+            fingerprint=fingerprint,
         )
     )
-    await _announce(runtime, answer, principal)
-    return answer
-
-
-async def send_gift_once(
-    session: AsyncSession,
-    *,
-    runtime: Runtime,
-    stream: LiveStream,
-    principal: Principal,
-    gift_id: int,
-    quantity: int,
-    message: str | None,
-    claim: idempotency.Claim | None = None,
-) -> dict[str, Any]:
-    """Send a gift in a transaction of its own, which holds the idempotency `claim` when there
-    is one (core/idempotency.py: the answer is recorded with the transfer, retries replay it
-    and wait on the key, not on a batch)."""
-    if stream.status != StreamStatus.LIVE:
-        raise forbidden("Gifts can be sent only while the stream is live.")
-    if not stream.allow_gifts:
-        raise forbidden("Gifts are turned off for this stream.")
-    if stream.user_id == principal.user_id:
-        raise forbidden("You cannot send a gift to your own stream.")
-    await moderation.ensure_allowed(
-        session, runtime=runtime, stream_id=stream.id, user_id=principal.user_id, action="gift"
-    )
-    gift = await session.scalar(
-        select(VirtualGift).where(VirtualGift.id == gift_id, VirtualGift.is_active.is_(True))
-    )
-    if gift is None:
-        raise ValidationFailed({"gift_id": ["The selected gift is invalid."]})
-    await _enforce_gift_rate(runtime, stream.id, principal)
-
-    total = gift.price * quantity
-    answer = await _transfer(
-        session,
-        runtime=runtime,
-        stream=stream,
-        principal=principal,
-        gift=gift,
-        quantity=quantity,
-        total=total,
-        message=message,
-        claim=claim,
-    )
-    await _announce(runtime, answer, principal)
-    return answer
-
-
-async def _enforce_gift_rate(runtime: Runtime, stream_id: int, principal: Principal) -> None:
-    settings = runtime.settings
-    await enforce_rate(
-        runtime,
-        action="gift",
-        stream_id=stream_id,
-        user_id=principal.user_id,
-        limit=settings.gift_limit,
-        window=settings.gift_window_seconds,
-    )
+    if not sent.replayed:
+        await _announce(runtime, sent.answer, principal)
+    return sent
 
 
 async def _announce(runtime: Runtime, answer: dict[str, Any], principal: Principal) -> None:
@@ -142,62 +94,6 @@ async def _announce(runtime: Runtime, answer: dict[str, Any], principal: Princip
             actor_id=principal.user_id,
         )
     )
-
-
-async def _transfer(
-    session: AsyncSession,
-    *,
-    runtime: Runtime,
-    stream: LiveStream,
-    principal: Principal,
-    gift: VirtualGift,
-    quantity: int,
-    total: int,
-    message: str | None,
-    claim: idempotency.Claim | None,
-) -> dict[str, Any]:
-    """Debit, credit, record and commit in one database transaction (with the idempotency
-    key's answer, when there is one)."""
-    creator_amount, entries = await pay_stream(
-        session,
-        stream=stream,
-        payer_id=principal.user_id,
-        total=total,
-        creator_share=gift.creator_share,
-        what="this gift",
-    )
-    sent = StreamGift(
-        stream_id=stream.id,
-        sender_id=principal.user_id,
-        gift_id=gift.id,
-        quantity=quantity,
-        total_value=total,
-        message=message,
-        creator_amount=creator_amount,
-        created_at=runtime.clock.now(),
-    )
-    session.add(sent)
-    await session.flush()
-    await _count(session, stream.id, quantity, total)
-    # The battle's score moves with the coins, in this transaction: never one without the other.
-    scores = await battles.record_coins_received(
-        session, stream_id=stream.id, coins=total, now=runtime.clock.now()
-    )
-    transaction = await wallet.record(
-        session,
-        kind="gift",
-        actor_id=principal.user_id,
-        idempotency_key=None,  # keys live in idempotency_keys (they expire; the ledger stays)
-        entries=entries,
-        stream_gift_id=sent.id,
-    )
-    answer = sent_gift_dict(await _load(session, sent.id), runtime.settings)
-    transaction.response = answer
-    if claim is not None:
-        await claim.record(session, 201, answer)
-    await session.commit()
-    await battles.announce_scores(runtime, scores)
-    return answer
 
 
 async def pay_stream(

@@ -22,14 +22,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tajiri_live.battles import service as battles
+from tajiri_live.core import idempotency
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.engagement.service import enforce_rate
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_answer
 from tajiri_live.gifts.shares import creator_shares, split
@@ -45,6 +48,8 @@ from tajiri_live.wallet.models import PLATFORM, USER, LedgerEntry, LedgerTransac
 WRITER = "gifts"
 STREAMS = cast(Table, LiveStream.__table__)
 WALLETS = cast(Table, Wallet.__table__)
+CATALOG = cast(Table, VirtualGift.__table__)
+RESTRICTIONS = cast(Table, StreamRestriction.__table__)
 GIFTS_SENT = cast(Table, StreamGift.__table__)
 TRANSACTIONS = cast(Table, LedgerTransaction.__table__)
 ENTRIES = cast(Table, LedgerEntry.__table__)
@@ -64,8 +69,6 @@ _COUNT = (
     )
 )
 
-Outcome = dict[str, Any] | ApiError  # the answer, or why this gift was refused
-
 
 @dataclass(frozen=True)
 class GiftOrder:
@@ -77,6 +80,38 @@ class GiftOrder:
     quantity: int
     message: str | None
     created_at: datetime
+    key: str | None = None  # the Idempotency-Key, and what makes two requests the same
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A paid gift as the client reads it; `replayed` when its key had been paid before."""
+
+    answer: dict[str, Any]
+    replayed: bool = False
+
+
+Outcome = Sent | ApiError  # the gift, or why it was refused
+
+KEYS = cast(Table, idempotency.IdempotencyKey.__table__)
+_ANSWER_KEY = (
+    update(KEYS)
+    .where(KEYS.c.id == bindparam("claim"))
+    .values(state=idempotency.DONE, status_code=201, response=bindparam("answer"))
+)
+
+
+async def enforce_gift_rate(runtime: Runtime, stream_id: int, user_id: int) -> None:
+    settings = runtime.settings
+    await enforce_rate(
+        runtime,
+        action="gift",
+        stream_id=stream_id,
+        user_id=user_id,
+        limit=settings.gift_limit,
+        window=settings.gift_window_seconds,
+    )
 
 
 class GiftWriter:
@@ -94,8 +129,8 @@ class GiftWriter:
             ),
         )
 
-    async def send(self, order: GiftOrder) -> dict[str, Any]:
-        """The sent gift as the client reads it, once paid and committed; else its refusal."""
+    async def send(self, order: GiftOrder) -> Sent:
+        """The sent gift, once paid and committed; else its refusal (raised)."""
         outcome = await self._batches.write(order)
         if isinstance(outcome, ApiError):
             raise outcome
@@ -110,17 +145,18 @@ class GiftWriter:
         await self._batches.close()
 
     async def _write(self, batch: Sequence[GiftOrder]) -> list[Outcome]:
-        async with self.runtime.sessions() as session:
-            settled = _Batch(self.runtime, session, batch)
-            outcomes = await settled.pay(await self._platform(session))
-            await session.commit()
+        # Core on a connection: a batch is a dozen statements, and the ORM session's
+        # bookkeeping around each cost more than the statement.
+        async with self.runtime.engine.begin() as connection:
+            settled = _Batch(self.runtime, connection, batch)
+            outcomes = await settled.pay(await self._platform(connection))
         for scores in settled.scores:
             await battles.announce_scores(self.runtime, scores)
         return outcomes
 
-    async def _platform(self, session: AsyncSession) -> int:
+    async def _platform(self, connection: AsyncConnection) -> int:
         if self._platform_wallet is None:
-            found = await session.scalar(select(Wallet.id).where(Wallet.kind == PLATFORM))
+            found = await connection.scalar(select(WALLETS.c.id).where(WALLETS.c.kind == PLATFORM))
             if found is None:
                 raise RuntimeError("the platform wallet is missing: run the migrations")
             self._platform_wallet = int(found)
@@ -150,15 +186,22 @@ class _Batch:
     """One batch in one transaction: read what the gifts need, lock, decide, write."""
 
     runtime: Runtime
-    session: AsyncSession
+    connection: AsyncConnection
     orders: Sequence[GiftOrder]
     outcomes: list[Outcome | None] = field(init=False)
     scores: list[battles.Scores] = field(default_factory=list)
+    claims: dict[int, int] = field(default_factory=dict)  # order -> its key's claim
+    # A retry in the same batch as its first request: answered as that one is.
+    followers: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.outcomes = [None] * len(self.orders)
 
     async def pay(self, platform_wallet: int) -> list[Outcome]:
+        # Keys first, before any wallet is locked and in one order: a key another
+        # transaction holds is waited for without holding anything anyone waits for.
+        await self._claim_keys()
+        await self._limit_keyed()
         stream_ids = sorted({order.stream_id for order in self.orders})
         owners = await self._owners(stream_ids)
         cohosts = await self._cohosts(stream_ids)
@@ -232,20 +275,85 @@ class _Batch:
             await self._move(paid)
             await self._count(paid)
             for index, answer in answers.items():
-                self.outcomes[index] = answer
+                self.outcomes[index] = Sent(answer)
+        await self._settle_keys()
+        for index, first in self.followers.items():
+            self.outcomes[index] = self._as_retry_of(first, self.orders[index])
         return [cast(Outcome, outcome) for outcome in self.outcomes]
 
     def _pending(self) -> Iterable[tuple[GiftOrder, int]]:
         return (
             (order, index)
             for index, order in enumerate(self.orders)
-            if self.outcomes[index] is None
+            if self.outcomes[index] is None and index not in self.followers
         )
+
+    # --- idempotency keys (core/idempotency.py) ----------------------------------------
+
+    async def _claim_keys(self) -> None:
+        firsts: dict[tuple[int, str], int] = {}
+        for index, order in enumerate(self.orders):
+            if order.key is None:
+                continue
+            same = (order.sender_id, order.key)
+            if same in firsts:
+                self.followers[index] = firsts[same]
+            else:
+                firsts[same] = index
+        for (user_id, key), index in sorted(firsts.items()):
+            try:
+                found = await idempotency.claim_or_replay(
+                    self.runtime,
+                    self.connection,
+                    user_id=user_id,
+                    key=key,
+                    fingerprint=self.orders[index].fingerprint,
+                )
+            except ApiError as refusal:
+                self.outcomes[index] = refusal
+                continue
+            if isinstance(found, idempotency.Replay):
+                self.outcomes[index] = Sent(found.body, replayed=True)
+            else:
+                self.claims[index] = found.id
+
+    async def _limit_keyed(self) -> None:
+        """The rate limit of a gift with a key, counted once the key says it is no retry of
+        a request answered already (the others were counted before they queued)."""
+        for index in self.claims:
+            order = self.orders[index]
+            try:
+                await enforce_gift_rate(self.runtime, order.stream_id, order.sender_id)
+            except ApiError as refusal:
+                self.outcomes[index] = refusal
+
+    async def _settle_keys(self) -> None:
+        """A paid gift's key keeps its answer; a refused one's key is given back (nothing
+        happened: a retry runs as a first request)."""
+        answered, released = [], []
+        for index, claim in self.claims.items():
+            outcome = self.outcomes[index]
+            if isinstance(outcome, Sent):
+                answered.append({"claim": claim, "answer": outcome.answer})
+            else:
+                released.append(claim)
+        if answered:
+            await self.connection.execute(_ANSWER_KEY, answered)
+        if released:
+            await self.connection.execute(delete(KEYS).where(KEYS.c.id.in_(released)))
+
+    def _as_retry_of(self, first: int, order: GiftOrder) -> Outcome:
+        outcome = self.outcomes[first]
+        if order.fingerprint != self.orders[first].fingerprint:
+            return idempotency.reused_key(cast(str, order.key))
+        if isinstance(outcome, Sent):
+            return Sent(outcome.answer, replayed=True)
+        return cast(ApiError, outcome)
 
     # --- reads -------------------------------------------------------------------------
 
     async def _owners(self, stream_ids: list[int]) -> dict[int, int]:
-        rows = await self.session.execute(
+        rows = await self.connection.execute(
             select(STREAMS.c.id, STREAMS.c.user_id).where(
                 STREAMS.c.id.in_(stream_ids), STREAMS.c.deleted_at.is_(None)
             )
@@ -254,7 +362,7 @@ class _Batch:
 
     async def _cohosts(self, stream_ids: list[int]) -> dict[int, list[int]]:
         """The accepted co-hosts of the streams that split their gifts, in invitation order."""
-        rows = await self.session.execute(
+        rows = await self.connection.execute(
             select(StreamCoHost.stream_id, StreamCoHost.user_id)
             .join(LiveStream, LiveStream.id == StreamCoHost.stream_id)
             .where(
@@ -269,15 +377,13 @@ class _Batch:
             found[int(stream_id)].append(int(user_id))
         return found
 
-    async def _catalog(self, gift_ids: set[int]) -> dict[int, VirtualGift]:
-        rows = await self.session.scalars(
-            select(VirtualGift).where(
-                VirtualGift.id.in_(sorted(gift_ids)), VirtualGift.is_active.is_(True)
-            )
+    async def _catalog(self, gift_ids: set[int]) -> dict[int, Row[Any]]:
+        rows = await self.connection.execute(
+            select(CATALOG).where(CATALOG.c.id.in_(sorted(gift_ids)), CATALOG.c.is_active.is_(True))
         )
-        return {gift.id: gift for gift in rows}
+        return {int(gift.id): gift for gift in rows}
 
-    def _refuse_early(self, owners: dict[int, int], catalog: dict[int, VirtualGift]) -> None:
+    def _refuse_early(self, owners: dict[int, int], catalog: dict[int, Row[Any]]) -> None:
         for order, index in list(self._pending()):
             if order.stream_id not in owners:
                 self.outcomes[index] = not_found()
@@ -294,12 +400,18 @@ class _Batch:
         senders = sorted({order.sender_id for order, _ in self._pending()})
         if not senders:
             return
-        rows = await self.session.scalars(
-            select(StreamRestriction).where(
-                StreamRestriction.stream_id.in_(stream_ids),
-                StreamRestriction.user_id.in_(senders),
-                StreamRestriction.kind == "ban",
-                (StreamRestriction.expires_at.is_(None)) | (StreamRestriction.expires_at > now),
+        rows = await self.connection.execute(
+            select(
+                RESTRICTIONS.c.stream_id,
+                RESTRICTIONS.c.user_id,
+                RESTRICTIONS.c.kind,
+                RESTRICTIONS.c.reason,
+                RESTRICTIONS.c.expires_at,
+            ).where(
+                RESTRICTIONS.c.stream_id.in_(stream_ids),
+                RESTRICTIONS.c.user_id.in_(senders),
+                RESTRICTIONS.c.kind == "ban",
+                RESTRICTIONS.c.expires_at.is_(None) | (RESTRICTIONS.c.expires_at > now),
             )
         )
         bans = {(ban.stream_id, ban.user_id): ban for ban in rows}
@@ -316,9 +428,9 @@ class _Batch:
         found = await self._wallet_ids(wanted)
         missing = [user_id for user_id in wanted if user_id not in found]
         if missing:
-            insert_wallet = dialect_insert(self.session)
-            await self.session.execute(
-                insert_wallet(Wallet)
+            insert_wallet = dialect_insert(self.connection)
+            await self.connection.execute(
+                insert_wallet(WALLETS)
                 .values([{"user_id": user_id, "kind": USER, "balance": 0} for user_id in missing])
                 .on_conflict_do_nothing(index_elements=["user_id"])
             )
@@ -326,14 +438,14 @@ class _Batch:
         return found
 
     async def _wallet_ids(self, user_ids: list[int]) -> dict[int, int]:
-        rows = await self.session.execute(
+        rows = await self.connection.execute(
             select(WALLETS.c.user_id, WALLETS.c.id).where(WALLETS.c.user_id.in_(user_ids))
         )
         return {int(user_id): int(wallet_id) for user_id, wallet_id in rows}
 
     async def _lock(self, wallet_ids: list[int]) -> dict[int, int]:
         """Lock the wallets in id order (as every transfer does) and read their balances."""
-        rows = await self.session.execute(
+        rows = await self.connection.execute(
             select(WALLETS.c.id, WALLETS.c.balance)
             .where(WALLETS.c.id.in_(sorted(set(wallet_ids))))
             .order_by(WALLETS.c.id)
@@ -345,7 +457,7 @@ class _Batch:
         """The streams as they are now, locked until the commit: a stream that ends waits."""
         if not stream_ids:
             return {}
-        rows = await self.session.execute(
+        rows = await self.connection.execute(
             select(STREAMS.c.id, STREAMS.c.user_id, STREAMS.c.status, STREAMS.c.allow_gifts)
             .where(STREAMS.c.id.in_(sorted(stream_ids)), STREAMS.c.deleted_at.is_(None))
             .order_by(STREAMS.c.id)
@@ -359,7 +471,7 @@ class _Batch:
     async def _profiles(self, user_ids: set[int]) -> dict[int, UserProfile]:
         if not user_ids:
             return {}
-        rows = await self.session.execute(
+        rows = await self.connection.execute(
             select(
                 User.id, User.first_name, User.last_name, User.username, User.profile_photo_path
             ).where(User.id.in_(sorted(user_ids)))
@@ -382,7 +494,7 @@ class _Batch:
             }
             for gift in paid
         ]
-        ids = await self.session.scalars(
+        ids = await self.connection.scalars(
             insert(GIFTS_SENT).returning(GIFTS_SENT.c.id, sort_by_parameter_order=True), rows
         )
         return [int(sent_id) for sent_id in ids]
@@ -394,7 +506,7 @@ class _Batch:
         answers: dict[int, dict[str, Any]],
     ) -> None:
         """Each gift its own ledger transaction, its entries summing to zero."""
-        transaction_ids = await self.session.scalars(
+        transaction_ids = await self.connection.scalars(
             insert(TRANSACTIONS).returning(TRANSACTIONS.c.id, sort_by_parameter_order=True),
             [
                 {
@@ -422,14 +534,14 @@ class _Batch:
                 for wallet_id, amount in gift.moves
                 if amount
             )
-        await self.session.execute(insert(ENTRIES), entries)
+        await self.connection.execute(insert(ENTRIES), entries)
 
     async def _move(self, paid: list[_Paid]) -> None:
         deltas: dict[int, int] = defaultdict(int)
         for gift in paid:
             for wallet_id, amount in gift.moves:
                 deltas[wallet_id] += amount
-        await self.session.execute(
+        await self.connection.execute(
             _MOVE,
             [
                 {"wallet_id": wallet_id, "delta": delta}
@@ -445,7 +557,7 @@ class _Batch:
         for gift in paid:
             quantities[gift.order.stream_id] += gift.order.quantity
             values[gift.order.stream_id] += gift.total
-        await self.session.execute(
+        await self.connection.execute(
             _COUNT,
             [
                 {"stream_id": sid, "quantity": quantities[sid], "value": values[sid]}
@@ -455,7 +567,7 @@ class _Batch:
         now = self.runtime.clock.now()
         for stream_id in sorted(values):
             scores = await battles.record_coins_received(
-                self.session, stream_id=stream_id, coins=values[stream_id], now=now
+                self.connection, stream_id=stream_id, coins=values[stream_id], now=now
             )
             if scores is not None:
                 self.scores.append(scores)
