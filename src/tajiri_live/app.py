@@ -96,6 +96,9 @@ from tajiri_live.wallet.router import router as wallet_router
 
 log = logging.getLogger(__name__)
 
+# (young, middle, old) collection thresholds; CPython's defaults are (700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 10)
+
 IDLE_SWEEP_SECONDS = 30.0
 IDENTITY_FLUSH_SECONDS = 10.0  # Sanctum's last_used_at, written off the request path
 # Batched writers that quarantine rows they cannot store (core/batches.py), always listed.
@@ -339,6 +342,10 @@ def create_app(
         # of every later full collection, whose pause stops the loop and the fan-out with it.
         gc.collect()
         gc.freeze()
+        # A join storm allocates long-lived objects (sockets, sessions) by the hundred
+        # thousand: at the default 700 allocations per young collection, each collection
+        # promotes them and full collections follow one another over an ever larger heap.
+        gc.set_threshold(*GC_THRESHOLDS)
         PAUSES.install()
         try:
             # uvicorn hands this state to the WebSocket protocol after an upgrade
