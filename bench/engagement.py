@@ -188,12 +188,13 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
     viewer = FrameCounter(port, sid, "new_comment")
 
     comment = comment_poster(sid, headers)
+    run_id = uuid.uuid4().hex  # keys live 24 h: a new run's never match an earlier run's
 
     async def gift(http: aiohttp.ClientSession, index: int, n: int) -> int:
         async with http.post(
             f"/api/streams/{sid}/gifts",
             json={"gift_id": gift_id},
-            headers={**headers[index], "Idempotency-Key": f"{index}-{n}"},
+            headers={**headers[index], "Idempotency-Key": f"{run_id}-{index}-{n}"},
         ) as answer:
             await answer.read()
             return answer.status
@@ -202,7 +203,7 @@ async def run(args: argparse.Namespace, port: int, database_url: str) -> dict[st
         async with http.post(
             f"/api/streams/{sid}/super-chats",
             json={"message": f"Hongera {index}-{n}", "amount": 1000.0},
-            headers={**headers[index], "Idempotency-Key": f"sc-{index}-{n}"},
+            headers={**headers[index], "Idempotency-Key": f"sc-{run_id}-{index}-{n}"},
         ) as answer:
             await answer.read()
             return answer.status
