@@ -51,6 +51,9 @@ BAR_P99_MS = 100
 BAR_FRAMES_PER_CPU_S = 600_000
 BAR_RATIO = 15
 BAR_IDLE_VIEWERS, BAR_IDLE_KB = 10_000, 8
+# The latency budget's bars (issue "Hot paths"): 10,000 x 100 on one process, budget 150 ms.
+BUDGET_BAR_VIEWERS, BUDGET_BAR_RATE, BUDGET_BAR_MS = 10_000, 100, 150
+BUDGET_BAR_FRAMES_PER_CPU_S = 1_500_000
 
 
 def process_tree(pid: int) -> list[int]:
@@ -571,6 +574,7 @@ def main() -> None:
                 f"({row['gc_full']:,.0f} full collections).\n"
             )
     report += bars(ours, naive, idle, args)
+    report += budget_bars(ours, args)
     print(report)
     if args.write_docs:
         write_docs(report, args)
@@ -616,6 +620,30 @@ def bars(
             f"Bar, idle: {idle['viewers']:,} viewers at {idle['rss_per_conn_kb']:.2f} KB each "
             f"≤ {BAR_IDLE_KB} KB: {'met' if ok else 'NOT met'}."
         )
+    return "\n".join(lines) + "\n"
+
+
+def budget_bars(ours: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The latency budget's bars, for the run they are defined on (nothing otherwise)."""
+    budget = dict(item.split("=", 1) for item in args.set).get(
+        "TAJIRI_REALTIME_LATENCY_BUDGET_MS", str(BUDGET_BAR_MS)
+    )
+    shape = (args.viewers, args.rate, args.nodes, args.workers)
+    if shape != (BUDGET_BAR_VIEWERS, BUDGET_BAR_RATE, 1, 1) or float(budget) != BUDGET_BAR_MS:
+        return ""
+    lines = []
+    for row in ours:
+        checks = [
+            ("all delivered, none lost", not row["lost"] and row["viewers"] == BUDGET_BAR_VIEWERS),
+            (f"p99 {row['p99_ms']:.0f} ms ≤ {BUDGET_BAR_MS} ms", row["p99_ms"] <= BUDGET_BAR_MS),
+            (
+                f"{row['frames_per_cpu_s']:,.0f} frames per CPU-second "
+                f"≥ {BUDGET_BAR_FRAMES_PER_CPU_S:,}",
+                row["frames_per_cpu_s"] >= BUDGET_BAR_FRAMES_PER_CPU_S,
+            ),
+        ]
+        met = ", ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in checks)
+        lines.append(f"Bars, latency budget {BUDGET_BAR_MS} ms, {row['server']}: {met}.")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections.abc import Callable
 
 import orjson
 
@@ -56,10 +58,12 @@ def event(name: str, n: int, actor: int | None = None) -> Event:
     return Event(channel="stream.1", name=name, data={"n": n}, actor_id=actor)
 
 
+# Short turns: these tests are about what reaches whom, on the real clock.
+QUICK = {"tick_seconds": 0.001, "latency_budget_seconds": 0.005}
+
+
 def hub(**settings: object) -> Hub:
-    return Hub(
-        encoders={"plain": PlainEncoder()}, settings=HubSettings(tick_seconds=0.001, **settings)
-    )  # type: ignore[arg-type]
+    return Hub(encoders={"plain": PlainEncoder()}, settings=HubSettings(**{**QUICK, **settings}))  # type: ignore[arg-type]
 
 
 async def test_frames_of_a_tick_go_out_in_one_write_per_socket() -> None:
@@ -153,7 +157,7 @@ async def test_a_fed_channel_carries_its_source_under_its_own_name() -> None:
 
     fanout = Hub(
         encoders={"plain": PlainEncoder(), "pusher-mobile": PusherEncoder("mobile", "")},
-        settings=HubSettings(tick_seconds=0.001),
+        settings=HubSettings(**QUICK),  # type: ignore[arg-type]
     )
     plain, pushed = Socket(), Socket()
     fanout.subscribe(plain, "stream.1", "plain")
@@ -177,7 +181,7 @@ async def test_an_event_can_skip_the_socket_that_caused_it() -> None:
 
     fanout = Hub(
         encoders={"pusher-both": PusherEncoder("both", "App\\Events")},
-        settings=HubSettings(tick_seconds=0.001),
+        settings=HubSettings(**QUICK),  # type: ignore[arg-type]
     )
     sender, other = Socket(), Socket()
     for sock in (sender, other):
@@ -347,3 +351,171 @@ async def test_the_coalescer_sends_a_lone_value_at_once_and_a_burst_once_per_tic
     coalescer.discard("c")
     await coalescer.close()
     assert len(sent) == 3 and coalescer.offered == 99
+
+
+# --- pacing under a latency budget, on a fake clock ---------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedTransport:
+    """A socket whose every write takes `cost()` seconds of the fake clock (the kernel's
+    send), kept with the time it ended."""
+
+    def __init__(self, clock: FakeClock, cost: Callable[[], float]) -> None:
+        self.clock = clock
+        self.cost = cost
+        self.writes: list[tuple[float, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.clock.now += self.cost()
+        self.writes.append((self.clock.now, data))
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class TimedSocket(Socket):
+    def __init__(self, clock: FakeClock, cost: Callable[[], float]) -> None:
+        super().__init__()
+        self.transport = TimedTransport(clock, cost)  # type: ignore[assignment]
+
+    def delays(self, since: float = 0.0) -> list[float]:
+        """Per write after `since`: how long its oldest frame took from its publication."""
+        out = []
+        for written, chunk in self.transport.writes:  # type: ignore[attr-defined]
+            first = orjson.loads(chunk[2 : 2 + (chunk[1] & 0x7F)] if chunk[1] < 126 else chunk[4:])
+            if written >= since:
+                out.append(written - first["data"]["at"])
+        return out
+
+
+def run_wheel(
+    hub: Hub,
+    clock: FakeClock,
+    viewers: list[TimedSocket],
+    *,
+    rate: float,
+    until: float,
+    first: float = 0.0,
+) -> None:
+    """Publish `rate` events a second from `first` to `until`, stepping the wheel whenever it
+    is due; an event that comes while the wheel writes is read after that step, as the loop
+    reads the broker between slices."""
+    for viewer in viewers:
+        if viewer not in hub._subscriptions:
+            hub.subscribe(viewer, "stream.1", "plain")
+    next_event, n = max(first, clock.now), 0
+    while clock.now < until or hub._step_handle is not None:
+        handle = hub._step_handle
+        due = max(hub._step_due, clock.now) if handle is not None else math.inf
+        if next_event < until and next_event <= due:
+            clock.now = max(clock.now, next_event)
+            hub.deliver(Event("stream.1", GIFT_SENT, {"n": n, "at": next_event}))
+            next_event, n = next_event + 1 / rate, n + 1
+        elif handle is not None:
+            clock.now = max(clock.now, due)
+            handle.cancel()
+            hub._step()
+        else:
+            clock.now = until
+
+
+def paced_hub(budget: float, clock: FakeClock) -> Hub:
+    return Hub(
+        encoders={"plain": PlainEncoder()},
+        # slices of 1 ms, as 100 sockets take on a real host
+        settings=HubSettings(tick_seconds=0.02, latency_budget_seconds=budget, sockets_per_step=10),
+        clock=clock,
+    )
+
+
+async def test_a_larger_budget_spaces_the_turns_and_each_write_carries_more() -> None:
+    turns, writes, gaps = [], [], []
+    for budget in (0.06, 0.15, 0.3):
+        clock = FakeClock()
+        h = paced_hub(budget, clock)
+        viewers = [TimedSocket(clock, lambda: 0.0001) for _ in range(300)]  # 30 ms a turn
+        run_wheel(h, clock, viewers, rate=100, until=3.0)
+        h.close()
+        delays = [d for v in viewers for d in v.delays(since=0.5)]
+        assert max(delays) <= budget  # the budget holds, end to end
+        assert max(delays) >= 0.7 * budget  # and is used: frames wait for fuller writes
+        turns.append(h.stats.turns)
+        writes.append(h.stats.writes)
+        gaps.append(h.stats.gap_seconds)
+    assert turns[0] > turns[1] > turns[2]
+    assert writes[0] > 1.8 * writes[2]
+    # the gap grows toward the hub's share of the budget (90 %), never below the floor
+    assert 0.02 <= gaps[0] < gaps[1] < gaps[2] <= 0.9 * 0.3
+
+
+async def test_turns_that_vary_in_length_shorten_the_gap_so_the_budget_still_holds() -> None:
+    clock = FakeClock()
+    h = paced_hub(0.15, clock)
+
+    def alternating() -> float:  # every other turn writes three times slower
+        return 0.0003 if h.stats.turns % 2 else 0.0001
+
+    viewers = [TimedSocket(clock, alternating) for _ in range(200)]  # 20 or 60 ms a turn
+    run_wheel(h, clock, viewers, rate=100, until=4.0)
+    h.close()
+    # A slow turn after a fast one reaches its last sockets 40 ms later than the turn before:
+    # a gap of 135 ms would make those frames wait 175 ms. The pacer remembers the overrun.
+    assert max(d for v in viewers for d in v.delays(since=1.0)) <= 0.15
+    assert 0.09 <= h.stats.gap_seconds <= 0.135 - 0.03
+    assert h.stats.max_wait_seconds > 0.15  # the first slow turn overran: that was learnt
+
+
+async def test_a_frame_after_a_quiet_spell_goes_out_at_once() -> None:
+    clock = FakeClock()
+    h = paced_hub(0.15, clock)
+    viewers = [TimedSocket(clock, lambda: 0.0001) for _ in range(100)]
+    run_wheel(h, clock, viewers, rate=100, until=1.0)
+    assert h.stats.gap_seconds > 0.1  # under load the turns are spaced out
+    # quiet for a second, then one event: written at once, not a gap after the last turn
+    run_wheel(h, clock, viewers, rate=1, first=2.0, until=2.5)
+    h.close()
+    assert max(v.delays(since=2.0)[0] for v in viewers) <= 100 * 0.0001 + 1e-9
+
+
+async def test_a_sockets_own_frames_do_not_wait_for_the_next_turn() -> None:
+    clock = FakeClock()
+    h = paced_hub(0.15, clock)
+    viewer = TimedSocket(clock, lambda: 0.0001)
+    h.subscribe(viewer, "stream.1", "plain")
+    h.deliver(Event("stream.1", GIFT_SENT, {"n": 1, "at": 0.0}))
+    h._step()  # the first turn: at once
+    clock.now = 0.01
+    h.deliver(Event("stream.1", GIFT_SENT, {"n": 2, "at": 0.01}))  # waits for the next turn
+    assert h._step_due == 0.135
+    h.send_own(viewer, b"\x81\x02{}")  # a reply (a pong): due now
+    assert h._step_due == 0.01
+    assert h._step_handle is not None
+    h._step_handle.cancel()
+    h._step()
+    assert [data for _, data in viewer.transport.writes][1:] == [b"\x81\x02{}"]  # type: ignore[attr-defined]
+    assert h._step_due == 0.135 and h.stats.turns == 1  # the turn is still due at its time
+    h.close()
+
+
+async def test_a_wheel_that_cannot_keep_the_budget_turns_back_to_back_and_recovers() -> None:
+    clock = FakeClock()
+    h = paced_hub(0.15, clock)
+    per_write = [0.0001]
+    viewers = [TimedSocket(clock, lambda: per_write[0]) for _ in range(2000)]  # 200 ms turns
+    run_wheel(h, clock, viewers, rate=100, until=2.0)
+    # Longer than the budget: every turn follows the last at once, the least the wait can be.
+    assert h.stats.turns >= 9
+    per_write[0] = 0.00002  # the load eases: 40 ms turns
+    run_wheel(h, clock, viewers, rate=100, first=clock.now, until=clock.now + 0.4)
+    h.close()
+    # Turns that were long were not the gap's doing: it is back at the budget's at once.
+    assert h.stats.gap_seconds >= 0.11
+    assert max(viewers[-1].delays(since=clock.now - 0.2)) <= 0.15

@@ -324,3 +324,13 @@ def test_a_sockets_client_address_is_believed_only_from_trusted_proxies() -> Non
     with pytest.raises(ValidationError) as refused:
         Settings(trusted_proxies=["10.0.0.0/8", "the load balancer"])
     assert "the load balancer" in str(refused.value)
+
+
+def test_the_fan_out_latency_budget_is_checked_at_startup() -> None:
+    assert Settings().realtime_latency_budget_ms == 150
+    assert Settings(realtime_latency_budget_ms=300).realtime_latency_budget_ms == 300
+    for nonsense in (0, -5, 60_000):
+        with pytest.raises(ValidationError, match="realtime_latency_budget_ms"):
+            Settings(realtime_latency_budget_ms=nonsense)
+    with pytest.raises(ValidationError, match="LATENCY_BUDGET_MS \\(15\\) must be larger"):
+        Settings(realtime_latency_budget_ms=15)  # below the 20 ms tick: never kept

@@ -259,8 +259,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         encoders={"plain": PlainEncoder(), **{e.name: e for e in pusher_encoders.values()}},
         settings=HubSettings(
             tick_seconds=settings.realtime_tick_ms / 1000,
-            max_tick_seconds=settings.realtime_max_tick_ms / 1000,
-            turn_cost_factor=settings.realtime_turn_cost_factor,
+            latency_budget_seconds=settings.realtime_latency_budget_ms / 1000,
             sockets_per_step=settings.realtime_sockets_per_step,
             max_buffer_bytes=settings.slow_consumer_bytes,
             sample_room_size=settings.sample_room_size,
@@ -437,6 +436,8 @@ def create_app(
             ("tajiri_ws_turns_total", "counter", stats.turns),
             ("tajiri_ws_turn_seconds_total", "counter", round(stats.turn_seconds, 6)),
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
+            ("tajiri_ws_turn_gap_seconds", "gauge", round(stats.gap_seconds, 6)),
+            ("tajiri_ws_frame_wait_seconds_max", "gauge", round(stats.max_wait_seconds, 6)),
             ("tajiri_ws_dropped_messages_total", "counter", services.gateway.flood_stats.dropped),
             ("tajiri_ws_flood_closed_total", "counter", services.gateway.flood_stats.closed),
             ("tajiri_poll_vote_batches_total", "counter", services.poll_votes.writer.batches),

@@ -223,8 +223,9 @@ class Settings(BaseSettings):
     global_channel: str = "streams"
     redis_prefix: str = "tajiri:"
     realtime_tick_ms: float = 20.0  # the least time between two writes to one socket
-    realtime_max_tick_ms: float = 100.0  # big rooms stretch that time up to this
-    realtime_turn_cost_factor: float = 1.7  # a turn of the wheel >= this x its writing time
+    # End to end (publisher to the client's read), the p99 the fan-out wheel keeps frames
+    # within; it writes each socket as rarely as that allows (fewer writes: less CPU).
+    realtime_latency_budget_ms: float = Field(default=150.0, gt=0, le=10_000)
     realtime_sockets_per_step: int = Field(default=100, ge=1)  # then the loop does other work
     # Counters (poll totals, upvotes): at most one event per counter per this tick and node.
     realtime_coalesce_ms: float = Field(default=200.0, gt=0)
@@ -319,6 +320,16 @@ class Settings(BaseSettings):
             except ValueError as error:
                 raise ValueError(f"not an address or CIDR block: {entry!r}") from error
         return value
+
+    @model_validator(mode="after")
+    def _latency_budget_above_the_tick(self) -> Settings:
+        # The wheel turns at least a tick apart: a smaller budget could never be kept.
+        if self.realtime_latency_budget_ms <= self.realtime_tick_ms:
+            raise ValueError(
+                f"TAJIRI_REALTIME_LATENCY_BUDGET_MS ({self.realtime_latency_budget_ms:g}) must "
+                f"be larger than TAJIRI_REALTIME_TICK_MS ({self.realtime_tick_ms:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret_in_production(self) -> Settings:

@@ -7,12 +7,17 @@ sockets per event-loop step, and writes each socket everything it has not had ye
 therefore per visit, not per event, and a frame waits at most one turn of the wheel: a frame
 that arrives mid-turn reaches the sockets not yet visited in that same turn, and the loop
 stays free between slices to read the broker and serve requests.
+
+Turns are paced by a latency budget (`Pacer`): a frame waits for its socket's next visit, so
+the time between two turns' starts is stretched as far as the budget allows, and each write
+carries as many frames as it can (CPU goes with writes, not with frames).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -71,11 +76,9 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class HubSettings:
     tick_seconds: float = 0.02  # the shortest gap between two turns of the wheel
-    # A turn writes once per socket; when that takes long (big rooms), the next turn starts
-    # no sooner than this many times the last turn's writing time after it began, so each
-    # write carries more frames (CPU per frame stays flat) and the loop keeps time for reads.
-    turn_cost_factor: float = 1.7
-    max_tick_seconds: float = 0.1
+    # End to end (publisher to the client's read), the latency the wheel keeps frames within:
+    # turns are spaced as far apart as this allows, so writes are as few as they can be.
+    latency_budget_seconds: float = 0.15
     sockets_per_step: int = 100  # sockets written per event-loop step
     slow_check_seconds: float = 0.25  # how often a group's sockets' buffers are checked
     max_buffer_bytes: int = 4 * 1024 * 1024  # unread bytes queued for one socket
@@ -94,6 +97,53 @@ class HubStats:
     turns: int = 0
     turn_seconds: float = 0.0  # time spent writing (the steps), not the gaps between them
     max_turn_seconds: float = 0.0
+    gap_seconds: float = 0.0  # the pacer's gap between two turns' starts, now
+    max_wait_seconds: float = 0.0  # the longest a frame waited in the hub for its write
+
+
+# The share of the latency budget left to what happens outside the wheel: the broker before
+# it, the kernel and the client's read after it.
+OUTSIDE_SHARE = 0.1
+# How long the pacer remembers a turn that overran: half of the overrun is forgotten per this
+# many seconds, so a slow turn shortens the gap for the turns after it, not for one turn.
+OVERRUN_HALF_LIFE_SECONDS = 1.0
+
+
+class Pacer:
+    """How long from one turn's start to the next: as long as the latency budget allows.
+
+    A frame waits in the hub for its socket's next visit: the time between two turns' starts,
+    plus how much later in its turn the socket is reached than in the turn before (a turn
+    that writes longer, other work between slices, a late timer). That overrun is measured
+    every turn (the oldest frame's wait at each write, minus the time the turn could not
+    start sooner) and remembered as a decaying maximum; the gap is the hub's share of the
+    budget less that, and never below the floor. A turn that writes for longer than the gap
+    is followed at once: the gap cannot shorten it, so its length is not counted as overrun.
+    """
+
+    def __init__(self, floor_seconds: float, budget_seconds: float) -> None:
+        self.floor = floor_seconds
+        self.target = max(floor_seconds, budget_seconds * (1 - OUTSIDE_SHARE))
+        self.gap = self.target
+        self.overrun = 0.0  # the decaying maximum
+        self._last_start = self._last_end = -1e9  # long ago
+
+    def turn_ended(self, started: float, now: float, longest_wait: float | None) -> float:
+        """Learn from a turn (`longest_wait`: None if it wrote no frame); the next gap."""
+        remembered = self.overrun * math.pow(
+            0.5, max(0.0, now - self._last_end) / OVERRUN_HALF_LIFE_SECONDS
+        )
+        excess = 0.0
+        if longest_wait is not None:
+            earliest = max(self._last_start + self.gap, self._last_end)
+            excess = longest_wait - max(0.0, min(started, earliest) - self._last_start)
+            # A longer stall (a collector pause) is not the gap's to make up: shortening every
+            # gap for seconds after it costs writes and would not have saved its frames.
+            excess = min(excess, self.target / 2)
+        self.overrun = max(excess, remembered, 0.0)
+        self._last_start, self._last_end = started, now
+        self.gap = max(self.floor, self.target - self.overrun)
+        return self.gap
 
 
 class Slot:
@@ -117,6 +167,7 @@ class Group:
         "log",
         "members",
         "next_check",
+        "times",
         "turn_head",
         "window_count",
         "window_start",
@@ -127,6 +178,7 @@ class Group:
         self.members: dict[Sink, Slot] = {}
         self.next_check = 0.0
         self.log: list[bytes] = []
+        self.times: list[float] = []  # when each frame of the log arrived
         self.base = 0  # the sequence number of log[0]
         self.turn_head = 0  # the head when this group's last turn began
         # keep-latest key (an event name or a counter's key) -> (its frame's sequence, version)
@@ -138,10 +190,11 @@ class Group:
     def head(self) -> int:
         return self.base + len(self.log)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, now: float) -> None:
         self.log.append(data)
+        self.times.append(now)
 
-    def replace_latest(self, key: str, data: bytes, version: int | None = None) -> bool:
+    def replace_latest(self, key: str, data: bytes, now: float, version: int | None = None) -> bool:
         """Append a keep-latest frame and blank the older one of that key: a socket that has
         not had the old one yet gets only the new one, a socket that had it gets the update.
         A frame older than the last one of its key (a lower version) is dropped: False."""
@@ -153,7 +206,7 @@ class Group:
             if seq >= self.base:
                 self.log[seq - self.base] = b""
         self.latest[key] = (self.head, version)
-        self.log.append(data)
+        self.append(data, now)
         return True
 
     def since(self, seq: int) -> tuple[bytes, int]:
@@ -167,6 +220,7 @@ class Group:
         floor = self.turn_head
         if floor > self.base:
             del self.log[: floor - self.base]
+            del self.times[: floor - self.base]
             self.base = floor
         self.turn_head = self.head
 
@@ -191,7 +245,11 @@ class Hub:
         self._turn: deque[tuple[Group, list[Slot]]] = deque()  # slices left in this turn
         self._turn_started = -1e9
         self._turn_cost = 0.0
-        self._gap = self.settings.tick_seconds  # the least time from one turn's start to the next
+        self._turn_wait: float | None = None  # the longest a frame written this turn waited
+        self._turn_done = True  # no turn under way
+        self._pacer = Pacer(self.settings.tick_seconds, self.settings.latency_budget_seconds)
+        self.stats.gap_seconds = self._pacer.gap
+        self._step_due = 0.0  # when the scheduled step may begin a turn (on `clock`)
         self._closing: list[Sink] = []  # closed on the next step (they hear why first)
 
     # --- membership ------------------------------------------------------------------------
@@ -281,10 +339,11 @@ class Hub:
         lane = LANE_OF.get(event.name, Lane.ALWAYS)
         encoded: dict[object, bytes | None] = {}
         banned = event.data.get("user_id") if event.name == USER_BANNED else None
+        now = self.clock()
         for channel in event.channels:
-            self._deliver_on(event, channel, lane, encoded, banned)
+            self._deliver_on(event, channel, lane, encoded, banned, now)
             for target in self._feeds.get(channel, ()):
-                self._deliver_on(event, target, lane, encoded, banned)
+                self._deliver_on(event, target, lane, encoded, banned, now)
         self._schedule()
 
     def _deliver_on(
@@ -294,6 +353,7 @@ class Hub:
         lane: Lane,
         encoded: dict[object, bytes | None],
         banned: object,
+        now: float,
     ) -> None:
         groups = self._channels.get(channel)
         if not groups:
@@ -320,15 +380,15 @@ class Hub:
                             self.send_own(sink, data)
                 continue
             if event.latest_key is not None:
-                if not group.replace_latest(event.latest_key, data, event.version):
+                if not group.replace_latest(event.latest_key, data, now, event.version):
                     continue  # a stale counter value: a newer one was already delivered
             elif lane is Lane.LATEST:
-                group.replace_latest(event.name, data)
+                group.replace_latest(event.name, data, now)
             elif lane is Lane.SAMPLED and not self._admit_sampled(group):
                 self._to_actor(event, group, data)
                 continue
             else:
-                group.append(data)
+                group.append(data, now)
             self._dirty_groups.add(group)
             if isinstance(banned, int):
                 self._closing += [s for s in self._users.get(banned, ()) if s in group.members]
@@ -364,12 +424,19 @@ class Hub:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._step_handle is not None or not (self._dirty_groups or self._dirty_sinks):
+        if not (self._dirty_groups or self._dirty_sinks):
             return
+        now = self.clock()
+        if self._step_handle is not None:
+            if not (self._dirty_sinks and self._step_due > now):
+                return
+            self._step_handle.cancel()  # waiting for the next turn: own frames go sooner
         loop = asyncio.get_running_loop()
-        wait = self._turn_started + self._gap - self.clock()
-        if wait > 0:
-            self._step_handle = loop.call_later(wait, self._step)
+        # A socket's own frames (replies, pongs) are not held for the next turn.
+        due = now if self._dirty_sinks else self._turn_started + self._pacer.gap
+        self._step_due = max(now, due)
+        if due > now:
+            self._step_handle = loop.call_later(due - now, self._step)
         else:
             self._step_handle = loop.call_soon(self._step)
 
@@ -378,31 +445,37 @@ class Hub:
         sockets (one big room's slice, or several small rooms)."""
         self._step_handle = None
         started = self.clock()
-        if not self._turn:
+        due = self._turn_started + self._pacer.gap - 0.001  # a timer may fire a little early
+        if not self._turn and self._dirty_groups and started >= due:
             self._begin_turn(started)
         if self._dirty_sinks:
             self._write_own()
-        budget = self.settings.sockets_per_step  # small rooms share a step
-        while self._turn and budget > 0:
+        sockets_left = self.settings.sockets_per_step  # small rooms share a step
+        while self._turn and sockets_left > 0:
             group, slots = self._turn.popleft()
             self._write_slice(group, slots)
-            budget -= len(slots)
+            sockets_left -= len(slots)
         if self._closing:
             closing, self._closing = self._closing, []
             for sink in closing:
                 self._catch_up(sink)
                 self.drop(sink)
                 sink.close(POLICY_VIOLATION, "banned from this stream")
-        self._turn_cost += self.clock() - started
+        if not self._turn_done:
+            self._turn_cost += self.clock() - started
         if self._turn:
+            self._step_due = started
             self._step_handle = asyncio.get_running_loop().call_soon(self._step)
             return
-        self._end_turn()
+        if not self._turn_done:
+            self._end_turn()
         self._schedule()
 
     def _begin_turn(self, now: float) -> None:
         self._turn_started = now
         self._turn_cost = 0.0
+        self._turn_wait = None
+        self._turn_done = False
         groups, self._dirty_groups = self._dirty_groups, set()
         size = max(1, self.settings.sockets_per_step)
         for group in groups:
@@ -416,13 +489,14 @@ class Hub:
                 self._turn.append((group, slots[offset : offset + size]))
 
     def _end_turn(self) -> None:
-        stats, settings = self.stats, self.settings
+        stats = self.stats
         cost = self._turn_cost
+        self._turn_done = True
         stats.turns += 1
         stats.turn_seconds += cost
         stats.max_turn_seconds = max(stats.max_turn_seconds, cost)
-        self._gap = min(
-            settings.max_tick_seconds, max(settings.tick_seconds, cost * settings.turn_cost_factor)
+        stats.gap_seconds = self._pacer.turn_ended(
+            self._turn_started, self.clock(), self._turn_wait
         )
 
     def _write_own(self) -> None:
@@ -440,6 +514,7 @@ class Hub:
         head = group.head
         joined: dict[int, tuple[bytes, int]] = {}  # start -> (bytes, frames): shared in a slice
         frames = writes = 0
+        oldest = head
         for slot in slots:
             seq = slot.seq
             if seq >= head or not slot.alive:
@@ -452,8 +527,16 @@ class Hub:
                 slot.write(owed[0])
                 frames += owed[1]
                 writes += 1
-        self.stats.frames_out += frames
-        self.stats.writes += writes
+                oldest = min(oldest, seq)
+        stats = self.stats
+        stats.frames_out += frames
+        stats.writes += writes
+        if writes:
+            # measured after the slice's writes: the last socket of the slice waited this long
+            waited = self.clock() - group.times[oldest - group.base]
+            stats.max_wait_seconds = max(stats.max_wait_seconds, waited)
+            if self._turn_wait is None or waited > self._turn_wait:
+                self._turn_wait = waited
 
     def _catch_up(self, sink: Sink) -> None:
         """Write a socket everything it is owed now (it is about to be closed)."""
