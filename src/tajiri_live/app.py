@@ -344,6 +344,7 @@ def create_app(
         # A join storm allocates long-lived objects (sockets, sessions) by the hundred
         # thousand: at the default 700 allocations per young collection, each collection
         # promotes them and full collections follow one another over an ever larger heap.
+        thresholds = gc.get_threshold()
         gc.set_threshold(*GC_THRESHOLDS)
         PAUSES.install()
         try:
@@ -352,6 +353,7 @@ def create_app(
         finally:
             PAUSES.uninstall()
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
             await scheduler.stop()
             await services.stop()
 
