@@ -415,3 +415,28 @@ async def test_two_bodies_with_one_new_key_in_one_batch_pay_the_first_once(
     for refused in (other, other_again):
         assert isinstance(refused, ApiError) and refused.status_code == 422
     assert await balance(client, auth, FAN) == 800 and await balanced(runtime)
+
+
+async def test_a_database_connection_lost_under_a_batch_is_a_503(
+    app: Any, client: httpx.AsyncClient, auth: Any, monkeypatch: Any
+) -> None:
+    """asyncpg reports a connection closed mid-statement with a plain driver error; it is
+    still the database that is away: 503 and Retry-After, not a 500."""
+    from sqlalchemy.exc import DBAPIError
+
+    stream_id, rose = await setup(client, auth, 1000)
+
+    async def lost(_: Any) -> list[Any]:
+        raise DBAPIError(
+            "SELECT 1",
+            None,
+            Exception("connection was closed in the middle of operation"),
+            connection_invalidated=True,
+        )
+
+    monkeypatch.setattr(app.state.gift_writer.batches, "_write_items", lost)
+    answer = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=auth(FAN)
+    )
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] and "database" in answer.json()["message"]
