@@ -356,3 +356,87 @@ async def test_a_refused_gift_gives_its_key_back(
     other = await client.post(path, json={**body, "quantity": 2}, headers=headers)
     assert other.status_code == 422 and "Idempotency-Key" in other.json()["errors"]
     assert await balance(client, auth, FAN) == 50 and await balanced(runtime)
+
+
+async def test_a_retry_queued_behind_another_body_with_its_key_is_replayed(
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """A key paid in an earlier batch: in the next batch a request with another body comes
+    first; the retry of the paid request behind it still gets the first answer, not a 422."""
+    from tajiri_live.core.errors import ApiError
+    from tajiri_live.gifts.writer import GiftOrder, Sent
+
+    stream_id, rose = await setup(client, auth, 1000)
+    writer = app.state.gift_writer
+    now = runtime.clock.now()
+
+    def order(quantity: int) -> GiftOrder:
+        return GiftOrder(
+            stream_id, FAN, rose, quantity, None, now, key="tap", fingerprint=f"x{quantity}"
+        )
+
+    paid = await writer.send(order(1))
+    other, retry = await asyncio.gather(
+        writer.send(order(2)), writer.send(order(1)), return_exceptions=True
+    )
+    assert writer.batches.batches == 2
+    assert isinstance(other, ApiError) and other.status_code == 422
+    assert isinstance(retry, Sent), retry
+    assert retry.replayed and retry.answer == paid.answer
+    assert await balance(client, auth, FAN) == 900 and await balanced(runtime)
+
+
+async def test_two_bodies_with_one_new_key_in_one_batch_pay_the_first_once(
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    from tajiri_live.core.errors import ApiError
+    from tajiri_live.gifts.writer import GiftOrder, Sent
+
+    stream_id, rose = await setup(client, auth, 1000)
+    writer = app.state.gift_writer
+    now = runtime.clock.now()
+
+    def order(quantity: int) -> GiftOrder:
+        return GiftOrder(
+            stream_id, FAN, rose, quantity, None, now, key="tap", fingerprint=f"x{quantity}"
+        )
+
+    outcomes = await asyncio.gather(
+        writer.send(order(2)),
+        writer.send(order(1)),
+        writer.send(order(2)),
+        writer.send(order(1)),
+        return_exceptions=True,
+    )
+    assert writer.batches.batches == 1
+    first, other, again, other_again = outcomes
+    assert isinstance(first, Sent) and not first.replayed
+    assert isinstance(again, Sent) and again.replayed and again.answer == first.answer
+    for refused in (other, other_again):
+        assert isinstance(refused, ApiError) and refused.status_code == 422
+    assert await balance(client, auth, FAN) == 800 and await balanced(runtime)
+
+
+async def test_a_database_connection_lost_under_a_batch_is_a_503(
+    app: Any, client: httpx.AsyncClient, auth: Any, monkeypatch: Any
+) -> None:
+    """asyncpg reports a connection closed mid-statement with a plain driver error; it is
+    still the database that is away: 503 and Retry-After, not a 500."""
+    from sqlalchemy.exc import DBAPIError
+
+    stream_id, rose = await setup(client, auth, 1000)
+
+    async def lost(_: Any) -> list[Any]:
+        raise DBAPIError(
+            "SELECT 1",
+            None,
+            Exception("connection was closed in the middle of operation"),
+            connection_invalidated=True,
+        )
+
+    monkeypatch.setattr(app.state.gift_writer.batches, "_write_items", lost)
+    answer = await client.post(
+        f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=auth(FAN)
+    )
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] and "database" in answer.json()["message"]

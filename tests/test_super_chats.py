@@ -412,3 +412,36 @@ async def test_concurrent_super_chats_and_gifts_never_overdraw(
     assert len([e for e in events if e.name == SUPER_CHAT_SENT]) == paid_chats
     assert len([e for e in events if e.name == GIFT_SENT]) == paid_gifts
     assert await balanced(runtime)
+
+
+@pytest.mark.parametrize("change", ["end", "gifts off"])
+async def test_a_super_chat_never_lands_on_a_stream_that_ended_or_stopped_paid_messages(
+    client: httpx.AsyncClient, auth: Any, runtime: Any, monkeypatch: Any, change: str
+) -> None:
+    """The stream changes while the super chat is checked (after the request read it): the
+    payment reads it again under its lock and charges nothing."""
+    from tajiri_live.superchats import service
+
+    if backend() != "postgresql":
+        pytest.skip("a second writer in the middle of a request needs row locks")
+    stream_id = await live_stream(client, auth)
+    await credit(client, auth, FAN, 5000)
+    checked = service.enforce_rate
+
+    async def checked_then_changed(*args: Any, **kwargs: Any) -> None:
+        await checked(*args, **kwargs)
+        if change == "end":
+            answer = await client.post(f"/api/streams/{stream_id}/end", headers=auth(OWNER))
+        else:
+            answer = await client.put(
+                f"/api/streams/{stream_id}", json={"allow_gifts": False}, headers=auth(OWNER)
+            )
+        assert answer.status_code == 200, answer.text
+
+    monkeypatch.setattr(service, "enforce_rate", checked_then_changed)
+    sent = await send(client, auth, stream_id, {"message": "Hongera", "amount": 1000})
+    assert sent.status_code == 403, sent.text
+    assert await balance(client, auth, FAN) == 5000 and await balance(client, auth, OWNER) == 0
+    listed = await client.get(f"/api/streams/{stream_id}/super-chats", headers=auth(OWNER))
+    assert listed.json()["data"] == []
+    assert await balanced(runtime)

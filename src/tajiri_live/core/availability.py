@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,6 +52,9 @@ def dependency_of(exc: BaseException) -> str | None:
     if isinstance(exc, RedisError):
         return "Redis"
     if isinstance(exc, DATABASE_ERRORS):
+        return "the database"
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        # The connection dropped mid-statement: asyncpg says so with a plain driver error.
         return "the database"
     if isinstance(exc, CONNECTION_ERRORS):
         return _raised_by(exc) or "a backing service"

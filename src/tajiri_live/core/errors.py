@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -224,6 +224,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for kind in (RedisError, *DATABASE_ERRORS, *CONNECTION_ERRORS):
         app.add_exception_handler(kind, _unavailable)
+
+    @app.exception_handler(DBAPIError)
+    async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+        # asyncpg reports a connection lost mid-statement as a plain driver error: the
+        # database is away all the same. Any other driver error is a bug.
+        if dependency_of(exc) is not None:
+            return await _unavailable(request, exc)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _envelope(500, "Server error.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -278,7 +278,7 @@ class _Batch:
                 self.outcomes[index] = Sent(answer)
         await self._settle_keys()
         for index, first in self.followers.items():
-            self.outcomes[index] = self._as_retry_of(first, self.orders[index])
+            self.outcomes[index] = self._as_retry_of(first)
         return [cast(Outcome, outcome) for outcome in self.outcomes]
 
     def _pending(self) -> Iterable[tuple[GiftOrder, int]]:
@@ -291,23 +291,29 @@ class _Batch:
     # --- idempotency keys (core/idempotency.py) ----------------------------------------
 
     async def _claim_keys(self) -> None:
-        firsts: dict[tuple[int, str], int] = {}
+        # One claim per key and body: a retry follows the first of its own body, whatever
+        # came before it with the key (the key may be another body's, or its own, paid).
+        firsts: dict[tuple[int, str, str], int] = {}
         for index, order in enumerate(self.orders):
             if order.key is None:
                 continue
-            same = (order.sender_id, order.key)
+            same = (order.sender_id, order.key, order.fingerprint)
             if same in firsts:
                 self.followers[index] = firsts[same]
             else:
                 firsts[same] = index
-        for (user_id, key), index in sorted(firsts.items()):
+        # By key, then arrival: the first body to arrive claims a new key, the others find
+        # it taken (by this transaction: no wait) and are told so.
+        for (user_id, key, fingerprint), index in sorted(
+            firsts.items(), key=lambda first: (first[0][:2], first[1])
+        ):
             try:
                 found = await idempotency.claim_or_replay(
                     self.runtime,
                     self.connection,
                     user_id=user_id,
                     key=key,
-                    fingerprint=self.orders[index].fingerprint,
+                    fingerprint=fingerprint,
                 )
             except ApiError as refusal:
                 self.outcomes[index] = refusal
@@ -342,10 +348,8 @@ class _Batch:
         if released:
             await self.connection.execute(delete(KEYS).where(KEYS.c.id.in_(released)))
 
-    def _as_retry_of(self, first: int, order: GiftOrder) -> Outcome:
+    def _as_retry_of(self, first: int) -> Outcome:
         outcome = self.outcomes[first]
-        if order.fingerprint != self.orders[first].fingerprint:
-            return idempotency.reused_key(cast(str, order.key))
         if isinstance(outcome, Sent):
             return Sent(outcome.answer, replayed=True)
         return cast(ApiError, outcome)

@@ -63,14 +63,42 @@ class SuperChatRequest:
 def _ensure_open(stream: LiveStream, principal: Principal) -> None:
     if not principal.verified:  # a claimed id (legacy client rules) never pays
         raise ApiError(401, "Paying needs a signed-in token (Authorization: Bearer <token>).")
-    if stream.status != StreamStatus.LIVE:
-        raise forbidden("Super chats can be sent only while the stream is live.")
-    if not stream.allow_gifts:
-        raise forbidden("Paid messages are turned off for this stream.")
-    if not stream.allow_comments:
-        raise forbidden("Comments are turned off for this stream.")
+    _ensure_accepting(
+        stream.status, allow_gifts=stream.allow_gifts, allow_comments=stream.allow_comments
+    )
     if stream.user_id == principal.user_id:
         raise forbidden("You cannot send a super chat to your own stream.")
+
+
+def _ensure_accepting(status: str, *, allow_gifts: bool, allow_comments: bool) -> None:
+    if status != StreamStatus.LIVE:
+        raise forbidden("Super chats can be sent only while the stream is live.")
+    if not allow_gifts:
+        raise forbidden("Paid messages are turned off for this stream.")
+    if not allow_comments:
+        raise forbidden("Comments are turned off for this stream.")
+
+
+async def _ensure_still_accepting(session: AsyncSession, stream_id: int) -> None:
+    """The stream as it is now, locked until the commit (after the wallets, as every payment
+    locks them): one that ended or stopped paid messages since the request read it is not
+    paid. Refused: rolled back, nothing charged."""
+    row = (
+        await session.execute(
+            select(LiveStream.status, LiveStream.allow_gifts, LiveStream.allow_comments)
+            .where(LiveStream.id == stream_id, LiveStream.deleted_at.is_(None))
+            .with_for_update()
+        )
+    ).one_or_none()
+    try:
+        if row is None:
+            raise not_found()
+        _ensure_accepting(
+            row.status, allow_gifts=row.allow_gifts, allow_comments=row.allow_comments
+        )
+    except ApiError:
+        await session.rollback()
+        raise
 
 
 async def send(
@@ -169,6 +197,7 @@ async def _pay(
         creator_share=settings.super_chat_creator_share,
         what="this super chat",
     )
+    await _ensure_still_accepting(session, stream.id)
     now = runtime.clock.now()
     until = now + timedelta(seconds=tier.seconds)
     comment = StreamComment(
