@@ -15,7 +15,7 @@ from tajiri_live.core.text import Text
 from tajiri_live.engagement import cohosts, service
 from tajiri_live.engagement.presenters import comment_dict
 from tajiri_live.engagement.schemas import CommentCreate, ReactionCreate
-from tajiri_live.streams.dependencies import StreamFactsDep, StreamRowDep
+from tajiri_live.streams.dependencies import StreamCallDep, StreamRowDep
 from tajiri_live.streams.presenters import cohost_dict, storage_base_url
 from tajiri_live.users.dependencies import (
     CurrentPrincipal,
@@ -53,12 +53,8 @@ async def list_comments(
     summary="Post a comment",
     openapi_extra=body_doc(CommentCreate),
 )
-async def post_comment(
-    request: Request,
-    stream: StreamFactsDep,
-    runtime: RuntimeDep,
-    principal: CurrentPrincipal,
-) -> JSONResponse:
+async def post_comment(request: Request, call: StreamCallDep) -> JSONResponse:
+    runtime, principal, stream = call.runtime, call.principal, call.stream
     payload = await read_payload(request)
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(CommentCreate, payload)

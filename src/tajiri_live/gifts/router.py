@@ -16,11 +16,11 @@ from tajiri_live.core.text import Text
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
 from tajiri_live.moderation import service as moderation
-from tajiri_live.streams.dependencies import StreamFactsDep, StreamRowDep
+from tajiri_live.streams.dependencies import StreamCallDep, StreamRowDep
 from tajiri_live.users.dependencies import (
     CurrentPrincipal,
-    VerifiedPrincipal,
     ensure_same_user,
+    require_verified,
 )
 
 router = APIRouter(prefix="/streams", tags=["gifts"])
@@ -46,12 +46,10 @@ async def catalog(session: SessionDep) -> dict[str, Any]:
     openapi_extra=body_doc(GiftSend),
 )
 async def send_gift(
-    request: Request,
-    stream: StreamFactsDep,
-    runtime: RuntimeDep,
-    principal: VerifiedPrincipal,
-    idempotency_key: idempotency.KeyHeader = None,
+    request: Request, call: StreamCallDep, idempotency_key: idempotency.KeyHeader = None
 ) -> JSONResponse:
+    runtime, stream = call.runtime, call.stream
+    principal = await require_verified(call.principal)
     payload = await read_payload(request)
     fingerprint = idempotency.fingerprint(request.method, request.url.path, payload)
     ensure_same_user(payload.pop("sender_id", None), principal, "sender_id")

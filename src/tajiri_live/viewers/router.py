@@ -9,14 +9,14 @@ from fastapi.responses import JSONResponse
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
-from tajiri_live.core.dependencies import RuntimeDep, SessionDep
+from tajiri_live.core.dependencies import SessionDep
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.payload import read_payload
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import Text
 from tajiri_live.streams import presenters
 from tajiri_live.streams import service as streams_service
-from tajiri_live.streams.dependencies import StreamFactsDep, StreamRowDep
+from tajiri_live.streams.dependencies import StreamCallDep, StreamRowDep
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
@@ -34,12 +34,8 @@ def viewers_of(request: Request) -> Viewers:
 
 
 @router.post("/{stream_id}/join", summary="Join as a viewer (REST; the socket also counts)")
-async def join(
-    request: Request,
-    stream: StreamFactsDep,
-    runtime: RuntimeDep,
-    principal: CurrentPrincipal,
-) -> dict[str, Any]:
+async def join(request: Request, call: StreamCallDep) -> dict[str, Any]:
+    runtime, principal, stream = call.runtime, call.principal, call.stream
     payload = await read_payload(request)
     ensure_same_user(payload.get("user_id"), principal)
     status = stream.status_enum
