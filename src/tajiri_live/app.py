@@ -306,7 +306,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         pusher,
         build_sender(settings),
         Ingest(runtime),
-        CommentWriter(runtime.sessions),
+        CommentWriter(runtime.engine),
         GiftWriter(runtime),
         profile_writer,
         NodeSlot(settings.var_dir / "nodes"),
