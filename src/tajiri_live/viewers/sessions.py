@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.db import dialect_insert
@@ -71,8 +71,19 @@ async def record(
     opened: Sequence[ViewingSession] = (),
     closed: Sequence[ViewingSession] = (),
 ) -> None:
-    """Write visits' starts and ends, and commit. A start never undoes an end written first;
-    an end writes the whole row when its start has not arrived yet."""
+    """Write visits' starts and ends (`write_visits`), and commit."""
+    await write_visits(db, opened=opened, closed=closed)
+    await db.commit()
+
+
+async def write_visits(
+    db: AsyncSession | AsyncConnection,
+    *,
+    opened: Sequence[ViewingSession] = (),
+    closed: Sequence[ViewingSession] = (),
+) -> None:
+    """Write visits' starts and ends in the caller's transaction. A start never undoes an end
+    written first; an end writes the whole row when its start has not arrived yet."""
     insert = dialect_insert(db)
     if opened:
         await db.execute(
@@ -91,7 +102,6 @@ async def record(
             ),
             [s.row() for s in closed],
         )
-    await db.commit()
 
 
 class ViewerLog:
