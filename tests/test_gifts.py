@@ -440,3 +440,42 @@ async def test_a_database_connection_lost_under_a_batch_is_a_503(
     )
     assert answer.status_code == 503, answer.text
     assert answer.headers["Retry-After"] and "database" in answer.json()["message"]
+
+
+async def test_a_batch_written_again_in_halves_counts_each_keyed_gift_once(
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any, monkeypatch: Any
+) -> None:
+    """A batch the database refuses is written again in halves (core/batches.py); a keyed
+    gift's rate limit was counted in the first attempt and must not be counted again."""
+    from sqlalchemy.exc import IntegrityError
+
+    from tajiri_live.gifts import writer as gift_writer
+    from tajiri_live.gifts.writer import GiftOrder
+
+    stream_id, rose = await setup(client, auth, 1000)
+    other = 5
+    await credit(client, auth, other, 1000)
+    runtime.settings.gift_limit = 1  # a second count in the window would be a 429
+    insert_gifts = gift_writer._Batch._insert_gifts
+    attempts: list[int] = []
+
+    async def refuse_the_whole_batch(self: Any, paid: list[Any]) -> list[int]:
+        attempts.append(len(paid))
+        if len(paid) > 1:
+            raise IntegrityError("INSERT INTO stream_gifts", {}, Exception("refused"))
+        return await insert_gifts(self, paid)
+
+    monkeypatch.setattr(gift_writer._Batch, "_insert_gifts", refuse_the_whole_batch)
+    now = runtime.clock.now()
+    sent = await asyncio.gather(
+        *(
+            app.state.gift_writer.send(
+                GiftOrder(stream_id, user, rose, 1, None, now, key=f"k-{user}", fingerprint="f")
+            )
+            for user in (FAN, other)
+        )
+    )
+    assert attempts == [2, 1, 1]  # the batch, then each half
+    assert [s.answer["sender_id"] for s in sent] == [FAN, other]
+    assert [await balance(client, auth, u) for u in (FAN, other)] == [900, 900]
+    assert await balanced(runtime)

@@ -118,6 +118,9 @@ class GiftWriter:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._platform_wallet: int | None = None  # made by the migrations, never changes
+        # A keyed gift's rate-limit verdict, by the order's identity, while its request waits:
+        # a batch written again in halves (core/batches.py) must not count it again.
+        self._rate_verdicts: dict[int, ApiError | None] = {}
         # A gift the database refuses alone (a row it cannot hold) is answered alone; the
         # rest of its batch is paid.
         self._batches: GroupCommit[GiftOrder, Outcome] = GroupCommit(
@@ -131,7 +134,10 @@ class GiftWriter:
 
     async def send(self, order: GiftOrder) -> Sent:
         """The sent gift, once paid and committed; else its refusal (raised)."""
-        outcome = await self._batches.write(order)
+        try:
+            outcome = await self._batches.write(order)
+        finally:
+            self._rate_verdicts.pop(id(order), None)
         if isinstance(outcome, ApiError):
             raise outcome
         return outcome
@@ -148,7 +154,7 @@ class GiftWriter:
         # Core on a connection: a batch is a dozen statements, and the ORM session's
         # bookkeeping around each cost more than the statement.
         async with self.runtime.engine.begin() as connection:
-            settled = _Batch(self.runtime, connection, batch)
+            settled = _Batch(self.runtime, connection, batch, self._rate_verdicts)
             outcomes = await settled.pay(await self._platform(connection))
         for scores in settled.scores:
             await battles.announce_scores(self.runtime, scores)
@@ -188,6 +194,7 @@ class _Batch:
     runtime: Runtime
     connection: AsyncConnection
     orders: Sequence[GiftOrder]
+    rate_verdicts: dict[int, ApiError | None]  # the writer's, across attempts
     outcomes: list[Outcome | None] = field(init=False)
     scores: list[battles.Scores] = field(default_factory=list)
     claims: dict[int, int] = field(default_factory=dict)  # order -> its key's claim
@@ -328,10 +335,16 @@ class _Batch:
         a request answered already (the others were counted before they queued)."""
         for index in self.claims:
             order = self.orders[index]
-            try:
-                await enforce_gift_rate(self.runtime, order.stream_id, order.sender_id)
-            except ApiError as refusal:
-                self.outcomes[index] = refusal
+            if id(order) not in self.rate_verdicts:  # counted once, whatever the attempts
+                verdict: ApiError | None = None
+                try:
+                    await enforce_gift_rate(self.runtime, order.stream_id, order.sender_id)
+                except ApiError as limited:
+                    verdict = limited
+                self.rate_verdicts[id(order)] = verdict
+            counted = self.rate_verdicts[id(order)]
+            if counted is not None:
+                self.outcomes[index] = counted
 
     async def _settle_keys(self) -> None:
         """A paid gift's key keeps its answer; a refused one's key is given back (nothing
