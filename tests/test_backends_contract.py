@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from redisutil import delete_prefix, new_prefix, require_redis
 from tajiri_live.realtime.broker_memory import MemoryBroker
@@ -279,6 +280,44 @@ async def brokers(request: pytest.FixtureRequest) -> AsyncIterator[list[Any]]:
     for broker in pair:
         await broker.close()
     await client.aclose()
+
+
+async def test_a_join_storms_holds_are_applied_in_batches_in_the_order_asked(
+    redis_nodes: Callable[..., Any],
+) -> None:
+    node = await redis_nodes()
+    room, t = "stream:21", time.time()
+    members = [f"u:{n}" for n in range(300)]
+    held = await asyncio.gather(*(node.hold(room, m, at=t) for m in members))
+    assert all(h.counted and h.started is not None for h in held)
+    assert len({h.started.key for h in held}) == 300
+    assert node._changes.changes == 300
+    assert node._changes.batches < 30  # one script call per change would be 300
+    # A hold and its release asked together: the release is applied after the hold, so
+    # nobody is left counted (applied the other way round the hold would stay).
+    before = node._changes.batches
+    await asyncio.gather(node.hold(room, "u:late", at=t), node.release(room, "u:late", at=t))
+    assert node._changes.batches == before + 1  # the two changes went in one call
+    counts = await node.counts(room)
+    assert (counts.current, counts.visits, counts.peak) == (300, 301, 301)
+
+
+async def test_a_change_redis_refuses_fails_alone_in_its_batch(
+    redis_nodes: Callable[..., Any],
+) -> None:
+    node = await redis_nodes()
+    t = time.time()
+    # A room whose visits key is not a hash: Redis refuses every change to it.
+    await node._redis.set(node._key("visits", "stream:broken"), "x")
+    broken, fine = await asyncio.gather(
+        node.hold("stream:broken", "u:1", at=t),
+        node.hold("stream:22", "u:1", at=t),
+        return_exceptions=True,
+    )
+    assert isinstance(broken, ResponseError) and "WRONGTYPE" in str(broken)
+    assert node.local.get("stream:broken", "u:1") is None  # not kept as held
+    assert not isinstance(fine, BaseException) and fine.started is not None
+    assert (await node.counts("stream:22")).current == 1
 
 
 async def test_events_reach_every_node_in_order(brokers: list[Any]) -> None:

@@ -16,10 +16,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
+from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 
 from authservers import IntrospectionServer, JwksServer, SigningKey
 from laravel import MainAppDatabase, server_url
 from tajiri_live.app import create_app
+from tajiri_live.core.auth.jwt import TokenCodec
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.settings import Settings
@@ -605,3 +607,48 @@ async def test_tokens_with_absurd_expiries_and_unknown_streamers(
     )
     assert preference.status_code == 404
     assert (await client.post("/api/users/123456789/follow", headers=auth(5))).status_code == 404
+
+
+async def test_a_static_key_is_prepared_once_and_still_checks_every_token(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    intruder = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    prepared: list[str] = []
+    for algorithm in (HMACAlgorithm, RSAAlgorithm):
+        original = algorithm.prepare_key
+
+        def counting(self: Any, key: Any, _original: Any = original) -> Any:
+            prepared.append(type(self).__name__)
+            return _original(self, key)
+
+        monkeypatch.setattr(algorithm, "prepare_key", counting)
+    for secret, public, sign_key, algorithm, wrong_key in (
+        (settings.jwt_secret, None, settings.jwt_secret, "HS256", "another secret " * 4),
+        (None, public_pem, private, "RS256", intruder),
+    ):
+        prepared.clear()
+        codec = TokenCodec(
+            settings.model_copy(update={"jwt_secret": secret, "jwt_public_key": public})
+        )
+        tokens = [jwt.encode(claims(n), sign_key, algorithm=algorithm) for n in range(1, 51)]
+        prepared.clear()  # signing prepares the key too
+        for user_id, token in enumerate(tokens, start=1):
+            assert (await codec.verify(token)).user_id == user_id
+        assert len(prepared) == 1  # the key was read once for 50 tokens
+        forged = jwt.encode(claims(77), wrong_key, algorithm=algorithm)
+        with pytest.raises(ApiError) as refused:
+            await codec.verify(forged)
+        assert refused.value.status_code == 401
+        good = jwt.encode(claims(78), sign_key, algorithm=algorithm)
+        tampered = good.rsplit(".", 1)[0] + "." + good.rsplit(".", 1)[1][::-1]
+        with pytest.raises(ApiError):
+            await codec.verify(tampered)
+        expired = jwt.encode(claims(79, exp=int(time.time()) - 60), sign_key, algorithm=algorithm)
+        with pytest.raises(ApiError, match="expired"):
+            await codec.verify(expired)

@@ -12,11 +12,17 @@ shard), as for the rest of this backend.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from tajiri_live.realtime.presence import (
     Beat,
@@ -83,59 +89,88 @@ local function unhold(room, member, holder)
 end
 """
 
-# ARGV: prefix, room, member, holder, key, at, address, region, cap, doubt_ms, expiry
-# -> {0} not counted, {-1} this node is not registered, {1, started, info}
-ADD = (
-    PRELUDE
-    + """
-local room, member, holder = ARGV[2], ARGV[3], ARGV[4]
-if redis.call('SISMEMBER', K('staff', room), member) == 1 then return {0} end
-if holder ~= 'rest' and not redis.call('ZSCORE', NODES, holder) then return {-1} end
-local info = redis.call('HGET', K('visits', room), member)
-local started = 0
-if not info then
-  local addr = ARGV[7]
-  if addr ~= '' then
-    if tonumber(redis.call('HGET', K('addrs', room), addr) or '0') >= tonumber(ARGV[9]) then
-      return {0}
+# The changes to holds, as functions: a node's changes are applied in batches (`APPLY`).
+CHANGES = """
+-- -> {0} not counted, {-1} the holder node is not registered, {1, started, info}
+local function add(room, member, holder, key, at, addr, region, expiry, cap, doubt_ms)
+  if redis.call('SISMEMBER', K('staff', room), member) == 1 then return {0} end
+  if holder ~= 'rest' and not redis.call('ZSCORE', NODES, holder) then return {-1} end
+  local info = redis.call('HGET', K('visits', room), member)
+  local started = 0
+  if not info then
+    if addr ~= '' then
+      if tonumber(redis.call('HGET', K('addrs', room), addr) or '0') >= cap then
+        return {0}
+      end
+      redis.call('HINCRBY', K('addrs', room), addr, 1)
     end
-    redis.call('HINCRBY', K('addrs', room), addr, 1)
+    info = key .. '|' .. at .. '|' .. addr .. '|' .. region
+    redis.call('HSET', K('visits', room), member, info)
+    redis.call('INCR', K('total', room))
+    redis.call('PFADD', K('unique', room), member)
+    redis.call('SADD', ROOMS, room)
+    started = 1
   end
-  info = ARGV[5] .. '|' .. ARGV[6] .. '|' .. addr .. '|' .. ARGV[8]
-  redis.call('HSET', K('visits', room), member, info)
-  redis.call('INCR', K('total', room))
-  redis.call('PFADD', K('unique', room), member)
-  redis.call('SADD', ROOMS, room)
-  started = 1
+  if redis.call('HSETNX', K('holds', room), member .. '|' .. holder, '1') == 1 then
+    redis.call('HINCRBY', K('refs', room), member, 1)
+    if holder ~= 'rest' then redis.call('SADD', INDEX(holder), room .. '|' .. member) end
+  end
+  if holder == 'rest' then redis.call('ZADD', TIMED, 'GT', expiry, room .. '|' .. member) end
+  raise_peak(room, doubt_ms)
+  return {1, started, info}
 end
-if redis.call('HSETNX', K('holds', room), member .. '|' .. holder, '1') == 1 then
-  redis.call('HINCRBY', K('refs', room), member, 1)
-  if holder ~= 'rest' then redis.call('SADD', INDEX(holder), room .. '|' .. member) end
+
+-- -> the ended visit's info, or false
+local function exclude(room, member)
+  redis.call('SADD', K('staff', room), member)
+  local holders, cursor = {}, '0'
+  repeat
+    local page = redis.call('HSCAN', K('holds', room), cursor, 'MATCH', member .. '|*',
+      'COUNT', 1000)
+    cursor = page[1]
+    for i = 1, #page[2], 2 do table.insert(holders, string.sub(page[2][i], #member + 2)) end
+  until cursor == '0'
+  local ended = false
+  for _, holder in ipairs(holders) do ended = unhold(room, member, holder) or ended end
+  return ended
 end
-if holder == 'rest' then redis.call('ZADD', TIMED, 'GT', ARGV[11], room .. '|' .. member) end
-raise_peak(room, tonumber(ARGV[10]))
-return {1, started, info}
 """
-)
 
-# ARGV: prefix, room, member, holder -> the ended visit's info, or nil
-REMOVE = PRELUDE + "return unhold(ARGV[2], ARGV[3], ARGV[4])"
-
-# ARGV: prefix, room, member -> the ended visit's info, or nil
-EXCLUDE = (
+# ARGV: prefix, address cap, doubt_ms, then the changes in the order they were asked for, each
+# an opcode and its arguments: `a` room member holder key at address region expiry (add), `r`
+# room member holder (remove), `x` room member (exclude), `i` room member (count again).
+# -> one reply per change: add's table, the ended visit's info or '' for the others, or
+# {'err', message} for a change that failed (the changes after it are still applied).
+APPLY = (
     PRELUDE
+    + CHANGES
     + """
-local room, member = ARGV[2], ARGV[3]
-redis.call('SADD', K('staff', room), member)
-local holders, cursor = {}, '0'
-repeat
-  local page = redis.call('HSCAN', K('holds', room), cursor, 'MATCH', member .. '|*', 'COUNT', 1000)
-  cursor = page[1]
-  for i = 1, #page[2], 2 do table.insert(holders, string.sub(page[2][i], #member + 2)) end
-until cursor == '0'
-local ended = false
-for _, holder in ipairs(holders) do ended = unhold(room, member, holder) or ended end
-return ended
+local cap, doubt_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
+local replies, i = {}, 4
+while i <= #ARGV do
+  local op, ok, reply = ARGV[i]
+  if op == 'a' then
+    ok, reply = pcall(add, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+      ARGV[i + 6], ARGV[i + 7], ARGV[i + 8], cap, doubt_ms)
+    i = i + 9
+  elseif op == 'r' then
+    ok, reply = pcall(unhold, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
+  elseif op == 'i' then
+    ok, reply = pcall(redis.call, 'SREM', K('staff', ARGV[i + 1]), ARGV[i + 2])
+    i = i + 3
+  else
+    ok, reply = pcall(exclude, ARGV[i + 1], ARGV[i + 2])
+    i = i + 3
+  end
+  if not ok then
+    reply = {'err', type(reply) == 'table' and tostring(reply.err) or tostring(reply)}
+  elseif not reply then
+    reply = ''
+  end
+  table.insert(replies, reply)
+end
+return replies
 """
 )
 
@@ -282,6 +317,83 @@ return 1
 """
 
 
+MAX_CHANGES = 200  # changes applied by one script call
+
+
+class ChangeFailed(ResponseError):
+    """Redis refused one change of a batch (the others were applied)."""
+
+
+@dataclass(eq=False)
+class _Change:
+    args: tuple[str, ...]
+    done: asyncio.Future[Any]
+
+
+class ChangeBatches:
+    """A node's changes to holds, applied in the order they were asked for, one script call
+    a batch: what is asked while a batch is applied goes in the next one. A join storm asks
+    for thousands a second, and a script call costs the node more than the script costs
+    Redis. One batch at a time, so a member's hold and its release never pass each other."""
+
+    def __init__(self, script: AsyncScript, prefix: str, address_cap: int, doubt_ms: int) -> None:
+        self._script = script
+        self._head = [prefix, str(address_cap), str(doubt_ms)]
+        self._queue: deque[_Change] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0  # script calls made, and the changes they applied
+        self.changes = 0
+
+    async def apply(self, *args: str) -> Any:
+        """The change's reply once its batch is applied."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="presence.changes")
+        change = _Change(args, asyncio.get_running_loop().create_future())
+        self._queue.append(change)
+        self._wake.set()
+        return await change.done
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(MAX_CHANGES, len(self._queue)))]
+                await self._apply(batch)
+
+    async def _apply(self, batch: list[_Change]) -> None:
+        args = list(self._head)
+        for change in batch:
+            args += change.args
+        self.batches += 1
+        self.changes += len(batch)
+        try:
+            replies = await self._script(keys=[], args=args)
+        except asyncio.CancelledError:
+            for change in batch:
+                change.done.cancel()
+            raise
+        except Exception as exc:  # Redis is away: each waiting caller hears it
+            for change in batch:
+                if not change.done.done():
+                    change.done.set_exception(exc)
+            return
+        for change, reply in zip(batch, replies, strict=True):
+            if change.done.done():
+                continue
+            if isinstance(reply, list) and reply and reply[0] in (b"err", "err"):
+                change.done.set_exception(ChangeFailed(_text(reply[1])))
+            else:
+                change.done.set_result(reply)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -309,9 +421,6 @@ class RedisPresence(NodePresence):
         self._scripts = {
             name: redis.register_script(body)
             for name, body in {
-                "add": ADD,
-                "remove": REMOVE,
-                "exclude": EXCLUDE,
                 "register": REGISTER,
                 "heartbeat": HEARTBEAT,
                 "detect": DETECT,
@@ -324,6 +433,9 @@ class RedisPresence(NodePresence):
             }.items()
         }
         self._publish = redis.register_script(PUBLISH_SCRIPT)
+        self._changes = ChangeBatches(
+            redis.register_script(APPLY), prefix, address_cap, self._doubt_ms
+        )
 
     async def _run(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](keys=[], args=[self._prefix, *args])
@@ -394,8 +506,8 @@ class RedisPresence(NodePresence):
         hold: LocalHold,
         expiry: float | None,
     ) -> Held:
-        reply = await self._run(
-            "add",
+        reply = await self._changes.apply(
+            "a",
             room,
             member,
             holder,
@@ -403,8 +515,6 @@ class RedisPresence(NodePresence):
             repr(at),
             hold.address or "",
             hold.region or "",
-            self.address_cap,
-            self._doubt_ms,
             repr(expiry) if expiry is not None else "",
         )
         status = int(reply[0])
@@ -420,15 +530,15 @@ class RedisPresence(NodePresence):
         return Held(True, visit)
 
     async def _remove(self, room: str, member: str, holder: str, *, at: float) -> Visit | None:
-        info = await self._run("remove", room, member, holder)
+        info = await self._changes.apply("r", room, member, holder)
         return parse_visit(room, member, _text(info), ended_at=at)[0] if info else None
 
     async def _exclude(self, room: str, member: str, *, at: float) -> Visit | None:
-        info = await self._run("exclude", room, member)
+        info = await self._changes.apply("x", room, member)
         return parse_visit(room, member, _text(info), ended_at=at)[0] if info else None
 
     async def include(self, room: str, member: str) -> None:
-        await self._redis.srem(self._key("staff", room), member)
+        await self._changes.apply("i", room, member)
 
     # --- lapsed holds and dead nodes -------------------------------------------------------
 
@@ -496,4 +606,4 @@ class RedisPresence(NodePresence):
         return bool(won)
 
     async def close(self) -> None:
-        return None
+        await self._changes.close()

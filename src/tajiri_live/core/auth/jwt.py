@@ -4,11 +4,15 @@ secret, RS256/ES256 public key) or keys from a JWKS endpoint."""
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
 import orjson
+from jwt.algorithms import get_default_algorithms
 
 from tajiri_live.core.auth.jwks import JwksKeys, KeysUnavailable
 from tajiri_live.core.auth.principal import JWT, Principal, profile_text
@@ -46,12 +50,38 @@ def unverified_header(token: str) -> dict[str, Any] | None:
     return header
 
 
+def prepared_key_jwt() -> jwt.PyJWT:
+    """A PyJWT whose algorithms prepare each key once. PyJWT prepares the key at every check
+    and signature (an HMAC secret is parsed as JSON and matched against two patterns, a PEM
+    key is loaded): half of what checking a token costs. The keys are the configured ones,
+    the JWKS's and the viewer tokens'."""
+    codec = jwt.PyJWT()
+    signatures = codec._jws  # PyJWT's own signature checker: it has no public setter
+    for name, algorithm in get_default_algorithms().items():
+        prepared = copy.copy(algorithm)
+        prepared.prepare_key = _once_per_key(algorithm.prepare_key)  # type: ignore[method-assign, assignment]
+        signatures.unregister_algorithm(name)
+        signatures.register_algorithm(name, prepared)
+    return codec
+
+
+def _once_per_key(prepare: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    remembered = functools.lru_cache(maxsize=16)(prepare)
+
+    def prepare_key(key: Any) -> Any:
+        # Text and bytes are what PyJWT parses; a key object is returned as it is.
+        return remembered(key) if isinstance(key, str | bytes) else prepare(key)
+
+    return prepare_key
+
+
 class TokenCodec:
     """Signs and verifies the service's bearer JWTs. Verified tokens are remembered until they
     expire: the signature check is the costliest step of a small request."""
 
     def __init__(self, settings: Settings, *, jwks: JwksKeys | None = None) -> None:
         self._verified: dict[str, tuple[Principal, float]] = {}
+        self._jwt = prepared_key_jwt()
         self._algorithm = settings.signing_algorithm()
         self._verify_key = settings.jwt_public_key or settings.jwt_secret
         self._sign_key = settings.jwt_private_key or settings.jwt_secret
@@ -105,7 +135,7 @@ class TokenCodec:
         claims.update({k: v for k, v in optional.items() if v is not None})
         if admin:
             claims["admin"] = True
-        return jwt.encode(claims, self._sign_key, algorithm=self._algorithm)
+        return self._jwt.encode(claims, self._sign_key, algorithm=self._algorithm)
 
     def decode(self, token: str) -> Principal:
         """Verify with the static key (no JWKS): for callers that cannot wait."""
@@ -166,7 +196,7 @@ class TokenCodec:
 
     def _claims(self, token: str, key: Any, algorithms: list[str]) -> dict[str, Any]:
         try:
-            claims: dict[str, Any] = jwt.decode(
+            claims: dict[str, Any] = self._jwt.decode(
                 token,
                 key,
                 algorithms=algorithms,

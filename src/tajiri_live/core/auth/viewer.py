@@ -14,7 +14,12 @@ from typing import Any
 
 import jwt
 
-from tajiri_live.core.auth.jwt import VIEWER_TOKEN_TYPE, _user_id, unverified_header
+from tajiri_live.core.auth.jwt import (
+    VIEWER_TOKEN_TYPE,
+    _user_id,
+    prepared_key_jwt,
+    unverified_header,
+)
 from tajiri_live.core.auth.principal import (
     INTROSPECTION,
     LEGACY,
@@ -38,6 +43,7 @@ class ViewerTokens:
         self, secret: str, *, ttl_seconds: float, unchecked_ttl_seconds: float | None = None
     ) -> None:
         self._secret = secret
+        self._jwt = prepared_key_jwt()
         self._ttl = ttl_seconds
         self._unchecked_ttl = unchecked_ttl_seconds or ttl_seconds
 
@@ -62,7 +68,7 @@ class ViewerTokens:
             "picture": principal.picture,
             "region": principal.region,
         }
-        return jwt.encode(
+        return self._jwt.encode(
             {k: v for k, v in claims.items() if v is not None},
             self._secret,
             algorithm=ALGORITHM,
@@ -75,7 +81,7 @@ class ViewerTokens:
         if not is_viewer_token(token):
             return None
         try:
-            claims = jwt.decode(
+            claims = self._jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
