@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from redisutil import delete_prefix, new_prefix, require_redis
+from tajiri_live.core.ratelimit import RedisRateLimiter
 from tajiri_live.realtime.broker_memory import MemoryBroker
 from tajiri_live.realtime.broker_redis import RedisBroker
 from tajiri_live.realtime.events import Event
@@ -291,13 +292,13 @@ async def test_a_join_storms_holds_are_applied_in_batches_in_the_order_asked(
     held = await asyncio.gather(*(node.hold(room, m, at=t) for m in members))
     assert all(h.counted and h.started is not None for h in held)
     assert len({h.started.key for h in held}) == 300
-    assert node._changes.changes == 300
-    assert node._changes.batches < 30  # one script call per change would be 300
+    assert node._changes.items == 300
+    assert node._changes.calls < 30  # one script call per change would be 300
     # A hold and its release asked together: the release is applied after the hold, so
     # nobody is left counted (applied the other way round the hold would stay).
-    before = node._changes.batches
+    before = node._changes.calls
     await asyncio.gather(node.hold(room, "u:late", at=t), node.release(room, "u:late", at=t))
-    assert node._changes.batches == before + 1  # the two changes went in one call
+    assert node._changes.calls == before + 1  # the two changes went in one call
     counts = await node.counts(room)
     assert (counts.current, counts.visits, counts.peak) == (300, 301, 301)
 
@@ -338,6 +339,61 @@ async def test_events_reach_every_node_in_order(brokers: list[Any]) -> None:
         await brokers[0].publish(Event("stream.1", "gift_sent", {"n": n}, also=("streams",)))
     await asyncio.wait_for(done.wait(), 5)
     assert seen[0] == list(range(10)) and seen[1] == list(range(10))
+
+
+async def test_a_burst_of_events_goes_out_in_order_in_few_calls_and_closing_sends_the_rest() -> (
+    None
+):
+    url = require_redis()
+    prefix = new_prefix()
+    client = Redis.from_url(url)
+    publisher, listener = RedisBroker(client, prefix=prefix), RedisBroker(client, prefix=prefix)
+    received: list[int] = []
+    all_in = asyncio.Event()
+    try:
+
+        async def handle(event: Event) -> None:
+            received.append(event.data["n"])
+            if len(received) == 320:
+                all_in.set()
+
+        await listener.start(handle)
+        await asyncio.gather(
+            *(publisher.publish(Event("stream.1", "new_comment", {"n": n})) for n in range(300))
+        )
+        assert publisher._publishes.items == 300 and publisher._publishes.calls < 60
+        # Published and not awaited, then closed at once: closing sends them first.
+        late = [
+            asyncio.create_task(publisher.publish(Event("stream.1", "new_comment", {"n": n})))
+            for n in range(300, 320)
+        ]
+        await asyncio.sleep(0)
+        await publisher.close()
+        await asyncio.gather(*late)
+        await asyncio.wait_for(all_in.wait(), 5)
+        assert received == list(range(320))
+    finally:
+        await listener.close()
+        await client.aclose()
+
+
+async def test_concurrent_hits_on_one_limit_admit_exactly_the_limit() -> None:
+    url = require_redis()
+    prefix = new_prefix()
+    client = Redis.from_url(url)
+    limiter = RedisRateLimiter(client, prefix=prefix)
+    try:
+        waits = await asyncio.gather(
+            *(limiter.hit("comment:1:7", limit=20, window=30) for _ in range(50)),
+            limiter.hit("comment:1:8", limit=20, window=30),
+        )
+        assert waits.count(0.0) == 21  # 20 of the first person's, and the other person's one
+        assert all(0 < wait <= 30 for wait in waits if wait)
+        assert limiter._hits.calls < 51
+    finally:
+        await limiter.close()
+        await client.aclose()
+        await delete_prefix(url, prefix)
 
 
 async def test_redis_subscription_comes_back_after_its_connection_is_killed() -> None:

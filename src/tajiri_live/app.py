@@ -221,6 +221,7 @@ class Services:
         await self.coalescer.close()  # its last values, before the broker closes
         await self.runtime.broker.close()
         await self.runtime.presence.close()
+        await self.runtime.limiter.close()
         await self.runtime.channels.close()
         await self.push.close()
         await self.ingest.close()

@@ -10,23 +10,37 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from tajiri_live.core.errors import ApiError
+from tajiri_live.core.scriptbatch import LUA_ITEM_ERROR, ScriptBatches
 
-# Count a hit; when over the limit, answer how long until the window resets (ms).
-HIT_SCRIPT = """
-local hits = redis.call('INCR', KEYS[1])
-if hits == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if hits > tonumber(ARGV[1]) then
-  local left = redis.call('PTTL', KEYS[1])
-  if left < 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    left = tonumber(ARGV[2])
+# ARGV: prefix, then per hit: key, limit, window (ms). Counts each hit; answers per hit 0,
+# or when over the limit how long until its window resets (ms).
+HITS_SCRIPT = (
+    LUA_ITEM_ERROR
+    + """
+local function hit(key, limit, window)
+  local hits = redis.call('INCR', key)
+  if hits == 1 then
+    redis.call('PEXPIRE', key, window)
   end
-  return left
+  if hits > tonumber(limit) then
+    local left = redis.call('PTTL', key)
+    if left < 0 then
+      redis.call('PEXPIRE', key, window)
+      left = tonumber(window)
+    end
+    return left
+  end
+  return 0
 end
-return 0
+
+local replies = {}
+for i = 2, #ARGV, 3 do
+  local ok, reply = pcall(hit, ARGV[1] .. 'rate:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  table.insert(replies, ok and reply or item_error(reply))
+end
+return replies
 """
+)
 
 
 class RateLimiter(Protocol):
@@ -36,6 +50,8 @@ class RateLimiter(Protocol):
     async def hit(self, key: str, *, limit: int, window: float) -> float:
         """Count a hit: 0 if allowed, else the seconds to wait before the next one."""
         ...
+
+    async def close(self) -> None: ...
 
 
 class MemoryRateLimiter:
@@ -54,17 +70,21 @@ class MemoryRateLimiter:
         self._windows[key] = (ends, hits)
         return 0.0 if hits <= limit else ends - now
 
+    async def close(self) -> None:
+        return None
+
 
 class RedisRateLimiter:
     def __init__(self, redis: Redis, *, prefix: str) -> None:
-        self._prefix = prefix
-        self._hit = redis.register_script(HIT_SCRIPT)
+        # The hits of concurrent requests, one script call for all (core/scriptbatch.py).
+        self._hits = ScriptBatches("rate-limits", redis.register_script(HITS_SCRIPT), [prefix])
 
     async def hit(self, key: str, *, limit: int, window: float) -> float:
-        left_ms = await self._hit(
-            keys=[f"{self._prefix}rate:{key}"], args=[limit, max(1, int(window * 1000))]
-        )
+        left_ms = await self._hits.call(key, limit, max(1, int(window * 1000)))
         return int(left_ms) / 1000
+
+    async def close(self) -> None:
+        await self._hits.close()
 
 
 def retry_after_header(seconds: float) -> str:

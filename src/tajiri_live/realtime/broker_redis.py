@@ -15,6 +15,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from tajiri_live.core.scriptbatch import ScriptBatches
 from tajiri_live.realtime.broker import EventHandler
 from tajiri_live.realtime.events import Event
 
@@ -22,6 +23,14 @@ log = logging.getLogger(__name__)
 
 RETRY_MIN_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
+
+# ARGV: the channel, then the events in the order they were published.
+PUBLISH_MANY = """
+for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end
+local replies = {}
+for i = 2, #ARGV do replies[i - 1] = 0 end
+return replies
+"""
 
 
 def encode_event(event: Event) -> bytes:
@@ -61,6 +70,10 @@ class RedisBroker:
     def __init__(self, redis: Redis, *, prefix: str) -> None:
         self._redis = redis
         self._channel = f"{prefix}events"
+        # The events of concurrent requests, one script call for all, in publishing order.
+        self._publishes = ScriptBatches(
+            "broker", redis.register_script(PUBLISH_MANY), [self._channel]
+        )
         self._handler: EventHandler | None = None
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -108,7 +121,7 @@ class RedisBroker:
 
     async def publish(self, event: Event) -> None:
         try:
-            await self._redis.publish(self._channel, encode_event(event))
+            await self._publishes.call(encode_event(event))
         except (RedisError, OSError):
             # Redis is down: this node's own sockets still hear it; other nodes miss it.
             log.warning("redis publish failed for %s; delivering locally only", event.name)
@@ -116,6 +129,7 @@ class RedisBroker:
                 await self._handler(event)
 
     async def close(self) -> None:
+        await self._publishes.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

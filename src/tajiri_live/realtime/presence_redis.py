@@ -12,18 +12,13 @@ shard), as for the rest of this backend.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
-from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import ResponseError
 
+from tajiri_live.core.scriptbatch import LUA_ITEM_ERROR, ScriptBatches
 from tajiri_live.realtime.presence import (
     Beat,
     Held,
@@ -144,6 +139,7 @@ end
 APPLY = (
     PRELUDE
     + CHANGES
+    + LUA_ITEM_ERROR
     + """
 local cap, doubt_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
 local replies, i = {}, 4
@@ -164,7 +160,7 @@ while i <= #ARGV do
     i = i + 3
   end
   if not ok then
-    reply = {'err', type(reply) == 'table' and tostring(reply.err) or tostring(reply)}
+    reply = item_error(reply)
   elseif not reply then
     reply = ''
   end
@@ -317,83 +313,6 @@ return 1
 """
 
 
-MAX_CHANGES = 200  # changes applied by one script call
-
-
-class ChangeFailed(ResponseError):
-    """Redis refused one change of a batch (the others were applied)."""
-
-
-@dataclass(eq=False)
-class _Change:
-    args: tuple[str, ...]
-    done: asyncio.Future[Any]
-
-
-class ChangeBatches:
-    """A node's changes to holds, applied in the order they were asked for, one script call
-    a batch: what is asked while a batch is applied goes in the next one. A join storm asks
-    for thousands a second, and a script call costs the node more than the script costs
-    Redis. One batch at a time, so a member's hold and its release never pass each other."""
-
-    def __init__(self, script: AsyncScript, prefix: str, address_cap: int, doubt_ms: int) -> None:
-        self._script = script
-        self._head = [prefix, str(address_cap), str(doubt_ms)]
-        self._queue: deque[_Change] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0  # script calls made, and the changes they applied
-        self.changes = 0
-
-    async def apply(self, *args: str) -> Any:
-        """The change's reply once its batch is applied."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="presence.changes")
-        change = _Change(args, asyncio.get_running_loop().create_future())
-        self._queue.append(change)
-        self._wake.set()
-        return await change.done
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(MAX_CHANGES, len(self._queue)))]
-                await self._apply(batch)
-
-    async def _apply(self, batch: list[_Change]) -> None:
-        args = list(self._head)
-        for change in batch:
-            args += change.args
-        self.batches += 1
-        self.changes += len(batch)
-        try:
-            replies = await self._script(keys=[], args=args)
-        except asyncio.CancelledError:
-            for change in batch:
-                change.done.cancel()
-            raise
-        except Exception as exc:  # Redis is away: each waiting caller hears it
-            for change in batch:
-                if not change.done.done():
-                    change.done.set_exception(exc)
-            return
-        for change, reply in zip(batch, replies, strict=True):
-            if change.done.done():
-                continue
-            if isinstance(reply, list) and reply and reply[0] in (b"err", "err"):
-                change.done.set_exception(ChangeFailed(_text(reply[1])))
-            else:
-                change.done.set_result(reply)
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -433,8 +352,9 @@ class RedisPresence(NodePresence):
             }.items()
         }
         self._publish = redis.register_script(PUBLISH_SCRIPT)
-        self._changes = ChangeBatches(
-            redis.register_script(APPLY), prefix, address_cap, self._doubt_ms
+        # Every change to holds, in the order asked, a batch per script call.
+        self._changes = ScriptBatches(
+            "presence", redis.register_script(APPLY), [prefix, address_cap, self._doubt_ms]
         )
 
     async def _run(self, name: str, *args: Any) -> Any:
@@ -506,7 +426,7 @@ class RedisPresence(NodePresence):
         hold: LocalHold,
         expiry: float | None,
     ) -> Held:
-        reply = await self._changes.apply(
+        reply = await self._changes.call(
             "a",
             room,
             member,
@@ -530,15 +450,15 @@ class RedisPresence(NodePresence):
         return Held(True, visit)
 
     async def _remove(self, room: str, member: str, holder: str, *, at: float) -> Visit | None:
-        info = await self._changes.apply("r", room, member, holder)
+        info = await self._changes.call("r", room, member, holder)
         return parse_visit(room, member, _text(info), ended_at=at)[0] if info else None
 
     async def _exclude(self, room: str, member: str, *, at: float) -> Visit | None:
-        info = await self._changes.apply("x", room, member)
+        info = await self._changes.call("x", room, member)
         return parse_visit(room, member, _text(info), ended_at=at)[0] if info else None
 
     async def include(self, room: str, member: str) -> None:
-        await self._changes.apply("i", room, member)
+        await self._changes.call("i", room, member)
 
     # --- lapsed holds and dead nodes -------------------------------------------------------
 
