@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+import timeit
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -21,6 +22,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def host_speed_ms() -> float:
+    """How fast one core of this host runs plain Python: milliseconds to sum a million
+    integers (best of five). Figures from different hosts compare only through it."""
+    return min(timeit.repeat("sum(range(10**6))", number=1, repeat=5)) * 1000
+
+
+def host_speed_line() -> str:
+    return f"Host speed: one core sums a million integers in {host_speed_ms():.1f} ms."
+
+
 def write_doc_block(name: str, command: str, report: str, where: str = "") -> None:
     """Replace the `<!-- name:start -->…<!-- name:end -->` block of docs/benchmarks.md."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -28,5 +39,6 @@ def write_doc_block(name: str, command: str, report: str, where: str = "") -> No
     if start not in text:
         raise SystemExit(f"docs/benchmarks.md has no {start} block")
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    block = f"{start}\nLatest run ({stamp}, `{command}`{where}):\n\n{report}{end}"
+    speed = f"{host_speed_ms():.1f} ms to sum a million integers"
+    block = f"{start}\nLatest run ({stamp}, `{command}`{where}; host: {speed}):\n\n{report}{end}"
     DOCS.write_text(re.sub(f"{start}.*?{end}", lambda _: block, text, flags=re.S))

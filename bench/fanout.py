@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from common import free_port, write_doc_block  # noqa: E402
+from common import free_port, host_speed_line, write_doc_block  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
@@ -576,6 +576,7 @@ def main() -> None:
     report += bars(ours, naive, idle, args)
     report += budget_bars(ours, args)
     print(report)
+    print(host_speed_line())
     if args.write_docs:
         write_docs(report, args)
     for row in ours:

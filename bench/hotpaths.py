@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import write_doc_block  # noqa: E402
+from common import host_speed_line, write_doc_block  # noqa: E402
 from engagement import (  # noqa: E402
     FrameCounter,
     bench_server,
@@ -250,6 +250,7 @@ def main() -> None:
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend, pinned)
     print(text)
+    print(host_speed_line())
     print(json.dumps(result))
     if args.write_docs:
         command = f"bench/hotpaths.py --clients {args.clients} --seconds {args.seconds:g}"
