@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import time
@@ -22,9 +23,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@functools.cache
 def host_speed_ms() -> float:
     """How fast one core of this host runs plain Python: milliseconds to sum a million
-    integers (best of five). Figures from different hosts compare only through it."""
+    integers (best of five), measured once, before the run (a busy second core slows this
+    one: the two may share a physical core). Figures from different hosts compare only
+    through it."""
     return min(timeit.repeat("sum(range(10**6))", number=1, repeat=5)) * 1000
 
 

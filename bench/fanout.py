@@ -417,6 +417,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
+    print(host_speed_line(), flush=True)  # measured while the host is quiet
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--viewers", type=int, default=5000)
     parser.add_argument("--rate", type=int, default=100, help="events per second")
@@ -576,7 +577,6 @@ def main() -> None:
     report += bars(ours, naive, idle, args)
     report += budget_bars(ours, args)
     print(report)
-    print(host_speed_line())
     if args.write_docs:
         write_docs(report, args)
     for row in ours:

@@ -231,6 +231,7 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinne
 
 
 def main() -> None:
+    print(host_speed_line(), flush=True)  # measured while the host is quiet
     parser = closed_loop_arguments(__doc__)
     parser.add_argument("--no-pin", action="store_true", help="leave both on every core")
     parser.add_argument(
@@ -250,7 +251,6 @@ def main() -> None:
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend, pinned)
     print(text)
-    print(host_speed_line())
     print(json.dumps(result))
     if args.write_docs:
         command = f"bench/hotpaths.py --clients {args.clients} --seconds {args.seconds:g}"
