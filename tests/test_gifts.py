@@ -169,7 +169,7 @@ async def test_concurrent_gifts_never_overdraw(
     runtime.settings.gift_limit = 10**6  # the storm is the point, not the rate limit
     covered = requests // 2
     stream_id, rose = await setup(client, auth, covered * ROSE_PRICE)
-    writer = app.state.gift_writer
+    writer = app.state.payment_writer
 
     async def gift() -> int:
         headers = {**auth(FAN), "Idempotency-Key": uuid.uuid4().hex} if keyed else auth(FAN)
@@ -278,7 +278,7 @@ async def test_a_batch_decides_each_gift_on_its_own(
         f"/api/streams/{stream_id}/bans", json={"user_id": banned}, headers=auth(OWNER)
     )
     assert ban.status_code in (200, 201), ban.text
-    writer = app.state.gift_writer
+    writer = app.state.payment_writer
     now = runtime.clock.now()
 
     def order(sender: int, gift_id: int = rose, quantity: int = 1) -> GiftOrder:
@@ -330,7 +330,7 @@ async def test_a_gift_waiting_for_its_batch_never_lands_on_an_ended_stream(
     ended = await client.post(f"/api/streams/{stream_id}/end", headers=auth(OWNER))
     assert ended.status_code == 200, ended.text
     with pytest.raises(ApiError) as refused:
-        await app.state.gift_writer.send(
+        await app.state.payment_writer.send(
             GiftOrder(stream_id, FAN, rose, 1, None, runtime.clock.now())
         )
     assert refused.value.status_code == 403 and "live" in refused.value.message
@@ -367,7 +367,7 @@ async def test_a_retry_queued_behind_another_body_with_its_key_is_replayed(
     from tajiri_live.gifts.writer import GiftOrder, Sent
 
     stream_id, rose = await setup(client, auth, 1000)
-    writer = app.state.gift_writer
+    writer = app.state.payment_writer
     now = runtime.clock.now()
 
     def order(quantity: int) -> GiftOrder:
@@ -393,7 +393,7 @@ async def test_two_bodies_with_one_new_key_in_one_batch_pay_the_first_once(
     from tajiri_live.gifts.writer import GiftOrder, Sent
 
     stream_id, rose = await setup(client, auth, 1000)
-    writer = app.state.gift_writer
+    writer = app.state.payment_writer
     now = runtime.clock.now()
 
     def order(quantity: int) -> GiftOrder:
@@ -434,7 +434,7 @@ async def test_a_database_connection_lost_under_a_batch_is_a_503(
             connection_invalidated=True,
         )
 
-    monkeypatch.setattr(app.state.gift_writer.batches, "_write_items", lost)
+    monkeypatch.setattr(app.state.payment_writer.batches, "_write_items", lost)
     answer = await client.post(
         f"/api/streams/{stream_id}/gifts", json={"gift_id": rose}, headers=auth(FAN)
     )
@@ -449,14 +449,14 @@ async def test_a_batch_written_again_in_halves_counts_each_keyed_gift_once(
     gift's rate limit was counted in the first attempt and must not be counted again."""
     from sqlalchemy.exc import IntegrityError
 
-    from tajiri_live.gifts import writer as gift_writer
+    from tajiri_live.gifts import writer as payment_writer
     from tajiri_live.gifts.writer import GiftOrder
 
     stream_id, rose = await setup(client, auth, 1000)
     other = 5
     await credit(client, auth, other, 1000)
     runtime.settings.gift_limit = 1  # a second count in the window would be a 429
-    insert_gifts = gift_writer._Batch._insert_gifts
+    insert_gifts = payment_writer._Batch._insert_gifts
     attempts: list[int] = []
 
     async def refuse_the_whole_batch(self: Any, paid: list[Any]) -> list[int]:
@@ -465,11 +465,11 @@ async def test_a_batch_written_again_in_halves_counts_each_keyed_gift_once(
             raise IntegrityError("INSERT INTO stream_gifts", {}, Exception("refused"))
         return await insert_gifts(self, paid)
 
-    monkeypatch.setattr(gift_writer._Batch, "_insert_gifts", refuse_the_whole_batch)
+    monkeypatch.setattr(payment_writer._Batch, "_insert_gifts", refuse_the_whole_batch)
     now = runtime.clock.now()
     sent = await asyncio.gather(
         *(
-            app.state.gift_writer.send(
+            app.state.payment_writer.send(
                 GiftOrder(stream_id, user, rose, 1, None, now, key=f"k-{user}", fingerprint="f")
             )
             for user in (FAN, other)

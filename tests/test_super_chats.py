@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from dbutil import backend
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.realtime.events import GIFT_SENT, SUPER_CHAT_SENT, Event
+from tajiri_live.wallet.models import LedgerTransaction
 from tajiri_live.wallet.service import ledger_is_balanced
 
 OWNER, FAN, COHOST, ADMIN = 1, 2, 3, 9
@@ -367,6 +369,53 @@ async def test_analytics_put_super_chat_revenue_beside_gift_revenue(
     assert report["total_revenue"] == report["revenue"]["gross"] == 10_100
     assert report["revenue"]["creator_share"] == 7_070
     assert await balance(client, auth, OWNER) == 7_070
+
+
+async def test_super_chats_and_gifts_share_payment_batches_each_with_its_own_rows(
+    app: Any, client: httpx.AsyncClient, auth: Any, runtime: Any, events: list[Event]
+) -> None:
+    runtime.settings.gift_limit = 10**6
+    runtime.settings.super_chat_limit = 10**6
+    stream_id = await live_stream(client, auth)
+    rose = await rose_of(client)
+    await credit(client, auth, FAN, 20 * 1000 + 20 * int(rose["price"]))
+    batches = app.state.payment_writer.batches
+    before = (batches.batches, batches.items)
+
+    async def chat(n: int) -> httpx.Response:
+        return await send(client, auth, stream_id, {"message": f"chat {n}", "amount": 1000})
+
+    async def gift() -> httpx.Response:
+        url = f"/api/streams/{stream_id}/gifts"
+        return await client.post(url, json={"gift_id": rose["id"]}, headers=auth(FAN))
+
+    answers = await asyncio.gather(*(chat(n) if n % 2 else gift() for n in range(40)))
+    assert [a.status_code for a in answers] == [201] * 40, [a.text for a in answers]
+    assert batches.items - before[1] == 40
+    assert batches.batches - before[0] < 40  # they went in batches, not one by one
+    assert await balance(client, auth, FAN) == 0
+    chats = [a.json()["data"] for n, a in enumerate(answers) if n % 2]
+    assert sorted(c["message"] for c in chats) == sorted(f"chat {n}" for n in range(1, 40, 2))
+    listed = (await client.get(f"/api/streams/{stream_id}/super-chats")).json()["data"]
+    assert sorted(c["id"] for c in listed) == sorted(c["id"] for c in chats)
+    assert {c["id"]: c["comment_id"] for c in listed} == {c["id"]: c["comment_id"] for c in chats}
+    comments = (await client.get(f"/api/streams/{stream_id}/comments")).json()["data"]
+    shown = {c["id"]: c for c in comments}
+    for chat_answer in chats:
+        comment = shown[chat_answer["comment_id"]]
+        assert comment["content"] == chat_answer["message"] and comment["is_highlighted"]
+    stream = (await client.get(f"/api/streams/{stream_id}")).json()["data"]
+    assert stream["comments_count"] == 20 and stream["gifts_count"] == 20
+    sent = [e.data for e in events if e.name == SUPER_CHAT_SENT]
+    assert sorted(e["super_chat_id"] for e in sent) == sorted(c["id"] for c in chats)
+    assert await balanced(runtime)
+    async with runtime.sessions() as session:
+        recorded = (
+            await session.execute(
+                select(LedgerTransaction.response).where(LedgerTransaction.kind == "super_chat")
+            )
+        ).scalars()
+        assert sorted(r["id"] for r in recorded) == sorted(c["id"] for c in chats)
 
 
 @pytest.mark.parametrize("requests", [1000 if backend() == "postgresql" else 100])

@@ -53,7 +53,7 @@ from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.gifts import artwork
 from tajiri_live.gifts.router import router as gifts_router
-from tajiri_live.gifts.writer import GiftWriter
+from tajiri_live.gifts.writer import PaymentWriter
 from tajiri_live.health.router import router as health_router
 from tajiri_live.ingest.jobs import ingest_jobs
 from tajiri_live.ingest.router import callbacks as ingest_callbacks
@@ -138,7 +138,7 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
-    gift_writer: GiftWriter
+    payment_writer: PaymentWriter
     profile_writer: ProfileWriter
     slot: NodeSlot
     coalescer: Coalescer  # counters published at most once per tick (poll totals, upvotes)
@@ -226,7 +226,7 @@ class Services:
         await self.push.close()
         await self.ingest.close()
         await self.comment_writer.close()
-        await self.gift_writer.close()
+        await self.payment_writer.close()
         await self.profile_writer.close()
         await self.runtime.identity.close()
         if self.redis is not None:
@@ -288,7 +288,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.actions.update(poll_actions(runtime, poll_votes))
     sockets.actions.update(question_actions(runtime, coalescer))
-    sockets.actions.update(super_chat_actions(runtime))
+    payment_writer = PaymentWriter(runtime)  # gifts and super chats, batched together
+    sockets.actions.update(super_chat_actions(runtime, payment_writer))
     sockets.actions.update(battle_actions(runtime))
     sockets.install()
     pusher = PusherSocketApp(runtime, gateway, viewers, apps, plain_actions=sockets.actions)
@@ -308,7 +309,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.engine),
-        GiftWriter(runtime),
+        payment_writer,
         profile_writer,
         NodeSlot(settings.var_dir / "nodes"),
         coalescer,
@@ -371,7 +372,7 @@ def create_app(
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
     app.state.comment_writer = services.comment_writer
-    app.state.gift_writer = services.gift_writer
+    app.state.payment_writer = services.payment_writer
     app.state.profile_writer = services.profile_writer
     app.state.coalescer = services.coalescer
     app.state.poll_votes = services.poll_votes

@@ -64,7 +64,7 @@ async def send_gift(
     # No connection is held while the gift waits for its batch.
     sent = await service.send_gift(
         runtime=runtime,
-        writer=request.app.state.gift_writer,
+        writer=request.app.state.payment_writer,
         stream=stream,
         principal=principal,
         gift_id=data.gift_id,

@@ -15,14 +15,12 @@ from tajiri_live.core.errors import ApiError, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.gifts.presenters import sent_gift_dict
-from tajiri_live.gifts.shares import creator_shares, split
-from tajiri_live.gifts.writer import GiftOrder, GiftWriter, Sent, enforce_gift_rate
+from tajiri_live.gifts.writer import GiftOrder, PaymentWriter, Sent, enforce_gift_rate
 from tajiri_live.realtime.events import GIFT_SENT, Event, stream_channel
 from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.lifecycle import StreamStatus
-from tajiri_live.streams.models import LiveStream, StreamCoHost
+from tajiri_live.streams.models import LiveStream
 from tajiri_live.wallet import service as wallet
-from tajiri_live.wallet.models import PLATFORM
 
 
 async def has_gifts(session: AsyncSession, stream_id: int) -> bool:
@@ -43,7 +41,7 @@ async def active_catalog(session: AsyncSession) -> list[VirtualGift]:
 async def send_gift(
     *,
     runtime: Runtime,
-    writer: GiftWriter,
+    writer: PaymentWriter,
     stream: StreamFacts,
     principal: Principal,
     gift_id: int,
@@ -94,61 +92,6 @@ async def _announce(runtime: Runtime, answer: dict[str, Any], principal: Princip
             actor_id=principal.user_id,
         )
     )
-
-
-async def pay_stream(
-    session: AsyncSession,
-    *,
-    stream: LiveStream,
-    payer_id: int,
-    total: int,
-    creator_share: int,
-    what: str,
-) -> tuple[int, list[tuple[int, int]]]:
-    """Move `total` coins from the payer to the stream's creators (their percent, split with
-    co-hosts) and the platform, in the caller's transaction; returns the creators' amount and
-    the ledger entries to record. Short of coins: rolled back, and a 402 naming `what`."""
-    creator_amount, platform_amount = split(total, creator_share)
-    payer_wallet = await wallet.user_wallet(session, payer_id)
-    shares = await _creator_shares(session, stream, creator_amount, sender_id=payer_id)
-    platform_wallet = await wallet.house_wallet(session, PLATFORM)
-    await wallet.lock(session, [payer_wallet, platform_wallet, *shares])
-    if not await wallet.debit(session, wallet_id=payer_wallet, amount=total):
-        balance = await wallet.balance_of(session, payer_id)
-        await session.rollback()
-        raise ApiError(
-            402,
-            f"Not enough coins: {what} costs {total} and your balance is {balance}.",
-            required=total,
-            balance=balance,
-        )
-    for wallet_id, amount in shares.items():
-        await wallet.credit(session, wallet_id=wallet_id, amount=amount)
-    await wallet.credit(session, wallet_id=platform_wallet, amount=platform_amount)
-    return creator_amount, [
-        (payer_wallet, -total),
-        *shares.items(),
-        (platform_wallet, platform_amount),
-    ]
-
-
-async def _creator_shares(
-    session: AsyncSession, stream: LiveStream, creator_amount: int, *, sender_id: int
-) -> dict[int, int]:
-    """wallet id -> coins (gifts/shares.py says who gets what)."""
-    cohost_ids: list[int] = []
-    if stream.split_gifts_with_cohosts:
-        cohost_ids = list(
-            await session.scalars(
-                select(StreamCoHost.user_id)
-                .where(StreamCoHost.stream_id == stream.id, StreamCoHost.status == "accepted")
-                .order_by(StreamCoHost.id)
-            )
-        )
-    shares = creator_shares(stream.user_id, cohost_ids, creator_amount, sender_id=sender_id)
-    return {
-        await wallet.user_wallet(session, user_id): amount for user_id, amount in shares.items()
-    }
 
 
 async def _count(session: AsyncSession, stream_id: int, quantity: int, value: int) -> None:

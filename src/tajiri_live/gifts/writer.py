@@ -1,17 +1,20 @@
-"""Group commit for gifts: the gifts that concurrent requests send are paid in one transaction.
+"""Group commit for what viewers pay a stream: gifts and super chats, in one transaction a batch.
 
-Every gift locks its sender's, its creators' and the platform's wallets until its commit, so
-one transaction per gift makes a big room's gifts serial: the next waits for the last commit.
-Here a batch (core/groupcommit.py) takes the wallets of all its gifts once, in id order as
-every transfer does, and decides each gift in arrival order on the locked balances, exactly
-as if they ran one after another: a sender short of coins gets their own 402 and the gifts
-after theirs still go through. The ledger gets each gift's own transaction and entries; the
-wallets, the streams' counters and a battle's score are updated once per batch. Each request
-answers only after the batch that holds its gift is committed.
+Every payment locks its sender's, its creators' and the platform's wallets until its commit,
+so one transaction per payment makes a big room's gifts serial: the next waits for the last
+commit. Here a batch (core/groupcommit.py) takes the wallets of all its payments once, in id
+order as every transfer does, and decides each in arrival order on the locked balances,
+exactly as if they ran one after another: a sender short of coins gets their own 402 and the
+payments after theirs still go through. The ledger gets each payment's own transaction and
+entries; the wallets, the streams' counters and a battle's score are updated once per batch.
+Each request answers only after the batch that holds its payment is committed. Gifts and
+super chats share the batches: they lock the same wallets, so apart they would queue for
+each other.
 
 Locks are taken in the order every payment takes them (wallets, then the stream row, then a
-battle), so a batch never deadlocks with a super chat or a refund. The stream row is read
-again under its lock: a gift never lands on a stream that ended, or stopped gifts, meanwhile.
+battle), so a batch never deadlocks with a refund. The stream row is read again under its
+lock: nothing is paid on a stream that ended, or stopped gifts (or comments, for a super
+chat), meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
@@ -32,6 +35,7 @@ from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.engagement.models import StreamComment
 from tajiri_live.engagement.service import enforce_rate
 from tajiri_live.gifts.models import StreamGift, VirtualGift
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_answer
@@ -41,11 +45,14 @@ from tajiri_live.moderation.models import StreamRestriction
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream, StreamCoHost
 from tajiri_live.streams.presenters import storage_base_url
+from tajiri_live.superchats import rules as super_chat_rules
+from tajiri_live.superchats.models import StreamSuperChat
+from tajiri_live.superchats.presenters import super_chat_answer
 from tajiri_live.users.models import User
 from tajiri_live.users.presenters import UserProfile
 from tajiri_live.wallet.models import PLATFORM, USER, LedgerEntry, LedgerTransaction, Wallet
 
-WRITER = "gifts"
+WRITER = "payments"
 STREAMS = cast(Table, LiveStream.__table__)
 WALLETS = cast(Table, Wallet.__table__)
 CATALOG = cast(Table, VirtualGift.__table__)
@@ -85,6 +92,28 @@ class GiftOrder:
 
 
 @dataclass(frozen=True)
+class SuperChatOrder:
+    """A super chat a request asks for: moderated, its amount and tier checked."""
+
+    stream_id: int
+    sender_id: int
+    amount: int  # TZS, as the viewer chose it
+    coins: int  # what the ledger moves
+    creator_share: int  # percent
+    tier: str
+    seconds: int  # on screen
+    message: str
+    payment_method: str | None
+    payment_reference: str | None
+    created_at: datetime
+    key: str | None = None
+    fingerprint: str = ""
+
+
+Order = GiftOrder | SuperChatOrder
+
+
+@dataclass(frozen=True)
 class Sent:
     """A paid gift as the client reads it; `replayed` when its key had been paid before."""
 
@@ -95,6 +124,18 @@ class Sent:
 Outcome = Sent | ApiError  # the gift, or why it was refused
 
 KEYS = cast(Table, idempotency.IdempotencyKey.__table__)
+COMMENTS = cast(Table, StreamComment.__table__)
+SUPER_CHATS = cast(Table, StreamSuperChat.__table__)
+_COUNT_COMMENTS = (
+    update(STREAMS)
+    .where(STREAMS.c.id == bindparam("stream_id"))
+    .values(comments_count=STREAMS.c.comments_count + bindparam("comments"))
+)
+_ANSWER_TRANSACTION = (
+    update(TRANSACTIONS)
+    .where(TRANSACTIONS.c.id == bindparam("transaction"))
+    .values(response=bindparam("answer"))
+)
 _ANSWER_KEY = (
     update(KEYS)
     .where(KEYS.c.id == bindparam("claim"))
@@ -114,7 +155,24 @@ async def enforce_gift_rate(runtime: Runtime, stream_id: int, user_id: int) -> N
     )
 
 
-class GiftWriter:
+async def enforce_super_chat_rate(runtime: Runtime, stream_id: int, user_id: int) -> None:
+    settings = runtime.settings
+    await enforce_rate(
+        runtime,
+        action="super chat",
+        stream_id=stream_id,
+        user_id=user_id,
+        limit=settings.super_chat_limit,
+        window=settings.super_chat_window_seconds,
+    )
+
+
+async def enforce_order_rate(runtime: Runtime, order: Order) -> None:
+    enforce = enforce_gift_rate if isinstance(order, GiftOrder) else enforce_super_chat_rate
+    await enforce(runtime, order.stream_id, order.sender_id)
+
+
+class PaymentWriter:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._platform_wallet: int | None = None  # made by the migrations, never changes
@@ -123,17 +181,17 @@ class GiftWriter:
         self._rate_verdicts: dict[int, ApiError | None] = {}
         # A gift the database refuses alone (a row it cannot hold) is answered alone; the
         # rest of its batch is paid.
-        self._batches: GroupCommit[GiftOrder, Outcome] = GroupCommit(
+        self._batches: GroupCommit[Order, Outcome] = GroupCommit(
             WRITER,
             self._write,
             describe=_describe,
-            refused=lambda _, __: ApiError(
-                409, "The gift could not be stored and nothing was charged: try again."
+            refused=lambda order, __: ApiError(
+                409, f"The {_what(order)} could not be stored and nothing was charged: try again."
             ),
         )
 
-    async def send(self, order: GiftOrder) -> Sent:
-        """The sent gift, once paid and committed; else its refusal (raised)."""
+    async def send(self, order: Order) -> Sent:
+        """The sent gift or super chat, once paid and committed; else its refusal (raised)."""
         try:
             outcome = await self._batches.write(order)
         finally:
@@ -143,14 +201,14 @@ class GiftWriter:
         return outcome
 
     @property
-    def batches(self) -> GroupCommit[GiftOrder, Outcome]:
+    def batches(self) -> GroupCommit[Order, Outcome]:
         """The group commit (its `batches` and `items` say how much each batch held)."""
         return self._batches
 
     async def close(self) -> None:
         await self._batches.close()
 
-    async def _write(self, batch: Sequence[GiftOrder]) -> list[Outcome]:
+    async def _write(self, batch: Sequence[Order]) -> list[Outcome]:
         # Core on a connection: a batch is a dozen statements, and the ORM session's
         # bookkeeping around each cost more than the statement.
         async with self.runtime.engine.begin() as connection:
@@ -174,7 +232,7 @@ class _Paid:
     """A gift the batch pays: where its request waits, and what it moves."""
 
     index: int  # in the batch
-    order: GiftOrder
+    order: Order
     total: int
     creator_amount: int
     moves: list[tuple[int, int]]  # (wallet id, coins), summing to zero
@@ -185,6 +243,7 @@ class _Stream:
     owner: int
     status: str
     allow_gifts: bool
+    allow_comments: bool
 
 
 @dataclass
@@ -193,7 +252,7 @@ class _Batch:
 
     runtime: Runtime
     connection: AsyncConnection
-    orders: Sequence[GiftOrder]
+    orders: Sequence[Order]
     rate_verdicts: dict[int, ApiError | None]  # the writer's, across attempts
     outcomes: list[Outcome | None] = field(init=False)
     scores: list[battles.Scores] = field(default_factory=list)
@@ -212,7 +271,9 @@ class _Batch:
         stream_ids = sorted({order.stream_id for order in self.orders})
         owners = await self._owners(stream_ids)
         cohosts = await self._cohosts(stream_ids)
-        catalog = await self._catalog({order.gift_id for order in self.orders})
+        catalog = await self._catalog(
+            {order.gift_id for order in self.orders if isinstance(order, GiftOrder)}
+        )
         self._refuse_early(owners, catalog)
         await self._refuse_banned(stream_ids)
         people = {order.sender_id for order, _ in self._pending()}
@@ -223,28 +284,29 @@ class _Batch:
         balances = await self._lock([platform_wallet, *wallets.values()])
         streams = await self._lock_streams({order.stream_id for order, _ in self._pending()})
         profiles = await self._profiles({order.sender_id for order, _ in self._pending()})
-        base_url = storage_base_url(self.runtime.settings)
 
         paid: list[_Paid] = []
         for order, index in self._pending():
-            stream = streams.get(order.stream_id)
-            refusal = _stream_refusal(stream)
+            refusal = _stream_refusal(streams.get(order.stream_id), order)
             if refusal is not None:
                 self.outcomes[index] = refusal
                 continue
-            gift = catalog[order.gift_id]
-            total = gift.price * order.quantity
+            if isinstance(order, GiftOrder):
+                gift = catalog[order.gift_id]
+                total, percent = gift.price * order.quantity, gift.creator_share
+            else:
+                total, percent = order.coins, order.creator_share
             payer = wallets[order.sender_id]
             if balances[payer] < total:
                 self.outcomes[index] = ApiError(
                     402,
-                    f"Not enough coins: this gift costs {total} and your balance is "
+                    f"Not enough coins: this {_what(order)} costs {total} and your balance is "
                     f"{balances[payer]}.",
                     required=total,
                     balance=balances[payer],
                 )
                 continue
-            creator_amount, platform_amount = split(total, gift.creator_share)
+            creator_amount, platform_amount = split(total, percent)
             shares = creator_shares(
                 owners[order.stream_id],
                 cohosts.get(order.stream_id, ()),
@@ -261,34 +323,138 @@ class _Batch:
             paid.append(_Paid(index, order, total, creator_amount, entries))
 
         if paid:
-            gift_ids = await self._insert_gifts(paid)
-            answers = {
-                gift.index: sent_gift_answer(
-                    sent_id=sent_id,
-                    stream_id=gift.order.stream_id,
-                    sender_id=gift.order.sender_id,
-                    gift=gift_dict(catalog[gift.order.gift_id]),
-                    quantity=gift.order.quantity,
-                    total_value=gift.total,
-                    message=gift.order.message,
-                    created_at=gift.order.created_at,
-                    refunded_at=None,
-                    sender=profiles.get(gift.order.sender_id),
-                    storage_base_url=base_url,
-                )
-                for gift, sent_id in zip(paid, gift_ids, strict=True)
-            }
-            await self._record(paid, gift_ids, answers)
+            gifts = [p for p in paid if isinstance(p.order, GiftOrder)]
+            chats = [p for p in paid if isinstance(p.order, SuperChatOrder)]
+            if gifts:
+                await self._pay_gifts(gifts, catalog, profiles)
+            if chats:
+                await self._pay_super_chats(chats, profiles)
             await self._move(paid)
             await self._count(paid)
-            for index, answer in answers.items():
-                self.outcomes[index] = Sent(answer)
         await self._settle_keys()
         for index, first in self.followers.items():
             self.outcomes[index] = self._as_retry_of(first)
         return [cast(Outcome, outcome) for outcome in self.outcomes]
 
-    def _pending(self) -> Iterable[tuple[GiftOrder, int]]:
+    async def _pay_gifts(
+        self,
+        gifts: list[_Paid],
+        catalog: dict[int, Row[Any]],
+        profiles: dict[int, UserProfile],
+    ) -> None:
+        base_url = storage_base_url(self.runtime.settings)
+        gift_ids = await self._insert_gifts(gifts)
+        answers: list[dict[str, Any]] = []
+        for paid, sent_id in zip(gifts, gift_ids, strict=True):
+            order = cast(GiftOrder, paid.order)
+            answers.append(
+                sent_gift_answer(
+                    sent_id=sent_id,
+                    stream_id=order.stream_id,
+                    sender_id=order.sender_id,
+                    gift=gift_dict(catalog[order.gift_id]),
+                    quantity=order.quantity,
+                    total_value=paid.total,
+                    message=order.message,
+                    created_at=order.created_at,
+                    refunded_at=None,
+                    sender=profiles.get(order.sender_id),
+                    storage_base_url=base_url,
+                )
+            )
+        await self._record(
+            gifts,
+            [
+                {"kind": "gift", "stream_gift_id": sent_id, "response": answer}
+                for sent_id, answer in zip(gift_ids, answers, strict=True)
+            ],
+        )
+        for paid, answer in zip(gifts, answers, strict=True):
+            self.outcomes[paid.index] = Sent(answer)
+
+    async def _pay_super_chats(self, chats: list[_Paid], profiles: dict[int, UserProfile]) -> None:
+        """Each super chat: its comment (pinned while it shows), its ledger transaction, its
+        row, and the answer recorded on the transaction."""
+        base_url = storage_base_url(self.runtime.settings)
+        orders = [cast(SuperChatOrder, paid.order) for paid in chats]
+        comment_ids = await self._ids(
+            COMMENTS,
+            [
+                {
+                    "stream_id": order.stream_id,
+                    "user_id": order.sender_id,
+                    "content": order.message,
+                    "is_pinned": False,
+                    "is_highlighted": True,
+                    "pinned_until": _until(order),
+                    "created_at": order.created_at,
+                    "updated_at": order.created_at,
+                }
+                for order in orders
+            ],
+        )
+        transaction_ids = await self._record(
+            chats,
+            [{"kind": "super_chat", "stream_gift_id": None, "response": None} for _ in chats],
+        )
+        chat_ids = await self._ids(
+            SUPER_CHATS,
+            [
+                {
+                    "stream_id": order.stream_id,
+                    "user_id": order.sender_id,
+                    "message": order.message,
+                    "amount": order.amount,
+                    "coins": order.coins,
+                    "creator_amount": paid.creator_amount,
+                    "tier": order.tier,
+                    "duration": order.seconds,
+                    "payment_method": order.payment_method,
+                    "payment_reference": order.payment_reference,
+                    "comment_id": comment_id,
+                    "transaction_id": transaction_id,
+                    "display_until": _until(order),
+                    "created_at": order.created_at,
+                }
+                for paid, order, comment_id, transaction_id in zip(
+                    chats, orders, comment_ids, transaction_ids, strict=True
+                )
+            ],
+        )
+        answered: list[dict[str, Any]] = []
+        for paid, order, chat_id, comment_id, transaction_id in zip(
+            chats, orders, chat_ids, comment_ids, transaction_ids, strict=True
+        ):
+            answer = super_chat_answer(
+                chat_id=chat_id,
+                stream_id=order.stream_id,
+                user_id=order.sender_id,
+                sender=profiles.get(order.sender_id),
+                message=order.message,
+                amount=order.amount,
+                coins=order.coins,
+                tier=order.tier,
+                duration=order.seconds,
+                display_until=_until(order),
+                payment_method=order.payment_method,
+                payment_reference=order.payment_reference,
+                comment_id=comment_id,
+                refunded_at=None,
+                created_at=order.created_at,
+                storage_base_url=base_url,
+            )
+            answered.append({"transaction": transaction_id, "answer": answer})
+            self.outcomes[paid.index] = Sent(answer)
+        await self.connection.execute(_ANSWER_TRANSACTION, answered)
+
+    async def _ids(self, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert rows; their ids in the rows' order."""
+        ids = await self.connection.scalars(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        )
+        return [int(row_id) for row_id in ids]
+
+    def _pending(self) -> Iterable[tuple[Order, int]]:
         return (
             (order, index)
             for index, order in enumerate(self.orders)
@@ -331,14 +497,14 @@ class _Batch:
                 self.claims[index] = found.id
 
     async def _limit_keyed(self) -> None:
-        """The rate limit of a gift with a key, counted once the key says it is no retry of
+        """The rate limit of a payment with a key, counted once the key says it is no retry of
         a request answered already (the others were counted before they queued)."""
         for index in self.claims:
             order = self.orders[index]
             if id(order) not in self.rate_verdicts:  # counted once, whatever the attempts
                 verdict: ApiError | None = None
                 try:
-                    await enforce_gift_rate(self.runtime, order.stream_id, order.sender_id)
+                    await enforce_order_rate(self.runtime, order)
                 except ApiError as limited:
                     verdict = limited
                 self.rate_verdicts[id(order)] = verdict
@@ -395,6 +561,8 @@ class _Batch:
         return found
 
     async def _catalog(self, gift_ids: set[int]) -> dict[int, Row[Any]]:
+        if not gift_ids:
+            return {}
         rows = await self.connection.execute(
             select(CATALOG).where(CATALOG.c.id.in_(sorted(gift_ids)), CATALOG.c.is_active.is_(True))
         )
@@ -405,8 +573,12 @@ class _Batch:
             if order.stream_id not in owners:
                 self.outcomes[index] = not_found()
             elif owners[order.stream_id] == order.sender_id:
-                self.outcomes[index] = forbidden("You cannot send a gift to your own stream.")
-            elif order.gift_id not in catalog:
+                self.outcomes[index] = forbidden(
+                    super_chat_rules.OWN_STREAM
+                    if isinstance(order, SuperChatOrder)
+                    else "You cannot send a gift to your own stream."
+                )
+            elif isinstance(order, GiftOrder) and order.gift_id not in catalog:
                 self.outcomes[index] = ValidationFailed(
                     {"gift_id": ["The selected gift is invalid."]}
                 )
@@ -475,13 +647,24 @@ class _Batch:
         if not stream_ids:
             return {}
         rows = await self.connection.execute(
-            select(STREAMS.c.id, STREAMS.c.user_id, STREAMS.c.status, STREAMS.c.allow_gifts)
+            select(
+                STREAMS.c.id,
+                STREAMS.c.user_id,
+                STREAMS.c.status,
+                STREAMS.c.allow_gifts,
+                STREAMS.c.allow_comments,
+            )
             .where(STREAMS.c.id.in_(sorted(stream_ids)), STREAMS.c.deleted_at.is_(None))
             .order_by(STREAMS.c.id)
             .with_for_update()
         )
         return {
-            int(row.id): _Stream(int(row.user_id), str(row.status), bool(row.allow_gifts))
+            int(row.id): _Stream(
+                int(row.user_id),
+                str(row.status),
+                bool(row.allow_gifts),
+                bool(row.allow_comments),
+            )
             for row in rows
         }
 
@@ -498,60 +681,55 @@ class _Batch:
     # --- writes ------------------------------------------------------------------------
 
     async def _insert_gifts(self, paid: list[_Paid]) -> list[int]:
-        rows = [
-            {
-                "stream_id": gift.order.stream_id,
-                "sender_id": gift.order.sender_id,
-                "gift_id": gift.order.gift_id,
-                "quantity": gift.order.quantity,
-                "total_value": gift.total,
-                "message": gift.order.message,
-                "creator_amount": gift.creator_amount,
-                "created_at": gift.order.created_at,
-            }
-            for gift in paid
-        ]
-        ids = await self.connection.scalars(
-            insert(GIFTS_SENT).returning(GIFTS_SENT.c.id, sort_by_parameter_order=True), rows
-        )
-        return [int(sent_id) for sent_id in ids]
-
-    async def _record(
-        self,
-        paid: list[_Paid],
-        gift_ids: list[int],
-        answers: dict[int, dict[str, Any]],
-    ) -> None:
-        """Each gift its own ledger transaction, its entries summing to zero."""
-        transaction_ids = await self.connection.scalars(
-            insert(TRANSACTIONS).returning(TRANSACTIONS.c.id, sort_by_parameter_order=True),
+        orders = [cast(GiftOrder, gift.order) for gift in paid]
+        return await self._ids(
+            GIFTS_SENT,
             [
                 {
-                    "kind": "gift",
-                    "actor_id": gift.order.sender_id,
-                    "idempotency_key": None,
-                    "stream_gift_id": sent_id,
-                    "response": answers[gift.index],
-                    "created_at": gift.order.created_at,
+                    "stream_id": order.stream_id,
+                    "sender_id": order.sender_id,
+                    "gift_id": order.gift_id,
+                    "quantity": order.quantity,
+                    "total_value": gift.total,
+                    "message": order.message,
+                    "creator_amount": gift.creator_amount,
+                    "created_at": order.created_at,
                 }
-                for gift, sent_id in zip(paid, gift_ids, strict=True)
+                for gift, order in zip(paid, orders, strict=True)
+            ],
+        )
+
+    async def _record(self, paid: list[_Paid], rows: list[dict[str, Any]]) -> list[int]:
+        """Each payment its own ledger transaction (`rows`: its kind, gift and answer), its
+        entries summing to zero; the transactions' ids."""
+        transaction_ids = await self._ids(
+            TRANSACTIONS,
+            [
+                {
+                    **row,
+                    "actor_id": payment.order.sender_id,
+                    "idempotency_key": None,
+                    "created_at": payment.order.created_at,
+                }
+                for payment, row in zip(paid, rows, strict=True)
             ],
         )
         entries: list[dict[str, Any]] = []
-        for gift, transaction_id in zip(paid, transaction_ids, strict=True):
-            if sum(amount for _, amount in gift.moves) != 0:
+        for payment, transaction_id in zip(paid, transaction_ids, strict=True):
+            if sum(amount for _, amount in payment.moves) != 0:
                 raise ValueError("ledger entries must sum to zero")
             entries.extend(
                 {
                     "transaction_id": transaction_id,
                     "wallet_id": wallet_id,
                     "amount": amount,
-                    "created_at": gift.order.created_at,
+                    "created_at": payment.order.created_at,
                 }
-                for wallet_id, amount in gift.moves
+                for wallet_id, amount in payment.moves
                 if amount
             )
         await self.connection.execute(insert(ENTRIES), entries)
+        return transaction_ids
 
     async def _move(self, paid: list[_Paid]) -> None:
         deltas: dict[int, int] = defaultdict(int)
@@ -568,31 +746,49 @@ class _Batch:
         )
 
     async def _count(self, paid: list[_Paid]) -> None:
-        """The streams' counters and a battle's score, once per stream."""
+        """The streams' counters and a battle's score, once per stream: gifts count as gifts,
+        super chats as comments, and both as coins received."""
         quantities: dict[int, int] = defaultdict(int)
         values: dict[int, int] = defaultdict(int)
-        for gift in paid:
-            quantities[gift.order.stream_id] += gift.order.quantity
-            values[gift.order.stream_id] += gift.total
-        await self.connection.execute(
-            _COUNT,
-            [
-                {"stream_id": sid, "quantity": quantities[sid], "value": values[sid]}
-                for sid in sorted(quantities)
-            ],
-        )
+        comments: dict[int, int] = defaultdict(int)
+        coins: dict[int, int] = defaultdict(int)
+        for payment in paid:
+            stream_id = payment.order.stream_id
+            coins[stream_id] += payment.total
+            if isinstance(payment.order, GiftOrder):
+                quantities[stream_id] += payment.order.quantity
+                values[stream_id] += payment.total
+            else:
+                comments[stream_id] += 1
+        if quantities:
+            await self.connection.execute(
+                _COUNT,
+                [
+                    {"stream_id": sid, "quantity": quantities[sid], "value": values[sid]}
+                    for sid in sorted(quantities)
+                ],
+            )
+        if comments:
+            await self.connection.execute(
+                _COUNT_COMMENTS,
+                [{"stream_id": sid, "comments": comments[sid]} for sid in sorted(comments)],
+            )
         now = self.runtime.clock.now()
-        for stream_id in sorted(values):
+        for stream_id in sorted(coins):
             scores = await battles.record_coins_received(
-                self.connection, stream_id=stream_id, coins=values[stream_id], now=now
+                self.connection, stream_id=stream_id, coins=coins[stream_id], now=now
             )
             if scores is not None:
                 self.scores.append(scores)
 
 
-def _stream_refusal(stream: _Stream | None) -> ApiError | None:
+def _stream_refusal(stream: _Stream | None, order: Order) -> ApiError | None:
     if stream is None:
         return not_found()
+    if isinstance(order, SuperChatOrder):
+        return super_chat_rules.refusal(
+            stream.status, allow_gifts=stream.allow_gifts, allow_comments=stream.allow_comments
+        )
     if stream.status != StreamStatus.LIVE:
         return forbidden("Gifts can be sent only while the stream is live.")
     if not stream.allow_gifts:
@@ -600,8 +796,21 @@ def _stream_refusal(stream: _Stream | None) -> ApiError | None:
     return None
 
 
-def _describe(order: GiftOrder) -> str:
+def _describe(order: Order) -> str:
+    if isinstance(order, SuperChatOrder):
+        return (
+            f"super chat of {order.coins} coins on stream {order.stream_id} "
+            f"from user {order.sender_id}"
+        )
     return (
         f"gift {order.gift_id} x{order.quantity} on stream {order.stream_id} "
         f"from user {order.sender_id}"
     )
+
+
+def _until(order: SuperChatOrder) -> datetime:
+    return order.created_at + timedelta(seconds=order.seconds)
+
+
+def _what(order: Order) -> str:
+    return "super chat" if isinstance(order, SuperChatOrder) else "gift"

@@ -7,11 +7,10 @@ from typing import Any
 
 from tajiri_live.core.clock import iso
 from tajiri_live.questions.models import StreamQuestion
-from tajiri_live.users.models import User
-from tajiri_live.users.presenters import display_name, user_dict
+from tajiri_live.users.presenters import Profile, display_name, user_dict
 
 
-def username_of(user: User | None, user_id: int) -> str:
+def username_of(user: Profile | None, user_id: int) -> str:
     """Never null (the client casts `as String`): the username, else the full name, else
     `user{id}`."""
     if user is None:

@@ -48,26 +48,31 @@ async def send_super_chat(
     idempotency_key: idempotency.KeyHeader = None,
 ) -> JSONResponse:
     payload = await read_payload(request)
-    fingerprint = idempotency.fingerprint(request.method, request.url.path, payload)
+    # What makes a retry the same request: only a keyed super chat needs it.
+    fingerprint = (
+        idempotency.fingerprint(request.method, request.url.path, payload)
+        if idempotency_key is not None
+        else ""
+    )
     ensure_same_user(payload.pop("user_id", None), principal)
     data = validated(SuperChatCreate, payload)  # a refused body never claims the key
-    sent, replayed = await idempotency.once(
-        runtime,
+    sent = await service.send(
         session,
-        user_id=principal.user_id,
+        runtime=runtime,
+        writer=request.app.state.payment_writer,
+        stream=stream,
+        principal=principal,
+        request=request_of(data),
         key=idempotency_key,
         fingerprint=fingerprint,
-        act=lambda claim: service.send(
-            session,
-            runtime=runtime,
-            stream=stream,
-            principal=principal,
-            request=request_of(data),
-            claim=claim,
-        ),
     )
-    body = {"success": True, "message": "Super chat sent.", "data": sent, "super_chat": sent}
-    return idempotency.created(body, replayed=replayed)
+    body = {
+        "success": True,
+        "message": "Super chat sent.",
+        "data": sent.answer,
+        "super_chat": sent.answer,
+    }
+    return idempotency.created(body, replayed=sent.replayed)
 
 
 @router.get("/{stream_id}/super-chats", summary="The stream's super chats, newest first")

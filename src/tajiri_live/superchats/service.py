@@ -1,55 +1,35 @@
 """Super chats: a viewer pays coins for a highlighted message. The message is moderated
 first (a refused message costs nothing); the payment, the super chat, the comment that shows
-it to late joiners and the ledger transaction are one database transaction, split like a
-gift's; `super_chat_sent` goes out once it is committed."""
+it to late joiners and the ledger transaction are written in one database transaction, split
+like a gift's and batched with the concurrent gifts and super chats (gifts/writer.py);
+`super_chat_sent` goes out once it is committed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from tajiri_live.battles import service as battles
 from tajiri_live.core import idempotency
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.errors import ApiError, ValidationFailed, forbidden, not_found
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.engagement.models import StreamComment
 from tajiri_live.engagement.service import enforce_rate
-from tajiri_live.gifts import service as gifts
+from tajiri_live.gifts.writer import PaymentWriter, Sent, SuperChatOrder
 from tajiri_live.moderation import service as moderation
 from tajiri_live.realtime.events import SUPER_CHAT_SENT, Event, stream_channel
-from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.streams.presenters import storage_base_url
+from tajiri_live.superchats import rules
 from tajiri_live.superchats.models import StreamSuperChat
 from tajiri_live.superchats.presenters import super_chat_dict, super_chat_event
 from tajiri_live.wallet import service as wallet
 
 MAX_LISTED = 200
-
-
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    floor: int  # TZS, inclusive
-    seconds: int  # how long the client shows it
-
-
-# The fuller spec's tiers, highest first; below the lowest floor is refused.
-TIERS = (Tier("high", 10_000, 15), Tier("medium", 3_000, 10), Tier("low", 1_000, 5))
-
-
-def tier_of(amount: int) -> Tier:
-    """The tier of an amount in TZS (the schema already refused less than the lowest)."""
-    for tier in TIERS:
-        if amount >= tier.floor:
-            return tier
-    raise ValidationFailed({"amount": [f"The amount must be at least {TIERS[-1].floor} TZS."]})
 
 
 @dataclass(frozen=True)
@@ -63,55 +43,38 @@ class SuperChatRequest:
 def _ensure_open(stream: LiveStream, principal: Principal) -> None:
     if not principal.verified:  # a claimed id (legacy client rules) never pays
         raise ApiError(401, "Paying needs a signed-in token (Authorization: Bearer <token>).")
-    _ensure_accepting(
+    refused = rules.refusal(
         stream.status, allow_gifts=stream.allow_gifts, allow_comments=stream.allow_comments
     )
+    if refused is not None:
+        raise refused
     if stream.user_id == principal.user_id:
-        raise forbidden("You cannot send a super chat to your own stream.")
-
-
-def _ensure_accepting(status: str, *, allow_gifts: bool, allow_comments: bool) -> None:
-    if status != StreamStatus.LIVE:
-        raise forbidden("Super chats can be sent only while the stream is live.")
-    if not allow_gifts:
-        raise forbidden("Paid messages are turned off for this stream.")
-    if not allow_comments:
-        raise forbidden("Comments are turned off for this stream.")
-
-
-async def _ensure_still_accepting(session: AsyncSession, stream_id: int) -> None:
-    """The stream as it is now, locked until the commit (after the wallets, as every payment
-    locks them): one that ended or stopped paid messages since the request read it is not
-    paid. Refused: rolled back, nothing charged."""
-    row = (
-        await session.execute(
-            select(LiveStream.status, LiveStream.allow_gifts, LiveStream.allow_comments)
-            .where(LiveStream.id == stream_id, LiveStream.deleted_at.is_(None))
-            .with_for_update()
-        )
-    ).one_or_none()
-    try:
-        if row is None:
-            raise not_found()
-        _ensure_accepting(
-            row.status, allow_gifts=row.allow_gifts, allow_comments=row.allow_comments
-        )
-    except ApiError:
-        await session.rollback()
-        raise
+        raise forbidden(rules.OWN_STREAM)
 
 
 async def send(
     session: AsyncSession,
     *,
     runtime: Runtime,
+    writer: PaymentWriter,
     stream: LiveStream,
     principal: Principal,
     request: SuperChatRequest,
-    claim: idempotency.Claim | None = None,
-) -> dict[str, Any]:
-    """Check, moderate, pay and publish a super chat; with an idempotency `claim`, its answer
-    is recorded with the payment (retries replay it and never reach this function)."""
+    key: str | None = None,
+    fingerprint: str = "",
+) -> Sent:
+    """Check, moderate, pay (with the concurrent gifts and super chats: gifts/writer.py) and
+    publish a super chat. With a key, an answer already recorded is replayed at once; else
+    the key is claimed in the payment's batch and keeps its answer."""
+    # The stream row was read in `session`: its connection goes back to the pool before
+    # anything else needs one (a burst would otherwise hold every connection and wait).
+    await session.commit()
+    if key is not None:
+        replay = await idempotency.answered(
+            runtime, user_id=principal.user_id, key=key, fingerprint=fingerprint
+        )
+        if replay is not None:
+            return Sent(replay.body, replayed=True)
     settings = runtime.settings
     _ensure_open(stream, principal)
     if request.amount > settings.super_chat_max_tzs:
@@ -127,22 +90,24 @@ async def send(
                 ]
             }
         )
+    stream_id = stream.id
     await moderation.admit_commenter(  # a ban or mute says why
         session,
         runtime=runtime,
-        stream_id=stream.id,
+        stream_id=stream_id,
         user_id=principal.user_id,
         content=request.message,
         action="super_chat",
     )
-    await enforce_rate(
-        runtime,
-        action="super chat",
-        stream_id=stream.id,
-        user_id=principal.user_id,
-        limit=settings.super_chat_limit,
-        window=settings.super_chat_window_seconds,
-    )
+    if key is None:  # a super chat with a key is counted in its batch, once it is no replay
+        await enforce_rate(
+            runtime,
+            action="super chat",
+            stream_id=stream_id,
+            user_id=principal.user_id,
+            limit=settings.super_chat_limit,
+            window=settings.super_chat_window_seconds,
+        )
     # Links and the word filter, as for comments; a repeat is paid for again, not spam.
     text = await moderation.screen_text(
         session,
@@ -154,101 +119,35 @@ async def send(
         field="message",
         blocked="super_chat_blocked",
     )
-    answer, event = await _pay(
-        session,
-        runtime=runtime,
-        stream=stream,
-        principal=principal,
-        request=request,
-        text=text,
-        claim=claim,
-    )
-    await runtime.broker.publish(
-        Event(
-            channel=stream_channel(stream.id),
-            name=SUPER_CHAT_SENT,
-            data=event,
-            actor_id=principal.user_id,
+    tier = rules.tier_of(request.amount)
+    await session.commit()  # no connection is held while the payment waits for its batch
+    sent = await writer.send(
+        SuperChatOrder(
+            stream_id=stream_id,
+            sender_id=principal.user_id,
+            amount=request.amount,
+            coins=request.amount * settings.coins_per_tzs,
+            creator_share=settings.super_chat_creator_share,
+            tier=tier.name,
+            seconds=tier.seconds,
+            message=text,
+            payment_method=request.payment_method,
+            payment_reference=request.payment_reference,
+            created_at=runtime.clock.now(),
+            key=key,
+            fingerprint=fingerprint,
         )
     )
-    return answer
-
-
-async def _pay(
-    session: AsyncSession,
-    *,
-    runtime: Runtime,
-    stream: LiveStream,
-    principal: Principal,
-    request: SuperChatRequest,
-    text: str,
-    claim: idempotency.Claim | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Debit, credit, store and commit in one database transaction; returns the REST answer
-    and the event's data."""
-    settings = runtime.settings
-    tier = tier_of(request.amount)
-    coins = request.amount * settings.coins_per_tzs
-    creator_amount, entries = await gifts.pay_stream(
-        session,
-        stream=stream,
-        payer_id=principal.user_id,
-        total=coins,
-        creator_share=settings.super_chat_creator_share,
-        what="this super chat",
-    )
-    await _ensure_still_accepting(session, stream.id)
-    now = runtime.clock.now()
-    until = now + timedelta(seconds=tier.seconds)
-    comment = StreamComment(
-        stream_id=stream.id,
-        user_id=principal.user_id,
-        content=text,
-        is_pinned=False,
-        is_highlighted=True,
-        pinned_until=until,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(comment)
-    await session.flush()
-    await _count_comment(session, stream.id, 1)
-    transaction = await wallet.record(
-        session,
-        kind="super_chat",
-        actor_id=principal.user_id,
-        idempotency_key=None,
-        entries=entries,
-    )
-    chat = StreamSuperChat(
-        stream_id=stream.id,
-        user_id=principal.user_id,
-        message=text,
-        amount=request.amount,
-        coins=coins,
-        creator_amount=creator_amount,
-        tier=tier.name,
-        duration=tier.seconds,
-        payment_method=request.payment_method,
-        payment_reference=request.payment_reference,
-        comment_id=comment.id,
-        transaction_id=transaction.id,
-        display_until=until,
-        created_at=now,
-    )
-    session.add(chat)
-    await session.flush()
-    chat = await load(session, stream_id=stream.id, chat_id=chat.id)
-    base = storage_base_url(settings)
-    answer = super_chat_dict(chat, storage_base_url=base)
-    transaction.response = answer
-    if claim is not None:
-        await claim.record(session, 201, answer)
-    # A battle's score moves with the coins, in this transaction: never one without the other.
-    scores = await battles.record_coins_received(session, stream_id=stream.id, coins=coins, now=now)
-    await session.commit()
-    await battles.announce_scores(runtime, scores)
-    return answer, super_chat_event(chat, storage_base_url=base, now=now)
+    if not sent.replayed:
+        await runtime.broker.publish(
+            Event(
+                channel=stream_channel(stream_id),
+                name=SUPER_CHAT_SENT,
+                data=super_chat_event(sent.answer, now=runtime.clock.now()),
+                actor_id=principal.user_id,
+            )
+        )
+    return sent
 
 
 async def _count_comment(session: AsyncSession, stream_id: int, delta: int) -> None:
