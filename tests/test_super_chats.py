@@ -4,6 +4,7 @@ before payment, idempotency, refunds, the catch-up list, bad input, and concurre
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -206,12 +207,26 @@ BAD_AMOUNTS: list[tuple[Any, str]] = [
     ("Infinity", "finite"),
     (1e308, "greater than"),
     ("1e308", "greater than"),
+    ("1e600000", "greater than"),
+    ("9" * 41, "at most 40 characters"),
     (1000.5, "whole number"),
     ("lots", "a number"),
     (True, "a number"),
     (None, "a number"),
     ([1000], "a number"),
 ]
+
+
+def test_an_absurd_exponent_is_refused_before_it_is_expanded() -> None:
+    """ "1e999999999" as an integer is a billion digits: expanding it would hold the event
+    loop for hours (every request waits); it must be refused from its exponent alone."""
+    from tajiri_live.superchats.schemas import whole_tzs
+
+    started = time.perf_counter()
+    for amount in ("1e999999999", "-1e999999999", "0e999999999", "1e-999999999"):
+        with pytest.raises(ValueError):
+            whole_tzs(amount)
+    assert time.perf_counter() - started < 1.0
 
 
 async def test_bad_input_is_refused_and_charges_nothing(

@@ -12,25 +12,33 @@ from tajiri_live.core.text import Text
 MIN_TZS = 1000  # the low tier's floor: less is refused
 
 
+MAX_AMOUNT_TZS = 10**12
+# Longer text is no amount anyone means; and a huge exponent ("1e600000") would make the
+# conversion to an integer take seconds of the event loop, so both are refused first.
+MAX_AMOUNT_CHARS = 40
+
+
 def whole_tzs(value: Any) -> int:
     """An amount in TZS as the client sends it (a double such as 1000.0, an int, or a form
     string), as a whole number; NaN, infinities, fractions and non-numbers are refused."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("The amount must be a number.")
+    text = str(value).strip()
+    if len(text) > MAX_AMOUNT_CHARS:
+        raise ValueError("The amount must be a number of at most 40 characters.")
     try:
-        number = Decimal(str(value).strip())
+        number = Decimal(text)
     except InvalidOperation as error:
         raise ValueError("The amount must be a number.") from error
     if not number.is_finite():
         raise ValueError("The amount must be a finite number.")
+    if number.adjusted() > len(str(MAX_AMOUNT_TZS)):  # checked exactly by the field's limit
+        raise ValueError(f"The amount may not be greater than {MAX_AMOUNT_TZS}.")
     if number != number.to_integral_value():
         raise ValueError("The amount must be a whole number of TZS.")
     if number < MIN_TZS:
         raise ValueError(f"The amount must be at least {MIN_TZS} TZS.")
     return int(number)
-
-
-MAX_AMOUNT_TZS = 10**12
 
 
 class SuperChatCreate(BaseModel):
