@@ -211,6 +211,7 @@ BAD_AMOUNTS: list[tuple[Any, str]] = [
     ("9" * 41, "at most 40 characters"),
     (1000.5, "whole number"),
     ("lots", "a number"),
+    ("1_000", "a number"),
     (True, "a number"),
     (None, "a number"),
     ([1000], "a number"),

@@ -26,6 +26,8 @@ def whole_tzs(value: Any) -> int:
     text = str(value).strip()
     if len(text) > MAX_AMOUNT_CHARS:
         raise ValueError("The amount must be a number of at most 40 characters.")
+    if "_" in text:  # Python's digit grouping ("1_000") is no number a client sends
+        raise ValueError("The amount must be a number.")
     try:
         number = Decimal(text)
     except InvalidOperation as error:
