@@ -1,5 +1,5 @@
-"""Idempotency keys as Stripe defines them, for any request that must happen once (gifts,
-later super chats).
+"""Idempotency keys as Stripe defines them, for any request that must happen once (gifts and
+super chats).
 
 A key belongs to the caller and to one request: its fingerprint is the method, the path and
 the body. The first request with a key inserts it *inside its own transaction*, before any
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -115,18 +114,10 @@ class Replay:
 
 @dataclass(frozen=True)
 class Claim:
-    """This request holds the key in its open transaction: do the work in that transaction
-    and `record` the answer before committing it."""
+    """This request holds the key in its open transaction: the work is done in that
+    transaction, and the answer recorded on the key before it commits."""
 
     id: int
-
-    async def record(self, session: AsyncSession, status_code: int, body: Any) -> None:
-        await session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.id == self.id)
-            .values(state=DONE, status_code=status_code, response=body)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _check_key_or_refuse(key: str) -> None:
@@ -134,24 +125,6 @@ def _check_key_or_refuse(key: str) -> None:
         _check_key(key)
     except PydanticCustomError:
         raise ValidationFailed({HEADER: [KEY_RULE]}) from None
-
-
-async def begin(
-    runtime: Runtime, session: AsyncSession, *, user_id: int, key: str, fingerprint: str
-) -> Claim | Replay:
-    """Claim `key` in the session's transaction (left open for the work), or the answer of
-    the request that used it first (waiting, in the database, while that one runs)."""
-    _check_key_or_refuse(key)
-    try:
-        outcome = await claim_or_replay(
-            runtime, session, user_id=user_id, key=key, fingerprint=fingerprint
-        )
-    except ApiError:
-        await session.commit()  # end the read; a commit keeps the request's loaded rows usable
-        raise
-    if isinstance(outcome, Replay):
-        await session.commit()
-    return outcome
 
 
 async def claim_or_replay(
@@ -259,31 +232,6 @@ _ANSWERED = select(
     IdempotencyKey.key == bindparam("key"),
     IdempotencyKey.expires_at > bindparam("now"),
 )
-
-
-async def once(
-    runtime: Runtime,
-    session: AsyncSession,
-    *,
-    user_id: int,
-    key: str | None,
-    fingerprint: str,
-    act: Callable[[Claim | None], Awaitable[Any]],
-) -> tuple[Any, bool]:
-    """Run `act` (which records its answer with the claim, when there is one) unless the key
-    already has an answer; returns the answer and whether it is a replay. When `act` fails,
-    nothing happened: the key goes with the rest, and a waiting retry runs as the first."""
-    claim = None
-    if key is not None:
-        outcome = await begin(runtime, session, user_id=user_id, key=key, fingerprint=fingerprint)
-        if isinstance(outcome, Replay):
-            return outcome.body, True
-        claim = outcome
-    try:
-        return await act(claim), False
-    except BaseException:
-        await session.rollback()
-        raise
 
 
 def created(body: dict[str, Any], *, replayed: bool) -> JSONResponse:
