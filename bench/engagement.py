@@ -88,7 +88,9 @@ async def paced(
     base: str, clients: int, seconds: float, interval: float, request: Any
 ) -> dict[str, Any]:
     """`clients` each calling `request` once per `interval` (spread evenly): the latency a
-    room sees at a given load, rather than the most the server can take."""
+    room sees at a given load, rather than the most the server can take. Open loop: each
+    latency counts from when the request was due, so a request sent late behind a slow
+    answer is charged its wait (no coordinated omission)."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
     connector = aiohttp.TCPConnector(limit=clients)
@@ -101,9 +103,8 @@ async def paced(
             next_at = started + interval * index / clients
             while next_at < started + seconds:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-                begun = time.perf_counter()
                 code = await request(http, index, n)
-                latencies.append(time.perf_counter() - begun)
+                latencies.append(time.monotonic() - next_at)
                 codes[code] = codes.get(code, 0) + 1
                 n += 1
                 next_at += interval
