@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header
+from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
@@ -318,6 +318,31 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     )
 
 
+# The REST routers, each included in the app under /api (not nested in an /api router: the
+# router walks its routes in order at every level of nesting, on every request). In matching
+# order: the hot paths (join, comments, likes, gifts) first; the gift catalog before
+# /streams/{id}.
+API_ROUTERS = (
+    viewers_router,
+    engagement_router,
+    gifts_router,
+    streams_router,
+    super_chats_router,
+    polls_router,
+    questions_router,
+    battles_router,
+    health_router,
+    wallet_router,
+    wallet_internal_router,
+    moderation_router,
+    analytics_router,
+    notifications_router,
+    ingest_callbacks,
+    ingest_owner_router,
+    users_router,
+)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -386,25 +411,8 @@ def create_app(
         timeout=settings.body_timeout_seconds,
     )
 
-    api = APIRouter(prefix="/api")
-    api.include_router(gifts_router)  # before /streams/{id}
-    api.include_router(streams_router)
-    api.include_router(viewers_router)
-    api.include_router(engagement_router)
-    api.include_router(polls_router)
-    api.include_router(questions_router)
-    api.include_router(battles_router)
-    api.include_router(health_router)
-    api.include_router(super_chats_router)
-    api.include_router(wallet_router)
-    api.include_router(wallet_internal_router)
-    api.include_router(moderation_router)
-    api.include_router(analytics_router)
-    api.include_router(notifications_router)
-    api.include_router(ingest_callbacks)
-    api.include_router(ingest_owner_router)
-    api.include_router(users_router)
-    app.include_router(api)
+    for router in API_ROUTERS:
+        app.include_router(router, prefix="/api")
     app.include_router(socket_paths)
     app.include_router(broadcasting_router)
     install_console(app, settings)
