@@ -231,6 +231,7 @@ class Services:
         await self.runtime.identity.close()
         if self.redis is not None:
             await self.redis.aclose()
+        await self.runtime.reader.close()
         await self.runtime.engine.dispose()
 
 

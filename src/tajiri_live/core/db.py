@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,16 +10,14 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
-    Executable,
     Float,
     Integer,
     MetaData,
-    Row,
     event,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, InvalidRequestError
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -126,33 +123,6 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with factory() as session:
         yield session
-
-
-class Reader:
-    """Single reads outside any transaction: no BEGIN or COMMIT round trips around them.
-
-    At most `limit` at once: a burst waits a moment for a pooled connection rather than
-    opening overflow ones, each a new PostgreSQL backend closed again when given back. A
-    pooled connection found dead (the pool does not ping: on PostgreSQL that was three round
-    trips a checkout) is dropped, and the read made once more on a fresh one."""
-
-    def __init__(self, engine: AsyncEngine, *, limit: int = 10) -> None:
-        self.engine = engine
-        self._slots = asyncio.Semaphore(limit)
-
-    async def rows(
-        self, statement: Executable, params: dict[str, Any] | None = None
-    ) -> Sequence[Row[Any]]:
-        async with self._slots:
-            for attempt in (1, 2):
-                try:
-                    async with self.engine.connect() as connection:
-                        await connection.execution_options(isolation_level="AUTOCOMMIT")
-                        return (await connection.execute(statement, params)).all()
-                except DBAPIError as error:
-                    if attempt == 2 or not error.connection_invalidated:
-                        raise
-        raise AssertionError("unreachable")
 
 
 class epoch(FunctionElement[float]):

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tajiri_live.core.auth import Identity, TokenCodec
 from tajiri_live.core.clock import Clock
-from tajiri_live.core.db import Reader
 from tajiri_live.core.nodecache import ExpiringCache
 from tajiri_live.core.ratelimit import RateLimiter
+from tajiri_live.core.reads import Reader
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
 from tajiri_live.realtime.channels import ChannelRegistry

@@ -1,0 +1,151 @@
+"""The hot paths' reads (`runtime.reader`): on PostgreSQL they run through asyncpg on held
+connections, and must answer exactly what SQLAlchemy answers, survive a server that drops
+its connections, and give every connection back on close."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import StatementError
+
+from dbutil import backend
+from tajiri_live.core import idempotency
+from tajiri_live.core.runtime import Runtime
+from tajiri_live.moderation import bans
+from tajiri_live.moderation.models import StreamRestriction
+from tajiri_live.moderation.service import _COMMENTER_CHECK
+from tajiri_live.streams import admission
+from tajiri_live.users.models import User
+
+OWNER, FAN, BANNED, TIMED = 1, 2, 3, 4
+
+
+async def stream_with_restrictions(client: httpx.AsyncClient, auth: Any, runtime: Runtime) -> int:
+    created = await client.post(
+        "/api/streams", json={"title": "Reads"}, headers=auth(OWNER, first_name="Asha")
+    )
+    stream_id = int(created.json()["data"]["id"])
+    now = runtime.clock.now()
+    async with runtime.sessions() as session:
+        for user_id in (FAN, BANNED, TIMED):
+            session.add(
+                User(
+                    id=user_id,
+                    first_name=f"U{user_id}",
+                    username=f"u{user_id}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await session.flush()  # the users before the rows that name them
+        session.add_all(
+            [
+                StreamRestriction(stream_id=stream_id, user_id=BANNED, kind="ban", created_by=1),
+                StreamRestriction(
+                    stream_id=stream_id,
+                    user_id=TIMED,
+                    kind="ban",
+                    created_by=1,
+                    expires_at=now + timedelta(minutes=5),
+                ),
+            ]
+        )
+        session.add(
+            idempotency.IdempotencyKey(
+                user_id=FAN,
+                key="k-1",
+                fingerprint="f" * 64,
+                state=idempotency.DONE,
+                status_code=201,
+                response={"success": True, "data": {"id": 7, "names": ["a", "ü"]}},
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+            )
+        )
+        await session.commit()
+    return stream_id
+
+
+async def by_sqlalchemy(runtime: Runtime, statement: Any, params: dict[str, Any]) -> list[Any]:
+    async with runtime.engine.connect() as connection:
+        return list((await connection.execute(statement, params)).all())
+
+
+async def test_reads_answer_what_sqlalchemy_answers(
+    client: httpx.AsyncClient, auth: Any, runtime: Runtime
+) -> None:
+    stream_id = await stream_with_restrictions(client, auth, runtime)
+    now = runtime.clock.now()
+    cases: list[tuple[Any, dict[str, Any]]] = [
+        (admission._FACTS, {"stream_id": stream_id}),
+        (bans._BANS, {"stream_id": stream_id}),
+        (idempotency._ANSWERED, {"user_id": FAN, "key": "k-1", "now": now}),
+    ]
+    for user_id, content in ((FAN, "Hongera"), (BANNED, "x"), (999, "nobody")):
+        values = {"stream_id": stream_id, "user_id": user_id, "content": content}
+        cases.append((_COMMENTER_CHECK, {**values, "now": now, "since": now - timedelta(60)}))
+    for statement, params in cases:
+        for _ in range(2):  # the first read plans the statement, the second reuses it
+            rows = await runtime.reader.rows(statement, params)
+            expected = await by_sqlalchemy(runtime, statement, params)
+            assert [tuple(r) for r in rows] == [tuple(r) for r in expected]
+            assert [type(v) for r in rows for v in r] == [type(v) for r in expected for v in r]
+            for row, want in zip(rows, expected, strict=True):
+                assert row._asdict() == want._asdict()  # read by name as well
+    banned = {row.user_id: row.expires_at for row in await runtime.reader.rows(*cases[1])}
+    assert banned[BANNED] is None
+    assert banned[TIMED] is not None and banned[TIMED].tzinfo is not None
+    assert banned[TIMED].utcoffset() == UTC.utcoffset(None)
+    (answer,) = await runtime.reader.rows(*cases[2])
+    assert answer.response == {"success": True, "data": {"id": 7, "names": ["a", "ü"]}}
+
+
+async def test_a_bound_value_left_out_is_refused(runtime: Runtime) -> None:
+    statement = select(User.id).where(User.id == bindparam("user_id"))
+    with pytest.raises((ValueError, StatementError)):
+        await runtime.reader.rows(statement, {})
+
+
+async def test_reads_go_on_after_the_server_drops_every_connection(
+    client: httpx.AsyncClient, auth: Any, runtime: Runtime
+) -> None:
+    if backend() != "postgresql":
+        pytest.skip("held connections are PostgreSQL's (SQLite reads through its pool)")
+    stream_id = await stream_with_restrictions(client, auth, runtime)
+    params = {"stream_id": stream_id}
+    before = await runtime.reader.rows(admission._FACTS, params)
+    url = make_url(runtime.settings.resolved_database_url)
+    admin = await asyncpg.connect(
+        user=url.username, host=url.host, port=url.port, database=url.database
+    )
+    try:
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    assert killed >= 1  # the connection the reader holds, at least
+    for _ in range(3):
+        assert [tuple(r) for r in await runtime.reader.rows(admission._FACTS, params)] == [
+            tuple(r) for r in before
+        ]
+
+
+async def test_close_gives_every_connection_back(
+    client: httpx.AsyncClient, auth: Any, runtime: Runtime
+) -> None:
+    stream_id = await stream_with_restrictions(client, auth, runtime)
+    pool = runtime.engine.sync_engine.pool
+    for _ in range(5):
+        await runtime.reader.rows(bans._BANS, {"stream_id": stream_id})
+    if backend() == "postgresql":
+        assert pool.checkedout() >= 1  # held between reads: no checkout per read
+    await runtime.reader.close()
+    assert pool.checkedout() == 0
