@@ -115,6 +115,13 @@ local function add(room, member, holder, key, at, addr, region, expiry, cap, dou
   return {1, started, info}
 end
 
+-- -> {current, peak, visits started, unique}
+local function count(room, doubt_ms)
+  local now = raise_peak(room, doubt_ms)
+  return {now[1], now[2], tonumber(redis.call('GET', K('total', room)) or '0'),
+    redis.call('PFCOUNT', K('unique', room))}
+end
+
 -- -> the ended visit's info, or false
 local function exclude(room, member)
   redis.call('SADD', K('staff', room), member)
@@ -133,9 +140,11 @@ end
 
 # ARGV: prefix, address cap, doubt_ms, then the changes in the order they were asked for, each
 # an opcode and its arguments: `a` room member holder key at address region expiry (add), `r`
-# room member holder (remove), `x` room member (exclude), `i` room member (count again).
-# -> one reply per change: add's table, the ended visit's info or '' for the others, or
-# {'err', message} for a change that failed (the changes after it are still applied).
+# room member holder (remove), `x` room member (exclude), `i` room member (count again), `c`
+# room (read the room's counts).
+# -> one reply per change: add's table, the counts' table, the ended visit's info or '' for
+# the others, or {'err', message} for a change that failed (the changes after it are still
+# applied).
 APPLY = (
     PRELUDE
     + CHANGES
@@ -155,6 +164,9 @@ while i <= #ARGV do
   elseif op == 'i' then
     ok, reply = pcall(redis.call, 'SREM', K('staff', ARGV[i + 1]), ARGV[i + 2])
     i = i + 3
+  elseif op == 'c' then
+    ok, reply = pcall(count, ARGV[i + 1], doubt_ms)
+    i = i + 2
   else
     ok, reply = pcall(exclude, ARGV[i + 1], ARGV[i + 2])
     i = i + 3
@@ -257,17 +269,6 @@ return ended
 """
 )
 
-# ARGV: prefix, room, doubt_ms -> {current, peak, visits started, unique}
-COUNTS = (
-    PRELUDE
-    + """
-local room = ARGV[2]
-local now = raise_peak(room, tonumber(ARGV[3]))
-return {now[1], now[2], tonumber(redis.call('GET', K('total', room)) or '0'),
-  redis.call('PFCOUNT', K('unique', room))}
-"""
-)
-
 # ARGV: prefix, room
 RETIRE = (
     PRELUDE
@@ -345,7 +346,6 @@ class RedisPresence(NodePresence):
                 "detect": DETECT,
                 "reap": REAP,
                 "sweep": SWEEP,
-                "counts": COUNTS,
                 "retire": RETIRE,
                 "resume": RESUME,
                 "deregister": DEREGISTER,
@@ -500,7 +500,9 @@ class RedisPresence(NodePresence):
     # --- reading ---------------------------------------------------------------------------
 
     async def counts(self, room: str) -> RoomCounts:
-        current, peak, started, unique = await self._run("counts", room, self._doubt_ms)
+        # With the holds, in their order: a count asked after a hold includes it, and a
+        # join storm's counts share its script calls.
+        current, peak, started, unique = await self._changes.call("c", room)
         return RoomCounts(int(current), int(peak), int(started), int(unique))
 
     async def visit_keys(self, room: str) -> set[str]:
