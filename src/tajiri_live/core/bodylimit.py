@@ -8,8 +8,10 @@ project's 413 envelope with `Connection: close`, so the rest of the body is not 
 The body must also arrive within `timeout` seconds (408 otherwise). Receiving it before the
 application sees the request is what keeps a slow sender from holding anything that matters:
 a route opens its database session before it reads its body, so a few dozen bodies sent a
-byte at a time would otherwise hold the whole pool. Bodies up to 1 MiB are kept in memory,
-larger ones (uploads) in a temporary file.
+byte at a time would otherwise hold the whole pool. A body that arrives in one message (a
+JSON body, as a rule) is handed on as it came; longer ones are gathered, up to 1 MiB in
+memory, larger ones (uploads) in a temporary file. A request without a body (no
+`Content-Length` or 0, not chunked) has nothing to wait for and passes straight through.
 """
 
 from __future__ import annotations
@@ -96,16 +98,33 @@ class BodyLimitMiddleware:
             if int(declared) > limit:
                 await _answer(send, 413, too_large_message(limit))
                 return
+        if (declared is None or int(declared) == 0) and b"transfer-encoding" not in headers:
+            # No body (RFC 9112, 6.3): nothing to receive, limit or wait for.
+            await self.app(scope, receive, send)
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                first = await receive()
+        except TimeoutError:
+            await _answer(send, 408, self._too_slow())
+            return
+        if first["type"] != "http.request":
+            return  # the client went away
+        chunk = first.get("body", b"")
+        if len(chunk) > limit:
+            await _answer(send, 413, too_large_message(limit))
+            return
+        if not first.get("more_body", False):  # the whole body at once: a JSON body's case
+            await self.app(scope, _replay_message(first, receive), send)
+            return
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            spool.write(chunk)
             try:
-                async with asyncio.timeout(self.timeout):
-                    size = await _receive_body(receive, spool, limit)
+                async with asyncio.timeout_at(deadline):
+                    size = await _receive_body(receive, spool, limit, len(chunk))
             except TimeoutError:
-                await _answer(
-                    send,
-                    408,
-                    f"The request body arrived too slowly: send it within {self.timeout:g} s.",
-                )
+                await _answer(send, 408, self._too_slow())
                 return
             if size is None:
                 return  # the client went away
@@ -115,13 +134,16 @@ class BodyLimitMiddleware:
             spool.seek(0)
             await self.app(scope, _replay(spool, size, receive), send)
 
+    def _too_slow(self) -> str:
+        return f"The request body arrived too slowly: send it within {self.timeout:g} s."
+
 
 async def _receive_body(
-    receive: Receive, spool: tempfile.SpooledTemporaryFile[bytes], limit: int
+    receive: Receive, spool: tempfile.SpooledTemporaryFile[bytes], limit: int, size: int
 ) -> int | None:
-    """Reads the whole body into `spool`: its size, a size over `limit` as soon as it passes
-    it (the rest unread), or None when the client disconnected."""
-    size = 0
+    """Reads the rest of the body into `spool` (`size` bytes of it are there): its size, a
+    size over `limit` as soon as it passes it (the rest unread), or None when the client
+    disconnected."""
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -133,6 +155,20 @@ async def _receive_body(
         spool.write(chunk)
         if not message.get("more_body", False):
             return size
+
+
+def _replay_message(message: Message, receive: Receive) -> Receive:
+    """The body's one message again; then the client's own messages (a disconnect)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return message
+
+    return replay
 
 
 def _replay(spool: tempfile.SpooledTemporaryFile[bytes], size: int, receive: Receive) -> Receive:
