@@ -4,13 +4,14 @@ its connections, and give every connection back on close."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
@@ -148,4 +149,20 @@ async def test_close_gives_every_connection_back(
     if backend() == "postgresql":
         assert pool.checkedout() >= 1  # held between reads: no checkout per read
     await runtime.reader.close()
+    assert pool.checkedout() == 0
+
+
+async def test_a_read_running_at_close_gives_its_connection_back(runtime: Runtime) -> None:
+    if backend() != "postgresql":
+        pytest.skip("held connections are PostgreSQL's (SQLite reads through its pool)")
+    pool = runtime.engine.sync_engine.pool
+    slow = select(func.pg_sleep(0.3).label("slept"))
+    running = asyncio.create_task(runtime.reader.rows(slow))
+    await asyncio.sleep(0.1)  # the read is under way on a held connection
+    await runtime.reader.close()
+    assert len(await running) == 1
+    for _ in range(50):  # the connection goes back in the background
+        if pool.checkedout() == 0:
+            break
+        await asyncio.sleep(0.02)
     assert pool.checkedout() == 0

@@ -38,6 +38,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# A pooled connection is replaced after this long: idle timeouts on the way (a NAT, a
+# proxy, a failover) may cut an older one without either end noticing.
+POOL_RECYCLE_SECONDS = 1800
+
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY autoincrements).
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -98,7 +102,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         # trips before every use). A connection that died is found by its first statement:
         # the pool then drops every connection made before (that request answers 503, reads
         # through `Reader` retry once); recycling keeps idle ones from outliving timeouts.
-        kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=False, pool_recycle=1800)
+        kwargs.update(
+            pool_size=20, max_overflow=20, pool_pre_ping=False, pool_recycle=POOL_RECYCLE_SECONDS
+        )
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         _tune_sqlite(engine)

@@ -10,16 +10,18 @@ statement compiled once through the driver, with the column types' own bind and 
 processing; on other drivers (SQLite) it reads through the pool as before.
 
 At most `limit` reads at once: a burst waits a moment for a connection rather than opening
-overflow ones, each a new PostgreSQL backend. A connection found dead (nothing pings it) is
-dropped with every other one held, and the read made again through the pool, which finds
-and replaces stale connections itself.
+overflow ones, each a new PostgreSQL backend. A connection found dead (nothing pings it) or
+a read that takes over `READ_TIMEOUT_SECONDS` (a connection cut without a word) drops it and
+every other one held, and the read is made again through the pool, which finds and replaces
+stale connections itself. A held connection goes back to the pool after
+`POOL_RECYCLE_SECONDS`, as the pool's own are replaced.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +30,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tajiri_live.core.db import POOL_RECYCLE_SECONDS
+
 Processor = Callable[[Any], Any]
 MAX_PLANS = 256
+# A read that takes longer is given up (a connection cut without a FIN or RST would hold
+# its slot for ever); the connection is dropped and the read made once more on a fresh one.
+READ_TIMEOUT_SECONDS = 30.0
 
 
 class _ConnectionLost(Exception):
@@ -106,6 +113,7 @@ class _Plan:
 class _Held:
     connection: AsyncConnection
     driver: Any  # the asyncpg connection under it
+    since: float  # the event loop's clock when it was taken from the pool
 
 
 class Reader:
@@ -116,6 +124,7 @@ class Reader:
         self._plans: dict[Executable, _Plan | None] = {}
         self._idle: list[_Held] = []
         self._dropping: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def rows(
         self, statement: Executable, params: Mapping[str, Any] | None = None
@@ -132,12 +141,12 @@ class Reader:
             return await self._read_pooled(statement, values)
 
     async def close(self) -> None:
-        """Give back the connections held (before the engine is disposed)."""
+        """Give back the connections held (before the engine is disposed); a read still
+        running gives its connection back when it ends."""
+        self._closed = True
         idle, self._idle = self._idle, []
-        for held in idle:
-            await held.connection.close()
-        if self._dropping:
-            await asyncio.gather(*self._dropping, return_exceptions=True)
+        closing = [held.connection.close() for held in idle]
+        await asyncio.gather(*closing, *self._dropping, return_exceptions=True)
 
     def _plan(self, statement: Executable) -> _Plan | None:
         if statement not in self._plans:
@@ -151,9 +160,9 @@ class Reader:
 
     async def _read_direct(self, plan: _Plan, params: Mapping[str, Any]) -> list[Any]:
         arguments = plan.arguments(params)
-        held = self._idle.pop() if self._idle else await self._hold()
+        held = self._take() or await self._hold()
         try:
-            records = await held.driver.fetch(plan.sql, *arguments)
+            records = await held.driver.fetch(plan.sql, *arguments, timeout=READ_TIMEOUT_SECONDS)
         except BaseException as error:
             # Dead, or interrupted mid-statement: either way it is never used again.
             self._drop(held)
@@ -161,8 +170,22 @@ class Reader:
             if lost and isinstance(error, Exception):  # never swallow a cancellation
                 raise _ConnectionLost from error
             raise
-        self._idle.append(held)
+        if self._closed:
+            self._give_back(held)
+        else:
+            self._idle.append(held)
         return plan.rows(records)
+
+    def _take(self) -> _Held | None:
+        """A held connection young enough to use; older ones go back to the pool, which
+        replaces them (as it does its own after `POOL_RECYCLE_SECONDS`)."""
+        now = asyncio.get_running_loop().time()
+        while self._idle:
+            held = self._idle.pop()
+            if now - held.since < POOL_RECYCLE_SECONDS:
+                return held
+            self._give_back(held)
+        return None
 
     async def _hold(self) -> _Held:
         connection = await self.engine.connect()
@@ -171,10 +194,16 @@ class Reader:
         except BaseException:
             await connection.close()
             raise
-        return _Held(connection, raw.driver_connection)
+        return _Held(connection, raw.driver_connection, asyncio.get_running_loop().time())
 
     def _drop(self, held: _Held) -> None:
-        task = asyncio.get_running_loop().create_task(_invalidate(held.connection))
+        self._in_background(_invalidate(held.connection))
+
+    def _give_back(self, held: _Held) -> None:
+        self._in_background(held.connection.close())
+
+    def _in_background(self, closing: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(closing)
         self._dropping.add(task)
         task.add_done_callback(self._dropping.discard)
 
