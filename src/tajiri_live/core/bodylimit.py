@@ -91,14 +91,14 @@ class BodyLimitMiddleware:
             scope["method"], scope["path"], content_type.decode("latin-1")
         )
         declared = headers.get(b"content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                await _answer(send, 400, "The Content-Length header is not a number.")
-                return
-            if int(declared) > limit:
-                await _answer(send, 413, too_large_message(limit))
-                return
-        if (declared is None or int(declared) == 0) and b"transfer-encoding" not in headers:
+        if declared is not None and not declared.strip().isdigit():
+            await _answer(send, 400, "The Content-Length header is not a number.")
+            return
+        length = int(declared) if declared is not None else 0
+        if length > limit:
+            await _answer(send, 413, too_large_message(limit))
+            return
+        if length == 0 and b"transfer-encoding" not in headers:
             # No body (RFC 9112, 6.3): nothing to receive, limit or wait for.
             await self.app(scope, receive, send)
             return

@@ -130,7 +130,7 @@ class Reader:
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Sequence[Any]:
         """The statement's rows; each reads its columns as attributes (`row.user_id`)."""
-        values = dict(params or {})
+        values = params or {}
         async with self._slots:
             plan = self._plan(statement) if self._direct else None
             if plan is not None:
@@ -152,9 +152,8 @@ class Reader:
         if statement not in self._plans:
             if len(self._plans) >= MAX_PLANS:  # statements are module constants: never here
                 return None
-            select = statement if isinstance(statement, Select) else None
             self._plans[statement] = (
-                _Plan.of(select, self.engine.dialect) if select is not None else None
+                _Plan.of(statement, self.engine.dialect) if isinstance(statement, Select) else None
             )
         return self._plans[statement]
 
