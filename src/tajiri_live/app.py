@@ -45,9 +45,12 @@ from tajiri_live.core.clock import Clock, SystemClock
 from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.errors import ApiError, document_envelopes, install_error_handlers
 from tajiri_live.core.gcpauses import PAUSES
+from tajiri_live.core.hotroutes import SERVED as HOT_SERVED
+from tajiri_live.core.hotroutes import HotRoutesMiddleware
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
 from tajiri_live.core.settings import Settings
+from tajiri_live.engagement.router import hot_routes as engagement_hot_routes
 from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
@@ -86,6 +89,7 @@ from tajiri_live.superchats.router import router as super_chats_router
 from tajiri_live.superchats.socket_actions import super_chat_actions
 from tajiri_live.users.router import router as users_router
 from tajiri_live.users.writer import ProfileWriter
+from tajiri_live.viewers.router import hot_routes as viewers_hot_routes
 from tajiri_live.viewers.router import router as viewers_router
 from tajiri_live.viewers.router import socket_paths
 from tajiri_live.viewers.service import Viewers
@@ -343,6 +347,9 @@ API_ROUTERS = (
     users_router,
 )
 
+# Served below FastAPI's router (core/hotroutes.py), each also declared in its router above.
+HOT_ROUTES = (*viewers_hot_routes, *engagement_hot_routes)
+
 
 def create_app(
     settings: Settings,
@@ -406,6 +413,13 @@ def create_app(
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
     document_envelopes(app)
+    # Added first, so inside the body limit: the hot routes' bodies are limited as any.
+    hot_routes = [route.under("/api") for route in HOT_ROUTES]
+    app.add_middleware(
+        HotRoutesMiddleware,
+        routes=hot_routes,
+        exception_handlers=app.exception_handlers,
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         limits=body_limits(settings),
@@ -472,6 +486,11 @@ def create_app(
         body += "# TYPE tajiri_quarantined_rows_total counter\n" + "".join(
             f'tajiri_quarantined_rows_total{{writer="{writer}"}} {QUARANTINED[writer]}\n'
             for writer in sorted(QUARANTINE_WRITERS | set(QUARANTINED))
+        )
+        body += "# TYPE tajiri_hot_route_requests_total counter\n" + "".join(
+            f'tajiri_hot_route_requests_total{{method="{route.method}",route="{route.path}"}} '
+            f"{HOT_SERVED[route.path]}\n"
+            for route in hot_routes
         )
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 

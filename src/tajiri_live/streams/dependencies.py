@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
+from starlette.responses import Response
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.dependencies import RuntimeDep, SessionDep, get_runtime
+from tajiri_live.core.hotroutes import HotRoute
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.streams import service
 from tajiri_live.streams.admission import StreamFacts
@@ -20,7 +23,8 @@ from tajiri_live.users.dependencies import (
     require_principal,
 )
 
-StreamId = Annotated[int, Path(ge=1, le=2**62, description="The stream's id")]
+MAX_STREAM_ID = 2**62
+StreamId = Annotated[int, Path(ge=1, le=MAX_STREAM_ID, description="The stream's id")]
 
 
 async def visible_stream(
@@ -74,6 +78,13 @@ async def stream_call(
     """The hot routes' one dependency (join, comments, gifts): what `StreamFactsDep` and
     `CurrentPrincipal` give, in their order, solved as one. FastAPI's solving of a chain of
     small dependencies cost more than the work they do."""
+    return await resolve_stream_call(request, stream_id, authorization)
+
+
+async def resolve_stream_call(
+    request: Request, stream_id: int, authorization: str | None
+) -> StreamCall:
+    """`stream_call` for a route served below FastAPI's router (core/hotroutes.py)."""
     runtime = get_runtime(request)
     viewer = await optional_principal(request, runtime, authorization)
     stream = await service.visible_facts(runtime, stream_id=stream_id, viewer=viewer)
@@ -82,3 +93,19 @@ async def stream_call(
 
 
 StreamCallDep = Annotated[StreamCall, Depends(stream_call)]
+
+
+def hot_stream_route(
+    method: str, path: str, answer: Callable[[Request, StreamCall], Awaitable[Response]]
+) -> HotRoute:
+    """A route whose one dependency is `stream_call`, served below FastAPI's router
+    (core/hotroutes.py) by `answer`, which the documented route at `path` calls too."""
+
+    async def handler(request: Request) -> Response | None:
+        stream_id = int(request.path_params["stream_id"])
+        if not 1 <= stream_id <= MAX_STREAM_ID:
+            return None  # the documented route's 422
+        authorization = request.headers.get("authorization")
+        return await answer(request, await resolve_stream_call(request, stream_id, authorization))
+
+    return HotRoute(method, path, handler)

@@ -5,18 +5,24 @@ from __future__ import annotations
 from typing import Any, cast
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.clock import iso
 from tajiri_live.core.dependencies import SessionDep
 from tajiri_live.core.errors import ApiError
+from tajiri_live.core.hotroutes import json_response
 from tajiri_live.core.payload import read_payload
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.text import Text
 from tajiri_live.streams import presenters
 from tajiri_live.streams import service as streams_service
-from tajiri_live.streams.dependencies import StreamCallDep, StreamRowDep
+from tajiri_live.streams.dependencies import (
+    StreamCall,
+    StreamCallDep,
+    StreamRowDep,
+    hot_stream_route,
+)
 from tajiri_live.streams.lifecycle import StreamStatus
 from tajiri_live.streams.models import LiveStream
 from tajiri_live.users.dependencies import CurrentPrincipal, ensure_same_user
@@ -34,7 +40,13 @@ def viewers_of(request: Request) -> Viewers:
 
 
 @router.post("/{stream_id}/join", summary="Join as a viewer (REST; the socket also counts)")
-async def join(request: Request, call: StreamCallDep) -> dict[str, Any]:
+async def join(request: Request, call: StreamCallDep) -> Response:
+    """Served below FastAPI's router (`hot_routes`); this route documents it and answers
+    what the hot one declines."""
+    return await _join(request, call)
+
+
+async def _join(request: Request, call: StreamCall) -> Response:
     runtime, principal, stream = call.runtime, call.principal, call.stream
     payload = await read_payload(request)
     ensure_same_user(payload.get("user_id"), principal)
@@ -47,15 +59,17 @@ async def join(request: Request, call: StreamCallDep) -> dict[str, Any]:
         region=clean_region(payload.get("region")) or clean_region(principal.region),
     )
     settings = runtime.settings
-    return {
-        "success": True,
-        "message": "Joined the stream.",
-        "playback_url": presenters.playback_url(stream, settings, viewer_id=principal.user_id),
-        "current_viewers": current,
-        "websocket": presenters.websocket_info(stream.id, settings, public=stream.public),
-        # For the socket only; it expires no later than the credential the caller joined with.
-        "viewer_token": runtime.identity.mint_viewer_token(principal),
-    }
+    return json_response(
+        {
+            "success": True,
+            "message": "Joined the stream.",
+            "playback_url": presenters.playback_url(stream, settings, viewer_id=principal.user_id),
+            "current_viewers": current,
+            "websocket": presenters.websocket_info(stream.id, settings, public=stream.public),
+            # For the socket only; it expires no later than the credential it was joined with.
+            "viewer_token": runtime.identity.mint_viewer_token(principal),
+        }
+    )
 
 
 async def _visible_row(runtime: Runtime, stream_id: int, principal: Principal) -> LiveStream:
@@ -119,3 +133,6 @@ async def feed_over_http() -> JSONResponse:
 @socket_paths.get("/streams/{stream_id}", include_in_schema=False)
 async def stream_over_http(stream_id: Text) -> JSONResponse:
     return _upgrade_required()
+
+
+hot_routes = (hot_stream_route("POST", f"{router.prefix}/{{stream_id}}/join", _join),)
