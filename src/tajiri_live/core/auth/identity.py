@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 MAX_TOKEN_CHARS = 4096
 CACHE_SIZE = 100_000
+VIEWER_TOKEN_REFUSAL = (
+    "This is a viewer token: it opens sockets only. Send the user's own token to the API."
+)
 T = TypeVar("T")
 
 
@@ -105,18 +108,33 @@ class Identity:
                 )
             # Requests that wait on a lookup already under way are not lookups of their own.
             leads = key not in self._inflight
-            found = await self._lookup(key, lambda: self._resolve(token))
+            if self._resolves_now(token):
+                # Checked with a key in hand, nothing awaited: no task for others to share
+                # (a task and its shield were a twentieth of a new user's join).
+                self.stats.lookups += 1
+                found = self._settled_now(key, token)
+            else:
+                found = await self._lookup(key, lambda: self._resolve(token))
             if address is not None and leads and _is_refusal(found):
                 self._note_refusal(address)
         return _principal_or_raise(found)
 
+    def _resolves_now(self, token: str) -> bool:
+        """What `_resolve` answers without awaiting anything: a viewer token's refusal, or a
+        JWT the static key checks."""
+        return looks_like_jwt(token) and (
+            is_viewer_token(token) or (self.jwt is not None and self.jwt.checks_locally(token))
+        )
+
+    def _resolve_now(self, token: str) -> Principal:
+        if is_viewer_token(token):
+            raise ApiError(401, VIEWER_TOKEN_REFUSAL)
+        assert self.jwt is not None  # as _resolves_now found
+        return self._count(self.jwt.decode(token))
+
     async def _resolve(self, token: str) -> Principal:
         if looks_like_jwt(token) and is_viewer_token(token):
-            raise ApiError(
-                401,
-                "This is a viewer token: it opens sockets only. "
-                "Send the user's own token to the API.",
-            )
+            raise ApiError(401, VIEWER_TOKEN_REFUSAL)
         if self.jwt is not None and looks_like_jwt(token):
             return self._count(await self.jwt.verify(token))
         if self.sanctum is not None and self.sanctum.recognises(token):
@@ -225,15 +243,27 @@ class Identity:
         try:
             value = await resolve()
         except ApiError as error:
-            refusal: Refusal = (error.status_code, error.message)
-            if error.status_code >= 500:
-                self.stats.unavailable += 1  # "cannot tell now" is never remembered
-                return _Unavailable(error.status_code, error.message, error.headers)
-            self.stats.refused += 1
-            self._store(key, refusal)
-            return refusal
+            return self._refused(key, error)
         self._store(key, value)  # type: ignore[arg-type]
         return value
+
+    def _settled_now(self, key: bytes, token: str) -> object:
+        """`_settle` for a token `_resolves_now`."""
+        try:
+            value = self._resolve_now(token)
+        except ApiError as error:
+            return self._refused(key, error)
+        self._store(key, value)
+        return value
+
+    def _refused(self, key: bytes, error: ApiError) -> object:
+        if error.status_code >= 500:
+            self.stats.unavailable += 1  # "cannot tell now" is never remembered
+            return _Unavailable(error.status_code, error.message, error.headers)
+        refusal: Refusal = (error.status_code, error.message)
+        self.stats.refused += 1
+        self._store(key, refusal)
+        return refusal
 
     def _forget(self, key: bytes, task: asyncio.Task[object]) -> None:
         if self._inflight.get(key) is task:

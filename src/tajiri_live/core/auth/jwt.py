@@ -144,6 +144,15 @@ class TokenCodec:
             return cached
         return self._remember(token, *self._verify_static(token))
 
+    def checks_locally(self, token: str) -> bool:
+        """`verify` needs nothing but the static key for this token (no JWKS fetch): it may
+        be checked at once with `decode`. A token whose header cannot be read counts too
+        (`decode` refuses it)."""
+        if self._jwks is None:
+            return True
+        header = unverified_header(token)
+        return header is None or ("kid" not in header and bool(self._verify_key))
+
     async def verify(self, token: str) -> Principal:
         """Verify with the static key, or the JWKS key the token names."""
         cached = self._cached(token)
