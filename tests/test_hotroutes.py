@@ -1,5 +1,6 @@
-"""Hot routes (core/hotroutes.py) answer below FastAPI's router exactly as the documented
-routes would: the same status, the same body, for the answers and for the refusals."""
+"""Hot routes (core/hotroutes.py: join, comments, gifts) answer below FastAPI's router exactly
+as the documented routes would: the same status, headers and body, for the answers and for
+the refusals."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from tajiri_live.app import API_ROUTERS, HOT_ROUTES, create_app
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.core.settings import Settings
 
-OWNER, FAN, OTHER = 1, 2, 3
+OWNER, FAN, OTHER, ADMIN, SENDER, POOR = 1, 2, 3, 4, 5, 6
 METRIC = re.compile(r'tajiri_hot_route_requests_total\{method="(\w+)",route="([^"]+)"\} (\d+)')
 # What differs between two joins of the same user by design (a fresh token each time).
 VOLATILE = ("viewer_token",)
-COMPARED_HEADERS = ("content-type", "www-authenticate", "retry-after")
+COMPARED_HEADERS = ("content-type", "www-authenticate", "retry-after", "idempotent-replayed")
 
 
 @asynccontextmanager
@@ -104,6 +105,26 @@ async def scenarios(client: httpx.AsyncClient, auth: Any) -> list[tuple[int, dic
         (f"/api/streams/{ending}/comments", {"headers": auth(15), "json": {"content": "late"}}),
         ("/api/streams/0/comments", {"headers": auth(16), "json": {"content": "zero"}}),
     ]
+    # Gifts: a funded sender (credited by an admin) and one with no coins
+    gift_id = (await client.get("/api/streams/gifts")).json()["data"][0]["id"]
+    admin = auth(ADMIN, admin=True)
+    credit = {"user_id": SENDER, "amount": 10_000}
+    assert (await client.post("/api/wallet/credit", headers=admin, json=credit)).status_code < 300
+    gifts, gift = f"/api/streams/{live}/gifts", {"gift_id": gift_id}
+    keyed = {**auth(SENDER), "Idempotency-Key": "gift-1"}
+    requests += [
+        (gifts, {"headers": auth(SENDER), "json": gift}),
+        (gifts, {"headers": keyed, "json": gift}),
+        (gifts, {"headers": keyed, "json": gift}),  # a retry: the first answer again
+        (gifts, {"headers": keyed, "json": {**gift, "quantity": 2}}),  # the key, another body
+        (gifts, {"headers": {**keyed, "Idempotency-Key": " "}, "json": gift}),  # declined
+        (gifts, {"headers": auth(SENDER), "json": {**gift, "quantity": 100}}),
+        (gifts, {"headers": auth(SENDER), "json": {"gift_id": 999_999}}),
+        (gifts, {"headers": auth(SENDER), "data": {"gift_id": str(gift_id), "message": "🎉"}}),
+        (gifts, {"headers": auth(POOR), "json": gift}),
+        (gifts, {"headers": auth(SENDER), "json": {**gift, "sender_id": OTHER}}),
+        (gifts, {"json": gift}),
+    ]
     answers = []
     for path, options in requests:
         answer = await client.post(path, **options)
@@ -137,12 +158,16 @@ async def test_joins_and_comments_answer_as_the_documented_routes_do(
     assert [status for status, _, _ in hot] == [
         200, 200, 401, 401, 401, 403, 422, 422, 422, 409, 410, 404, 422, 422, 422,
         201, 201, 422, 422, 403, 401, 201, 422,
+        201, 201, 201, 422, 422, 422, 422, 201, 402, 403, 401,
     ]  # fmt: skip
     assert hot == documented
     # Every request but those the hot routes leave to the documented ones (ids out of range)
-    join, comment = (f"POST /api/streams/{{stream_id}}/{name}" for name in ("join", "comments"))
+    join, comment, gift = (
+        f"POST /api/streams/{{stream_id}}/{name}" for name in ("join", "comments", "gifts")
+    )
     assert after[join] - before.get(join, 0) == 12
     assert after[comment] - before.get(comment, 0) == 7
+    assert after[gift] - before.get(gift, 0) == 10  # and the blank key's 422 by the route
 
 
 async def test_the_unmodified_client_joins_through_the_hot_route(
@@ -174,7 +199,7 @@ def client_auth(client: httpx.AsyncClient) -> Any:
     assert isinstance(transport, httpx.ASGITransport)
     runtime = transport.app.state.runtime  # type: ignore[attr-defined]
 
-    def make(user_id: int) -> dict[str, str]:
-        return {"Authorization": f"Bearer {runtime.tokens.encode(user_id)}"}
+    def make(user_id: int, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {runtime.tokens.encode(user_id, **claims)}"}
 
     return make

@@ -55,6 +55,7 @@ from tajiri_live.engagement.router import router as engagement_router
 from tajiri_live.engagement.socket_actions import reaction_action
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.gifts import artwork
+from tajiri_live.gifts.router import hot_routes as gifts_hot_routes
 from tajiri_live.gifts.router import router as gifts_router
 from tajiri_live.gifts.writer import PaymentWriter
 from tajiri_live.health.router import router as health_router
@@ -348,7 +349,7 @@ API_ROUTERS = (
 )
 
 # Served below FastAPI's router (core/hotroutes.py), each also declared in its router above.
-HOT_ROUTES = (*viewers_hot_routes, *engagement_hot_routes)
+HOT_ROUTES = (*viewers_hot_routes, *engagement_hot_routes, *gifts_hot_routes)
 
 
 def create_app(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tajiri_live.core import idempotency
@@ -16,7 +16,12 @@ from tajiri_live.core.text import Text
 from tajiri_live.gifts import service
 from tajiri_live.gifts.presenters import gift_dict, sent_gift_dict
 from tajiri_live.moderation import service as moderation
-from tajiri_live.streams.dependencies import StreamCallDep, StreamRowDep
+from tajiri_live.streams.dependencies import (
+    StreamCall,
+    StreamCallDep,
+    StreamRowDep,
+    hot_stream_route,
+)
 from tajiri_live.users.dependencies import (
     CurrentPrincipal,
     ensure_same_user,
@@ -47,7 +52,17 @@ async def catalog(session: SessionDep) -> dict[str, Any]:
 )
 async def send_gift(
     request: Request, call: StreamCallDep, idempotency_key: idempotency.KeyHeader = None
-) -> JSONResponse:
+) -> Response:
+    """Served below FastAPI's router (`hot_routes`); this route documents it and answers
+    what the hot one declines."""
+    return await _send_gift(request, call, idempotency_key)
+
+
+async def _send_gift_hot(request: Request, call: StreamCall) -> Response:
+    return await _send_gift(request, call, request.headers.get(idempotency.HEADER))
+
+
+async def _send_gift(request: Request, call: StreamCall, idempotency_key: str | None) -> Response:
     runtime, stream = call.runtime, call.stream
     principal = await require_verified(call.principal)
     payload = await read_payload(request)
@@ -105,3 +120,13 @@ async def refund_gift(
         session, runtime=runtime, stream=stream, sent_id=sent_id, admin=principal
     )
     return {"success": True, "message": "Gift refunded.", "data": refunded}
+
+
+hot_routes = (
+    hot_stream_route(
+        "POST",
+        f"{router.prefix}/{{stream_id}}/gifts",
+        _send_gift_hot,
+        accepts=idempotency.key_absent_or_valid,
+    ),
+)

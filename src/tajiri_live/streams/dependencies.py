@@ -96,14 +96,20 @@ StreamCallDep = Annotated[StreamCall, Depends(stream_call)]
 
 
 def hot_stream_route(
-    method: str, path: str, answer: Callable[[Request, StreamCall], Awaitable[Response]]
+    method: str,
+    path: str,
+    answer: Callable[[Request, StreamCall], Awaitable[Response]],
+    *,
+    accepts: Callable[[Request], bool] = lambda request: True,
 ) -> HotRoute:
     """A route whose one dependency is `stream_call`, served below FastAPI's router
-    (core/hotroutes.py) by `answer`, which the documented route at `path` calls too."""
+    (core/hotroutes.py) by `answer`, which the documented route at `path` calls too.
+    `accepts` says whether the route's other parameters are valid as the documented route
+    declares them; if not, that route answers (its 422)."""
 
     async def handler(request: Request) -> Response | None:
         stream_id = int(request.path_params["stream_id"])
-        if not 1 <= stream_id <= MAX_STREAM_ID:
+        if not 1 <= stream_id <= MAX_STREAM_ID or not accepts(request):
             return None  # the documented route's 422
         authorization = request.headers.get("authorization")
         return await answer(request, await resolve_stream_call(request, stream_id, authorization))
