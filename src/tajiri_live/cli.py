@@ -51,6 +51,7 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
     """Serve the REST API and WebSockets (and run the scheduled jobs)."""
     import uvicorn
 
+    from tajiri_live.realtime.httpupgrade import UpgradingHttpToolsProtocol
     from tajiri_live.realtime.server import WebSocketConnection
 
     settings = _settings()
@@ -69,7 +70,7 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=UpgradingHttpToolsProtocol,  # httptools; an upgrade's head is read once
         ws=WebSocketConnection,  # the fan-out engine owns the socket after the upgrade
         log_level=settings.log_level,
         log_config=_log_config(settings.log_level),

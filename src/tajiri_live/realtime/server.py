@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -27,6 +28,10 @@ MAX_HANDSHAKE_BYTES = 16 * 1024
 SLOW_ABORT_SECONDS = 5.0
 HANDSHAKE, ADMITTING, OPEN, CLOSED = range(4)
 PLAIN_CLOSE_CODES = CloseCodes()
+RequestHead = tuple[str, str, dict[str, str]]  # method, target, headers
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # but tab (CRLF ends lines)
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -91,11 +96,22 @@ class WebSocketConnection(asyncio.Protocol):
             return
         head = bytes(self._buffer[:end])
         del self._buffer[: end + 4]
+        try:
+            request = parse_head(head)
+        except ValueError:
+            self._refuse(400, "Malformed request.")
+            return
+        self.begin_handshake(request)
+
+    def begin_handshake(self, request: RequestHead, early: bytes = b"") -> None:
+        """Admit a request whose head was read (here, or by the HTTP protocol that handed the
+        connection over with what came after the head: `early`)."""
+        self._buffer += early
         self.state = ADMITTING
         # A client waits for our 101 before it sends frames (RFC 6455, 4.1): read nothing
         # more until then, so what arrives meanwhile costs no memory here.
         self.transport.pause_reading()
-        self._gateway.spawn(self._handshake(head), name="ws-handshake")
+        self._gateway.spawn(self._handshake(*request), name="ws-handshake")
 
     def connection_lost(self, exc: Exception | None) -> None:
         was_open = self.state == OPEN
@@ -120,12 +136,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     # --- handshake -------------------------------------------------------------------------
 
-    async def _handshake(self, head: bytes) -> None:
-        try:
-            method, target, headers = _parse_head(head)
-        except ValueError:
-            self._refuse(400, "Malformed request.")
-            return
+    async def _handshake(self, method: str, target: str, headers: dict[str, str]) -> None:
         if method != "GET" or headers.get("upgrade", "").lower() != "websocket":
             self._refuse(426, "This endpoint speaks WebSocket: send an Upgrade request.")
             return
@@ -249,15 +260,42 @@ class WebSocketConnection(asyncio.Protocol):
         asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, transport.abort)
 
 
-def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    method, target, version = lines[0].split(" ", 2)
-    if not version.startswith("HTTP/1."):
-        raise ValueError("not HTTP/1.x")
+def parse_head(head: bytes) -> RequestHead:
+    """Method, target and headers (names lower-cased; a repeated header's last value, as
+    uvicorn's upgrade check reads them) of a request head without its final blank line.
+    As strict as uvicorn's parser where it matters: token names, no control characters, no
+    line folding, HTTP/1.0 or 1.1 (ValueError otherwise)."""
+    text = head.decode("latin-1")
+    if _CONTROL.search(text.replace("\r\n", "")):
+        raise ValueError("control characters")
+    lines = text.split("\r\n")
+    method, target, version = lines[0].split(" ")  # ValueError unless three parts
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method) or not target:
+        raise ValueError("not an HTTP/1.x request line")
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
+        field = _HEADER.fullmatch(line)
+        if field is None:
             raise ValueError("bad header line")
-        headers[name.strip().lower()] = value.strip()
+        headers[field[1].lower()] = field[2]
     return method, target, headers
+
+
+def websocket_upgrade(data: bytes) -> tuple[RequestHead, bytes] | None:
+    """The head of a WebSocket upgrade request, complete in `data`, and what came after it;
+    None for anything else (uvicorn's HTTP protocol reads that). Upgrade as uvicorn decides
+    it: `Upgrade: websocket` and `upgrade` among the Connection header's tokens."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > MAX_HANDSHAKE_BYTES:
+        return None
+    try:
+        request = parse_head(data[:end])
+    except ValueError:
+        return None
+    headers = request[2]
+    if headers.get("upgrade", "").lower() != "websocket":
+        return None
+    connection = headers.get("connection", "").lower().split(",")
+    if "upgrade" not in (token.strip() for token in connection):
+        return None
+    return request, data[end + 4 :]

@@ -1,0 +1,117 @@
+"""A connection that opens with a whole WebSocket upgrade request goes to the socket protocol
+without uvicorn reading the request first (realtime/httpupgrade.py); anything else is
+uvicorn's, and answered as before."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from servers import ServerProcess
+from tajiri_live.realtime.server import parse_head, websocket_upgrade
+from wsraw import client_frame
+
+UPGRADE = (
+    b"GET /streams/all HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_an_upgrade_head_is_read_with_what_came_after_it() -> None:
+    found = websocket_upgrade(UPGRADE + b"early frame")
+    assert found is not None
+    (method, target, headers), early = found
+    assert (method, target, early) == ("GET", "/streams/all", b"early frame")
+    assert headers["upgrade"] == "websocket" and headers["sec-websocket-version"] == "13"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        UPGRADE[:-2],  # the head is not complete yet
+        UPGRADE.replace(b"keep-alive, Upgrade", b"keep-alive"),  # no upgrade asked
+        UPGRADE.replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        UPGRADE.replace(b"Host: x", b"Bad Name: x"),  # not a token: uvicorn's 400
+        UPGRADE.replace(b"Host: x", b"Host: x\r\n folded"),
+        UPGRADE.replace(b"Host: x", b"Host: x\x00y"),
+        UPGRADE.replace(b"Host: x", b"Host: x\ny"),
+        UPGRADE.replace(b"HTTP/1.1", b"HTTP/2.0"),
+        UPGRADE.replace(b"GET /streams/all", b"GET /streams/all extra"),
+    ],
+)
+def test_anything_else_is_left_to_uvicorn(data: bytes) -> None:
+    assert websocket_upgrade(data) is None
+
+
+def test_a_repeated_header_counts_by_its_last_value_as_uvicorn_reads_it() -> None:
+    _, _, headers = parse_head(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nUpgrade: websocket")
+    assert headers["upgrade"] == "websocket"
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path, database_url).start()
+    yield process
+    process.stop()
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_frame_sent_with_the_upgrade_is_read_after_the_101(
+    server: ServerProcess,
+) -> None:
+    """The client's first frame in the same segment as its request (what a hurried client
+    may do): kept while the socket is admitted, then answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    ping = orjson.dumps({"event": "ping", "data": {"timestamp": 7}})
+    writer.write(UPGRADE + client_frame(ping))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's example
+    try:
+        texts: list[bytes] = []
+        while not any(b'"pong"' in text for text in texts):
+            first = await asyncio.wait_for(reader.readexactly(2), 10)
+            texts.append(await reader.readexactly(first[1] & 0x7F))
+    finally:
+        writer.close()
+    assert any(b'"timestamp":7' in text for text in texts)
+
+
+async def test_requests_that_are_not_upgrades_are_answered_as_before(
+    server: ServerProcess,
+) -> None:
+    # A plain GET of a socket path: the app's 426 (through uvicorn and FastAPI)
+    plain = await exchange(server.port, b"GET /streams/all HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert plain.startswith(b"HTTP/1.1 426 ")
+    assert b"connect with a WebSocket client" in plain
+    # A malformed upgrade: uvicorn's parser refuses it
+    bad = await exchange(server.port, UPGRADE.replace(b"Host: x", b"Bad Name: x"))
+    assert bad.startswith(b"HTTP/1.1 400 ")
+    # An upgrade as the second request of a kept-alive connection: uvicorn's own upgrade
+    key = base64.b64encode(os.urandom(16))
+    second = UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", key)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + second)
+        answers = b""
+        while b"101 Switching" not in answers:  # the two answers may come in two reads
+            answers += await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    assert answers.startswith(b"HTTP/1.1 200 ")
