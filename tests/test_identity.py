@@ -4,6 +4,8 @@ introspection, the cache, viewer tokens, and dependencies that are down."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +23,7 @@ from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 from authservers import IntrospectionServer, JwksServer, SigningKey
 from laravel import MainAppDatabase, server_url
 from tajiri_live.app import create_app
-from tajiri_live.core.auth.jwt import TokenCodec
+from tajiri_live.core.auth.jwt import TokenCodec, prepared_key_jwt, unverified_header
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.settings import Settings
@@ -652,3 +654,61 @@ async def test_a_static_key_is_prepared_once_and_still_checks_every_token(
         expired = jwt.encode(claims(79, exp=int(time.time()) - 60), sign_key, algorithm=algorithm)
         with pytest.raises(ApiError, match="expired"):
             await codec.verify(expired)
+
+
+def test_the_segment_reader_answers_as_pyjwts_own_for_every_kind_of_segment() -> None:
+    codec = prepared_key_jwt()
+    signatures = codec._jws
+    fast = signatures._decode_base64url_segment
+    own = jwt.api_jws.PyJWS._decode_base64url_segment
+    assert fast is not own  # the reader is replaced, so the comparison below means something
+    rng = random.Random(20)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    segments = [b"", b"=", b"==", b"===", b"e30", b"e30=", b"e30==", b"e31", b"eyJ", b"A", b"AB"]
+    for length in range(0, 40):
+        raw = bytes(rng.randrange(256) for _ in range(length))
+        canonical = base64.urlsafe_b64encode(raw)
+        segments += [canonical, canonical.rstrip(b"="), canonical.replace(b"-", b"+")]
+        # Random letters: their last one may not be a canonical end.
+        segments.append(bytes(rng.choice(alphabet) for _ in range(length)))
+        segments.append(canonical.rstrip(b"=") + b"\x00")
+        segments.append(b"!" * length)
+        segments.append(canonical.rstrip(b"=") + b"\n")
+        segments.append("é".encode() + canonical.rstrip(b"="))
+    outcomes: dict[str, int] = {"same value": 0, "same refusal": 0}
+    for segment in segments:
+        try:
+            expected: bytes | str = own(segment, "payload")
+        except jwt.DecodeError as exc:
+            expected = f"refused: {exc}"
+        try:
+            got: bytes | str = fast(segment, "payload")
+        except jwt.DecodeError as exc:
+            got = f"refused: {exc}"
+        assert got == expected, segment
+        outcomes["same refusal" if isinstance(got, str) else "same value"] += 1
+    assert outcomes["same value"] > 50 and outcomes["same refusal"] > 50
+    key = "k" * 40
+    token = codec.encode(claims(9), key, algorithm="HS256")
+    assert codec.decode(token, key, algorithms=["HS256"])["sub"] == "9"
+    header, payload, signature = token.split(".")
+    for bad in (
+        f"{header}.{payload}!.{signature}",
+        f"{header}.{payload}.{signature[:-1]}",
+        f"{header}.{payload[:-1]}.{signature}",
+        f"{header}.{payload}.{signature}A",
+    ):
+        with pytest.raises(jwt.PyJWTError):
+            codec.decode(bad, key, algorithms=["HS256"])
+
+
+def test_a_header_read_before_verifying_is_read_only_and_remembered_per_segment() -> None:
+    first = jwt.encode(claims(1), "k" * 40, algorithm="HS256")
+    second = jwt.encode(claims(2), "k" * 40, algorithm="HS256")
+    header = unverified_header(first)
+    assert header is not None and header["alg"] == "HS256"
+    assert unverified_header(second) is header  # the same header segment: parsed once
+    with pytest.raises(TypeError):
+        header["alg"] = "none"  # type: ignore[index]
+    assert unverified_header("!!!." + first.partition(".")[2]) is None
+    assert unverified_header("") is None
