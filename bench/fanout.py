@@ -374,12 +374,22 @@ def idle_memory(client: Path, server: Server, path: str, viewers: int) -> dict[s
 
 
 def create_live_stream(port: int) -> int:
-    tokens = TokenCodec(Settings(jwt_secret=SECRET))
-    headers = {"Authorization": f"Bearer {tokens.encode(1)}"}
+    headers = owner_headers()
     base = f"http://127.0.0.1:{port}/api/streams"
     stream_id = httpx.post(base, json={"title": "bench"}, headers=headers).json()["data"]["id"]
     httpx.post(f"{base}/{stream_id}/start", headers=headers).raise_for_status()
     return int(stream_id)
+
+
+def end_live_stream(port: int, stream_id: int) -> None:
+    """A run's stream ends with it: the periodic jobs of later runs on the same database do
+    not go on counting it as live."""
+    url = f"http://127.0.0.1:{port}/api/streams/{stream_id}/end"
+    httpx.post(url, headers=owner_headers(), timeout=30).raise_for_status()
+
+
+def owner_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TokenCodec(Settings(jwt_secret=SECRET)).encode(1)}"}
 
 
 def viewer_paths(workdir: Path, stream_id: int, viewers: int) -> str:
@@ -516,6 +526,7 @@ def main() -> None:
                     else "/app/tajiri-live?protocol=7"
                 )
                 rows.append(load(servers, path, stream_id, protocol))
+                end_live_stream(servers[0].port, stream_id)
         finally:
             for server in servers:
                 server.stop()
@@ -524,6 +535,7 @@ def main() -> None:
         try:
             idle_stream = create_live_stream(fresh.port)
             idle = idle_memory(client, fresh, f"/streams/{idle_stream}", args.idle)
+            end_live_stream(fresh.port, idle_stream)
         finally:
             fresh.stop()
         if not args.no_baseline:

@@ -175,6 +175,9 @@ async def run(
         server_pid, lambda: hammer(base, args.clients, args.seconds, gift_sender(True))
     )
     gifts["ledger"] = await ledger_check(database_url, sid, gifts["ok"] + keyed["ok"])
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        # The run's stream ends with it: later runs' periodic jobs do not count it as live.
+        (await http.post(f"/api/streams/{sid}/end", headers=owner)).raise_for_status()
     return {
         "joins": joins,
         "joins_paced": joins_paced,

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
@@ -85,13 +86,16 @@ async def write_visits(
     """Write visits' starts and ends in the caller's transaction. A start never undoes an end
     written first; an end writes the whole row when its start has not arrived yet."""
     insert = dialect_insert(db)
+    # The table, not the mapped class: a plain executemany. The ORM's bulk-insert
+    # bookkeeping for the mapped class was its own line in a join storm's profile.
+    visits = cast(Table, StreamViewer.__table__)
     if opened:
         await db.execute(
-            insert(StreamViewer).on_conflict_do_nothing(index_elements=["visit_key"]),
+            insert(visits).on_conflict_do_nothing(index_elements=["visit_key"]),
             [s.row() for s in opened],
         )
     if closed:
-        statement = insert(StreamViewer)
+        statement = insert(visits)
         await db.execute(
             statement.on_conflict_do_update(
                 index_elements=["visit_key"],
