@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from authservers import IntrospectionServer, JwksServer, SigningKey
 from laravel import MainAppDatabase, server_url
 from tajiri_live.app import create_app
 from tajiri_live.core.auth.jwt import TokenCodec, prepared_key_jwt, unverified_header
+from tajiri_live.core.auth.principal import JWT, Principal
+from tajiri_live.core.auth.viewer import AUDIENCE, ViewerTokens
 from tajiri_live.core.clock import ManualClock
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.settings import Settings
@@ -712,3 +715,28 @@ def test_a_header_read_before_verifying_is_read_only_and_remembered_per_segment(
         header["alg"] = "none"  # type: ignore[index]
     assert unverified_header("!!!." + first.partition(".")[2]) is None
     assert unverified_header("") is None
+
+
+def test_viewer_tokens_are_standard_hs256_jwts_whatever_the_names() -> None:
+    secret = "v" * 40
+    tokens = ViewerTokens(secret, ttl_seconds=600)
+    for name in ("Asha", "Zawadi 🎉", "\ud800 lone surrogate", "x" * 200):
+        principal = Principal(user_id=42, first_name=name, source=JWT, expires_at=time.time() + 60)
+        token = tokens.mint(principal)
+        header = jwt.get_unverified_header(token)
+        assert header == {"alg": "HS256", "typ": "viewer+jwt"}
+        claims_read = jwt.decode(
+            token, secret, algorithms=["HS256"], audience="tajiri-live:sockets"
+        )
+        assert claims_read["sub"] == "42" and claims_read["given_name"] == name
+        assert claims_read["exp"] <= time.time() + 60  # never outlives its credential
+        read = tokens.read(token)
+        assert read is not None and read.user_id == 42 and read.first_name == name
+        with pytest.raises(jwt.InvalidSignatureError):
+            jwt.decode(token, "w" * 40, algorithms=["HS256"], audience=AUDIENCE)
+        head, _, signature = token.split(".")
+        forged = jwt.utils.base64url_encode(
+            json.dumps({**claims_read, "sub": "1"}).encode()
+        ).decode()
+        with pytest.raises(ApiError):
+            tokens.read(f"{head}.{forged}.{signature}")

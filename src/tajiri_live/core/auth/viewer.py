@@ -16,6 +16,7 @@ import jwt
 
 from tajiri_live.core.auth.jwt import (
     VIEWER_TOKEN_TYPE,
+    Hs256Signer,
     _user_id,
     prepared_key_jwt,
     unverified_header,
@@ -44,6 +45,7 @@ class ViewerTokens:
     ) -> None:
         self._secret = secret
         self._jwt = prepared_key_jwt()
+        self._signer = Hs256Signer(secret, header={"typ": VIEWER_TOKEN_TYPE})
         self._ttl = ttl_seconds
         self._unchecked_ttl = unchecked_ttl_seconds or ttl_seconds
 
@@ -68,12 +70,7 @@ class ViewerTokens:
             "picture": principal.picture,
             "region": principal.region,
         }
-        return self._jwt.encode(
-            {k: v for k, v in claims.items() if v is not None},
-            self._secret,
-            algorithm=ALGORITHM,
-            headers={"typ": VIEWER_TOKEN_TYPE},
-        )
+        return self._signer.sign({k: v for k, v in claims.items() if v is not None})
 
     def read(self, token: str) -> Principal | None:
         """The viewer a token of ours names; None when it is not a viewer token at all;
