@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import random
 import time
@@ -24,6 +26,7 @@ from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 from authservers import IntrospectionServer, JwksServer, SigningKey
 from laravel import MainAppDatabase, server_url
 from tajiri_live.app import create_app
+from tajiri_live.core.auth.hs256 import Hs256Checker
 from tajiri_live.core.auth.jwt import TokenCodec, prepared_key_jwt, unverified_header
 from tajiri_live.core.auth.principal import JWT, Principal
 from tajiri_live.core.auth.viewer import AUDIENCE, ViewerTokens
@@ -645,7 +648,9 @@ async def test_a_static_key_is_prepared_once_and_still_checks_every_token(
         prepared.clear()  # signing prepares the key too
         for user_id, token in enumerate(tokens, start=1):
             assert (await codec.verify(token)).user_id == user_id
-        assert len(prepared) == 1  # the key was read once for 50 tokens
+        # The key was read once for 50 tokens; plain HS256 ones are checked without PyJWT
+        # (core/auth/hs256.py), which reads the key only for the others.
+        assert len(prepared) == (0 if algorithm == "HS256" else 1)
         forged = jwt.encode(claims(77), wrong_key, algorithm=algorithm)
         with pytest.raises(ApiError) as refused:
             await codec.verify(forged)
@@ -740,3 +745,133 @@ def test_viewer_tokens_are_standard_hs256_jwts_whatever_the_names() -> None:
         ).decode()
         with pytest.raises(ApiError):
             tokens.read(f"{head}.{forged}.{signature}")
+
+
+def _raw_token(header: bytes, payload: bytes, key: bytes, *, padded: bool = False) -> str:
+    def encode(data: bytes) -> bytes:
+        text = base64.urlsafe_b64encode(data)
+        return text if padded else text.rstrip(b"=")
+
+    signing_input = encode(header) + b"." + encode(payload)
+    signature = hmac.new(key, signing_input, hashlib.sha256).digest()
+    return (signing_input + b"." + encode(signature)).decode()
+
+
+def test_the_quick_hs256_check_only_accepts_what_pyjwt_accepts_with_the_same_claims() -> None:
+    secret = "q" * 40
+    now = int(time.time())
+    future, past, soon = now + 600, now - 600, now + 1
+    headers = [
+        b'{"alg":"HS256","typ":"JWT"}',
+        b'{"typ":"JWT","alg":"HS256"}',
+        b'{"alg":"HS256"}',
+        b'{"alg": "HS256", "typ": "JWT"}',
+        b'{"alg":"HS512","typ":"JWT"}',
+        b'{"alg":"none","typ":"JWT"}',
+        b'{"alg":"HS256","typ":"JWT","kid":"k1"}',
+        b'{"alg":"HS256","typ":"JWT","crit":["b64"],"b64":false}',
+        b'{"alg":"HS256","typ":"viewer+jwt"}',
+    ]
+    bodies = [
+        f'"sub":"7","exp":{future}',
+        f'"sub":"7","exp":{past}',
+        f'"sub":"7","exp":{now}',
+        f'"sub":"7","exp":{soon}',
+        f'"sub":"7","exp":{future}.5',
+        f'"sub":"7","exp":"{future}"',
+        '"sub":"7","exp":true',
+        '"sub":"7","exp":null',
+        '"sub":"7"',
+        '"sub":"7","exp":1e400',
+        f'"sub":"7","exp":{future},"iat":{past}',
+        f'"sub":"7","exp":{future},"iat":{future}',
+        f'"sub":"7","exp":{future},"iat":{past}.5',
+        f'"sub":"7","exp":{future},"iat":"{past}"',
+        f'"sub":"7","exp":{future},"iat":true',
+        f'"sub":"7","exp":{future},"nbf":{past}',
+        f'"sub":"7","exp":{future},"nbf":{future}',
+        f'"sub":"7","exp":{future},"nbf":"x"',
+        f'"sub":7,"exp":{future}',
+        f'"sub":"7","exp":{future},"jti":5',
+        f'"sub":"7","exp":{future},"jti":"j"',
+        f'"sub":"7","exp":{future},"aud":"tajiri-live"',
+        f'"sub":"7","exp":{future},"aud":["x","tajiri-live"]',
+        f'"sub":"7","exp":{future},"aud":["x"]',
+        f'"sub":"7","exp":{future},"aud":""',
+        f'"sub":"7","exp":{future},"aud":[]',
+        f'"sub":"7","exp":{future},"aud":[1,"tajiri-live"]',
+        f'"sub":"7","exp":{future},"aud":5',
+        f'"sub":"7","exp":{future},"iss":"https://id.tajiri"',
+        f'"sub":"7","exp":{future},"iss":"https://other"',
+        f'"sub":"7","exp":{future},"iss":5',
+        f'"sub":"7","exp":{future},"iss":"https://id.tajiri","aud":"tajiri-live"',
+        f'"sub":"7","exp":{past},"exp":{future}',
+        f'"sub":"7","exp":{future},"exp":{past}',
+        f'"sub":"7","exp":{future},"x":NaN',
+        f'"sub":"7","exp":{future},"given_name":"Zawadi 🎉"',
+        f'"sub":"7","exp":{future},"given_name":"\\ud800"',
+    ]
+    payloads = [("{" + body + "}").encode() for body in bodies] + [b"[1]", b'"x"', b"{"]
+    tokens = [
+        _raw_token(header, payload, key, padded=padded)
+        for header in headers
+        for payload in payloads
+        for key in (secret.encode(), b"w" * 40)
+        for padded in (False, True)
+    ]
+    tokens += [token[:-1] + ("A" if token[-1] != "A" else "B") for token in tokens[:200]]
+    tokens += [token + ".x" for token in tokens[:50]] + ["", "a.b", "é.é.é"]
+    quick_accepts = 0
+    for issuer, audience in (
+        (None, None),
+        ("https://id.tajiri", None),
+        (None, "tajiri-live"),
+        ("https://id.tajiri", "tajiri-live"),
+    ):
+        quick = Hs256Checker(secret, issuer=issuer, audience=audience)
+        for token in tokens:
+            try:
+                expected: Any = jwt.decode(
+                    token,
+                    secret,
+                    algorithms=["HS256"],
+                    issuer=issuer,
+                    audience=audience,
+                    options={"require": ["exp"]},
+                )
+            except jwt.PyJWTError as exc:
+                expected = exc
+            accepted = quick.claims(token)
+            if accepted is not None:
+                quick_accepts += 1
+                assert accepted == expected, token  # PyJWT accepts it too, with these claims
+    assert quick_accepts >= 40  # the quick check did take the plain tokens
+
+
+async def test_a_codec_answers_the_same_with_and_without_the_quick_check(
+    settings: Settings,
+) -> None:
+    quick = TokenCodec(settings)
+    slow = TokenCodec(settings)
+    slow._plain_tokens = None
+    assert quick._plain_tokens is not None
+    now = int(time.time())
+    key = settings.jwt_secret.encode()
+    cases = [
+        _raw_token(b'{"alg":"HS256","typ":"JWT"}', body.encode(), key)
+        for body in (
+            f'{{"sub":"5","exp":{now + 600},"given_name":"Asha"}}',
+            f'{{"sub":"5","exp":{now - 5}}}',
+            f'{{"sub":"abc","exp":{now + 600}}}',
+            f'{{"sub":"5","exp":{2**41}}}',
+            f'{{"sub":"5","exp":{now + 600},"roles":["admin"]}}',
+        )
+    ] + [_raw_token(b'{"alg":"HS256","typ":"viewer+jwt"}', b'{"sub":"5"}', key)]
+    for token in cases:
+        answers = []
+        for codec in (quick, slow):
+            try:
+                answers.append(codec.decode(token))
+            except ApiError as exc:
+                answers.append((exc.status_code, exc.message))
+        assert answers[0] == answers[1], token

@@ -14,9 +14,9 @@ from typing import Any
 
 import jwt
 
+from tajiri_live.core.auth.hs256 import Hs256Signer
 from tajiri_live.core.auth.jwt import (
     VIEWER_TOKEN_TYPE,
-    Hs256Signer,
     _user_id,
     prepared_key_jwt,
     unverified_header,
