@@ -810,6 +810,9 @@ def test_the_quick_hs256_check_only_accepts_what_pyjwt_accepts_with_the_same_cla
         f'"sub":"7","exp":{future},"x":NaN',
         f'"sub":"7","exp":{future},"given_name":"Zawadi 🎉"',
         f'"sub":"7","exp":{future},"given_name":"\\ud800"',
+        f'"exp":{future},"aud":"tajiri-live"',
+        f'"sub":null,"exp":{future},"aud":"tajiri-live"',
+        f'"sub":"7","exp":{future},"aud":"tajiri-live","legacy":true,"src":"sanctum:5:ab"',
     ]
     payloads = [("{" + body + "}").encode() for body in bodies] + [b"[1]", b'"x"', b"{"]
     tokens = [
@@ -822,13 +825,16 @@ def test_the_quick_hs256_check_only_accepts_what_pyjwt_accepts_with_the_same_cla
     tokens += [token[:-1] + ("A" if token[-1] != "A" else "B") for token in tokens[:200]]
     tokens += [token + ".x" for token in tokens[:50]] + ["", "a.b", "é.é.é"]
     quick_accepts = 0
-    for issuer, audience in (
-        (None, None),
-        ("https://id.tajiri", None),
-        (None, "tajiri-live"),
-        ("https://id.tajiri", "tajiri-live"),
+    for issuer, audience, required, token_type in (
+        (None, None, (), "JWT"),
+        ("https://id.tajiri", None, (), "JWT"),
+        (None, "tajiri-live", (), "JWT"),
+        ("https://id.tajiri", "tajiri-live", (), "JWT"),
+        (None, "tajiri-live", ("sub", "exp"), "viewer+jwt"),  # as viewer tokens are read
     ):
-        quick = Hs256Checker(secret, issuer=issuer, audience=audience)
+        quick = Hs256Checker(
+            secret, issuer=issuer, audience=audience, required=required, token_type=token_type
+        )
         for token in tokens:
             try:
                 expected: Any = jwt.decode(
@@ -837,7 +843,7 @@ def test_the_quick_hs256_check_only_accepts_what_pyjwt_accepts_with_the_same_cla
                     algorithms=["HS256"],
                     issuer=issuer,
                     audience=audience,
-                    options={"require": ["exp"]},
+                    options={"require": list(required or ("exp",))},
                 )
             except jwt.PyJWTError as exc:
                 expected = exc

@@ -24,11 +24,6 @@ from typing import Any, TypeGuard
 import orjson
 
 _BASE64URL_ONLY = re.compile(rb"[A-Za-z0-9_-]*")
-PLAIN_HEADERS = (
-    {"alg": "HS256", "typ": "JWT"},
-    {"typ": "JWT", "alg": "HS256"},
-    {"alg": "HS256"},
-)
 
 
 def base64url(data: bytes) -> bytes:
@@ -66,14 +61,27 @@ class Hs256Signer:
 
 class Hs256Checker:
     """Accepts the plainest HS256 tokens signed with `secret` (see the module's note);
-    None: ask PyJWT. `issuer` and `audience` as PyJWT's `decode` takes them (one string)."""
+    None: ask PyJWT. `issuer`, `audience` and `required` as PyJWT's `decode` takes them
+    (one string each; `exp` is always required). `token_type`: the header's `typ`."""
 
-    def __init__(self, secret: str, *, issuer: str | None, audience: str | None) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        issuer: str | None,
+        audience: str | None,
+        required: tuple[str, ...] = (),
+        token_type: str = "JWT",
+    ) -> None:
         self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
         self._issuer = issuer
         self._audience = audience
-        self._plain_heads = {base64url(json.dumps(h).encode()) for h in PLAIN_HEADERS} | {
-            base64url(orjson.dumps(h)) for h in PLAIN_HEADERS
+        self._required = required
+        headers = [{"alg": "HS256", "typ": token_type}, {"typ": token_type, "alg": "HS256"}]
+        if token_type == "JWT":  # `typ` is optional (RFC 7519, 5.1)
+            headers.append({"alg": "HS256"})
+        self._plain_heads = {base64url(json.dumps(h).encode()) for h in headers} | {
+            base64url(orjson.dumps(h)) for h in headers
         }
 
     def claims(self, token: str) -> dict[str, Any] | None:
@@ -108,6 +116,8 @@ class Hs256Checker:
         for text in ("sub", "jti"):
             if text in claims and not isinstance(claims[text], str):
                 return False
+        if any(claims.get(name) is None for name in self._required):
+            return False
         if self._issuer is not None and claims.get("iss") != self._issuer:
             return False
         aud = claims.get("aud")

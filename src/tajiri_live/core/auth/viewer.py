@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 
-from tajiri_live.core.auth.hs256 import Hs256Signer
+from tajiri_live.core.auth.hs256 import Hs256Checker, Hs256Signer
 from tajiri_live.core.auth.jwt import (
     VIEWER_TOKEN_TYPE,
     _user_id,
@@ -32,6 +32,7 @@ from tajiri_live.core.errors import ApiError
 
 AUDIENCE = "tajiri-live:sockets"
 ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("sub", "exp")
 
 
 def is_viewer_token(token: str) -> bool:
@@ -46,6 +47,13 @@ class ViewerTokens:
         self._secret = secret
         self._jwt = prepared_key_jwt()
         self._signer = Hs256Signer(secret, header={"typ": VIEWER_TOKEN_TYPE})
+        self._plain_tokens = Hs256Checker(
+            secret,
+            issuer=None,
+            audience=AUDIENCE,
+            required=REQUIRED_CLAIMS,
+            token_type=VIEWER_TOKEN_TYPE,
+        )
         self._ttl = ttl_seconds
         self._unchecked_ttl = unchecked_ttl_seconds or ttl_seconds
 
@@ -77,18 +85,9 @@ class ViewerTokens:
         ApiError 401 when it is one but expired or forged."""
         if not is_viewer_token(token):
             return None
-        try:
-            claims = self._jwt.decode(
-                token,
-                self._secret,
-                algorithms=[ALGORITHM],
-                audience=AUDIENCE,
-                options={"require": ["sub", "exp"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise ApiError(401, "The viewer token has expired: join the stream again.") from exc
-        except jwt.PyJWTError as exc:
-            raise ApiError(401, "The viewer token is invalid.") from exc
+        claims = self._plain_tokens.claims(token)
+        if claims is None:
+            claims = self._checked_by_pyjwt(token)
         user_id = _user_id(claims.get("sub"))
         if user_id is None:
             raise ApiError(401, "The viewer token is invalid.")
@@ -103,3 +102,18 @@ class ViewerTokens:
             expires_at=float(claims["exp"]),
             credential=claims.get("src") if isinstance(claims.get("src"), str) else None,
         )
+
+    def _checked_by_pyjwt(self, token: str) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = self._jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise ApiError(401, "The viewer token has expired: join the stream again.") from exc
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, "The viewer token is invalid.") from exc
+        return claims
