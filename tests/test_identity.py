@@ -26,7 +26,7 @@ from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 from authservers import IntrospectionServer, JwksServer, SigningKey
 from laravel import MainAppDatabase, server_url
 from tajiri_live.app import create_app
-from tajiri_live.core.auth.hs256 import Hs256Checker
+from tajiri_live.core.auth.hs256 import Hs256Checker, Hs256Signer
 from tajiri_live.core.auth.jwt import TokenCodec, prepared_key_jwt, unverified_header
 from tajiri_live.core.auth.principal import JWT, Principal
 from tajiri_live.core.auth.viewer import AUDIENCE, ViewerTokens
@@ -813,6 +813,10 @@ def test_the_quick_hs256_check_only_accepts_what_pyjwt_accepts_with_the_same_cla
         f'"exp":{future},"aud":"tajiri-live"',
         f'"sub":null,"exp":{future},"aud":"tajiri-live"',
         f'"sub":"7","exp":{future},"aud":"tajiri-live","legacy":true,"src":"sanctum:5:ab"',
+        f'"sub":"7","exp":{future},"x":' + "[" * 1000 + "]" * 1000,  # json's recursion limit
+        f'"sub":"7","exp":{future},"given_name":18446744073709551616',  # past 64 bits
+        f'"sub":"7","exp":{future},"region":-9223372036854775809',
+        f'"sub":"7","exp":{future},"iss":""',
     ]
     payloads = [("{" + body + "}").encode() for body in bodies] + [b"[1]", b'"x"', b"{"]
     tokens = [
@@ -831,6 +835,7 @@ def test_the_quick_hs256_check_only_accepts_what_pyjwt_accepts_with_the_same_cla
         (None, "tajiri-live", (), "JWT"),
         ("https://id.tajiri", "tajiri-live", (), "JWT"),
         (None, "tajiri-live", ("sub", "exp"), "viewer+jwt"),  # as viewer tokens are read
+        ("", "", (), "JWT"),  # blank settings are not None: PyJWT then wants a (non-empty) claim
     ):
         quick = Hs256Checker(
             secret, issuer=issuer, audience=audience, required=required, token_type=token_type
@@ -881,3 +886,19 @@ async def test_a_codec_answers_the_same_with_and_without_the_quick_check(
             except ApiError as exc:
                 answers.append((exc.status_code, exc.message))
         assert answers[0] == answers[1], token
+
+
+def test_a_secret_pyjwt_refuses_as_an_hmac_key_is_refused_by_the_quick_path_too() -> None:
+    pem_like = (
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----"
+    )
+    token = _raw_token(
+        b'{"alg":"HS256","typ":"JWT"}',
+        f'{{"sub":"7","exp":{int(time.time()) + 600}}}'.encode(),
+        pem_like.encode(),
+    )
+    with pytest.raises(jwt.InvalidKeyError):
+        jwt.decode(token, pem_like, algorithms=["HS256"])
+    assert Hs256Checker(pem_like, issuer=None, audience=None).claims(token) is None
+    with pytest.raises(ValueError, match="not a PEM"):
+        Hs256Signer(pem_like)

@@ -17,13 +17,29 @@ import hashlib
 import hmac
 import json
 import re
-import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 import orjson
+from jwt.algorithms import HMACAlgorithm
+from jwt.exceptions import InvalidKeyError
 
 _BASE64URL_ONLY = re.compile(rb"[A-Za-z0-9_-]*")
+# Where orjson and PyJWT's json read the same text differently, the checker steps aside:
+# integers past 64 bits (orjson makes them floats) and deep nesting (json's recursion limit
+# refuses what orjson takes).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+MAX_BRACKETS = 64
+
+
+def pyjwt_takes_hmac_key(secret: str) -> bool:
+    """PyJWT refuses an HMAC secret that looks like a PEM or SSH key; so must we."""
+    try:
+        HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
+    except InvalidKeyError:
+        return False
+    return True
 
 
 def base64url(data: bytes) -> bytes:
@@ -44,6 +60,8 @@ class Hs256Signer:
     HMAC state is computed once and copied per token."""
 
     def __init__(self, secret: str, *, header: Mapping[str, Any] | None = None) -> None:
+        if not pyjwt_takes_hmac_key(secret):
+            raise ValueError("an HS256 secret must be a random value, not a PEM or SSH key")
         fields = {"alg": "HS256", "typ": "JWT", **(header or {})}
         self._head = base64url(orjson.dumps(fields)) + b"."
         self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
@@ -73,6 +91,7 @@ class Hs256Checker:
         required: tuple[str, ...] = (),
         token_type: str = "JWT",
     ) -> None:
+        self._enabled = pyjwt_takes_hmac_key(secret)
         self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
         self._issuer = issuer
         self._audience = audience
@@ -85,10 +104,10 @@ class Hs256Checker:
         }
 
     def claims(self, token: str) -> dict[str, Any] | None:
-        if not token.isascii():
+        if not self._enabled or not token.isascii() or token.count(".") != 2:
             return None
         parts = token.encode().split(b".")
-        if len(parts) != 3 or parts[0] not in self._plain_heads:
+        if parts[0] not in self._plain_heads:
             return None
         head, body, signature = parts
         mac = self._keyed.copy()
@@ -97,13 +116,19 @@ class Hs256Checker:
         if expected is None or not hmac.compare_digest(mac.digest(), expected):
             return None  # PyJWT says why
         payload = canonical_base64url(body)
-        if payload is None:
+        if (
+            payload is None
+            or payload.count(b"[") + payload.count(b"{") > MAX_BRACKETS
+            or _LONG_NUMBER.search(payload)
+        ):
             return None
         try:
             claims = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(claims, dict) or not self._plain_claims(claims, time.time()):
+        # PyJWT's clock, to the microsecond: the same verdict at an expiry's very edge.
+        now = datetime.now(tz=UTC).timestamp()
+        if not isinstance(claims, dict) or not self._plain_claims(claims, now):
             return None
         return claims
 
@@ -123,6 +148,8 @@ class Hs256Checker:
         aud = claims.get("aud")
         if self._audience is None:
             return "aud" not in claims
+        if not aud:  # PyJWT: an empty audience is a missing one
+            return False
         return aud == self._audience or (
             isinstance(aud, list)
             and all(isinstance(item, str) for item in aud)

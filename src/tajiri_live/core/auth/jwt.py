@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 import orjson
-from jwt.algorithms import HMACAlgorithm, get_default_algorithms
+from jwt.algorithms import get_default_algorithms
 
 from tajiri_live.core.auth.hs256 import Hs256Checker, canonical_base64url
 from tajiri_live.core.auth.jwks import JwksKeys, KeysUnavailable
@@ -127,14 +127,9 @@ class TokenCodec:
         self._plain_tokens = self._plain_token_checker(settings)
 
     def _plain_token_checker(self, settings: Settings) -> Hs256Checker | None:
-        """The quick check of plain HS256 tokens, when the static key is an HMAC secret
-        PyJWT takes (it refuses one that looks like a PEM key: then so must we)."""
+        """The quick check of plain HS256 tokens, when the static key is an HMAC secret."""
         secret = self._verify_key
         if self._algorithm != "HS256" or settings.jwt_public_key or not secret:
-            return None
-        try:
-            HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
-        except jwt.PyJWTError:
             return None
         return Hs256Checker(secret, issuer=self._issuer, audience=self._audience)
 
