@@ -25,6 +25,7 @@ from typing import Any, TypeGuard
 import orjson
 from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import InvalidKeyError
+from jwt.utils import base64url_encode as base64url
 
 _BASE64URL_ONLY = re.compile(rb"[A-Za-z0-9_-]*")
 # Where orjson and PyJWT's json read the same text differently, the checker steps aside:
@@ -41,10 +42,6 @@ def pyjwt_takes_hmac_key(secret: str) -> bool:
     except InvalidKeyError:
         return False
     return True
-
-
-def base64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def canonical_base64url(segment: bytes) -> bytes | None:

@@ -124,14 +124,13 @@ class TokenCodec:
         self._jwks = jwks
         if not self._verify_key and jwks is None:
             raise RuntimeError("no JWT secret, public key or JWKS URL configured")
-        self._plain_tokens = self._plain_token_checker(settings)
-
-    def _plain_token_checker(self, settings: Settings) -> Hs256Checker | None:
-        """The quick check of plain HS256 tokens, when the static key is an HMAC secret."""
-        secret = self._verify_key
-        if self._algorithm != "HS256" or settings.jwt_public_key or not secret:
-            return None
-        return Hs256Checker(secret, issuer=self._issuer, audience=self._audience)
+        # The quick check of plain HS256 tokens; it stays off for a key PyJWT would not take
+        # as an HMAC secret (a public key, say).
+        self._plain_tokens = (
+            Hs256Checker(self._verify_key, issuer=self._issuer, audience=self._audience)
+            if self._algorithm == "HS256" and self._verify_key
+            else None
+        )
 
     @property
     def jwks(self) -> JwksKeys | None:
