@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
@@ -9,7 +10,12 @@ import httpx
 import pytest
 
 from tajiri_live.core.ratelimit import MemoryRateLimiter
-from tajiri_live.moderation.wordfilter import DEFAULT_WORDS, WordFilter
+from tajiri_live.moderation.wordfilter import (
+    DEFAULT_WORDS,
+    LOOKALIKES,
+    WordFilter,
+    fold_with_positions,
+)
 
 OWNER, FAN, COHOST, OTHER = 1, 2, 3, 4
 
@@ -31,6 +37,40 @@ OWNER, FAN, COHOST, OTHER = 1, 2, 3, 4
 def test_the_word_filter_sees_through_disguises(text: str, masked: str) -> None:
     words = WordFilter(DEFAULT_WORDS["en"] + DEFAULT_WORDS["sw"])
     assert words.mask(text) == masked
+
+
+def folded_one_by_one(text: str) -> tuple[str, list[int]]:
+    chars, positions = [], []
+    for index, char in enumerate(text):
+        decomposed = unicodedata.normalize("NFKD", char.lower())
+        for c in "".join(c for c in decomposed if not unicodedata.combining(c)):
+            chars.append(c.translate(LOOKALIKES))
+            positions.append(index)
+    return "".join(chars), positions
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "".join(map(chr, range(128))),  # every ASCII character: the quick fold
+        "Hongera SH1T f.u.c.k @$$ 12345 !|+ \t\n",
+        "Ḿálàyá ﬁne \uff26\uff55\uff43\uff4b ǅ İstanbul ß ﬀ",  # accents, wide, ligatures
+    ],
+)
+def test_folding_keeps_each_characters_origin(text: str) -> None:
+    folded, positions = fold_with_positions(text)
+    expected_text, expected_positions = folded_one_by_one(text)
+    assert folded == expected_text
+    assert list(positions) == expected_positions
+
+
+def test_a_word_found_only_by_a_later_pattern_is_still_found() -> None:
+    # The first search over all words must not hide a word that only a later one matches,
+    # nor report one whose every match sits inside a longer word.
+    words = WordFilter(["zzz", "kuma", "dick"])
+    assert [m.word for m in words.find("Dickens ni kuma")] == ["kuma"]
+    assert words.find("Dickens") == []
+    assert WordFilter([]).find("anything at all") == []
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # Digits and symbols people swap for letters.
@@ -38,6 +39,24 @@ def _fold(text: str) -> str:
     return re.sub(r"(.)\1+", r"\1", text)
 
 
+def fold_with_positions(text: str) -> tuple[str, Sequence[int]]:
+    """`text` folded character by character (lower case, no accents, look-alikes mapped, no
+    squeezing), with the index in `text` each folded character came from."""
+    if text.isascii():
+        # Every chat line in practice: ASCII lowers and maps one character to one, with no
+        # accents to strip, so the folded text lines up with the original as it is.
+        return text.lower().translate(LOOKALIKES), range(len(text))
+    folded_chars: list[str] = []
+    positions: list[int] = []
+    for index, char in enumerate(text):
+        folded = unicodedata.normalize("NFKD", char.lower())
+        folded = "".join(c for c in folded if not unicodedata.combining(c))
+        for c in folded.translate(LOOKALIKES):
+            folded_chars.append(c)
+            positions.append(index)
+    return "".join(folded_chars), positions
+
+
 @dataclass(frozen=True)
 class Match:
     word: str
@@ -56,18 +75,15 @@ class WordFilter:
             gap = r"[\W_]*"
             body = gap.join(re.escape(c) + "+" for c in letters)
             self._patterns.append((word, re.compile(body)))
+        # One search says whether any word occurs at all (most lines have none): it finds a
+        # match exactly when one of the patterns does.
+        self._any = re.compile("|".join(f"(?:{p.pattern})" for _, p in self._patterns) or "(?!)")
 
     def find(self, text: str) -> list[Match]:
         """Matches, with positions in the original text (folding keeps a position map)."""
-        folded_chars: list[str] = []
-        positions: list[int] = []
-        for index, char in enumerate(text):
-            folded = unicodedata.normalize("NFKD", char.lower())
-            folded = "".join(c for c in folded if not unicodedata.combining(c))
-            for c in folded.translate(LOOKALIKES):
-                folded_chars.append(c)
-                positions.append(index)
-        folded_text = "".join(folded_chars)
+        folded_text, positions = fold_with_positions(text)
+        if self._any.search(folded_text) is None:
+            return []
         found: list[Match] = []
         for word, pattern in self._patterns:
             for hit in pattern.finditer(folded_text):
