@@ -96,37 +96,22 @@ async def post_comment(
     check = await moderation.check_commenter(
         runtime, stream_id=stream.id, user_id=user_id, content=content
     )
-    async with runtime.sessions() as session:  # connects only when a refusal is written
-        if check.restricted:  # says why (banned, or muted until when)
-            await moderation.ensure_allowed(
-                session, runtime=runtime, stream_id=stream.id, user_id=user_id, action="comment"
-            )
-        if len(content) > settings.comment_max_length:
-            raise ValidationFailed(
-                {
-                    "content": [
-                        "The content may not be greater than "
-                        f"{settings.comment_max_length} characters."
-                    ]
-                }
-            )
-        await enforce_rate(
-            runtime,
-            action="comment",
-            stream_id=stream.id,
-            user_id=user_id,
-            limit=settings.comment_limit,
-            window=settings.comment_window_seconds,
-        )
-        content = await moderation.screen_comment(
-            session,
-            runtime=runtime,
-            stream=stream,
-            principal=principal,
-            content=content,
-            repeated=None if check.author is None else check.repeated,
-        )
-        author: Profile | None = check.author or await session.get(User, user_id)
+    author: Profile | None = check.author
+    if author is not None and not check.restricted:  # nearly every comment: no session
+        content = await _screened(runtime, stream, principal, content, None, check.repeated)
+    else:
+        async with runtime.sessions() as session:
+            if check.restricted:  # says why (banned, or muted until when)
+                await moderation.ensure_allowed(
+                    session,
+                    runtime=runtime,
+                    stream_id=stream.id,
+                    user_id=user_id,
+                    action="comment",
+                )
+            repeated = None if author is None else check.repeated
+            content = await _screened(runtime, stream, principal, content, session, repeated)
+            author = author or await session.get(User, user_id)
     now = runtime.clock.now()
     comment_id = await writer.write(
         stream_id=stream.id, user_id=user_id, content=content, created_at=now
@@ -138,6 +123,42 @@ async def post_comment(
         Event(channel=stream_channel(stream.id), name=NEW_COMMENT, data=data, actor_id=user_id)
     )
     return data
+
+
+async def _screened(
+    runtime: Runtime,
+    stream: StreamFacts,
+    principal: Principal,
+    content: str,
+    session: AsyncSession | None,
+    repeated: bool | None,
+) -> str:
+    """The comment's text as stored, once its length, rate and content pass."""
+    settings = runtime.settings
+    if len(content) > settings.comment_max_length:
+        raise ValidationFailed(
+            {
+                "content": [
+                    f"The content may not be greater than {settings.comment_max_length} characters."
+                ]
+            }
+        )
+    await enforce_rate(
+        runtime,
+        action="comment",
+        stream_id=stream.id,
+        user_id=principal.user_id,
+        limit=settings.comment_limit,
+        window=settings.comment_window_seconds,
+    )
+    return await moderation.screen_comment(
+        session,
+        runtime=runtime,
+        stream=stream,
+        principal=principal,
+        content=content,
+        repeated=repeated,
+    )
 
 
 async def _load_comment(session: AsyncSession, stream_id: int, comment_id: int) -> StreamComment:

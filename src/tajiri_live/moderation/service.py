@@ -396,7 +396,7 @@ async def check_author(
 
 
 async def screen_comment(
-    session: AsyncSession,
+    session: AsyncSession | None,
     *,
     runtime: Runtime,
     stream: AnyStream,
@@ -405,8 +405,11 @@ async def screen_comment(
     repeated: bool | None = None,
 ) -> str:
     """The text to store (masked if configured), or a 422 for bad words or spam.
-    `repeated`: already known from `check_commenter` (None: look it up)."""
+    `repeated`: already known from `check_commenter` (None: look it up in `session`).
+    Without a session a refusal is logged in one of its own."""
     if repeated is None:
+        if session is None:
+            raise TypeError("looking up a repeat needs the caller's session")
         repeated = bool(
             await session.scalar(
                 select(
@@ -429,7 +432,7 @@ async def screen_comment(
 
 
 async def screen_text(
-    session: AsyncSession,
+    session: AsyncSession | None,
     *,
     runtime: Runtime,
     stream: AnyStream,
@@ -440,26 +443,36 @@ async def screen_text(
     blocked: str,
 ) -> str:
     """What any viewer's text goes through (comments, questions): links, repeats, the word
-    filter. A refusal is a 422 on `field`, logged as `blocked` in the moderation log."""
+    filter. A refusal is a 422 on `field`, logged as `blocked` in the moderation log (in the
+    caller's session, or in one of its own when there is none)."""
     settings = runtime.settings
     if len(LINK.findall(text)) > settings.spam_max_links:
-        await _blocked(session, stream, principal, "too many links", blocked)
+        await _blocked(session, runtime, stream, principal, "too many links", blocked)
         raise ValidationFailed({field: ["Looks like spam: too many links."]})
     if repeated:
-        await _blocked(session, stream, principal, "repeated text", blocked)
+        await _blocked(session, runtime, stream, principal, "repeated text", blocked)
         raise ValidationFailed({field: ["Looks like spam: you already said that."]})
     words = word_filter(runtime)
     if not words.find(text):
         return text
     if settings.bad_word_action == "reject":
-        await _blocked(session, stream, principal, "bad words", blocked)
+        await _blocked(session, runtime, stream, principal, "bad words", blocked)
         raise ValidationFailed({field: ["Please keep the chat respectful."]})
     return words.mask(text)
 
 
 async def _blocked(
-    session: AsyncSession, stream: AnyStream, principal: Principal, why: str, action: str
+    session: AsyncSession | None,
+    runtime: Runtime,
+    stream: AnyStream,
+    principal: Principal,
+    why: str,
+    action: str,
 ) -> None:
+    if session is None:
+        async with runtime.sessions() as own:
+            await _blocked(own, runtime, stream, principal, why, action)
+        return
     await audit(
         session,
         stream_id=stream.id,
