@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from datetime import timedelta
 from typing import Any
@@ -161,6 +162,50 @@ async def test_bans_stop_everything_and_are_logged(
         ("unban", OWNER, FAN),
         ("ban", COHOST, FAN),
     ]
+
+
+async def test_comments_arriving_together_are_each_checked_as_if_alone(
+    client: httpx.AsyncClient, app: Any, auth: Any, no_rate_limit: None
+) -> None:
+    """On PostgreSQL the checks of comments arriving at once are read in one statement:
+    each still gets its own answer (a ban, a mute, a repeat, a new profile, a pass)."""
+    sid = await live(client, auth)
+    banned, muted, repeating, newcomer = FAN, COHOST, OTHER, 77
+    for user in (banned, muted, repeating):
+        await client.get("/api/streams", headers=auth(user))
+    restrict = {"bans": banned, "mutes": muted}
+    for kind, user in restrict.items():
+        made = await client.post(
+            f"/api/streams/{sid}/{kind}", json={"user_id": user}, headers=auth(OWNER)
+        )
+        assert made.status_code == 201
+    assert (await say(client, auth, sid, repeating, "same old")).status_code == 201
+    fine = list(range(100, 112))
+    asked = [
+        (banned, "hi"),
+        (muted, "hi"),
+        (repeating, "same old"),
+        (newcomer, "first time here"),
+        *[(user, f"hello from {user}") for user in fine],
+    ]
+    answers = await asyncio.gather(*(say(client, auth, sid, user, text) for user, text in asked))
+    codes = {user: answer.status_code for (user, _), answer in zip(asked, answers, strict=True)}
+    assert codes == {
+        banned: 403,
+        muted: 403,
+        repeating: 422,
+        newcomer: 201,
+        **dict.fromkeys(fine, 201),
+    }
+    assert "banned" in answers[0].json()["message"] and "muted" in answers[1].json()["message"]
+    assert answers[3].json()["data"]["user"]["id"] == newcomer
+    for (user, text), answer in zip(asked[4:], answers[4:], strict=True):
+        assert answer.json()["data"]["content"] == text and answer.json()["data"]["user_id"] == user
+    batches, items = app.state.commenter_checks.batched
+    if app.state.runtime.engine.dialect.name == "postgresql":
+        assert items == len(asked) + 1 and batches < items  # read together, not one by one
+    else:
+        assert (batches, items) == (0, 0)
 
 
 async def test_mutes_expire_and_still_allow_gifts(

@@ -64,6 +64,7 @@ from tajiri_live.ingest.router import callbacks as ingest_callbacks
 from tajiri_live.ingest.router import owner as ingest_owner_router
 from tajiri_live.ingest.service import Ingest
 from tajiri_live.moderation import bans
+from tajiri_live.moderation.commenters import CommenterChecks
 from tajiri_live.moderation.router import router as moderation_router
 from tajiri_live.notifications.jobs import build_sender, notification_jobs
 from tajiri_live.notifications.push import PushSender
@@ -143,6 +144,7 @@ class Services:
     push: PushSender
     ingest: Ingest
     comment_writer: CommentWriter
+    commenter_checks: CommenterChecks
     payment_writer: PaymentWriter
     profile_writer: ProfileWriter
     slot: NodeSlot
@@ -231,6 +233,7 @@ class Services:
         await self.push.close()
         await self.ingest.close()
         await self.comment_writer.close()
+        await self.commenter_checks.close()
         await self.payment_writer.close()
         await self.profile_writer.close()
         await self.runtime.identity.close()
@@ -315,6 +318,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         build_sender(settings),
         Ingest(runtime),
         CommentWriter(runtime.engine),
+        CommenterChecks(runtime),
         payment_writer,
         profile_writer,
         NodeSlot(settings.var_dir / "nodes"),
@@ -406,6 +410,7 @@ def create_app(
     app.state.viewers = services.viewers
     app.state.ingest = services.ingest
     app.state.comment_writer = services.comment_writer
+    app.state.commenter_checks = services.commenter_checks
     app.state.payment_writer = services.payment_writer
     app.state.profile_writer = services.profile_writer
     app.state.coalescer = services.coalescer

@@ -76,6 +76,7 @@ async def _post_comment(request: Request, call: StreamCall) -> Response:
         principal=principal,
         content=data.content,
         writer=request.app.state.comment_writer,
+        checks=request.app.state.commenter_checks,
     )
     return json_response({"success": True, "message": "Comment posted.", "data": comment}, 201)
 

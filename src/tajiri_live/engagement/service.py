@@ -20,6 +20,7 @@ from tajiri_live.engagement.models import StreamComment, StreamLike, StreamReact
 from tajiri_live.engagement.presenters import comment_dict, new_comment_dict
 from tajiri_live.engagement.writer import CommentWriter
 from tajiri_live.moderation import service as moderation
+from tajiri_live.moderation.commenters import CommenterChecks
 from tajiri_live.moderation.service import is_moderator
 from tajiri_live.realtime.events import NEW_COMMENT, REACTION, Event, stream_channel
 from tajiri_live.streams.admission import StreamFacts
@@ -84,18 +85,18 @@ async def post_comment(
     principal: Principal,
     content: str,
     writer: CommentWriter,
+    checks: CommenterChecks,
 ) -> dict[str, Any]:
-    """Checked in one statement outside any transaction (the stream's facts come from the
-    node's cache); stored by the group-commit writer; published once committed. Returns the
+    """Checked outside any transaction, in one statement with the comments arriving at the
+    same moment (moderation/commenters.py; the stream's facts come from the node's
+    cache); stored by the group-commit writer; published once committed. Returns the
     comment as the client contract spells it."""
     settings = runtime.settings
     if not stream.allow_comments:
         raise forbidden("Comments are turned off for this stream.")
     ensure_open(stream, "comments")
     user_id = principal.user_id
-    check = await moderation.check_commenter(
-        runtime, stream_id=stream.id, user_id=user_id, content=content
-    )
+    check = await checks.check(stream_id=stream.id, user_id=user_id, content=content)
     author: Profile | None = check.author
     if author is not None and not check.restricted:  # nearly every comment: no session
         content = await _screened(runtime, stream, principal, content, None, check.repeated)

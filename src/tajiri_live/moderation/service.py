@@ -89,7 +89,7 @@ async def audit(
 # --- restrictions ------------------------------------------------------------------------
 
 
-def _restriction_conditions(
+def restriction_conditions(
     stream_id: Any, user_id: Any, now: Any
 ) -> tuple[ColumnElement[bool], ...]:
     """Bans and mutes of the user on the stream that have not expired (values or bound
@@ -105,7 +105,7 @@ def _active_restrictions(
     runtime: Runtime, *, stream_id: int, user_id: int
 ) -> tuple[ColumnElement[bool], ...]:
     """The user's bans and mutes on the stream that have not expired."""
-    return _restriction_conditions(stream_id, user_id, runtime.clock.now())
+    return restriction_conditions(stream_id, user_id, runtime.clock.now())
 
 
 async def restriction(
@@ -280,7 +280,7 @@ def word_filter(runtime: Runtime) -> WordFilter:
     return _filter(tuple(words))
 
 
-def _repeat_condition(stream_id: Any, user_id: Any, since: Any, content: Any) -> Exists:
+def repeat_condition(stream_id: Any, user_id: Any, since: Any, content: Any) -> Exists:
     return exists().where(
         StreamComment.stream_id == stream_id,
         StreamComment.user_id == user_id,
@@ -289,12 +289,12 @@ def _repeat_condition(stream_id: Any, user_id: Any, since: Any, content: Any) ->
     )
 
 
-def _repeat_since(runtime: Runtime) -> datetime:
+def repeat_since(runtime: Runtime) -> datetime:
     return runtime.clock.now() - timedelta(seconds=runtime.settings.spam_repeat_seconds)
 
 
 def _said_lately(runtime: Runtime, *, stream_id: int, user_id: int, content: str) -> Exists:
-    return _repeat_condition(stream_id, user_id, _repeat_since(runtime), content)
+    return repeat_condition(stream_id, user_id, repeat_since(runtime), content)
 
 
 @dataclass(frozen=True)
@@ -308,14 +308,14 @@ def _restricted(runtime: Runtime, *, stream_id: int, user_id: int) -> Exists:
     return exists().where(*_active_restrictions(runtime, stream_id=stream_id, user_id=user_id))
 
 
-_AUTHOR_COLUMNS = (User.id, User.first_name, User.last_name, User.username, User.profile_photo_path)
+AUTHOR_COLUMNS = (User.id, User.first_name, User.last_name, User.username, User.profile_photo_path)
 _STREAM: BindParameter[int] = bindparam("stream_id")
 _USER: BindParameter[int] = bindparam("user_id")
 # Built once (building it per comment cost more than running it): values are bound per call.
 _COMMENTER_CHECK = select(
-    *_AUTHOR_COLUMNS,
-    exists().where(*_restriction_conditions(_STREAM, _USER, bindparam("now"))).label("restricted"),
-    _repeat_condition(_STREAM, _USER, bindparam("since"), bindparam("content")).label("repeated"),
+    *AUTHOR_COLUMNS,
+    exists().where(*restriction_conditions(_STREAM, _USER, bindparam("now"))).label("restricted"),
+    repeat_condition(_STREAM, _USER, bindparam("since"), bindparam("content")).label("repeated"),
 ).where(User.id == _USER)
 
 
@@ -334,7 +334,7 @@ async def check_commenter(
         "stream_id": stream_id,
         "user_id": user_id,
         "now": runtime.clock.now(),
-        "since": _repeat_since(runtime),
+        "since": repeat_since(runtime),
         "content": content,
     }
     # A caller that holds a connection reads on it: waiting for a second one from the same
@@ -344,9 +344,13 @@ async def check_commenter(
         rows = (await session.execute(_COMMENTER_CHECK, values)).all()
     else:
         rows = await runtime.reader.rows(_COMMENTER_CHECK, values)
-    if not rows:
+    return commenter_check(rows[0] if rows else None)
+
+
+def commenter_check(row: Any) -> AuthorCheck[UserProfile]:
+    """A check's answer from its row (None, or NULL author columns: no profile row yet)."""
+    if row is None or row.id is None:
         return AuthorCheck(None, restricted=True, repeated=True)
-    row = rows[0]
     author = UserProfile(
         id=row.id,
         first_name=row.first_name,
