@@ -201,6 +201,11 @@ async def test_comments_arriving_together_are_each_checked_as_if_alone(
     assert answers[3].json()["data"]["user"]["id"] == newcomer
     for (user, text), answer in zip(asked[4:], answers[4:], strict=True):
         assert answer.json()["data"]["content"] == text and answer.json()["data"]["user_id"] == user
+    stored = await client.get(f"/api/streams/{sid}/comments", headers=auth(OWNER))
+    by_id = {c["id"]: (c["user_id"], c["content"]) for c in stored.json()["data"]}
+    for answer in answers[3:]:  # each answer names its own row (ids matched in batch order)
+        data = answer.json()["data"]
+        assert by_id[data["id"]] == (data["user_id"], data["content"])
     batches, items = app.state.commenter_checks.batched
     if app.state.runtime.engine.dialect.name == "postgresql":
         assert items == len(asked) + 1 and batches < items  # read together, not one by one

@@ -9,7 +9,7 @@ import httpx
 import sqlalchemy as sa
 
 from tajiri_live.streams.models import StreamViewer
-from tajiri_live.viewers.sessions import ViewerLog, ViewingSession
+from tajiri_live.viewers.sessions import VISIT_COLUMNS, ViewerLog, ViewingSession
 
 
 async def rows_of(runtime: Any) -> list[StreamViewer]:
@@ -63,3 +63,35 @@ async def test_a_visits_end_may_be_written_before_its_start(
     await opener.flush()
     rows = await rows_of(runtime)
     assert [(r.user_id, r.watch_duration, r.left_at is not None) for r in rows] == [(5, 30, True)]
+
+
+async def test_a_batch_of_visits_keeps_every_column(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """On PostgreSQL a batch goes in as one array per column: every column lands in its row."""
+    stream = (await client.post("/api/streams", json={"title": "a"}, headers=auth(1))).json()
+    sid = stream["data"]["id"]
+    await client.get("/api/streams", headers=auth(5))
+    now = runtime.clock.now()
+    visits = [
+        ViewingSession(sid, (5, None)[i % 2], now + timedelta(seconds=i), key=f"v{i}")
+        for i in range(6)
+    ]
+    for i, visit in enumerate(visits):
+        visit.region = ("Dodoma", None, "Mbeya")[i % 3]
+    assert set(VISIT_COLUMNS) == set(visits[0].row())
+    log = ViewerLog(runtime.sessions)
+    for visit in visits:
+        log.joined(visit)
+    assert await log.flush() == 6
+    for visit in visits[:3]:
+        visit.left_at = visit.joined_at + timedelta(seconds=10 + visit.joined_at.second % 7)
+        log.left(visit)
+    await log.flush()
+    rows = sorted(await rows_of(runtime), key=lambda r: r.visit_key)
+    assert [
+        (r.visit_key, r.stream_id, r.user_id, r.joined_at, r.region, r.left_at, r.watch_duration)
+        for r in rows
+    ] == [
+        (v.key, sid, v.user_id, v.joined_at, v.region, v.left_at, v.watch_seconds) for v in visits
+    ]

@@ -16,6 +16,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tajiri_live.core.arrayinsert import array_insert, arrays
 from tajiri_live.core.errors import ApiError
 from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.engagement.models import StreamComment
@@ -29,6 +30,8 @@ _COUNT = (
     .where(STREAMS.c.id == bindparam("stream_id"))
     .values(comments_count=STREAMS.c.comments_count + bindparam("count"))
 )
+_COLUMNS = ("stream_id", "user_id", "content", "created_at", "updated_at")
+_INSERT_ARRAYS = array_insert(COMMENTS, _COLUMNS).returning(COMMENTS.c.id)
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,18 @@ class CommentWriter:
 
     async def _write(self, batch: Sequence[PendingComment]) -> list[int]:
         # Core on a connection: the ORM session's bookkeeping cost more than the statements.
+        rows = [pending.row() for pending in batch]
         async with self.engine.begin() as connection:
-            ids = list(
-                await connection.scalars(
-                    insert(COMMENTS).returning(COMMENTS.c.id, sort_by_parameter_order=True),
-                    [pending.row() for pending in batch],
+            if connection.dialect.name == "postgresql":
+                # Ids are assigned in the batch's order: ascending, they are its rows'.
+                ids = sorted(await connection.scalars(_INSERT_ARRAYS, arrays(rows, _COLUMNS)))
+            else:
+                ids = list(
+                    await connection.scalars(
+                        insert(COMMENTS).returning(COMMENTS.c.id, sort_by_parameter_order=True),
+                        rows,
+                    )
                 )
-            )
             counts = Counter(p.stream_id for p in batch)
             await connection.execute(
                 _COUNT, [{"stream_id": sid, "count": counts[sid]} for sid in sorted(counts)]

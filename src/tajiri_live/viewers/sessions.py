@@ -14,9 +14,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from tajiri_live.core.arrayinsert import array_insert, arrays
 from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.text import has_control
@@ -86,26 +88,52 @@ async def write_visits(
     """Write visits' starts and ends in the caller's transaction. A start never undoes an end
     written first; an end writes the whole row when its start has not arrived yet."""
     insert = dialect_insert(db)
-    # The table, not the mapped class: a plain executemany. The ORM's bulk-insert
-    # bookkeeping for the mapped class was its own line in a join storm's profile.
-    visits = cast(Table, StreamViewer.__table__)
+    on_postgresql = insert is pg_insert
     if opened:
-        await db.execute(
-            insert(visits).on_conflict_do_nothing(index_elements=["visit_key"]),
-            [s.row() for s in opened],
-        )
+        rows = [s.row() for s in opened]
+        if on_postgresql:  # one statement for the batch (core/arrayinsert.py)
+            await db.execute(_OPEN_ARRAYS, arrays(rows, VISIT_COLUMNS))
+        else:
+            await db.execute(_open(insert(VISITS)), rows)
     if closed:
-        statement = insert(visits)
-        await db.execute(
-            statement.on_conflict_do_update(
-                index_elements=["visit_key"],
-                set_={
-                    "left_at": statement.excluded.left_at,
-                    "watch_duration": statement.excluded.watch_duration,
-                },
-            ),
-            [s.row() for s in closed],
-        )
+        rows = [s.row() for s in closed]
+        if on_postgresql:
+            await db.execute(_CLOSE_ARRAYS, arrays(rows, VISIT_COLUMNS))
+        else:
+            await db.execute(_close(insert(VISITS)), rows)
+
+
+def _open(statement: Any) -> Any:
+    """A start never undoes an end written first."""
+    return statement.on_conflict_do_nothing(index_elements=["visit_key"])
+
+
+def _close(statement: Any) -> Any:
+    """An end writes the whole row when its start has not arrived yet."""
+    return statement.on_conflict_do_update(
+        index_elements=["visit_key"],
+        set_={
+            "left_at": statement.excluded.left_at,
+            "watch_duration": statement.excluded.watch_duration,
+        },
+    )
+
+
+# The table, not the mapped class: the ORM's bulk-insert bookkeeping for the mapped class
+# was its own line in a join storm's profile.
+VISITS = cast(Table, StreamViewer.__table__)
+VISIT_COLUMNS = (  # every key of `ViewingSession.row()`
+    "stream_id",
+    "user_id",
+    "joined_at",
+    "created_at",
+    "left_at",
+    "watch_duration",
+    "region",
+    "visit_key",
+)
+_OPEN_ARRAYS = _open(array_insert(VISITS, VISIT_COLUMNS))
+_CLOSE_ARRAYS = _close(array_insert(VISITS, VISIT_COLUMNS))
 
 
 class ViewerLog:

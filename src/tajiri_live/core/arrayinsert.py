@@ -1,0 +1,36 @@
+"""A batch of rows inserted as one array per column (PostgreSQL).
+
+`INSERT ... SELECT FROM unnest(:a, :b, ...) WITH ORDINALITY ORDER BY ordinality` is one
+statement whatever the batch's size. A multi-row VALUES list (SQLAlchemy's insertmanyvalues)
+is a new statement for each new batch size, prepared again by the driver, and an
+executemany sends a Bind and an Execute per row; both were visible in the writers' profiles.
+Rows are produced in the batch's order, so identity values are assigned in that order too
+(the assumption SQLAlchemy's own insertmanyvalues makes on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, Table, bindparam, column, func, select
+from sqlalchemy.dialects.postgresql import Insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+
+def array_insert(table: Table, columns: Sequence[str]) -> Insert:
+    """The INSERT of `columns` from arrays bound by the columns' names (`arrays()`); its
+    `on_conflict_*` and `returning` are the caller's to add."""
+    rows = (
+        func.unnest(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns))
+        .table_valued(*(column(name, table.c[name].type) for name in columns), with_ordinality="n")
+        .render_derived()
+    )
+    return pg_insert(table).from_select(
+        list(columns), select(*(rows.c[name] for name in columns)).order_by(rows.c.n)
+    )
+
+
+def arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """`rows` as one list per column, for `array_insert`."""
+    return {name: [row[name] for row in rows] for name in columns}
