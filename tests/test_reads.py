@@ -17,11 +17,19 @@ from sqlalchemy.exc import StatementError
 
 from dbutil import backend
 from tajiri_live.core import idempotency
+from tajiri_live.core.arrayinsert import arrays
+from tajiri_live.core.availability import dependency_of
+from tajiri_live.core.batches import is_data_error, is_deadlock
+from tajiri_live.core.reads import ConnectionLost
 from tajiri_live.core.runtime import Runtime
+from tajiri_live.engagement import writer as comment_writer
+from tajiri_live.engagement.models import StreamComment
+from tajiri_live.engagement.writer import PendingComment
 from tajiri_live.moderation import bans
 from tajiri_live.moderation.models import StreamRestriction
 from tajiri_live.moderation.service import _COMMENTER_CHECK
 from tajiri_live.streams import admission
+from tajiri_live.streams.models import LiveStream
 from tajiri_live.users.models import User
 
 OWNER, FAN, BANNED, TIMED = 1, 2, 3, 4
@@ -121,18 +129,7 @@ async def test_reads_go_on_after_the_server_drops_every_connection(
     stream_id = await stream_with_restrictions(client, auth, runtime)
     params = {"stream_id": stream_id}
     before = await runtime.reader.rows(admission._FACTS, params)
-    url = make_url(runtime.settings.resolved_database_url)
-    admin = await asyncpg.connect(
-        user=url.username, host=url.host, port=url.port, database=url.database
-    )
-    try:
-        killed = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
-    assert killed >= 1  # the connection the reader holds, at least
+    assert await kill_every_connection(runtime) >= 1  # the reader's, at least
     for _ in range(3):
         assert [tuple(r) for r in await runtime.reader.rows(admission._FACTS, params)] == [
             tuple(r) for r in before
@@ -166,3 +163,56 @@ async def test_a_read_running_at_close_gives_its_connection_back(runtime: Runtim
             break
         await asyncio.sleep(0.02)
     assert pool.checkedout() == 0
+
+
+async def kill_every_connection(runtime: Runtime) -> int:
+    url = make_url(runtime.settings.resolved_database_url)
+    admin = await asyncpg.connect(
+        user=url.username, host=url.host, port=url.port, database=url.database
+    )
+    try:
+        killed: int = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    return killed
+
+
+async def test_a_direct_write_is_never_made_twice(
+    client: httpx.AsyncClient, auth: Any, runtime: Runtime
+) -> None:
+    """A batch written as one statement on a held connection: when that connection died,
+    the caller hears it (a 503), the write is not silently made again, and the next works."""
+    if backend() != "postgresql":
+        pytest.skip("direct writes are PostgreSQL's (SQLite writes in a transaction)")
+    stream_id = await stream_with_restrictions(client, auth, runtime)
+    comment = PendingComment(stream_id, FAN, "once", runtime.clock.now())
+    values = {**arrays([comment.row()], comment_writer._COLUMNS), "counted_at": comment.created_at}
+    await runtime.reader.rows(admission._FACTS, {"stream_id": stream_id})  # one held
+    assert await kill_every_connection(runtime) >= 1
+    with pytest.raises(ConnectionLost) as lost:
+        await runtime.reader.write(comment_writer._INSERT_AND_COUNT, values)
+    assert dependency_of(lost.value) == "the database"
+    (written,) = await runtime.reader.write(comment_writer._INSERT_AND_COUNT, values)
+    async with runtime.sessions() as session:
+        stored = list(await session.scalars(select(StreamComment.id)))
+        counted = await session.scalar(
+            select(LiveStream.comments_count).where(LiveStream.id == stream_id)
+        )
+    assert stored == [written.id] and counted == 1
+
+
+def test_the_drivers_own_errors_are_told_apart() -> None:
+    """Statements run through asyncpg itself raise its errors, not SQLAlchemy's: a value the
+    database cannot hold is the rows' fault (quarantined alone), a deadlock is tried again,
+    anything else (the connection, a bug) is neither."""
+    untranslatable = asyncpg.exceptions.UntranslatableCharacterError("NUL in text")
+    foreign_key = asyncpg.exceptions.ForeignKeyViolationError("no such stream")
+    deadlock = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+    assert is_data_error(untranslatable) and is_data_error(foreign_key)
+    assert is_data_error(asyncpg.exceptions._base.DataError("invalid input for $1"))
+    assert not is_data_error(deadlock) and is_deadlock(deadlock)
+    assert not is_data_error(ValueError("a bug of ours")) and not is_deadlock(foreign_key)
+    assert not is_data_error(asyncpg.exceptions.ConnectionDoesNotExistError("gone"))

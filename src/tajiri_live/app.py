@@ -317,7 +317,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         pusher,
         build_sender(settings),
         Ingest(runtime),
-        CommentWriter(runtime.engine),
+        CommentWriter(runtime.engine, runtime.reader),
         CommenterChecks(runtime),
         payment_writer,
         profile_writer,

@@ -19,10 +19,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 
 def array_insert(table: Table, columns: Sequence[str]) -> Insert:
-    """The INSERT of `columns` from arrays bound by the columns' names (`arrays()`); its
-    `on_conflict_*` and `returning` are the caller's to add."""
+    """The INSERT of `columns` from one array per column (`arrays()`); its `on_conflict_*`
+    and `returning` are the caller's to add."""
     rows = (
-        func.unnest(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns))
+        func.unnest(*(bindparam(_array(name), type_=ARRAY(table.c[name].type)) for name in columns))
         .table_valued(*(column(name, table.c[name].type) for name in columns), with_ordinality="n")
         .render_derived()
     )
@@ -33,4 +33,9 @@ def array_insert(table: Table, columns: Sequence[str]) -> Insert:
 
 def arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
     """`rows` as one list per column, for `array_insert`."""
-    return {name: [row[name] for row in rows] for name in columns}
+    return {_array(name): [row[name] for row in rows] for name in columns}
+
+
+def _array(column: str) -> str:
+    # Not the column's own name: an UPDATE in the same statement binds those itself.
+    return f"{column}_array"

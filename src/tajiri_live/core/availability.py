@@ -23,6 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tajiri_live.core.db import create_engine
+from tajiri_live.core.reads import ConnectionLost
 from tajiri_live.core.settings import Settings
 
 RETRY_AFTER_SECONDS = 5
@@ -52,6 +53,8 @@ def dependency_of(exc: BaseException) -> str | None:
     if isinstance(exc, RedisError):
         return "Redis"
     if isinstance(exc, DATABASE_ERRORS):
+        return "the database"
+    if isinstance(exc, ConnectionLost):
         return "the database"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         # The connection dropped mid-statement: asyncpg says so with a plain driver error.

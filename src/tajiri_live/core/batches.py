@@ -25,6 +25,8 @@ QUARANTINED: Counter[str] = Counter()  # writer name -> rows left out since the 
 
 
 DATA_SQLSTATE_CLASSES = ("22", "23")  # data exception, integrity constraint violation
+DEADLOCK_SQLSTATE = "40P01"
+DRIVERS = frozenset({"asyncpg"})  # whose own errors run outside SQLAlchemy
 
 
 def is_data_error(exc: BaseException) -> bool:
@@ -32,18 +34,36 @@ def is_data_error(exc: BaseException) -> bool:
     if isinstance(exc, IntegrityError | DataError):
         return True
     if not isinstance(exc, StatementError):
-        return False
+        # A statement run through the driver itself (core/reads.py): only its own error
+        # for a value it could not encode, or PostgreSQL's SQLSTATE, says so.
+        if isinstance(exc, UnicodeError | ValueError) and _from_driver(exc):
+            return True
+        return _sqlstate(exc)[:2] in DATA_SQLSTATE_CLASSES
     # The driver's own error: a value it could not encode, or PostgreSQL's SQLSTATE (some,
     # like NUL in text, reach SQLAlchemy only as a generic DBAPIError).
     cause: BaseException | None = exc.orig
     while cause is not None:
         if isinstance(cause, UnicodeError | ValueError | TypeError):
             return True
-        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-        if isinstance(state, str) and state[:2] in DATA_SQLSTATE_CLASSES:
+        if _sqlstate(cause)[:2] in DATA_SQLSTATE_CLASSES:
             return True
         cause = cause.__cause__
     return False
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """PostgreSQL aborted the statement to break a lock cycle (it wrote nothing)."""
+    cause: BaseException | None = exc.orig if isinstance(exc, StatementError) else exc
+    return cause is not None and _sqlstate(cause) == DEADLOCK_SQLSTATE
+
+
+def _sqlstate(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return state if isinstance(state, str) else ""
+
+
+def _from_driver(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in DRIVERS
 
 
 async def write_in_halves(

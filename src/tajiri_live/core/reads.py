@@ -7,7 +7,8 @@ set again) and the execution context around a statement it had already compiled,
 200 µs of the caller's core against 80 µs for asyncpg's own `fetch` (measured on the
 comment check). So on asyncpg the reader keeps the connections it reads on and runs the
 statement compiled once through the driver, with the column types' own bind and result
-processing; on other drivers (SQLite) it reads through the pool as before.
+processing; on other drivers (SQLite) it reads through the pool as before. Writers whose
+batch is one statement (`write`) use the same connections: autocommit, one round trip.
 
 At most `limit` reads at once: a burst waits a moment for a connection rather than opening
 overflow ones, each a new PostgreSQL backend. A connection found dead (nothing pings it) or
@@ -39,8 +40,8 @@ MAX_PLANS = 256
 READ_TIMEOUT_SECONDS = 30.0
 
 
-class _ConnectionLost(Exception):
-    pass
+class ConnectionLost(ConnectionError):
+    """The database connection died under a statement (answered 503)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +137,24 @@ class Reader:
             if plan is not None:
                 try:
                     return await self._read_direct(plan, values)
-                except _ConnectionLost:
+                except ConnectionLost:
                     self._drop_idle()  # the server went away: the others are dead too
             return await self._read_pooled(statement, values)
+
+    async def write(self, statement: Select[Any], params: Mapping[str, Any]) -> Sequence[Any]:
+        """A statement that writes (data-modifying CTEs), committed on its own on a held
+        connection: one round trip where a transaction takes four. PostgreSQL only. Never
+        made again: a connection lost on the way may have committed it first, so the
+        caller hears `ConnectionLost`."""
+        plan = self._plan(statement) if self._direct else None
+        if plan is None:
+            raise ValueError("a direct write needs asyncpg and a statement compiled once")
+        async with self._slots:
+            try:
+                return await self._read_direct(plan, params)
+            except ConnectionLost:
+                self._drop_idle()  # the server went away: the others are dead too
+                raise
 
     async def close(self) -> None:
         """Give back the connections held (before the engine is disposed); a read still
@@ -167,7 +183,7 @@ class Reader:
             self._drop(held)
             lost = isinstance(error, OSError) or held.driver.is_closed()
             if lost and isinstance(error, Exception):  # never swallow a cancellation
-                raise _ConnectionLost from error
+                raise ConnectionLost from error
             raise
         if self._closed:
             self._give_back(held)
