@@ -20,7 +20,13 @@ from tajiri_live.realtime.events import VIEWER_COUNT_UPDATED, Event, stream_chan
 from tajiri_live.realtime.presence import Predecessor, RoomCounts, Visit
 from tajiri_live.streams.admission import StreamFacts
 from tajiri_live.streams.models import LiveStream, StreamViewer
-from tajiri_live.viewers.sessions import ViewerLog, ViewingSession, record, write_visits
+from tajiri_live.viewers.sessions import (
+    ViewerLog,
+    ViewingSession,
+    open_visits,
+    record,
+    write_visits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +97,7 @@ class Viewers:
 
     runtime: Runtime
     log: ViewerLog
-    # REST joins' visit rows: written before the answer, in one transaction per batch.
+    # REST joins' visit rows: written before the answer, in one statement per batch.
     opened: GroupCommit[ViewingSession, None] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -103,9 +109,12 @@ class Viewers:
         )
 
     async def _open(self, batch: Sequence[ViewingSession]) -> list[None]:
-        # Core on a connection: the ORM session's bookkeeping cost more than the statement.
-        async with self.runtime.engine.begin() as connection:
-            await write_visits(connection, opened=batch)
+        if self.runtime.engine.dialect.name == "postgresql":
+            await open_visits(self.runtime.reader, batch)
+        else:
+            # Core on a connection: the ORM session's bookkeeping cost more than the statement.
+            async with self.runtime.engine.begin() as connection:
+                await write_visits(connection, opened=batch)
         return [None] * len(batch)
 
     def _now(self) -> float:
