@@ -4,9 +4,12 @@
     .venv/bin/python bench/hotpaths.py --quick            # a short smoke on SQLite
 
 Starts `tajiri-live serve` (one process; Redis for presence, the broker and limits), pins it
-to one core and this load client to the other (the client is Python: on a shared core it
-would take the server's time), then, each for `--seconds` with `--clients` concurrent
-clients in a closed loop (each sends its next request when the last is answered):
+to one core and the load client to the other, then, each for `--seconds` with `--clients`
+concurrent clients in a closed loop (each sends its next request when the last is answered)
+and, for joins and comments, paced at the bars' rates. The load client is compiled
+(bench/httpload.c: requests rendered ahead, sent from one epoll loop), so that it takes
+little of the core it shares with PostgreSQL and Redis; `--load-client aiohttp` uses a
+Python one (about ten times its CPU per request):
 1. REST `join` of a live public stream, every request by a user never seen before (the
    join storm after a push: a profile row and a viewing session each);
 2. comments, each client its own user, every text unique (the spam filter lets them in),
@@ -28,6 +31,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -51,6 +55,7 @@ from engagement import (  # noqa: E402
     paced,
 )
 from fanout import SECRET, cpu_seconds, process_tree  # noqa: E402
+from httploadclient import build, compiled_load, http_request  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
@@ -65,6 +70,13 @@ FUNDS = 10**12  # each sender's coins: never short during a run
 FIRST_NEW_USER = 1_000_000
 CLIENT_GC_THRESHOLDS = (100_000, 50, 1000)
 JOINS_MINTED_PER_SECOND = 3_000  # new users' tokens made ahead of a join run, per second of it
+# Requests rendered ahead of a closed-loop run for the compiled client, per second of it:
+# more than the server answers (running out ends the run early, and says so).
+RENDERED_PER_SECOND = 6_000
+LOAD_CLIENTS = {
+    "compiled": "the compiled client (bench/httpload.c, requests rendered ahead)",
+    "aiohttp": "aiohttp",
+}
 
 
 def pin(server_pid: int) -> str:
@@ -85,14 +97,42 @@ async def measured(server_pid: int, load: Any) -> dict[str, Any]:
     result: dict[str, Any] = await load()
     answered = max(result["ok"], 1)
     result["cpu_ms"] = 1000 * (cpu_seconds(server_pid) - before) / answered
-    # This process's own CPU: were it near a whole core per second, the latencies would be
-    # the client's queue as much as the server's.
-    result["client_cpu_ms"] = 1000 * (time.process_time() - client_before) / answered
+    # The load client's own CPU (the compiled one's, or this process's): were it near a whole
+    # core per second, the latencies would be the client's queue as much as the server's.
+    client_seconds = result.pop("client_cpu_seconds", None)
+    if client_seconds is None:
+        client_seconds = time.process_time() - client_before
+    result["client_cpu_ms"] = 1000 * client_seconds / answered
     return result
 
 
+class Load:
+    """Closed-loop and paced runs with the compiled client (requests rendered ahead), or
+    with aiohttp (each request made as it is sent)."""
+
+    def __init__(self, args: argparse.Namespace, port: int, binary: Path | None) -> None:
+        self.args, self.port, self.binary = args, port, binary
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def closed(self, send: Any, render: Any) -> dict[str, Any]:
+        a = self.args
+        if self.binary is None:
+            return await hammer(self.base, a.clients, a.seconds, send)
+        count = int(RENDERED_PER_SECOND * a.seconds)
+        return await compiled_load(self.binary, self.port, a.clients, a.seconds, 0, render(count))
+
+    async def paced(self, send: Any, render: Any, rate: float) -> dict[str, Any]:
+        a = self.args
+        if self.binary is None:
+            return await paced(self.base, a.clients, a.seconds, a.clients / rate, send)
+        count = int(rate * a.seconds) + a.clients
+        return await compiled_load(
+            self.binary, self.port, a.clients, a.seconds, rate, render(count)
+        )
+
+
 async def run(
-    args: argparse.Namespace, port: int, server_pid: int, database_url: str
+    args: argparse.Namespace, port: int, server_pid: int, database_url: str, binary: Path | None
 ) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     tokens = TokenCodec(Settings(jwt_secret=SECRET))
@@ -112,22 +152,57 @@ async def run(
             funded.raise_for_status()
         gift_id = (await http.get("/api/streams/gifts")).json()["data"][0]["id"]
     new_users = itertools.count(FIRST_NEW_USER)
-    # Minted before the runs (the closed loop's and the paced run's worth at the bars'
-    # rates, with room): a token costs the client about as much as sending the request.
-    minted = [
-        {"Authorization": f"Bearer {tokens.encode(next(new_users))}"}
-        for _ in range(int(2 * JOINS_MINTED_PER_SECOND * args.seconds))
-    ]
+    run_id = uuid.uuid4().hex  # keys live 24 h: a new run's never match an old one's
+    load = Load(args, port, binary)
+
+    def new_user() -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens.encode(next(new_users))}"}
+
+    # aiohttp: tokens minted before the runs (the closed loop's and the paced run's worth at
+    # the bars' rates, with room): a token costs the client about as much as the request.
+    minted = (
+        [new_user() for _ in range(int(2 * JOINS_MINTED_PER_SECOND * args.seconds))]
+        if binary is None
+        else []
+    )
 
     async def join(http: aiohttp.ClientSession, index: int, n: int) -> int:
-        headers = (
-            minted.pop()
-            if minted
-            else {"Authorization": f"Bearer {tokens.encode(next(new_users))}"}
-        )
+        headers = minted.pop() if minted else new_user()
         async with http.post(f"/api/streams/{sid}/join", headers=headers) as answer:
             await answer.read()
             return answer.status
+
+    def joins_rendered(count: int) -> list[bytes]:
+        return [http_request("POST", f"/api/streams/{sid}/join", new_user()) for _ in range(count)]
+
+    def comments_rendered(count: int) -> list[bytes]:
+        tag = uuid.uuid4().hex[:8]
+        return [
+            http_request(
+                "POST",
+                f"/api/streams/{sid}/comments",
+                commenters[k % args.clients],
+                json.dumps({"content": f"Hongera {tag}-{k}"}).encode(),
+            )
+            for k in range(count)
+        ]
+
+    def gifts_rendered(keyed: bool) -> Any:
+        def render(count: int) -> list[bytes]:
+            body = json.dumps({"gift_id": gift_id}).encode()
+            return [
+                http_request(
+                    "POST",
+                    f"/api/streams/{sid}/gifts",
+                    {**commenters[k % args.clients], "Idempotency-Key": f"{run_id}-{k}"}
+                    if keyed
+                    else commenters[k % args.clients],
+                    body,
+                )
+                for k in range(count)
+            ]
+
+        return render
 
     # The tokens and headers made above live through the runs: out of the collector's
     # sight, and young collections rare, so this client's own pauses are not charged to
@@ -136,24 +211,18 @@ async def run(
     gc.freeze()
     gc.set_threshold(*CLIENT_GC_THRESHOLDS)
     comment = comment_poster(sid, commenters)
-    joins = await measured(server_pid, lambda: hammer(base, args.clients, args.seconds, join))
+    joins = await measured(server_pid, lambda: load.closed(join, joins_rendered))
     joins_paced = await measured(
-        server_pid,
-        lambda: paced(base, args.clients, args.seconds, args.clients / args.join_rate, join),
+        server_pid, lambda: load.paced(join, joins_rendered, args.join_rate)
     )
     async with FrameCounter(port, sid, "new_comment") as viewer:
-        comments = await measured(
-            server_pid, lambda: hammer(base, args.clients, args.seconds, comment)
-        )
+        comments = await measured(server_pid, lambda: load.closed(comment, comments_rendered))
     comments["fanned_out"] = viewer.received
-    interval = args.clients / args.comment_rate
     async with FrameCounter(port, sid, "new_comment") as viewer:
         comments_paced = await measured(
-            server_pid, lambda: paced(base, args.clients, args.seconds, interval, comment)
+            server_pid, lambda: load.paced(comment, comments_rendered, args.comment_rate)
         )
     comments_paced["fanned_out"] = viewer.received
-
-    run_id = uuid.uuid4().hex  # keys live 24 h: a new run's never match an old one's
 
     def gift_sender(keyed: bool) -> Any:
         async def gift(http: aiohttp.ClientSession, index: int, n: int) -> int:
@@ -169,11 +238,9 @@ async def run(
         return gift
 
     gifts = await measured(
-        server_pid, lambda: hammer(base, args.clients, args.seconds, gift_sender(False))
+        server_pid, lambda: load.closed(gift_sender(False), gifts_rendered(False))
     )
-    keyed = await measured(
-        server_pid, lambda: hammer(base, args.clients, args.seconds, gift_sender(True))
-    )
+    keyed = await measured(server_pid, lambda: load.closed(gift_sender(True), gifts_rendered(True)))
     gifts["ledger"] = await ledger_check(database_url, sid, gifts["ok"] + keyed["ok"])
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         # The run's stream ends with it: later runs' periodic jobs do not count it as live.
@@ -265,9 +332,10 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinne
             f"| {r['cpu_ms']:.2f} | {r['client_cpu_ms']:.2f} | {check} |\n"
             for what, r, check in rows
         )
-        + f"\nLoad client: aiohttp, {pinned}. Closed loop: each client sends its next request "
-        "when the last is answered (the most the server takes). Paced: the clients' requests "
-        "fall due at the given rate, each latency counted from when it fell due.\n"
+        + f"\nLoad client: {LOAD_CLIENTS[args.load_client]}, {pinned}. "
+        "Closed loop: each client sends its next request when the last is answered (the most "
+        "the server takes). Paced: the clients' requests fall due at the given rate, each "
+        "latency counted from when it fell due.\n"
     )
     bar_rates = (args.join_rate, args.comment_rate) == (BAR_JOINS, BAR_COMMENTS)
     if args.clients != BAR_CLIENTS or not bar_rates or "PostgreSQL" not in backend:
@@ -304,6 +372,12 @@ def main() -> None:
     parser = closed_loop_arguments(__doc__)
     parser.add_argument("--no-pin", action="store_true", help="leave both on every core")
     parser.add_argument(
+        "--load-client",
+        choices=("compiled", "aiohttp"),
+        default="compiled",
+        help="the compiled client (bench/httpload.c, the default) or aiohttp",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -325,7 +399,9 @@ def main() -> None:
         database_url,
     ):
         pinned = "not pinned (--no-pin)" if args.no_pin else pin(server.process.pid)
-        result = asyncio.run(run(args, server.port, server.process.pid, database_url))
+        with tempfile.TemporaryDirectory(prefix="hotpaths-") as workdir:
+            binary = build(Path(workdir)) if args.load_client == "compiled" else None
+            result = asyncio.run(run(args, server.port, server.process.pid, database_url, binary))
     backend = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
     text = report(result, args, backend, pinned)
     print(text)

@@ -61,6 +61,8 @@ if [ -n "${TAJIRI_TEST_REDIS_URL:-}" ]; then
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/engagement.py --quick
   echo "== hot paths benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/hotpaths.py --quick
+  TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/hotpaths.py --quick \
+    --load-client aiohttp
   echo "== polls benchmark smoke =="
   TAJIRI_BENCH_REDIS_URL="$TAJIRI_TEST_REDIS_URL" .venv/bin/python bench/polls.py --quick
   echo "== battles benchmark smoke =="
