@@ -203,3 +203,36 @@ def client_auth(client: httpx.AsyncClient) -> Any:
         return {"Authorization": f"Bearer {runtime.tokens.encode(user_id, **claims)}"}
 
     return make
+
+
+async def test_a_hot_routes_failure_is_answered_by_the_apps_own_handlers(
+    settings: Settings, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In front of FastAPI, a hot route's unexpected error is still the app's JSON 500 (and
+    logged), and a backing service that went away its 503 with Retry-After."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from tajiri_live.engagement import service as engagement
+
+    failures: list[Exception] = [RuntimeError("a bug"), RedisConnectionError("Redis went away")]
+
+    async def failing(**_: Any) -> None:
+        raise failures.pop(0)
+
+    async with serving(settings, clock) as client:
+        auth = client_auth(client)
+        created = await client.post("/api/streams", json={"title": "x"}, headers=auth(OWNER))
+        live = int(created.json()["data"]["id"])
+        await client.post(f"/api/streams/{live}/start", headers=auth(OWNER))
+        monkeypatch.setattr(engagement, "post_comment", failing)
+        before = await served(client)
+        path = f"/api/streams/{live}/comments"
+        bug = await client.post(path, json={"content": "hi"}, headers=auth(FAN))
+        away = await client.post(path, json={"content": "hi"}, headers=auth(FAN))
+        after = await served(client)
+    assert bug.status_code == 500
+    assert bug.json() == {"success": False, "message": "Server error."}
+    assert away.status_code == 503 and away.headers["retry-after"] == "5"
+    assert "Redis cannot be reached" in away.json()["message"]
+    route = "POST /api/streams/{stream_id}/comments"
+    assert after[route] - before.get(route, 0) == 2  # both answered by the hot route

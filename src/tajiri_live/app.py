@@ -46,7 +46,7 @@ from tajiri_live.core.db import create_engine, create_sessionmaker
 from tajiri_live.core.errors import ApiError, document_envelopes, install_error_handlers
 from tajiri_live.core.gcpauses import PAUSES
 from tajiri_live.core.hotroutes import SERVED as HOT_SERVED
-from tajiri_live.core.hotroutes import HotRoutesMiddleware
+from tajiri_live.core.hotroutes import HotEntryApp, HotRoutesMiddleware
 from tajiri_live.core.runtime import Runtime
 from tajiri_live.core.scheduler import PeriodicJob, Scheduler
 from tajiri_live.core.settings import Settings
@@ -397,7 +397,7 @@ def create_app(
             await scheduler.stop()
             await services.stop()
 
-    app = FastAPI(
+    app = HotEntryApp(
         title="tajiri-live",
         version=__version__,
         description="Livestreaming backend for the TAJIRI app.",
@@ -419,15 +419,11 @@ def create_app(
     app.state.analytics_cache = LiveReportCache(settings.analytics_live_cache_seconds)
     install_error_handlers(app)
     document_envelopes(app)
-    # Added first, so inside the body limit: the hot routes' bodies are limited as any.
+    # In front of FastAPI: every body is limited first, then the hot routes answer theirs
+    # (the app's own exception handlers render their errors) and pass the rest on.
     hot_routes = [route.under("/api") for route in HOT_ROUTES]
-    app.add_middleware(
-        HotRoutesMiddleware,
-        routes=hot_routes,
-        exception_handlers=app.exception_handlers,
-    )
-    app.add_middleware(
-        BodyLimitMiddleware,
+    app.entry = BodyLimitMiddleware(
+        HotRoutesMiddleware(app.framework, hot_routes, app.exception_handlers),
         limits=body_limits(settings),
         timeout=settings.body_timeout_seconds,
     )
