@@ -92,3 +92,29 @@ async def test_a_new_users_profile_is_written_before_their_request_is_answered(
             (await session.execute(sa.select(User.id, User.first_name).where(User.id >= 100))).all()
         )
     assert names == {user: f"Fan{user}" for user in newcomers}
+
+
+async def test_a_user_twice_in_one_batch_of_profiles_ends_with_their_last(
+    client: httpx.AsyncClient, runtime: Runtime, app: Any
+) -> None:
+    """Two sign-ins of the same user with different names land in one batch: one statement
+    may not update a row twice (PostgreSQL), so the batch writes the last, as in turn."""
+    import asyncio
+
+    from tajiri_live.core.auth import Principal
+
+    writer = app.state.profile_writer
+    user = 4242
+    first = Principal(user_id=user, first_name="Kwanza", username="kw")
+    last = Principal(user_id=user, first_name="Mwisho", username="kw")
+    others = [Principal(user_id=5000 + i, first_name=f"N{i}") for i in range(5)]
+    await asyncio.gather(*(writer.write(p) for p in [first, *others, last]))
+    async with runtime.sessions() as session:
+        stored = dict(
+            (
+                await session.execute(
+                    sa.select(User.id, User.first_name).where(User.id.in_([user, 5000, 5004]))
+                )
+            ).all()
+        )
+    assert stored == {user: "Mwisho", 5000: "N0", 5004: "N4"}

@@ -95,3 +95,22 @@ async def test_a_batch_of_visits_keeps_every_column(
     ] == [
         (v.key, sid, v.user_id, v.joined_at, v.region, v.left_at, v.watch_seconds) for v in visits
     ]
+
+
+async def test_a_visit_ended_twice_in_one_batch_keeps_its_last_end(
+    client: httpx.AsyncClient, auth: Any, runtime: Any
+) -> None:
+    """One statement may not update a row twice (PostgreSQL): a batch holding two ends of the
+    same visit writes the last, as two batches in turn would."""
+    stream = (await client.post("/api/streams", json={"title": "a"}, headers=auth(1))).json()
+    sid = stream["data"]["id"]
+    now = runtime.clock.now()
+    log = ViewerLog(runtime.sessions)
+    log.joined(ViewingSession(sid, None, now, key="twice"))
+    log.joined(ViewingSession(sid, None, now, key="once"))
+    await log.flush()
+    for seconds, key in ((10, "twice"), (5, "once"), (20, "twice")):
+        log.left(ViewingSession(sid, None, now, left_at=now + timedelta(seconds=seconds), key=key))
+    assert await log.flush() == 3
+    rows = sorted(await rows_of(runtime), key=lambda r: r.visit_key)
+    assert [(r.visit_key, r.watch_duration) for r in rows] == [("once", 5), ("twice", 20)]

@@ -292,7 +292,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
     coalescer = Coalescer(runtime.broker.publish, tick_seconds=settings.realtime_coalesce_ms / 1000)
     runtime.coalescer = coalescer
     poll_votes = VoteCounter(runtime, coalescer)
-    profile_writer = ProfileWriter(runtime.engine, runtime.synced_profiles)
+    profile_writer = ProfileWriter(runtime.engine, runtime.synced_profiles, runtime.reader)
     sockets = PlainSocketApp(runtime, gateway, viewers, profile_writer)
     sockets.actions["reaction"] = reaction_action(runtime)
     sockets.actions.update(poll_actions(runtime, poll_votes))

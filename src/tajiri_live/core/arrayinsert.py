@@ -20,14 +20,18 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 def array_insert(table: Table, columns: Sequence[str]) -> Insert:
     """The INSERT of `columns` from one array per column (`arrays()`); its `on_conflict_*`
-    and `returning` are the caller's to add."""
+    and `returning` are the caller's to add. Columns left out take the database's defaults,
+    not SQLAlchemy's Python-side ones (a statement run through the driver, core/reads.py,
+    would bind those as NULL)."""
     rows = (
         func.unnest(*(bindparam(_array(name), type_=ARRAY(table.c[name].type)) for name in columns))
         .table_valued(*(column(name, table.c[name].type) for name in columns), with_ordinality="n")
         .render_derived()
     )
     return pg_insert(table).from_select(
-        list(columns), select(*(rows.c[name] for name in columns)).order_by(rows.c.n)
+        list(columns),
+        select(*(rows.c[name] for name in columns)).order_by(rows.c.n),
+        include_defaults=False,
     )
 
 

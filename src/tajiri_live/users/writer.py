@@ -10,23 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Select, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tajiri_live.core.arrayinsert import array_insert, arrays
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.columns import utcnow
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.groupcommit import GroupCommit
+from tajiri_live.core.reads import Reader
+from tajiri_live.users.models import User
 from tajiri_live.users.service import PROFILE_FIELDS, profile_upsert
 
+USERS = cast(Table, User.__table__)
 MAX_CACHED = 100_000
 # A join storm brings a few new users a millisecond: batches of dozens, not of one or two
 # (a transaction each cost more than the handshake); a REST request waits this much more.
 LINGER_SECONDS = 0.01
+
+
+@functools.cache
+def _upsert_alone(columns: tuple[str, ...]) -> Select[Any]:
+    """`profile_upsert` from one array per column, as one statement (it counts its rows)."""
+    upsert = profile_upsert(lambda _: array_insert(USERS, columns), columns)
+    return select(func.count()).select_from(upsert.returning(USERS.c.id).cte("written"))
 
 
 @dataclass(frozen=True)
@@ -47,8 +60,11 @@ class ProfileWriter:
         self,
         engine: AsyncEngine,
         cache: dict[int, tuple[str | None, ...]],
+        reader: Reader | None = None,
     ) -> None:
         self.engine = engine
+        # PostgreSQL: each batch's upserts as statements that commit alone (core/reads.py).
+        self.reader = reader if engine.dialect.name == "postgresql" else None
         self.cache = cache  # user id -> the profile last written
         self._writing: dict[int, tuple[PendingProfile, asyncio.Task[None]]] = {}
         self._batches: GroupCommit[PendingProfile, None] = GroupCommit(
@@ -100,11 +116,19 @@ class ProfileWriter:
         for pending in sorted(batch, key=lambda p: p.user_id):  # one lock order for all nodes
             values = pending.values()
             groups[tuple(values)].append(values)
-        # Core on a connection: the ORM session's bookkeeping cost more than the statements.
-        async with self.engine.begin() as connection:
-            insert = dialect_insert(connection)
+        if self.reader is not None:
+            # Each row stands alone (nothing to commit together): a statement per set of
+            # columns, in user id order as before. One statement may update a row once: a
+            # user twice in it is written with their last profile, as in turn.
             for columns, rows in groups.items():
-                await connection.execute(profile_upsert(insert, columns), rows)
+                last = list({row["id"]: row for row in rows}.values())
+                await self.reader.write(_upsert_alone(columns), arrays(last, columns))
+        else:
+            # Core on a connection: the ORM session's bookkeeping cost more than the statements.
+            async with self.engine.begin() as connection:
+                insert = dialect_insert(connection)
+                for columns, rows in groups.items():
+                    await connection.execute(profile_upsert(insert, columns), rows)
         if len(self.cache) > MAX_CACHED:
             self.cache.clear()
         for pending in batch:

@@ -99,9 +99,16 @@ async def write_visits(
     if closed:
         rows = [s.row() for s in closed]
         if on_postgresql:
-            await db.execute(_CLOSE_ARRAYS, arrays(rows, VISIT_COLUMNS))
+            # One statement may update a row once: a visit ended twice in a batch is
+            # written with its last end, as two statements in turn would leave it.
+            await db.execute(_CLOSE_ARRAYS, arrays(_last_per_key(rows), VISIT_COLUMNS))
         else:
             await db.execute(_close(insert(VISITS)), rows)
+
+
+def _last_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    last = {row["visit_key"]: row for row in rows if row["visit_key"] is not None}
+    return [row for row in rows if row["visit_key"] is None or last[row["visit_key"]] is row]
 
 
 def _open(statement: Any) -> Any:
