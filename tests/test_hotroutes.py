@@ -1,4 +1,4 @@
-"""Hot routes (core/hotroutes.py: join, comments, gifts) answer below FastAPI's router exactly
+"""Hot routes (core/hotroutes.py: join, comments, gifts) answer in front of FastAPI exactly
 as the documented routes would: the same status, headers and body, for the answers and for
 the refusals."""
 

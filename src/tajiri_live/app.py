@@ -352,7 +352,7 @@ API_ROUTERS = (
     users_router,
 )
 
-# Served below FastAPI's router (core/hotroutes.py), each also declared in its router above.
+# Served in front of FastAPI (core/hotroutes.py), each also declared in its router above.
 HOT_ROUTES = (*viewers_hot_routes, *engagement_hot_routes, *gifts_hot_routes)
 
 

@@ -70,7 +70,7 @@ def _check_key(value: str) -> str:
 
 
 def key_absent_or_valid(request: Request) -> bool:
-    """For a route served below FastAPI's router: its key (the first header, as `KeyHeader`
+    """For a route served in front of FastAPI: its key (the first header, as `KeyHeader`
     takes it) is one the documented route would take, or there is none."""
     key = request.headers.get(HEADER)
     return key is None or is_valid_key(key)

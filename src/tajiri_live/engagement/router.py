@@ -60,7 +60,7 @@ async def list_comments(
     openapi_extra=body_doc(CommentCreate),
 )
 async def post_comment(request: Request, call: StreamCallDep) -> Response:
-    """Served below FastAPI's router (`hot_routes`); this route documents it and answers
+    """Served in front of FastAPI (`hot_routes`); this route documents it and answers
     what the hot one declines."""
     return await _post_comment(request, call)
 

@@ -53,7 +53,7 @@ async def catalog(session: SessionDep) -> dict[str, Any]:
 async def send_gift(
     request: Request, call: StreamCallDep, idempotency_key: idempotency.KeyHeader = None
 ) -> Response:
-    """Served below FastAPI's router (`hot_routes`); this route documents it and answers
+    """Served in front of FastAPI (`hot_routes`); this route documents it and answers
     what the hot one declines."""
     return await _send_gift(request, call, idempotency_key)
 

@@ -84,7 +84,7 @@ async def stream_call(
 async def resolve_stream_call(
     request: Request, stream_id: int, authorization: str | None
 ) -> StreamCall:
-    """`stream_call` for a route served below FastAPI's router (core/hotroutes.py)."""
+    """`stream_call` for a route served in front of FastAPI (core/hotroutes.py)."""
     runtime = get_runtime(request)
     viewer = await optional_principal(request, runtime, authorization)
     stream = await service.visible_facts(runtime, stream_id=stream_id, viewer=viewer)
@@ -102,7 +102,7 @@ def hot_stream_route(
     *,
     accepts: Callable[[Request], bool] = lambda request: True,
 ) -> HotRoute:
-    """A route whose one dependency is `stream_call`, served below FastAPI's router
+    """A route whose one dependency is `stream_call`, served in front of FastAPI
     (core/hotroutes.py) by `answer`, which the documented route at `path` calls too.
     `accepts` says whether the route's other parameters are valid as the documented route
     declares them; if not, that route answers (its 422)."""

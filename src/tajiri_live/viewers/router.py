@@ -41,7 +41,7 @@ def viewers_of(request: Request) -> Viewers:
 
 @router.post("/{stream_id}/join", summary="Join as a viewer (REST; the socket also counts)")
 async def join(request: Request, call: StreamCallDep) -> Response:
-    """Served below FastAPI's router (`hot_routes`); this route documents it and answers
+    """Served in front of FastAPI (`hot_routes`); this route documents it and answers
     what the hot one declines."""
     return await _join(request, call)
 
