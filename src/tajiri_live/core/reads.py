@@ -153,7 +153,11 @@ class Reader:
             try:
                 return await self._read_direct(plan, params)
             except ConnectionLost:
-                self._drop_idle()  # the server went away: the others are dead too
+                # The server went away: the connections held and those idle in the pool
+                # are dead too. A read would find the pool's through SQLAlchemy's retry;
+                # a write is not retried, so the next one must not be handed a dead one.
+                self._drop_idle()
+                await self.engine.dispose(close=False)
                 raise
 
     async def close(self) -> None:
