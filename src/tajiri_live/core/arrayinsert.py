@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ARRAY, Table, bindparam, column, func, select
+from sqlalchemy import ARRAY, Select, Table, bindparam, column, func, select
 from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -33,6 +33,12 @@ def array_insert(table: Table, columns: Sequence[str]) -> Insert:
         select(*(rows.c[name] for name in columns)).order_by(rows.c.n),
         include_defaults=False,
     )
+
+
+def counting(statement: Any, key: Any) -> Select[Any]:
+    """`statement` (with its `on_conflict_*`) as a SELECT of how many rows it wrote, which
+    the reader's connections run on their own (`Reader.write`)."""
+    return select(func.count()).select_from(statement.returning(key).cte("written"))
 
 
 def arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:

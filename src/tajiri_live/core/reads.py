@@ -127,6 +127,11 @@ class Reader:
         self._dropping: set[asyncio.Task[None]] = set()
         self._closed = False
 
+    @property
+    def direct(self) -> bool:
+        """Statements run through the driver itself (asyncpg): `write` is available."""
+        return self._direct
+
     async def rows(
         self, statement: Executable, params: Mapping[str, Any] | None = None
     ) -> Sequence[Any]:

@@ -117,7 +117,7 @@ class CommentWriter:
 
     async def _write(self, batch: Sequence[PendingComment]) -> list[int]:
         rows = [pending.row() for pending in batch]
-        if self.engine.dialect.name == "postgresql":
+        if self.reader.direct:
             values = {**arrays(rows, _COLUMNS), "counted_at": max(p.created_at for p in batch)}
             for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
                 try:

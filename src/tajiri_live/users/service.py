@@ -42,7 +42,11 @@ async def sync_user(
 def profile_upsert(insert: Any, columns: tuple[str, ...]) -> Any:
     """One statement per dialect and set of columns, built once: building it per call made a
     table alias (`excluded`) per request, cyclic garbage that lengthens the collector's pauses."""
-    statement = insert(User)
+    return upserting_profile(insert(User), columns)
+
+
+def upserting_profile(statement: Any, columns: tuple[str, ...]) -> Any:
+    """`statement`, an INSERT of `columns` into users, as an upsert of the profile."""
     changes = {k: statement.excluded[k] for k in columns if k not in ("id", "created_at")}
     return statement.on_conflict_do_update(index_elements=["id"], set_=changes)
 

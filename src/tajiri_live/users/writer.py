@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tajiri_live.core.arrayinsert import array_insert, arrays
+from tajiri_live.core.arrayinsert import array_insert, arrays, counting
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.columns import utcnow
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.groupcommit import GroupCommit
 from tajiri_live.core.reads import Reader
 from tajiri_live.users.models import User
-from tajiri_live.users.service import PROFILE_FIELDS, profile_upsert
+from tajiri_live.users.service import PROFILE_FIELDS, profile_upsert, upserting_profile
 
 USERS = cast(Table, User.__table__)
 MAX_CACHED = 100_000
@@ -38,8 +38,7 @@ LINGER_SECONDS = 0.01
 @functools.cache
 def _upsert_alone(columns: tuple[str, ...]) -> Select[Any]:
     """`profile_upsert` from one array per column, as one statement (it counts its rows)."""
-    upsert = profile_upsert(lambda _: array_insert(USERS, columns), columns)
-    return select(func.count()).select_from(upsert.returning(USERS.c.id).cte("written"))
+    return counting(upserting_profile(array_insert(USERS, columns), columns), USERS.c.id)
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,9 @@ class ProfileWriter:
         reader: Reader | None = None,
     ) -> None:
         self.engine = engine
-        # PostgreSQL: each batch's upserts as statements that commit alone (core/reads.py).
-        self.reader = reader if engine.dialect.name == "postgresql" else None
+        # Where the reader writes directly (asyncpg): each batch's upserts as statements
+        # that commit alone (core/reads.py).
+        self.reader = reader if reader is not None and reader.direct else None
         self.cache = cache  # user id -> the profile last written
         self._writing: dict[int, tuple[PendingProfile, asyncio.Task[None]]] = {}
         self._batches: GroupCommit[PendingProfile, None] = GroupCommit(

@@ -109,7 +109,7 @@ class Viewers:
         )
 
     async def _open(self, batch: Sequence[ViewingSession]) -> list[None]:
-        if self.runtime.engine.dialect.name == "postgresql":
+        if self.runtime.reader.direct:
             await open_visits(self.runtime.reader, batch)
         else:
             # Core on a connection: the ORM session's bookkeeping cost more than the statement.

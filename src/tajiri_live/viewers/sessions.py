@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from tajiri_live.core.arrayinsert import array_insert, arrays
+from tajiri_live.core.arrayinsert import array_insert, arrays, counting
 from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.reads import Reader
@@ -142,9 +142,7 @@ VISIT_COLUMNS = (  # every key of `ViewingSession.row()`
 )
 _OPEN_ARRAYS = _open(array_insert(VISITS, VISIT_COLUMNS))
 # The same as one statement the reader's connections run alone (it counts what it wrote).
-_OPEN_ALONE = select(func.count()).select_from(
-    _OPEN_ARRAYS.returning(VISITS.c.visit_key).cte("opened")
-)
+_OPEN_ALONE = counting(_OPEN_ARRAYS, VISITS.c.visit_key)
 
 
 async def open_visits(reader: Reader, opened: Sequence[ViewingSession]) -> None:
