@@ -60,7 +60,10 @@ def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants (uvicorn workers are children of the serve process)."""
     found = [pid]
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended while the tree was read
         for child in children:
             found.extend(process_tree(int(child)))
     return found

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -85,7 +86,11 @@ def pin(server_pid: int) -> str:
     if len(cores) < 2:
         return "not pinned (one core)"
     for pid in process_tree(server_pid):
-        os.sched_setaffinity(pid, {cores[0]})
+        # Every thread: an affinity set on a process id holds for its main thread only
+        # (threads started later inherit it; those already running, such as SQLite's, do not).
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                os.sched_setaffinity(int(task.name), {cores[0]})
     os.sched_setaffinity(0, set(cores[1:]))
     return f"server on core {cores[0]}, load client on {cores[1:]}"
 
@@ -337,6 +342,9 @@ def report(result: dict[str, Any], args: argparse.Namespace, backend: str, pinne
         "the server takes). Paced: the clients' requests fall due at the given rate, each "
         "latency counted from when it fell due.\n"
     )
+    reopened = [f"{what}: {r['reconnects']}" for what, r, _ in rows if r.get("reconnects")]
+    if reopened:  # keep-alive connections the server closed (its idle timeout, or a failure)
+        text += "Connections the server closed, opened again: " + "; ".join(reopened) + ".\n"
     bar_rates = (args.join_rate, args.comment_rate) == (BAR_JOINS, BAR_COMMENTS)
     if args.clients != BAR_CLIENTS or not bar_rates or "PostgreSQL" not in backend:
         return text + f"Bars: defined at {BAR_CLIENTS} clients on PostgreSQL; not judged.\n"

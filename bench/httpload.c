@@ -9,8 +9,12 @@
  *   i / RATE, and each latency counts from when its request fell due, so a request sent late
  *   behind a slow answer is charged its wait (no coordinated omission).
  * After SECONDS no request is sent; answers still under way are waited for (30 s at most).
+ * A connection the server closes is opened again when it next has a request to send (a
+ * server closes keep-alive connections idle for its timeout); a request under way on it is
+ * counted as answered with code 0, a failure.
  * Prints one JSON line: {"ok", "codes", "elapsed", "per_second", "p50_ms", "p99_ms",
- * "mean_ms", "sent"}; "ok" counts 2xx answers, latencies are of every answer.
+ * "max_ms", "mean_ms", "sent", "unanswered", "reconnects"}; "ok" counts 2xx answers,
+ * latencies are of every answer.
  * It is compiled so that the load costs its host a small part of what a Python client
  * costs: on a 2-core host the client shares a core with the database.
  */
@@ -46,8 +50,8 @@ typedef struct {
 } conn_t;
 
 static long long histogram[BUCKETS];
-static long long codes[600], answers, sent;
-static double latency_sum;
+static long long codes[600], answers, sent, reconnects;
+static double latency_sum, latency_max;
 static char *requests;
 static size_t requests_size, cursor;
 
@@ -70,7 +74,8 @@ static int connect_to(const char *host, int port) {
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd; /* blocking until here; non-blocking from now on */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) die("fcntl");
+    return fd; /* connected while blocking (loopback: at once); non-blocking from now on */
 }
 
 /* The next request of the file, or 0 when none is left. */
@@ -94,6 +99,7 @@ static void record(double latency, int code) {
     if (bucket < 0) bucket = 0;
     histogram[bucket]++;
     latency_sum += latency;
+    if (latency > latency_max) latency_max = latency;
     answers++;
     codes[code >= 100 && code < 600 ? code : 0]++;
 }
@@ -105,6 +111,34 @@ static double percentile(double q) {
         if (seen > want) return (b + 0.5) * BUCKET_US / 1000.0;
     }
     return (BUCKETS * (double)BUCKET_US) / 1000.0;
+}
+
+static const char *server_host;
+static int server_port, ep;
+
+/* Connection i (re)opened and watched for answers. */
+static void open_conn(conn_t *c, unsigned i) {
+    c->fd = connect_to(server_host, server_port);
+    c->in_len = 0;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
+}
+
+/* The server closed connection c (or it failed): a request under way on it is a failure. */
+static int lost_conn(conn_t *c, int rate_paced, double interval) {
+    int was_busy = c->busy;
+    if (c->busy) {
+        double done = now_s();
+        record(done - c->due, 0);
+        c->busy = 0;
+        c->due = rate_paced ? c->due + interval : done;
+    }
+    close(c->fd); /* also leaves the epoll set */
+    c->fd = -1;
+    c->out_len = 0;
+    c->in_len = 0;
+    reconnects++;
+    return was_busy;
 }
 
 /* Writes what it can of the current request. -1: the connection failed. */
@@ -140,8 +174,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: httpload HOST PORT REQUESTS CLIENTS SECONDS RATE\n");
         return 2;
     }
-    const char *host = argv[1];
-    int port = atoi(argv[2]), clients = atoi(argv[4]);
+    server_host = argv[1];
+    server_port = atoi(argv[2]);
+    int clients = atoi(argv[4]);
     double seconds = atof(argv[5]), rate = atof(argv[6]);
     FILE *file = fopen(argv[3], "rb");
     if (file == NULL) die("requests file");
@@ -153,22 +188,16 @@ int main(int argc, char **argv) {
     requests[requests_size] = 0;
     fclose(file);
 
-    int ep = epoll_create1(0);
+    ep = epoll_create1(0);
     conn_t *conns = calloc((size_t)clients, sizeof *conns);
     for (int i = 0; i < clients; i++) {
-        conns[i].fd = connect_to(host, port);
         conns[i].in_cap = 65536;
         conns[i].in = malloc(conns[i].in_cap);
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (unsigned)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, conns[i].fd, &ev) < 0) die("epoll_ctl");
+        open_conn(&conns[i], (unsigned)i);
     }
     double interval = rate > 0 ? clients / rate : 0, started = now_s();
     double stop_at = started + seconds, give_up_at = stop_at + DRAIN_SECONDS;
-    for (int i = 0; i < clients; i++) {
-        if (fcntl(conns[i].fd, F_SETFL, fcntl(conns[i].fd, F_GETFL) | O_NONBLOCK) < 0)
-            die("fcntl");
-        conns[i].due = started + (rate > 0 ? i / rate : 0);
-    }
+    for (int i = 0; i < clients; i++) conns[i].due = started + (rate > 0 ? i / rate : 0);
     struct epoll_event events[256];
     int in_flight = 0, exhausted = 0;
     for (;;) {
@@ -188,21 +217,30 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "httpload: ran out of requests after %lld\n", sent);
                 continue;
             }
+            if (c->fd < 0) open_conn(c, (unsigned)i);
             if (rate <= 0) c->due = now;
             c->busy = 1;
             c->in_len = 0;
             in_flight++;
             sent++;
-            if (flush_out(c) < 0) die("send");
+            if (flush_out(c) < 0) {
+                in_flight -= lost_conn(c, rate > 0, interval);
+                continue;
+            }
             if (c->out_len > 0) {
                 struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (unsigned)i};
                 epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
             }
         }
+        /* Closed loop: sending until the end. Paced: until the last request due before the
+         * end went; not "until the end", or a run whose last due request went a little before
+         * it would wait for an event that never comes. */
         int sending = !exhausted && now < stop_at;
-        if (rate > 0 && !exhausted) /* paced: sending until the last due request went */
-            for (int i = 0; i < clients && !sending; i++)
+        if (rate > 0) {
+            sending = 0;
+            for (int i = 0; i < clients && !sending && !exhausted; i++)
                 sending = conns[i].due < stop_at;
+        }
         if (!sending && in_flight == 0) break;
         if (now >= give_up_at) break;
         double until = (sending && rate > 0 ? wake : give_up_at) - now;
@@ -214,14 +252,19 @@ int main(int argc, char **argv) {
         if (n < 0 && errno != EINTR) die("epoll_wait");
         for (int e = 0; e < n; e++) {
             conn_t *c = &conns[events[e].data.u32];
+            if (c->fd < 0) continue; /* lost earlier in this batch of events */
             if (events[e].events & EPOLLOUT) {
-                if (flush_out(c) < 0) die("send");
+                if (flush_out(c) < 0) {
+                    in_flight -= lost_conn(c, rate > 0, interval);
+                    continue;
+                }
                 if (c->out_len == 0) {
                     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = events[e].data.u32};
                     epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
                 }
             }
             if (!(events[e].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+            int closed = 0;
             for (;;) {
                 if (c->in_cap - c->in_len < 4096) {
                     c->in_cap *= 2;
@@ -230,8 +273,8 @@ int main(int argc, char **argv) {
                 ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
                 if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
                 if (got <= 0) {
-                    fprintf(stderr, "connection %u closed by the server\n", events[e].data.u32);
-                    exit(2);
+                    closed = 1; /* an answer read with the close still counts, below */
+                    break;
                 }
                 c->in_len += (size_t)got;
             }
@@ -241,14 +284,16 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "an answer this client cannot read\n");
                 exit(2);
             }
-            if (whole == 0 || !c->busy) continue;
-            double done = now_s();
-            record(done - c->due, code);
-            memmove(c->in, c->in + whole, c->in_len - (size_t)whole);
-            c->in_len -= (size_t)whole;
-            c->busy = 0;
-            in_flight--;
-            c->due = rate > 0 ? c->due + interval : done;
+            if (whole > 0 && c->busy) {
+                double done = now_s();
+                record(done - c->due, code);
+                memmove(c->in, c->in + whole, c->in_len - (size_t)whole);
+                c->in_len -= (size_t)whole;
+                c->busy = 0;
+                in_flight--;
+                c->due = rate > 0 ? c->due + interval : done;
+            }
+            if (closed) in_flight -= lost_conn(c, rate > 0, interval);
         }
     }
     double elapsed = now_s() - started;
@@ -262,8 +307,9 @@ int main(int argc, char **argv) {
         first = 0;
     }
     printf("}, \"elapsed\": %.6f, \"per_second\": %.3f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
-           "\"mean_ms\": %.3f, \"sent\": %lld, \"unanswered\": %d}\n",
-           elapsed, ok / elapsed, percentile(0.50), percentile(0.99),
-           answers ? 1000 * latency_sum / answers : 0.0, sent, in_flight);
+           "\"max_ms\": %.3f, \"mean_ms\": %.3f, \"sent\": %lld, \"unanswered\": %d, "
+           "\"reconnects\": %lld}\n",
+           elapsed, ok / elapsed, percentile(0.50), percentile(0.99), 1000 * latency_max,
+           answers ? 1000 * latency_sum / answers : 0.0, sent, in_flight, reconnects);
     return 0;
 }
