@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from conftest import TEST_SECRET
+from forkedserve import ForkedProcess
 
 NGINX_ERROR = re.compile(r"\[(error|crit|alert|emerg)\]")
 FAST_JOBS = {
@@ -49,7 +50,7 @@ class ServerProcess:
             "TAJIRI_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.port}",
             **env,
         }
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ForkedProcess | None = None
 
     @property
     def url(self) -> str:
@@ -60,19 +61,15 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self) -> ServerProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "tajiri_live",
-            "serve",
-            "--port",
-            str(self.port),
-            "--no-migrate",
-        ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT
-            )
+        # `tajiri-live serve --port N --no-migrate`, forked from a process that imported the
+        # service once (tests/forkedserve.py); `python -m tajiri_live serve` is started as
+        # its own program by the CLI's tests.
+        self.process = ForkedProcess(
+            ["serve", "--port", str(self.port), "--no-migrate"],
+            self.env,
+            self.workdir,
+            self.log_path,
+        )
         deadline = time.monotonic() + 60  # a loaded two-core machine starts slowly
         while True:
             try:
