@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,10 +65,14 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
 
 
 async def exchange(port: int, request: bytes) -> bytes:
+    """One answer, whole: its head and then its body (they may come in separate reads)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
-        return await asyncio.wait_for(reader.read(65536), 10)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        body_size = int(length[1]) if length else 0
+        return head + await asyncio.wait_for(reader.readexactly(body_size), 10)
     finally:
         writer.close()
 
