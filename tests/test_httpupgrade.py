@@ -10,12 +10,13 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
 from servers import ServerProcess
-from tajiri_live.realtime.server import parse_head, websocket_upgrade
+from tajiri_live.realtime.server import parse_head, split_target, websocket_upgrade
 from wsraw import client_frame
 
 UPGRADE = (
@@ -50,6 +51,26 @@ def test_an_upgrade_head_is_read_with_what_came_after_it() -> None:
 )
 def test_anything_else_is_left_to_uvicorn(data: bytes) -> None:
     assert websocket_upgrade(data) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/streams/12?token=a%20b&region=TZ",
+        "/streams/all",
+        "/streams/1?",
+        "/streams/1?a=1?b=2",
+        "/streams/1?a#frag",
+        "/streams/1#frag?not-a-query",
+        "/streams/1;v=2?x",
+        "/p\tq?x\t",
+        "//host/streams/1?x",
+        "http://host/streams/1?x=1",
+    ],
+)
+def test_a_target_splits_into_path_and_query_as_urlsplit_would(target: str) -> None:
+    url = urlsplit(target)
+    assert split_target(target) == (url.path, url.query)
 
 
 def test_a_repeated_header_counts_by_its_last_value_as_uvicorn_reads_it() -> None:

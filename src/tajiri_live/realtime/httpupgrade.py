@@ -35,6 +35,8 @@ class UpgradingHttpToolsProtocol(HttpToolsProtocol):
         protocol = socket_class(
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
+        if self.client is not None:  # read by uvicorn as the connection was made
+            protocol.known_peer = str(self.client[0])
         protocol.connection_made(self.transport)
         self.transport.set_protocol(protocol)
         protocol.begin_handshake(request, early)
