@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from tajiri_live.streams.models import StreamViewer
@@ -17,14 +19,24 @@ async def rows_of(runtime: Any) -> list[StreamViewer]:
         return list((await session.execute(sa.select(StreamViewer))).scalars().all())
 
 
+@pytest.fixture(params=["session", "direct"])
+def new_log(request: pytest.FixtureRequest, runtime: Any) -> Callable[[], ViewerLog]:
+    """Both writers of the log: in an ORM session's transaction, and on PostgreSQL one
+    statement per batch through the reader's connections (what the app uses there)."""
+    if request.param == "direct" and not runtime.reader.direct:
+        pytest.skip("direct writes are PostgreSQL's (SQLite writes in a transaction)")
+    reader = runtime.reader if request.param == "direct" else None
+    return lambda: ViewerLog(runtime.sessions, reader)
+
+
 async def test_a_deleted_stream_does_not_sink_the_batch(
-    client: httpx.AsyncClient, auth: Any, runtime: Any
+    client: httpx.AsyncClient, auth: Any, runtime: Any, new_log: Callable[[], ViewerLog]
 ) -> None:
     owner = auth(1)
     kept = (await client.post("/api/streams", json={"title": "a"}, headers=owner)).json()
     gone = (await client.post("/api/streams", json={"title": "b"}, headers=owner)).json()
     now = runtime.clock.now()
-    log = ViewerLog(runtime.sessions)
+    log = new_log()
     watching_kept = ViewingSession(kept["data"]["id"], None, now, key="k1")
     watching_gone = ViewingSession(gone["data"]["id"], None, now, key="k2")
     log.joined(watching_kept)
@@ -43,7 +55,7 @@ async def test_a_deleted_stream_does_not_sink_the_batch(
 
 
 async def test_a_visits_end_may_be_written_before_its_start(
-    client: httpx.AsyncClient, auth: Any, runtime: Any
+    client: httpx.AsyncClient, auth: Any, runtime: Any, new_log: Callable[[], ViewerLog]
 ) -> None:
     """Its start is batched on one node, its end seen by another (or by a reaper) and written
     first: one row, with the end, whatever the order."""
@@ -54,7 +66,7 @@ async def test_a_visits_end_may_be_written_before_its_start(
     ended = ViewingSession(
         stream["data"]["id"], 5, now, left_at=now + timedelta(seconds=30), key="visit-1"
     )
-    closer, opener = ViewerLog(runtime.sessions), ViewerLog(runtime.sessions)
+    closer, opener = new_log(), new_log()
     closer.left(ended)
     await closer.flush()
     opener.joined(begun)
@@ -66,7 +78,7 @@ async def test_a_visits_end_may_be_written_before_its_start(
 
 
 async def test_a_batch_of_visits_keeps_every_column(
-    client: httpx.AsyncClient, auth: Any, runtime: Any
+    client: httpx.AsyncClient, auth: Any, runtime: Any, new_log: Callable[[], ViewerLog]
 ) -> None:
     """On PostgreSQL a batch goes in as one array per column: every column lands in its row."""
     stream = (await client.post("/api/streams", json={"title": "a"}, headers=auth(1))).json()
@@ -80,7 +92,7 @@ async def test_a_batch_of_visits_keeps_every_column(
     for i, visit in enumerate(visits):
         visit.region = ("Dodoma", None, "Mbeya")[i % 3]
     assert set(VISIT_COLUMNS) == set(visits[0].row())
-    log = ViewerLog(runtime.sessions)
+    log = new_log()
     for visit in visits:
         log.joined(visit)
     assert await log.flush() == 6
@@ -98,14 +110,14 @@ async def test_a_batch_of_visits_keeps_every_column(
 
 
 async def test_a_visit_ended_twice_in_one_batch_keeps_its_last_end(
-    client: httpx.AsyncClient, auth: Any, runtime: Any
+    client: httpx.AsyncClient, auth: Any, runtime: Any, new_log: Callable[[], ViewerLog]
 ) -> None:
     """One statement may not update a row twice (PostgreSQL): a batch holding two ends of the
     same visit writes the last, as two batches in turn would."""
     stream = (await client.post("/api/streams", json={"title": "a"}, headers=auth(1))).json()
     sid = stream["data"]["id"]
     now = runtime.clock.now()
-    log = ViewerLog(runtime.sessions)
+    log = new_log()
     log.joined(ViewingSession(sid, None, now, key="twice"))
     log.joined(ViewingSession(sid, None, now, key="once"))
     await log.flush()

@@ -288,7 +288,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             tolerance=settings.ws_flood_tolerance,
         ),
     )
-    viewers = Viewers(runtime, ViewerLog(runtime.sessions))
+    viewers = Viewers(runtime, ViewerLog(runtime.sessions, runtime.reader))
     coalescer = Coalescer(runtime.broker.publish, tick_seconds=settings.realtime_coalesce_ms / 1000)
     runtime.coalescer = coalescer
     poll_votes = VoteCounter(runtime, coalescer)

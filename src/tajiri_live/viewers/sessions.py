@@ -152,13 +152,24 @@ async def open_visits(reader: Reader, opened: Sequence[ViewingSession]) -> None:
 
 
 _CLOSE_ARRAYS = _close(array_insert(VISITS, VISIT_COLUMNS))
+_CLOSE_ALONE = counting(_CLOSE_ARRAYS, VISITS.c.visit_key)
+
+
+async def close_visits(reader: Reader, closed: Sequence[ViewingSession]) -> None:
+    """PostgreSQL: visits' ends written in one statement that commits on its own."""
+    rows = _last_per_key([s.row() for s in closed])
+    await reader.write(_CLOSE_ALONE, arrays(rows, VISIT_COLUMNS))
 
 
 class ViewerLog:
-    """Queues visits' starts and ends; `flush()` writes them with two statements."""
+    """Queues visits' starts and ends; `flush()` writes them with two statements (on
+    PostgreSQL through `reader`, when given: each one statement that commits alone)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], reader: Reader | None = None
+    ) -> None:
         self._sessions = sessions
+        self._reader = reader if reader is not None and reader.direct else None
         self._joins: list[ViewingSession] = []
         self._leaves: list[ViewingSession] = []
 
@@ -187,10 +198,16 @@ class ViewerLog:
         return len(joins) + len(leaves)
 
     async def _open(self, joins: Sequence[ViewingSession]) -> None:
+        if self._reader is not None:
+            await open_visits(self._reader, joins)
+            return
         async with self._sessions() as db:
             await record(db, opened=joins)
 
     async def _close(self, leaves: Sequence[ViewingSession]) -> None:
+        if self._reader is not None:
+            await close_visits(self._reader, leaves)
+            return
         async with self._sessions() as db:
             await record(db, closed=leaves)
 
