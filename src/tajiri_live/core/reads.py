@@ -253,3 +253,9 @@ async def _invalidate(connection: AsyncConnection) -> None:
         await connection.invalidate()
     finally:
         await connection.close()
+
+
+def direct_writer(reader: Reader | None) -> Reader | None:
+    """`reader` where it writes directly (asyncpg: `Reader.write`), else None: the batch
+    writers then write in a transaction of their own."""
+    return reader if reader is not None and reader.direct else None

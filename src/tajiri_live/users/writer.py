@@ -24,7 +24,7 @@ from tajiri_live.core.auth import Principal
 from tajiri_live.core.columns import utcnow
 from tajiri_live.core.db import dialect_insert
 from tajiri_live.core.groupcommit import GroupCommit
-from tajiri_live.core.reads import Reader
+from tajiri_live.core.reads import Reader, direct_writer
 from tajiri_live.users.models import User
 from tajiri_live.users.service import PROFILE_FIELDS, profile_upsert, upserting_profile
 
@@ -64,7 +64,7 @@ class ProfileWriter:
         self.engine = engine
         # Where the reader writes directly (asyncpg): each batch's upserts as statements
         # that commit alone (core/reads.py).
-        self.reader = reader if reader is not None and reader.direct else None
+        self.reader = direct_writer(reader)
         self.cache = cache  # user id -> the profile last written
         self._writing: dict[int, tuple[PendingProfile, asyncio.Task[None]]] = {}
         self._batches: GroupCommit[PendingProfile, None] = GroupCommit(

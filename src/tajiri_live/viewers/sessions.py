@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from tajiri_live.core.arrayinsert import array_insert, arrays, counting
 from tajiri_live.core.batches import write_in_halves
 from tajiri_live.core.db import dialect_insert
-from tajiri_live.core.reads import Reader
+from tajiri_live.core.reads import Reader, direct_writer
 from tajiri_live.core.text import has_control
 from tajiri_live.streams.models import StreamViewer
 
@@ -169,7 +169,7 @@ class ViewerLog:
         self, sessions: async_sessionmaker[AsyncSession], reader: Reader | None = None
     ) -> None:
         self._sessions = sessions
-        self._reader = reader if reader is not None and reader.direct else None
+        self._reader = direct_writer(reader)
         self._joins: list[ViewingSession] = []
         self._leaves: list[ViewingSession] = []
 
