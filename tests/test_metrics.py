@@ -7,6 +7,7 @@ import gc
 import httpx
 
 from tajiri_live.core.gcpauses import GcPauses
+from tajiri_live.realtime import slots
 
 
 def test_gc_pauses_count_full_collections_and_their_time() -> None:
@@ -35,3 +36,4 @@ async def test_metrics_name_the_wheel_and_the_collector(client: httpx.AsyncClien
     ):
         assert name in values
     assert int(values["tajiri_gc_full_collections_total"]) >= 1
+    assert values["tajiri_ws_compiled_writes"] == str(int(slots.compiled))

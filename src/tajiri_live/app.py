@@ -74,6 +74,7 @@ from tajiri_live.polls.socket_actions import poll_actions
 from tajiri_live.polls.votes import VoteCounter
 from tajiri_live.questions.router import router as questions_router
 from tajiri_live.questions.socket_actions import question_actions
+from tajiri_live.realtime import slots
 from tajiri_live.realtime.backends import build_backends
 from tajiri_live.realtime.coalesce import Coalescer
 from tajiri_live.realtime.encoders import PlainEncoder
@@ -467,6 +468,8 @@ def create_app(
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),
             ("tajiri_ws_turn_gap_seconds", "gauge", round(stats.gap_seconds, 6)),
             ("tajiri_ws_frame_wait_seconds_max", "gauge", round(stats.max_wait_seconds, 6)),
+            # 1: the wheel's compiled write loop (realtime/_wheel.c); 0: built without it
+            ("tajiri_ws_compiled_writes", "gauge", int(slots.compiled)),
             ("tajiri_ws_dropped_messages_total", "counter", services.gateway.flood_stats.dropped),
             ("tajiri_ws_flood_closed_total", "counter", services.gateway.flood_stats.closed),
             ("tajiri_poll_vote_batches_total", "counter", services.poll_votes.writer.batches),

@@ -33,6 +33,7 @@ from tajiri_live.realtime.events import (
     VIEWER_COUNT_UPDATED,
     Event,
 )
+from tajiri_live.realtime.slots import Slot, write_slice
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +147,6 @@ class Pacer:
         return self.gap
 
 
-class Slot:
-    """One socket's place in one group: where it is in the group's log."""
-
-    __slots__ = ("alive", "seq", "write")
-
-    def __init__(self, write: Callable[[bytes], object], seq: int) -> None:
-        self.write = write  # the transport's bound `write`: the wheel does nothing else
-        self.seq = seq  # the first frame of the log this socket has not been written
-        self.alive = True  # False once it left: turns already planned skip it
-
-
 class Group:
     """The members of one channel that speak one wire protocol, and the frames they are owed."""
 
@@ -264,7 +254,7 @@ class Hub:
         if group is None:
             group = groups[encoder] = Group(self.encoders[encoder])
         if sink not in group.members:
-            group.members[sink] = Slot(sink.transport.write, group.head)
+            group.members[sink] = Slot(sink.transport, group.head)
         self._subscriptions.setdefault(sink, []).append((channel, encoder, source))
         if source is not None:
             self._feeds.setdefault(source, Counter())[channel] += 1
@@ -511,23 +501,7 @@ class Hub:
                 stats.writes += 1
 
     def _write_slice(self, group: Group, slots: list[Slot]) -> None:
-        head = group.head
-        joined: dict[int, tuple[bytes, int]] = {}  # start -> (bytes, frames): shared in a slice
-        frames = writes = 0
-        oldest = head
-        for slot in slots:
-            seq = slot.seq
-            if seq >= head or not slot.alive:
-                continue
-            owed = joined.get(seq)
-            if owed is None:
-                owed = joined[seq] = group.since(seq)
-            slot.seq = head
-            if owed[1]:
-                slot.write(owed[0])
-                frames += owed[1]
-                writes += 1
-                oldest = min(oldest, seq)
+        frames, writes, oldest = write_slice(slots, group.head, group.since)
         stats = self.stats
         stats.frames_out += frames
         stats.writes += writes
