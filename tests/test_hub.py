@@ -141,6 +141,34 @@ async def test_a_socket_that_does_not_read_is_closed_and_dropped() -> None:
     assert h.stats.slow_closed == 1
 
 
+async def test_a_socket_that_does_not_read_its_own_frames_is_closed_too() -> None:
+    """Frames for one socket (a Pusher client event to the others, the hosts' own events)
+    meet the same limit as a room's: they do not pile up in a transport without end."""
+    from tajiri_live.realtime.pusher import PusherEncoder
+
+    fanout = Hub(
+        encoders={"pusher-both": PusherEncoder("both", "App\\Events")},
+        settings=HubSettings(**{**QUICK, "max_buffer_bytes": 1000}),  # type: ignore[arg-type]
+    )
+    sender, slow, fine = Socket(), Socket(buffered=5000), Socket()
+    for sock in (sender, slow, fine):
+        fanout.subscribe(sock, "pusher/1/private-user.7", "pusher-both")
+    fanout.deliver(
+        Event(
+            channel="pusher/1/private-user.7",
+            name="client-flood",
+            data={},
+            wire='{"n":1}',
+            except_socket=sender.socket_id,
+        )
+    )
+    await asyncio.sleep(0.01)
+    assert slow.closed_slow and slow.transport.writes == [] and slow.own == []
+    assert fine.transport.writes and not fine.closed_slow
+    assert fanout.stats.slow_closed == 1
+    assert fanout.local_count("pusher/1/private-user.7") == 2
+
+
 async def test_unsubscribed_and_dropped_sockets_get_nothing() -> None:
     h = hub()
     a, b = Socket(user_id=1), Socket(user_id=2)

@@ -492,9 +492,15 @@ class Hub:
 
     def _write_own(self) -> None:
         stats = self.stats
+        limit = self.settings.max_buffer_bytes
         sinks, self._dirty_sinks = self._dirty_sinks, set()
         for sink in sinks:
-            if sink.own:
+            if sink.own and sink.transport.get_write_buffer_size() > limit:
+                # Frames for one socket (Pusher client events, the hosts' own events) pile up
+                # in its transport as a room's do: the same limit closes it.
+                sink.own.clear()
+                self._close_slow(sink)
+            elif sink.own:
                 data = b"".join(sink.own)
                 stats.frames_out += len(sink.own)
                 sink.own.clear()
