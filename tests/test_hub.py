@@ -141,27 +141,28 @@ async def test_a_socket_that_does_not_read_is_closed_and_dropped() -> None:
     assert h.stats.slow_closed == 1
 
 
+def pusher_hub(**settings: float) -> Hub:
+    from tajiri_live.realtime.pusher import PusherEncoder
+
+    return Hub(
+        encoders={"pusher-both": PusherEncoder("both", "App\\Events")},
+        settings=HubSettings(**{**QUICK, **settings}),  # type: ignore[arg-type]
+    )
+
+
+def client_event(channel: str, name: str, wire: str, sender: Socket) -> Event:
+    """A Pusher client event: to the channel's other members."""
+    return Event(channel=channel, name=name, data={}, wire=wire, except_socket=sender.socket_id)
+
+
 async def test_a_socket_that_does_not_read_its_own_frames_is_closed_too() -> None:
     """Frames for one socket (a Pusher client event to the others, the hosts' own events)
     meet the same limit as a room's: they do not pile up in a transport without end."""
-    from tajiri_live.realtime.pusher import PusherEncoder
-
-    fanout = Hub(
-        encoders={"pusher-both": PusherEncoder("both", "App\\Events")},
-        settings=HubSettings(**{**QUICK, "max_buffer_bytes": 1000}),  # type: ignore[arg-type]
-    )
+    fanout = pusher_hub(max_buffer_bytes=1000)
     sender, slow, fine = Socket(), Socket(buffered=5000), Socket()
     for sock in (sender, slow, fine):
         fanout.subscribe(sock, "pusher/1/private-user.7", "pusher-both")
-    fanout.deliver(
-        Event(
-            channel="pusher/1/private-user.7",
-            name="client-flood",
-            data={},
-            wire='{"n":1}',
-            except_socket=sender.socket_id,
-        )
-    )
+    fanout.deliver(client_event("pusher/1/private-user.7", "client-flood", '{"n":1}', sender))
     await asyncio.sleep(0.01)
     assert slow.closed_slow and slow.transport.writes == [] and slow.own == []
     assert fine.transport.writes and not fine.closed_slow
@@ -207,24 +208,11 @@ async def test_a_fed_channel_carries_its_source_under_its_own_name() -> None:
 
 
 async def test_an_event_can_skip_the_socket_that_caused_it() -> None:
-    from tajiri_live.realtime.pusher import PusherEncoder
-
-    fanout = Hub(
-        encoders={"pusher-both": PusherEncoder("both", "App\\Events")},
-        settings=HubSettings(**QUICK),  # type: ignore[arg-type]
-    )
+    fanout = pusher_hub()
     sender, other = Socket(), Socket()
     for sock in (sender, other):
         fanout.subscribe(sock, "pusher/1/private-chat", "pusher-both")
-    fanout.deliver(
-        Event(
-            channel="pusher/1/private-chat",
-            name="client-typing",
-            data={},
-            wire='{"who":1}',
-            except_socket=sender.socket_id,
-        )
-    )
+    fanout.deliver(client_event("pusher/1/private-chat", "client-typing", '{"who":1}', sender))
     await asyncio.sleep(0.01)
     assert sender.events() == []
     assert other.events() == [
