@@ -141,6 +141,23 @@ async def test_a_socket_that_does_not_read_is_closed_and_dropped() -> None:
     assert h.stats.slow_closed == 1
 
 
+async def test_many_sockets_under_their_own_limit_are_held_to_the_process_budget() -> None:
+    """Each socket under its own limit, together over the process's: the ones holding the
+    most are closed until the rest fit, in rooms and on their own frames alike."""
+    h = hub(max_buffer_bytes=5000, max_buffered_total_bytes=7000)
+    big, middling, small, reading = (Socket(buffered=b) for b in (4500, 4000, 2500, 0))
+    for s in (big, middling, small, reading):
+        h.subscribe(s, "stream.1", "plain")
+    other_room = Socket(buffered=1000)
+    h.subscribe(other_room, "stream.2", "plain")
+    h.deliver(event(GIFT_SENT, 1))
+    await asyncio.sleep(0.01)
+    assert big.closed_slow and middling.closed_slow  # 12,000 -> 7,500 -> 3,500
+    assert not (small.closed_slow or reading.closed_slow or other_room.closed_slow)
+    assert small.events() and reading.events() and h.local_count("stream.1") == 2
+    assert h.stats.slow_closed == 2
+
+
 def pusher_hub(**settings: float) -> Hub:
     from tajiri_live.realtime.pusher import PusherEncoder
 

@@ -273,6 +273,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
             latency_budget_seconds=settings.realtime_latency_budget_ms / 1000,
             sockets_per_step=settings.realtime_sockets_per_step,
             max_buffer_bytes=settings.slow_consumer_bytes,
+            max_buffered_total_bytes=settings.slow_consumers_total_bytes,
             sample_room_size=settings.sample_room_size,
             sample_per_second=settings.sample_comments_per_second,
         ),

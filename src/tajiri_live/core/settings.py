@@ -230,6 +230,9 @@ class Settings(BaseSettings):
     # Counters (poll totals, upvotes): at most one event per counter per this tick and node.
     realtime_coalesce_ms: float = Field(default=200.0, gt=0)
     slow_consumer_bytes: int = 4 * 1024 * 1024  # unread bytes before a socket is closed
+    # All sockets' unread bytes together, per process: past it the sockets holding the most
+    # are closed as slow (many sockets that do not read would each stay under the above).
+    slow_consumers_total_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024)
     sample_room_size: int = 1000  # rooms this big...
     sample_comments_per_second: int = 50  # ...get at most this many comments a second
     ws_idle_timeout_seconds: float = 180.0  # the client pings every 30 s

@@ -83,6 +83,7 @@ class HubSettings:
     sockets_per_step: int = 100  # sockets written per event-loop step
     slow_check_seconds: float = 0.25  # how often a group's sockets' buffers are checked
     max_buffer_bytes: int = 4 * 1024 * 1024  # unread bytes queued for one socket
+    max_buffered_total_bytes: int = 512 * 1024 * 1024  # ... and for all of them together
     max_own_frames: int = 1000
     sample_room_size: int = 1000  # rooms this big may have comments sampled...
     sample_per_second: int = 50  # ...down to this many per second
@@ -106,6 +107,8 @@ class HubStats:
 # it, the kernel and the client's read after it (end to end those took less than 10 % did:
 # with 10 %, the p99 stayed 10-17 ms under a budget of 150; docs/benchmarks.md).
 OUTSIDE_SHARE = 0.05
+# How often all sockets' unread bytes are added up (every socket asked: 1-2 ms at 10,000).
+TOTAL_CHECK_SECONDS = 1.0
 # How long the pacer remembers a turn that overran: half of the overrun is forgotten per this
 # many seconds, so a slow turn shortens the gap for the turns after it, not for one turn.
 OVERRUN_HALF_LIFE_SECONDS = 1.0
@@ -242,6 +245,7 @@ class Hub:
         self.stats.gap_seconds = self._pacer.gap
         self._step_due = 0.0  # when the scheduled step may begin a turn (on `clock`)
         self._closing: list[Sink] = []  # closed on the next step (they hear why first)
+        self._next_total_check = 0.0  # when all sockets' unread bytes are next added up
 
     # --- membership ------------------------------------------------------------------------
 
@@ -439,6 +443,9 @@ class Hub:
         due = self._turn_started + self._pacer.gap - 0.001  # a timer may fire a little early
         if not self._turn and self._dirty_groups and started >= due:
             self._begin_turn(started)
+        if started >= self._next_total_check:
+            self._next_total_check = started + TOTAL_CHECK_SECONDS
+            self._close_hoarders()
         if self._dirty_sinks:
             self._write_own()
         sockets_left = self.settings.sockets_per_step  # small rooms share a step
@@ -539,6 +546,22 @@ class Hub:
     def _slow_members(self, group: Group) -> list[Sink]:
         limit = self.settings.max_buffer_bytes
         return [s for s in group.members if s.transport.get_write_buffer_size() > limit]
+
+    def _close_hoarders(self) -> None:
+        """Keep all sockets' unread bytes within the process's budget: each socket's own limit
+        does not bound many sockets that do not read (one address may open thousands), so past
+        the budget the sockets holding the most are closed as slow until it holds again."""
+        sizes = [(sink.transport.get_write_buffer_size(), sink) for sink in self._subscriptions]
+        total = sum(size for size, _ in sizes)
+        limit = self.settings.max_buffered_total_bytes
+        if total <= limit:
+            return
+        sizes.sort(key=lambda entry: entry[0], reverse=True)
+        for size, sink in sizes:
+            if total <= limit or size == 0:
+                break
+            self._close_slow(sink)
+            total -= size
 
     def _close_slow(self, sink: Sink) -> None:
         self.stats.slow_closed += 1
