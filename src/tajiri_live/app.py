@@ -464,6 +464,7 @@ def create_app(
             ("tajiri_ws_writes_total", "counter", stats.writes),
             ("tajiri_ws_sampled_out_total", "counter", stats.sampled_out),
             ("tajiri_ws_slow_closed_total", "counter", stats.slow_closed),
+            ("tajiri_ws_budget_closed_total", "counter", stats.budget_closed),
             ("tajiri_ws_turns_total", "counter", stats.turns),
             ("tajiri_ws_turn_seconds_total", "counter", round(stats.turn_seconds, 6)),
             ("tajiri_ws_turn_seconds_max", "gauge", round(stats.max_turn_seconds, 6)),

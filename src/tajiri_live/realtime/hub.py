@@ -96,6 +96,7 @@ class HubStats:
     writes: int = 0
     sampled_out: int = 0
     slow_closed: int = 0
+    budget_closed: int = 0  # of those, closed to keep all sockets' unread bytes in budget
     turns: int = 0
     turn_seconds: float = 0.0  # time spent writing (the steps), not the gaps between them
     max_turn_seconds: float = 0.0
@@ -561,6 +562,7 @@ class Hub:
             if total <= limit or size == 0:
                 break
             self._close_slow(sink)
+            self.stats.budget_closed += 1
             total -= size
 
     def _close_slow(self, sink: Sink) -> None:
