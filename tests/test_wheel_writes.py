@@ -12,6 +12,8 @@ import pytest
 import uvloop
 
 from tajiri_live.realtime import slots
+from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.hub import Group
 from tajiri_live.realtime.slots import Slot, direct_fd, write_slice_py
 from test_hub import RecordingTransport
 
@@ -23,16 +25,18 @@ if slots.compiled:
 
 
 class Log:
-    """A group's log as the loop sees it: `since` counts its calls."""
+    """A group's log (the hub's own `Group`), its `since` counting its calls."""
 
     def __init__(self, frames: list[bytes]) -> None:
+        self.group = Group(PlainEncoder())
+        for frame in frames:
+            self.group.append(frame, 0.0)
         self.frames = frames
         self.calls: list[int] = []
 
     def since(self, seq: int) -> tuple[bytes, int]:
         self.calls.append(seq)
-        rest = self.frames[seq:]
-        return b"".join(rest), sum(1 for f in rest if f)
+        return self.group.since(seq)
 
 
 def test_the_compiled_loop_is_built_where_ci_runs() -> None:

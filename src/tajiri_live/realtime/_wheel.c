@@ -25,29 +25,31 @@
 
 static PyObject *name_seq, *name_alive, *name_write, *name_fd, *name_buffered;
 
+/* `value` (a new reference, or NULL after an exception) as a Py_ssize_t; it is released.
+   0, or -1 on an exception. */
+static int
+take_ssize(PyObject *value, Py_ssize_t *out)
+{
+    if (value == NULL)
+        return -1;
+    *out = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 /* 1: written whole here; 0: the transport must take `data` from `sent` on; -1: an exception. */
 static int
 write_direct(PyObject *slot, PyObject *data, Py_ssize_t *sent)
 {
     *sent = 0;
-    PyObject *fd_obj = PyObject_GetAttr(slot, name_fd);
-    if (fd_obj == NULL)
-        return -1;
-    long fd = PyLong_AsLong(fd_obj);
-    Py_DECREF(fd_obj);
-    if (fd == -1 && PyErr_Occurred())
+    Py_ssize_t fd, queued;
+    if (take_ssize(PyObject_GetAttr(slot, name_fd), &fd) < 0)
         return -1;
     if (fd < 0)
         return 0;
-
-    PyObject *queued = PyObject_CallMethodNoArgs(slot, name_buffered);
-    if (queued == NULL)
+    if (take_ssize(PyObject_CallMethodNoArgs(slot, name_buffered), &queued) < 0)
         return -1;
-    Py_ssize_t queued_bytes = PyLong_AsSsize_t(queued);
-    Py_DECREF(queued);
-    if (queued_bytes == -1 && PyErr_Occurred())
-        return -1;
-    if (queued_bytes != 0)
+    if (queued != 0)
         return 0; /* behind what is queued: the transport keeps the order */
 
     const char *buffer = PyBytes_AS_STRING(data);

@@ -500,10 +500,9 @@ class Hub:
 
     def _write_own(self) -> None:
         stats = self.stats
-        limit = self.settings.max_buffer_bytes
         sinks, self._dirty_sinks = self._dirty_sinks, set()
         for sink in sinks:
-            if sink.own and sink.transport.get_write_buffer_size() > limit:
+            if sink.own and self._too_slow(sink):
                 # Frames for one socket (Pusher client events, the hosts' own events) pile up
                 # in its transport as a room's do: the same limit closes it.
                 sink.own.clear()
@@ -545,8 +544,11 @@ class Hub:
                 self.stats.frames_out += count
 
     def _slow_members(self, group: Group) -> list[Sink]:
-        limit = self.settings.max_buffer_bytes
-        return [s for s in group.members if s.transport.get_write_buffer_size() > limit]
+        return [sink for sink in group.members if self._too_slow(sink)]
+
+    def _too_slow(self, sink: Sink) -> bool:
+        """More unread bytes queued than one socket may have."""
+        return sink.transport.get_write_buffer_size() > self.settings.max_buffer_bytes
 
     def _close_hoarders(self) -> None:
         """Keep all sockets' unread bytes within the process's budget: each socket's own limit
