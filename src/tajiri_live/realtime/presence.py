@@ -11,20 +11,21 @@ Words used throughout (docs/architecture.md, "Counting viewers"):
 
 from __future__ import annotations
 
-import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from tajiri_live.core import randomids
 
 REST = "rest"  # the holder of REST joins
 
 
 def new_node_id() -> str:
-    return secrets.token_hex(6)
+    return randomids.token_hex(6)
 
 
 def new_visit_key() -> str:
-    return secrets.token_hex(8)
+    return randomids.token_hex(8)
 
 
 @dataclass(frozen=True, slots=True)

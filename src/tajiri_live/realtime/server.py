@@ -11,13 +11,13 @@ import asyncio
 import http
 import logging
 import re
-import secrets
 import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from tajiri_live.core import randomids
 from tajiri_live.core.availability import dependency_of, unavailable_message
 from tajiri_live.realtime import frames
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Refusal, SocketSession
@@ -70,7 +70,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.own: list[bytes] = []
         self.user_id: int | None = None
         # `digits.digits`, as Pusher clients expect; random so nodes never collide
-        self.socket_id = f"{secrets.randbelow(10**9)}.{secrets.randbelow(10**9)}"
+        self.socket_id = f"{randomids.below(10**9)}.{randomids.below(10**9)}"
         self.last_seen = time.monotonic()
         # The client's address, when the HTTP protocol that handed the connection over read it
         self.known_peer: str | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tajiri_live.core import randomids
 from tajiri_live.core.auth import Principal
 from tajiri_live.core.availability import (
     RETRY_AFTER_SECONDS,
@@ -254,7 +254,7 @@ class PlainSession:
         self.channel = channel
         self.counted = counted and context.stream_id is not None
         self.user_id = context.principal.user_id if context.principal else None
-        self.member = member_of(self.user_id, secrets.token_hex(8))
+        self.member = member_of(self.user_id, randomids.token_hex(8))
         self._watching: asyncio.Task[bool] | None = None
         self.flood = app.gateway.flood_guard()
 
