@@ -145,7 +145,7 @@ class PusherSession:
         self.connection = connection
         if self.problem is not None or self.pusher_app is None:
             code, message = self.problem or (APP_NOT_FOUND, "Application does not exist.")
-            connection.transport.write(pusher_error(code, message))
+            connection.write(pusher_error(code, message))
             connection.close(code, message)
             return
         established = {

@@ -514,6 +514,18 @@ class Hub:
                 sink.transport.write(data)
                 stats.writes += 1
 
+    def take_own(self, sink: Sink) -> bytes:
+        """A socket's queued frames, joined, for the caller to write now (the handshake writes
+        them with its 101)."""
+        if not sink.own:
+            return b""
+        data = b"".join(sink.own)
+        self.stats.frames_out += len(sink.own)
+        self.stats.writes += 1
+        sink.own.clear()
+        self._dirty_sinks.discard(sink)
+        return data
+
     def _write_slice(self, group: Group, slots: list[Slot]) -> None:
         frames, writes, oldest = write_slice(slots, group.head, group.since)
         stats = self.stats

@@ -38,6 +38,7 @@ class WebSocketConnection(asyncio.Protocol):
     __slots__ = (
         "_buffer",
         "_gateway",
+        "_held",
         "_parser",
         "_server_state",
         "known_peer",
@@ -74,6 +75,7 @@ class WebSocketConnection(asyncio.Protocol):
         self.last_seen = time.monotonic()
         # The client's address, when the HTTP protocol that handed the connection over read it
         self.known_peer: str | None = None
+        self._held: bytes | None = None  # the 101, between admission and the first write
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -167,15 +169,21 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self.session = session
         self.user_id = session.user_id
-        self.transport.write(
+        self.state = OPEN
+        self._gateway.connections.add(self)
+        # The 101 goes out with the frames the session queues as it opens (its first one):
+        # one write, and one wake-up of the client, instead of two. Whatever the session
+        # writes itself meanwhile (a refusal and a close) goes out behind it (`write`).
+        self._held = (
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
             + frames.accept_key(key).encode()
             + b"\r\n\r\n"
         )
-        self.state = OPEN
-        self._gateway.connections.add(self)
         session.opened(self)
+        if self.state != OPEN:
+            return  # closed as it opened: `close` wrote the 101 and the close frame
+        self.write(self._gateway.hub.take_own(self))
         self.transport.resume_reading()
         if self._buffer:
             pending = bytes(self._buffer)
@@ -235,7 +243,15 @@ class WebSocketConnection(asyncio.Protocol):
         if ping is not None and self.state == OPEN:
             # One pong for the latest ping of what was read (RFC 6455, 5.5.3): a ping flood
             # costs one write per read, not one per ping.
-            self.transport.write(frames.frame(ping, frames.OP_PONG))
+            self.write(frames.frame(ping, frames.OP_PONG))
+
+    def write(self, data: bytes) -> None:
+        """Write to the socket now, behind the 101 if that has not gone out yet."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            data = held + data
+        self.transport.write(data)
 
     def send(self, data: bytes) -> None:
         """Queue a frame for this socket alone (delivered on the next tick)."""
@@ -250,7 +266,7 @@ class WebSocketConnection(asyncio.Protocol):
             # Replies queued for this socket alone (an error saying why) go out before the
             # close; the hub would otherwise drop them with the socket.
             pending, self.own = self.own, []
-            self.transport.write(b"".join(pending) + frames.close_frame(code, reason))
+            self.write(b"".join(pending) + frames.close_frame(code, reason))
         self.state = CLOSED
         self._gateway.hub.drop(self)
         self.transport.close()
