@@ -11,6 +11,7 @@ import orjson
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.events import GIFT_SENT, NEW_COMMENT, VIEWER_COUNT_UPDATED, Event
 from tajiri_live.realtime.hub import OUTSIDE_SHARE, Hub, HubSettings
+from tajiri_live.realtime.slots import wire_for
 
 HUB_SHARE_OF_150_MS = (1 - OUTSIDE_SHARE) * 0.15  # the longest gap a budget of 150 ms allows
 
@@ -32,6 +33,7 @@ class RecordingTransport:
 class Socket:
     def __init__(self, user_id: int | None = None, buffered: int = 0) -> None:
         self.transport = RecordingTransport(buffered)
+        self.wire = wire_for(self.transport)
         self.own: list[bytes] = []
         self.user_id = user_id
         self.socket_id = f"{id(self)}.1"
@@ -420,6 +422,7 @@ class TimedSocket(Socket):
     def __init__(self, clock: FakeClock, cost: Callable[[], float]) -> None:
         super().__init__()
         self.transport = TimedTransport(clock, cost)  # type: ignore[assignment]
+        self.wire = wire_for(self.transport)
 
     def delays(self, since: float = 0.0) -> list[float]:
         """Per write after `since`: how long its oldest frame took from its publication."""

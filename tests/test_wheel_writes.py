@@ -4,9 +4,10 @@ on uvloop's descriptors keep every byte in order with the transport's own queue.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
-from collections.abc import Callable
+import weakref
 
 import pytest
 import uvloop
@@ -14,14 +15,19 @@ import uvloop
 from tajiri_live.realtime import slots
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.hub import Group
-from tajiri_live.realtime.slots import Slot, direct_fd, write_slice_py
+from tajiri_live.realtime.slots import direct_fd, wire_for, write_slice_py
 from test_hub import RecordingTransport
 
 WriteSlice = slots.WriteSlice
 
-IMPLEMENTATIONS = [pytest.param(write_slice_py, id="python")]
+Implementation = tuple[WriteSlice, slots.WireFactory, slots.SlotFactory]
+IMPLEMENTATIONS = [
+    pytest.param((write_slice_py, slots.PythonWire, slots.PythonSlot), id="python"),
+]
 if slots.compiled:
-    IMPLEMENTATIONS.append(pytest.param(slots.write_slice, id="compiled"))
+    IMPLEMENTATIONS.append(
+        pytest.param((slots.write_slice, slots.make_wire, slots.make_slot), id="compiled")
+    )
 
 
 class Log:
@@ -46,39 +52,72 @@ def test_the_compiled_loop_is_built_where_ci_runs() -> None:
     assert slots.write_slice is not write_slice_py
 
 
-@pytest.mark.parametrize("write_slice", IMPLEMENTATIONS)
-def test_each_live_slot_behind_the_head_gets_what_it_is_owed_once(write_slice: WriteSlice) -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_each_live_slot_behind_the_head_gets_what_it_is_owed_once(
+    implementation: Implementation,
+) -> None:
+    write_slice, make_wire, make_slot = implementation
     log = Log([b"a", b"", b"cc", b"d", b""])  # blanks: frames replaced by a later one
     head = len(log.frames)
-    behind = [
-        Slot(RecordingTransport(), 0),
-        Slot(RecordingTransport(), 0),
-        Slot(RecordingTransport(), 2),
+    transports = [RecordingTransport() for _ in range(6)]
+    made = [
+        make_slot(make_wire(t.write, t.get_write_buffer_size, -1), seq)
+        for t, seq in zip(transports, [0, 0, 2, head, 0, 4], strict=True)
     ]
-    current = Slot(RecordingTransport(), head)
-    gone = Slot(RecordingTransport(), 0)
+    *behind, current, gone, nothing_left = made  # the last: only a blank after it
     gone.alive = False
-    nothing_left = Slot(RecordingTransport(), 4)  # only a blank after it: moved on, not written
-    frames, writes, oldest = write_slice([*behind, current, gone, nothing_left], head, log.since)
-    assert [s.write.__self__.writes for s in behind] == [[b"accd"], [b"accd"], [b"ccd"]]  # type: ignore[attr-defined]
+    frames, writes, oldest = write_slice(made, head, log.since)
+    assert [t.writes for t in transports[:3]] == [[b"accd"], [b"accd"], [b"ccd"]]
     assert (frames, writes, oldest) == (3 + 3 + 2, 3, 0)
     assert sorted(log.calls) == [0, 2, 4]  # one call per position, shared by the slice
-    assert [s.seq for s in [*behind, current, gone, nothing_left]] == [head] * 4 + [0, head]
-    assert current.write.__self__.writes == []  # type: ignore[attr-defined]
-    assert gone.write.__self__.writes == nothing_left.write.__self__.writes == []  # type: ignore[attr-defined]
+    assert [s.seq for s in made] == [head] * 4 + [0, head]
+    assert [t.writes for t in transports[3:]] == [[], [], []]
+    assert len(behind) == 3 and current.seq == head and nothing_left.seq == head
 
 
-@pytest.mark.parametrize("write_slice", IMPLEMENTATIONS)
-def test_a_slice_with_nothing_owed_writes_nothing(write_slice: WriteSlice) -> None:
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_slice_with_nothing_owed_writes_nothing(implementation: Implementation) -> None:
+    write_slice, make_wire, make_slot = implementation
     log = Log([b"a"])
-    assert write_slice([Slot(RecordingTransport(), 1)], 1, log.since) == (0, 0, 1)
+    transport = RecordingTransport()
+    slot = make_slot(make_wire(transport.write, transport.get_write_buffer_size, -1), 1)
+    assert write_slice([slot], 1, log.since) == (0, 0, 1)
     assert write_slice([], 1, log.since) == (0, 0, 1)
-    assert log.calls == []
+    assert log.calls == [] and transport.writes == []
+
+
+@pytest.mark.skipif(not slots.compiled, reason="built without a C compiler")
+def test_the_compiled_loop_takes_only_its_own_slots() -> None:
+    wire = slots.PythonWire(RecordingTransport().write, lambda: 0)
+    with pytest.raises(TypeError):
+        slots.write_slice([slots.PythonSlot(wire, 0)], 1, lambda seq: (b"x", 1))
+    with pytest.raises(TypeError):
+        slots.make_slot(wire, 0)  # a compiled slot needs a compiled wire
 
 
 def test_only_uvloops_plain_tcp_transport_is_written_directly() -> None:
     assert direct_fd(RecordingTransport()) == -1
-    assert Slot(RecordingTransport(), 0).fd == -1
+    assert wire_for(RecordingTransport()).fd == -1
+
+
+@pytest.mark.skipif(not slots.compiled, reason="built without a C compiler")
+def test_a_wire_in_a_reference_cycle_is_collected() -> None:
+    """transport -> protocol -> wire -> transport's write: the cycle every connection makes."""
+
+    class Connection:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    connection = Connection()
+    connection.wire = wire_for(connection)  # type: ignore[attr-defined]
+    connection.slot = slots.make_slot(connection.wire, 0)  # type: ignore[attr-defined]
+    alive = weakref.ref(connection)
+    del connection
+    gc.collect()
+    assert alive() is None
 
 
 async def _serve_and_connect(
@@ -113,44 +152,67 @@ async def _read_exactly(client: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
+class Counted:
+    """A uvloop transport's wire whose calls into the transport are counted."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.writes: list[int] = []  # the size of each write through the transport
+        self.asked = 0  # how often the transport was asked what it holds
+        self.wire = slots.make_wire(self._write, self._buffered, direct_fd(transport))
+
+    def _write(self, data: bytes) -> None:
+        self.writes.append(len(data))
+        self.transport.write(data)
+
+    def _buffered(self) -> int:
+        self.asked += 1
+        return self.transport.get_write_buffer_size()
+
+
 @pytest.mark.skipif(not slots.compiled, reason="built without a C compiler")
 def test_direct_sends_keep_order_with_the_transports_queue() -> None:
-    """A socket with nothing queued is sent to directly; what `send()` does not take goes
-    through its transport, and so does everything after it until that queue is empty."""
+    """A socket whose transport holds nothing is sent to directly; what `send()` does not take
+    goes through its transport, and so does everything after it, the socket's own frames too,
+    until that queue is empty. The transport is asked what it holds only after it was given
+    something."""
 
     async def scenario() -> None:
         server, transports, clients = await _serve_and_connect(2)
         try:
-            slots_ = [Slot(t, 0) for t in transports]
-            assert all(s.fd >= 0 for s in slots_)
-            through_transport: list[list[int]] = [[] for _ in slots_]
-            for slot, calls in zip(slots_, through_transport, strict=True):
-                slot.write = _counting(slot.write, calls)
+            counted = [Counted(t) for t in transports]
+            assert all(c.wire.fd >= 0 for c in counted)
+            slots_ = [slots.make_slot(c.wire, 0) for c in counted]
             big = os.urandom(16 * 1024 * 1024)  # more than loopback's buffers take at once
-            frames = [b"first", big, b"third", b"fourth"]
+            frames = [b"first", big, b"third", b"fourth", b"fifth"]
 
             def turn(head: int) -> None:
                 slots.write_slice(
                     slots_, head, lambda seq: (b"".join(frames[seq:head]), head - seq)
                 )
 
-            turn(1)  # sent directly
-            assert through_transport == [[], []]
+            turn(1)  # sent directly, nothing asked
+            assert [(c.writes, c.asked) for c in counted] == [([], 0), ([], 0)]
             turn(2)  # a part sent directly, the rest queued by the transport
-            assert all(len(c) == 1 and 0 < c[0] < len(big) for c in through_transport)
-            assert all(t.get_write_buffer_size() > 0 for t in transports)
+            assert all(len(c.writes) == 1 and 0 < c.writes[0] < len(big) for c in counted)
+            assert all(c.wire.queued and c.transport.get_write_buffer_size() for c in counted)
+            counted[0].wire.send(b"own")  # a socket's own frame: behind the queue as well
             turn(3)  # behind the queued bytes: through the transport too
-            assert all(c[1:] == [len(b"third")] for c in through_transport)
+            assert counted[0].writes[1:] == [len(b"own"), len(b"third")]
+            assert counted[1].writes[1:] == [len(b"third")]
+            expected = [b"".join([b"first", big, b"own", b"third"]), b"".join(frames[:3])]
+            for client, data in zip(clients, expected, strict=True):
+                assert await _read_exactly(client, len(data)) == data
+            for c in counted:  # the transport has written its queue out
+                assert c.transport.get_write_buffer_size() == 0
+            turn(4)  # asked once more, found empty: sent directly again
+            asked = [c.asked for c in counted]
+            assert all(len(c.writes) == (3 if i == 0 else 2) for i, c in enumerate(counted))
+            assert not any(c.wire.queued for c in counted)
+            turn(5)  # and without asking now
+            assert [c.asked for c in counted] == asked
             for client in clients:
-                assert await _read_exactly(client, len(b"".join(frames[:3]))) == b"".join(
-                    frames[:3]
-                )
-            for transport in transports:  # the transport has written its queue out
-                assert transport.get_write_buffer_size() == 0
-            turn(4)  # nothing queued: sent directly again
-            assert all(len(c) == 2 for c in through_transport)
-            for client in clients:
-                assert await _read_exactly(client, len(b"fourth")) == b"fourth"
+                assert await _read_exactly(client, len(b"fourthfifth")) == b"fourthfifth"
         finally:
             for client in clients:
                 client.close()
@@ -160,25 +222,23 @@ def test_direct_sends_keep_order_with_the_transports_queue() -> None:
     uvloop.run(scenario())
 
 
-def _counting(write: Callable[[bytes], object], calls: list[int]) -> Callable[[bytes], None]:
-    def counted(data: bytes) -> None:
-        calls.append(len(data))
-        write(data)
-
-    return counted
-
-
 @pytest.mark.skipif(not slots.compiled, reason="built without a C compiler")
-def test_a_slot_that_left_is_never_sent_to() -> None:
+def test_a_slot_that_left_or_a_forgotten_wire_is_never_sent_on() -> None:
     async def scenario() -> None:
         server, transports, clients = await _serve_and_connect(1)
         try:
-            slot = Slot(transports[0], 0)
+            counted = Counted(transports[0])
+            slot = slots.make_slot(counted.wire, 0)
             slot.alive = False
             assert slots.write_slice([slot], 1, lambda seq: (b"x", 1)) == (0, 0, 1)
             slot.alive = True
             assert slots.write_slice([slot], 1, lambda seq: (b"y", 1)) == (1, 1, 0)
-            assert await _read_exactly(clients[0], 1) == b"y"
+            assert counted.writes == []  # sent directly
+            counted.wire.forget()  # the connection was lost: its number may be reused
+            assert counted.wire.fd == -1
+            assert slots.write_slice([slot], 2, lambda seq: (b"z", 1)) == (1, 1, 1)
+            assert counted.writes == [1]  # through the transport, which knows it is closed
+            assert await _read_exactly(clients[0], 2) == b"yz"
         finally:
             clients[0].close()
             server.close()

@@ -33,7 +33,7 @@ from tajiri_live.realtime.events import (
     VIEWER_COUNT_UPDATED,
     Event,
 )
-from tajiri_live.realtime.slots import Slot, write_slice
+from tajiri_live.realtime.slots import Slot, Wire, make_slot, write_slice
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ LANE_OF: dict[str, Lane] = {
 
 
 class Transport(Protocol):
-    def write(self, data: bytes) -> None: ...
+    # what the transport holds unsent (the writes themselves go through the sink's wire)
     def get_write_buffer_size(self) -> int: ...
 
 
@@ -63,6 +63,7 @@ class Sink(Protocol):
     """A connected socket as the hub sees it."""
 
     transport: Transport
+    wire: Wire  # every write of the socket goes through it (slots.py)
     socket_id: str  # unique in the cluster (Pusher's `socket_id`)
     own: list[bytes]  # frames for this socket alone, flushed on the next tick
     user_id: int | None
@@ -260,7 +261,7 @@ class Hub:
         if group is None:
             group = groups[encoder] = Group(self.encoders[encoder])
         if sink not in group.members:
-            group.members[sink] = Slot(sink.transport, group.head)
+            group.members[sink] = make_slot(sink.wire, group.head)
         self._subscriptions.setdefault(sink, []).append((channel, encoder, source))
         if source is not None:
             self._feeds.setdefault(source, Counter())[channel] += 1
@@ -511,7 +512,7 @@ class Hub:
                 data = b"".join(sink.own)
                 stats.frames_out += len(sink.own)
                 sink.own.clear()
-                sink.transport.write(data)
+                sink.wire.send(data)
                 stats.writes += 1
 
     def take_own(self, sink: Sink) -> bytes:
@@ -542,7 +543,7 @@ class Hub:
         """Write a socket everything it is owed now (it is about to be closed)."""
         if sink.own:
             self.stats.frames_out += len(sink.own)
-            sink.transport.write(b"".join(sink.own))
+            sink.wire.send(b"".join(sink.own))
             sink.own.clear()
         for channel, encoder, _source in self._subscriptions.get(sink, []):
             group = self._channels.get(channel, {}).get(encoder)
@@ -552,7 +553,7 @@ class Hub:
             data, count = group.since(slot.seq)
             slot.seq = group.head
             if count:
-                sink.transport.write(data)
+                sink.wire.send(data)
                 self.stats.frames_out += count
 
     def _slow_members(self, group: Group) -> list[Sink]:

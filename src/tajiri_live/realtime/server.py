@@ -21,6 +21,7 @@ from tajiri_live.core import randomids
 from tajiri_live.core.availability import dependency_of, unavailable_message
 from tajiri_live.realtime import frames
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Refusal, SocketSession
+from tajiri_live.realtime.slots import Wire, wire_for
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class WebSocketConnection(asyncio.Protocol):
         "state",
         "transport",
         "user_id",
+        "wire",
     )
+    wire: Wire  # from connection_made on: every write of the socket goes through it
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.wire = wire_for(transport)
         if self._server_state is not None:
             self._server_state.connections.add(self)
 
@@ -119,6 +123,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._gateway.spawn(self._handshake(*request), name="ws-handshake")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # First: the transport closes the socket after this call, and its number may be reused.
+        self.wire.forget()
         was_open = self.state == OPEN
         self.state = CLOSED
         if self._server_state is not None:
@@ -203,7 +209,7 @@ class WebSocketConnection(asyncio.Protocol):
             401: b"WWW-Authenticate: Bearer\r\n",
             503: b"Retry-After: 5\r\n",  # a dependency is down: the client may come back
         }.get(status, b"")
-        self.transport.write(
+        self.wire.send(
             f"HTTP/1.1 {status} {phrase}\r\n".encode()
             + b"Content-Type: application/json\r\nConnection: close\r\n"
             + extra
@@ -251,7 +257,7 @@ class WebSocketConnection(asyncio.Protocol):
         if held is not None:
             self._held = None
             data = held + data
-        self.transport.write(data)
+        self.wire.send(data)
 
     def send(self, data: bytes) -> None:
         """Queue a frame for this socket alone (delivered on the next tick)."""
