@@ -160,6 +160,18 @@ async def test_many_sockets_under_their_own_limit_are_held_to_the_process_budget
     assert h.stats.slow_closed == h.stats.budget_closed == 2
 
 
+async def test_sockets_without_a_subscription_are_held_to_the_process_budget_too() -> None:
+    """A socket sent only frames of its own (a Pusher socket that subscribed to nothing, its
+    replies unread) counts toward the process's budget as a room's member does."""
+    h = hub(max_buffer_bytes=5000, max_buffered_total_bytes=7000)
+    big, middling = Socket(buffered=4500), Socket(buffered=4000)
+    for s in (big, middling):
+        h.send_own(s, b"\x81\x02{}")
+    await asyncio.sleep(0.01)
+    assert big.closed_slow and not middling.closed_slow  # 8,500 -> 4,000
+    assert h.stats.budget_closed == 1
+
+
 def pusher_hub(**settings: float) -> Hub:
     from tajiri_live.realtime.pusher import PusherEncoder
 

@@ -231,6 +231,9 @@ class Hub:
     def __post_init__(self) -> None:
         self._channels: dict[str, dict[str, Group]] = {}
         self._subscriptions: dict[Sink, list[tuple[str, str, str | None]]] = {}
+        # every socket the hub writes (subscribed, or sent frames of its own) until its drop:
+        # what the process-wide budget of unread bytes adds up
+        self._sockets: set[Sink] = set()
         # source channel -> channels fed from it (a Pusher `private-stream.5` is fed by
         # `stream.5`), counted per subscription
         self._feeds: dict[str, Counter[str]] = {}
@@ -263,6 +266,7 @@ class Hub:
         if sink not in group.members:
             group.members[sink] = make_slot(sink.wire, group.head)
         self._subscriptions.setdefault(sink, []).append((channel, encoder, source))
+        self._sockets.add(sink)
         if source is not None:
             self._feeds.setdefault(source, Counter())[channel] += 1
         if sink.user_id is not None:
@@ -286,6 +290,7 @@ class Hub:
         """Forget a socket entirely (it closed)."""
         for entry in self._subscriptions.pop(sink, []):
             self._leave_group(sink, *entry)
+        self._sockets.discard(sink)
         if sink.user_id is not None:
             sockets = self._users.get(sink.user_id)
             if sockets is not None:
@@ -414,6 +419,7 @@ class Hub:
     def send_own(self, sink: Sink, data: bytes) -> None:
         """Queue a frame for one socket (never dropped; a socket that hoards them is closed)."""
         sink.own.append(data)
+        self._sockets.add(sink)
         if len(sink.own) > self.settings.max_own_frames:
             self._close_slow(sink)
             return
@@ -567,7 +573,7 @@ class Hub:
         """Keep all sockets' unread bytes within the process's budget: each socket's own limit
         does not bound many sockets that do not read (one address may open thousands), so past
         the budget the sockets holding the most are closed as slow until it holds again."""
-        sizes = [(sink.transport.get_write_buffer_size(), sink) for sink in self._subscriptions]
+        sizes = [(sink.transport.get_write_buffer_size(), sink) for sink in self._sockets]
         total = sum(size for size, _ in sizes)
         limit = self.settings.max_buffered_total_bytes
         if total <= limit:

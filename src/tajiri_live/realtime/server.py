@@ -248,8 +248,10 @@ class WebSocketConnection(asyncio.Protocol):
                 return
         if ping is not None and self.state == OPEN:
             # One pong for the latest ping of what was read (RFC 6455, 5.5.3): a ping flood
-            # costs one write per read, not one per ping.
-            self.write(frames.frame(ping, frames.OP_PONG))
+            # costs one pong per read, not one per ping. Through the hub, as any frame for
+            # this socket alone: a client that pings and never reads meets the same limits
+            # on unread bytes as one that does not read its room's frames.
+            self.send(frames.frame(ping, frames.OP_PONG))
 
     def write(self, data: bytes) -> None:
         """Write to the socket now, behind the 101 if that has not gone out yet."""

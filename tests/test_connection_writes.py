@@ -1,5 +1,6 @@
-"""What an admitted socket is written first: the 101 and the session's first frame in one
-write (realtime/server.py), and whatever the session writes as it opens behind the 101."""
+"""What a socket is written (realtime/server.py): first the 101 and the session's first frame
+in one write, whatever the session writes as it opens behind the 101; and its pongs, which
+meet the same limits on unread bytes as any frame for the socket alone."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import asyncio
 from typing import Any
 
 from tajiri_live.realtime.encoders import PlainEncoder, plain_frame
-from tajiri_live.realtime.frames import OP_CLOSE, close_frame
+from tajiri_live.realtime.frames import CLOSE_TRY_AGAIN_LATER, OP_CLOSE, OP_PING, close_frame
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.hub import Hub
 from tajiri_live.realtime.server import WebSocketConnection
+from wsraw import client_frame
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 HEADERS = {"upgrade": "websocket", "sec-websocket-version": "13", "sec-websocket-key": KEY}
@@ -26,12 +28,16 @@ class Transport:
         self.writes: list[bytes] = []
         self.closed = False
         self.reading = True
+        self.unread = 0  # what the peer has not read, as the transport would count it
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
 
     def get_write_buffer_size(self) -> int:
-        return 0
+        return self.unread
+
+    def abort(self) -> None:
+        self.closed = True
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -104,4 +110,20 @@ async def test_what_a_session_writes_as_it_opens_goes_out_behind_the_101() -> No
     assert written == SWITCHING + b"refused" + close_frame(4001, "no such app")
     assert written[len(SWITCHING) + len(b"refused")] == 0x80 | OP_CLOSE
     assert transport.closed
+    hub.close()
+
+
+async def test_pings_from_a_client_that_does_not_read_are_answered_then_it_is_closed() -> None:
+    """A pong is a frame for the socket alone: written on the hub's next step, and a client
+    that pings and never reads meets the limit on unread bytes as one that does not read its
+    room."""
+    connection, transport, hub = await admitted()
+    connection.data_received(client_frame(b"1", OP_PING) + client_frame(b"2", OP_PING))
+    await asyncio.sleep(0.01)
+    assert transport.writes[1:] == [b"\x8a\x012"]  # one pong, for the latest ping of the read
+    transport.unread = hub.settings.max_buffer_bytes + 1
+    connection.data_received(client_frame(b"3", OP_PING))
+    await asyncio.sleep(0.01)
+    assert transport.writes[2:] == [close_frame(CLOSE_TRY_AGAIN_LATER, "slow consumer")]
+    assert transport.closed and hub.stats.slow_closed == 1
     hub.close()
