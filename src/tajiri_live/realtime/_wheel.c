@@ -173,7 +173,6 @@ static PyMemberDef Wire_members[] = {
     {"fd", T_INT, offsetof(Wire, fd), READONLY, "the descriptor sent on directly, or -1"},
     {"queued", T_BOOL, offsetof(Wire, queued), READONLY,
      "bytes went to the transport since it was last seen empty"},
-    {"write", T_OBJECT, offsetof(Wire, write), READONLY, "the transport's write"},
     {NULL},
 };
 
@@ -393,20 +392,10 @@ static struct PyModuleDef wheel_module = {
 PyMODINIT_FUNC
 PyInit__wheel(void)
 {
-    if (PyType_Ready(&WireType) < 0 || PyType_Ready(&SlotType) < 0)
-        return NULL;
     PyObject *module = PyModule_Create(&wheel_module);
     if (module == NULL)
         return NULL;
-    Py_INCREF(&WireType);
-    if (PyModule_AddObject(module, "Wire", (PyObject *)&WireType) < 0) {
-        Py_DECREF(&WireType);
-        Py_DECREF(module);
-        return NULL;
-    }
-    Py_INCREF(&SlotType);
-    if (PyModule_AddObject(module, "Slot", (PyObject *)&SlotType) < 0) {
-        Py_DECREF(&SlotType);
+    if (PyModule_AddType(module, &WireType) < 0 || PyModule_AddType(module, &SlotType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -3,7 +3,6 @@ from collections.abc import Callable
 class Wire:
     fd: int
     queued: bool
-    write: Callable[[bytes], object]
     def __init__(
         self, write: Callable[[bytes], object], buffered: Callable[[], int], fd: int = -1
     ) -> None: ...

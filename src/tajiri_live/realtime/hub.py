@@ -506,7 +506,6 @@ class Hub:
         )
 
     def _write_own(self) -> None:
-        stats = self.stats
         sinks, self._dirty_sinks = self._dirty_sinks, set()
         for sink in sinks:
             if sink.own and self._too_slow(sink):
@@ -515,15 +514,11 @@ class Hub:
                 sink.own.clear()
                 self._close_slow(sink)
             elif sink.own:
-                data = b"".join(sink.own)
-                stats.frames_out += len(sink.own)
-                sink.own.clear()
-                sink.wire.send(data)
-                stats.writes += 1
+                sink.wire.send(self.take_own(sink))
 
     def take_own(self, sink: Sink) -> bytes:
-        """A socket's queued frames, joined, for the caller to write now (the handshake writes
-        them with its 101)."""
+        """A socket's queued frames, joined and counted, for the caller to write now (the
+        step's own-frames write, or the handshake with its 101)."""
         if not sink.own:
             return b""
         data = b"".join(sink.own)
