@@ -1,6 +1,6 @@
 """A connection that opens with a whole WebSocket upgrade request goes to the socket protocol
-without uvicorn reading the request first (realtime/httpupgrade.py); anything else is
-uvicorn's, and answered as before."""
+without uvicorn reading the request first, or building its HTTP protocol at all
+(realtime/httpupgrade.py); anything else is uvicorn's, and answered as before."""
 
 from __future__ import annotations
 
@@ -8,15 +8,28 @@ import asyncio
 import base64
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
 from servers import ServerProcess
-from tajiri_live.realtime.server import parse_head, split_target, websocket_upgrade
+from tajiri_live.realtime import httpupgrade
+from tajiri_live.realtime.encoders import PlainEncoder
+from tajiri_live.realtime.gateway import Gateway
+from tajiri_live.realtime.httpupgrade import FirstBytesProtocol
+from tajiri_live.realtime.hub import Hub
+from tajiri_live.realtime.server import (
+    WebSocketConnection,
+    parse_head,
+    split_target,
+    websocket_upgrade,
+)
 from wsraw import client_frame
 
 UPGRADE = (
@@ -76,6 +89,98 @@ def test_a_target_splits_into_path_and_query_as_urlsplit_would(target: str) -> N
 def test_a_repeated_header_counts_by_its_last_value_as_uvicorn_reads_it() -> None:
     _, _, headers = parse_head(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nUpgrade: websocket")
     assert headers["upgrade"] == "websocket"
+
+
+class Transport:
+    """What the first-bytes protocol does with its transport: reads and hands it on."""
+
+    def __init__(self) -> None:
+        self.protocol: Any = None
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CountedHttpProtocol:
+    """Stands in for uvicorn's protocol to count how often it is built and what it is fed."""
+
+    built: list[CountedHttpProtocol] = []
+
+    def __init__(self, *args: Any) -> None:
+        self.fed: list[bytes] = []
+        self.transport: Any = None
+        CountedHttpProtocol.built.append(self)
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.fed.append(data)
+
+
+async def first_bytes(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Transport, SimpleNamespace, list[CountedHttpProtocol]]:
+    monkeypatch.setattr(httpupgrade, "HttpToolsProtocol", CountedHttpProtocol)
+    CountedHttpProtocol.built = []
+    gateway = Gateway(Hub(encoders={"plain": PlainEncoder()}))  # type: ignore[dict-item]
+    config = SimpleNamespace(ws_protocol_class=WebSocketConnection)
+    state = SimpleNamespace(connections=set())
+    protocol = FirstBytesProtocol(config, state, {"realtime_gateway": gateway})
+    transport = Transport()
+    protocol.connection_made(transport)
+    assert state.connections == {protocol}  # closed by uvicorn's shutdown before a byte
+    protocol.data_received(data)
+    assert protocol not in state.connections
+    await gateway.drain()
+    return transport, state, CountedHttpProtocol.built
+
+
+async def test_a_whole_upgrade_is_handed_to_the_socket_protocol_with_no_http_protocol_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    transport, state, built = await first_bytes(UPGRADE + b"early", monkeypatch)
+    assert built == []
+    connection = transport.protocol
+    assert isinstance(connection, WebSocketConnection) and connection.transport is transport
+    assert state.connections == {connection}  # uvicorn's shutdown reaches it
+    # The socket protocol read the head it was given: no socket app at this path, its 404
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 404 ")
+    assert transport.closed
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        UPGRADE[:-2],  # the rest of the head comes later: uvicorn reads and upgrades it
+        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        b"\x16\x03\x01",  # not HTTP at all: uvicorn's parser answers it
+    ],
+)
+async def test_anything_else_goes_to_uvicorns_protocol_with_the_same_bytes(
+    data: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport, _, built = await first_bytes(data, monkeypatch)
+    assert len(built) == 1 and transport.protocol is built[0]
+    assert built[0].transport is transport and built[0].fed == [data]
 
 
 @pytest.fixture
@@ -141,3 +246,33 @@ async def test_requests_that_are_not_upgrades_are_answered_as_before(
     finally:
         writer.close()
     assert answers.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_an_upgrade_whose_head_comes_in_two_segments_is_upgraded(
+    server: ServerProcess,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(UPGRADE[:40])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # two reads on the server's side
+        writer.write(UPGRADE[40:])
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 101 ")
+
+
+async def test_a_connection_that_sent_nothing_is_closed_when_the_server_stops(
+    server: ServerProcess,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await asyncio.sleep(0.2)  # accepted
+    started = time.monotonic()
+    await asyncio.to_thread(server.stop)
+    try:
+        assert await asyncio.wait_for(reader.read(1), 5) == b""
+    finally:
+        writer.close()
+    assert server.process is not None and server.process.returncode is not None
+    assert time.monotonic() - started < 10  # uvicorn did not wait on it

@@ -51,7 +51,7 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
     """Serve the REST API and WebSockets (and run the scheduled jobs)."""
     import uvicorn
 
-    from tajiri_live.realtime.httpupgrade import UpgradingHttpToolsProtocol
+    from tajiri_live.realtime.httpupgrade import FirstBytesProtocol
     from tajiri_live.realtime.server import WebSocketConnection
 
     settings = _settings()
@@ -70,7 +70,7 @@ def serve(host: str, port: int, workers: int, migrate: bool | None) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http=UpgradingHttpToolsProtocol,  # httptools; an upgrade's head is read once
+        http=FirstBytesProtocol,  # an upgrade to our sockets at once, the rest to httptools
         ws=WebSocketConnection,  # the fan-out engine owns the socket after the upgrade
         log_level=settings.log_level,
         log_config=_log_config(settings.log_level),

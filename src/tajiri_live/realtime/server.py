@@ -42,7 +42,6 @@ class WebSocketConnection(asyncio.Protocol):
         "_held",
         "_parser",
         "_server_state",
-        "known_peer",
         "last_seen",
         "own",
         "session",
@@ -76,8 +75,6 @@ class WebSocketConnection(asyncio.Protocol):
         # `digits.digits`, as Pusher clients expect; random so nodes never collide
         self.socket_id = f"{randomids.below(10**9)}.{randomids.below(10**9)}"
         self.last_seen = time.monotonic()
-        # The client's address, when the HTTP protocol that handed the connection over read it
-        self.known_peer: str | None = None
         self._held: bytes | None = None  # the 101, between admission and the first write
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -197,8 +194,6 @@ class WebSocketConnection(asyncio.Protocol):
             self._receive_frames(pending)
 
     def _peer(self) -> str | None:
-        if self.known_peer is not None:
-            return self.known_peer
         peername = self.transport.get_extra_info("peername") if self.transport else None
         return str(peername[0]) if isinstance(peername, tuple) and peername else None
 
