@@ -57,11 +57,17 @@ class GroupCommit(Generic[Item, Result]):
 
     async def write(self, item: Item) -> Result:
         """The item's result once its batch is committed."""
+        return await self.submit(item)
+
+    def submit(self, item: Item) -> asyncio.Future[Result]:
+        """Queue the item; its result once its batch is committed. For a caller that goes on
+        meanwhile: a future, not a task to run `write` in (which cost a join storm a task and
+        a turn of the loop per handshake). Cancelling it does not take the item back."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"{self.name}.writer")
         pending: _Pending[Item, Result] = _Pending(item)
         self._queue.put_nowait(pending)
-        return await pending.done
+        return pending.done
 
     async def close(self) -> None:
         if self._task is not None:

@@ -568,11 +568,13 @@ class Hub:
         """Keep all sockets' unread bytes within the process's budget: each socket's own limit
         does not bound many sockets that do not read (one address may open thousands), so past
         the budget the sockets holding the most are closed as slow until it holds again."""
-        sizes = [(sink.transport.get_write_buffer_size(), sink) for sink in self._sockets]
-        total = sum(size for size, _ in sizes)
         limit = self.settings.max_buffered_total_bytes
+        # Added up first, without a pair per socket: at 10,000 sockets, once a second, those
+        # were a fifth of a young collection's allocations, for a list thrown away unread.
+        total = sum(sink.transport.get_write_buffer_size() for sink in self._sockets)
         if total <= limit:
             return
+        sizes = [(sink.transport.get_write_buffer_size(), sink) for sink in self._sockets]
         sizes.sort(key=lambda entry: entry[0], reverse=True)
         for size, sink in sizes:
             if total <= limit or size == 0:

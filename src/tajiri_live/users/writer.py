@@ -66,7 +66,7 @@ class ProfileWriter:
         # that commit alone (core/reads.py).
         self.reader = direct_writer(reader)
         self.cache = cache  # user id -> the profile last written
-        self._writing: dict[int, tuple[PendingProfile, asyncio.Task[None]]] = {}
+        self._writing: dict[int, tuple[PendingProfile, asyncio.Future[None]]] = {}
         self._batches: GroupCommit[PendingProfile, None] = GroupCommit(
             "profiles",
             self._write,
@@ -75,7 +75,7 @@ class ProfileWriter:
             linger=LINGER_SECONDS,
         )
 
-    def submit(self, principal: Principal) -> asyncio.Task[None] | None:
+    def submit(self, principal: Principal) -> asyncio.Future[None] | None:
         """Hand the user's profile in unless it is written already; None: nothing to wait for."""
         pending = PendingProfile(principal.user_id, principal.profile())
         if self.cache.get(pending.user_id) == pending.profile:
@@ -83,16 +83,16 @@ class ProfileWriter:
         writing = self._writing.get(pending.user_id)
         if writing is not None and writing[0] == pending:
             return writing[1]
-        task = asyncio.create_task(self._batches.write(pending), name="profiles.write")
-        self._writing[pending.user_id] = (pending, task)
-        task.add_done_callback(lambda done: self._settled(pending, done))
-        return task
+        written = self._batches.submit(pending)
+        self._writing[pending.user_id] = (pending, written)
+        written.add_done_callback(lambda done: self._settled(pending, done))
+        return written
 
     async def write(self, principal: Principal) -> None:
         """The user's row matches the token once this returns."""
-        task = self.submit(principal)
-        if task is not None:
-            await asyncio.shield(task)
+        written = self.submit(principal)
+        if written is not None:
+            await asyncio.shield(written)  # a waiter that gives up does not cancel the write
 
     async def ready(self, user_id: int) -> None:
         """Wait for the user's row being written, if it is (not for its failure)."""
@@ -104,11 +104,11 @@ class ProfileWriter:
     async def close(self) -> None:
         await self._batches.close()
 
-    def _settled(self, pending: PendingProfile, task: asyncio.Task[None]) -> None:
-        if not task.cancelled():
-            task.exception()  # a socket may never wait for it: the writer logged it
+    def _settled(self, pending: PendingProfile, written: asyncio.Future[None]) -> None:
+        if not written.cancelled():
+            written.exception()  # a socket may never wait for it: the writer logged it
         writing = self._writing.get(pending.user_id)
-        if writing is not None and writing[1] is task:
+        if writing is not None and writing[1] is written:
             del self._writing[pending.user_id]
 
     async def _write(self, batch: Sequence[PendingProfile]) -> list[None]:
