@@ -86,6 +86,15 @@ def test_a_target_splits_into_path_and_query_as_urlsplit_would(target: str) -> N
     assert split_target(target) == (url.path, url.query)
 
 
+def test_header_values_are_read_without_the_spaces_around_them() -> None:
+    head = b"GET / HTTP/1.1\r\nUpgrade:websocket\r\nX-Empty:\r\nSec-WebSocket-Key: \t k= \t"
+    assert parse_head(head)[2] == {"upgrade": "websocket", "x-empty": "", "sec-websocket-key": "k="}
+    assert parse_head(b"GET / HTTP/1.0") == ("GET", "/", {})
+    for bad in (b"GET / HTTP/1.1\r\n", b"GET / HTTP/1.1\r\nNo-Colon", b"GET / HTTP/1.1\r\n: x"):
+        with pytest.raises(ValueError):
+            parse_head(bad)
+
+
 def test_a_repeated_header_counts_by_its_last_value_as_uvicorn_reads_it() -> None:
     _, _, headers = parse_head(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nUpgrade: websocket")
     assert headers["upgrade"] == "websocket"

@@ -31,7 +31,9 @@ HANDSHAKE, ADMITTING, OPEN, CLOSED = range(4)
 PLAIN_CLOSE_CODES = CloseCodes()
 RequestHead = tuple[str, str, dict[str, str]]  # method, target, headers
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*")
+# Header lines, all checked in one match: a token name, a colon, a value to the line's end
+_HEADER_LINE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*"
+_HEADERS = re.compile(f"{_HEADER_LINE}(?:\r\n{_HEADER_LINE})*")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # but tab (CRLF ends lines)
 
 
@@ -292,16 +294,19 @@ def parse_head(head: bytes) -> RequestHead:
     text = head.decode("latin-1")
     if _CONTROL.search(text.replace("\r\n", "")):
         raise ValueError("control characters")
-    lines = text.split("\r\n")
-    method, target, version = lines[0].split(" ")  # ValueError unless three parts
+    request_line, more, fields = text.partition("\r\n")
+    method, target, version = request_line.split(" ")  # ValueError unless three parts
     if version not in ("HTTP/1.1", "HTTP/1.0") or not _TOKEN.fullmatch(method) or not target:
         raise ValueError("not an HTTP/1.x request line")
     headers: dict[str, str] = {}
-    for line in lines[1:]:
-        field = _HEADER.fullmatch(line)
-        if field is None:
-            raise ValueError("bad header line")
-        headers[field[1].lower()] = field[2]
+    if not more:
+        return method, target, headers
+    # One match for all lines (a regex per line cost a Dart client's head 19 µs of 40)
+    if not _HEADERS.fullmatch(fields):
+        raise ValueError("bad header line")
+    for line in fields.split("\r\n"):
+        name, _, value = line.partition(":")
+        headers[name.lower()] = value.strip(" \t")
     return method, target, headers
 
 
