@@ -144,9 +144,8 @@ class CountedHttpProtocol:
         self.fed.append(data)
 
 
-async def first_bytes(
-    data: bytes, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Transport, SimpleNamespace, list[CountedHttpProtocol]]:
+def opened(monkeypatch: pytest.MonkeyPatch) -> tuple[FirstBytesProtocol, Transport, Any]:
+    """A first-bytes protocol on a fake transport; the gateway is in `app_state`."""
     monkeypatch.setattr(httpupgrade, "HttpToolsProtocol", CountedHttpProtocol)
     CountedHttpProtocol.built = []
     gateway = Gateway(Hub(encoders={"plain": PlainEncoder()}))  # type: ignore[dict-item]
@@ -156,16 +155,25 @@ async def first_bytes(
     transport = Transport()
     protocol.connection_made(transport)
     assert state.connections == {protocol}  # closed by uvicorn's shutdown before a byte
-    protocol.data_received(data)
+    return protocol, transport, state
+
+
+async def first_bytes(
+    data: bytes, monkeypatch: pytest.MonkeyPatch, *more: bytes
+) -> tuple[Transport, SimpleNamespace, list[CountedHttpProtocol]]:
+    protocol, transport, state = opened(monkeypatch)
+    for part in (data, *more):
+        protocol.data_received(part)
     assert protocol not in state.connections
-    await gateway.drain()
+    await protocol._app_state["realtime_gateway"].drain()  # the socket's handshake
     return transport, state, CountedHttpProtocol.built
 
 
+@pytest.mark.parametrize("parts", [(UPGRADE + b"early",), (UPGRADE[:40], UPGRADE[40:] + b"early")])
 async def test_a_whole_upgrade_is_handed_to_the_socket_protocol_with_no_http_protocol_built(
-    monkeypatch: pytest.MonkeyPatch,
+    parts: tuple[bytes, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    transport, state, built = await first_bytes(UPGRADE + b"early", monkeypatch)
+    transport, state, built = await first_bytes(*parts[:1], monkeypatch, *parts[1:])
     assert built == []
     connection = transport.protocol
     assert isinstance(connection, WebSocketConnection) and connection.transport is transport
@@ -176,20 +184,58 @@ async def test_a_whole_upgrade_is_handed_to_the_socket_protocol_with_no_http_pro
 
 
 @pytest.mark.parametrize(
-    "data",
+    "parts",
     [
-        UPGRADE[:-2],  # the rest of the head comes later: uvicorn reads and upgrades it
-        b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
-        b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
-        b"\x16\x03\x01",  # not HTTP at all: uvicorn's parser answers it
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",),
+        (b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",),
+        (b"POST /api/streams HTTP/1.1\r\nHo", b"st: x\r\nContent-Length: 2\r\n\r\n{}"),
+        (b"GE", b"T /health HTTP/1.1\r\n\r\n"),
+        (b"\x16\x03\x01",),  # not HTTP at all (TLS): uvicorn's parser answers it at once
+        (b"get / HTTP/1.1",),
     ],
 )
 async def test_anything_else_goes_to_uvicorns_protocol_with_the_same_bytes(
-    data: bytes, monkeypatch: pytest.MonkeyPatch
+    parts: tuple[bytes, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    transport, _, built = await first_bytes(data, monkeypatch)
+    transport, _, built = await first_bytes(parts[0], monkeypatch, *parts[1:])
     assert len(built) == 1 and transport.protocol is built[0]
-    assert built[0].transport is transport and built[0].fed == [data]
+    assert built[0].transport is transport and built[0].fed == [b"".join(parts)]
+
+
+async def test_a_head_that_does_not_come_whole_in_time_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(httpupgrade, "HEAD_TIMEOUT_SECONDS", 0.05)
+    for parts in [(), (b"GET /streams/all HTTP/1.1\r\nHost: x\r\n",)]:
+        protocol, transport, state = opened(monkeypatch)
+        for part in parts:
+            protocol.data_received(part)
+        await asyncio.sleep(0.2)
+        assert b"".join(transport.writes).startswith(b"HTTP/1.1 408 ") and transport.closed
+        assert state.connections == set() and transport.protocol is None
+
+
+async def test_a_head_too_large_is_refused_without_waiting_for_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    protocol, transport, state = opened(monkeypatch)
+    protocol.data_received(b"GET /streams/all HTTP/1.1\r\n")
+    for _ in range(20):
+        if not transport.closed:
+            protocol.data_received(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 431 ") and transport.closed
+    assert state.connections == set() and CountedHttpProtocol.built == []
+
+
+async def test_a_connection_closed_before_its_head_leaves_no_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(httpupgrade, "HEAD_TIMEOUT_SECONDS", 0.05)
+    protocol, transport, state = opened(monkeypatch)
+    protocol.data_received(b"GET /str")
+    protocol.connection_lost(None)
+    await asyncio.sleep(0.2)
+    assert transport.writes == [] and state.connections == set()
 
 
 @pytest.fixture

@@ -200,19 +200,7 @@ class WebSocketConnection(asyncio.Protocol):
         return str(peername[0]) if isinstance(peername, tuple) and peername else None
 
     def _refuse(self, status: int, message: str) -> None:
-        body = orjson.dumps({"success": False, "message": message})
-        phrase = http.HTTPStatus(status).phrase
-        extra = {
-            401: b"WWW-Authenticate: Bearer\r\n",
-            503: b"Retry-After: 5\r\n",  # a dependency is down: the client may come back
-        }.get(status, b"")
-        self.wire.send(
-            f"HTTP/1.1 {status} {phrase}\r\n".encode()
-            + b"Content-Type: application/json\r\nConnection: close\r\n"
-            + extra
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        self.wire.send(refusal(status, message))
         self.state = CLOSED
         self.transport.close()
 
@@ -284,6 +272,23 @@ class WebSocketConnection(asyncio.Protocol):
         transport = self.transport
         self.close(*self.close_codes.slow)
         asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, transport.abort)
+
+
+def refusal(status: int, message: str) -> bytes:
+    """A whole HTTP answer that refuses a request and closes the connection."""
+    body = orjson.dumps({"success": False, "message": message})
+    phrase = http.HTTPStatus(status).phrase
+    extra = {
+        401: b"WWW-Authenticate: Bearer\r\n",
+        503: b"Retry-After: 5\r\n",  # a dependency is down: the client may come back
+    }.get(status, b"")
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\n".encode()
+        + b"Content-Type: application/json\r\nConnection: close\r\n"
+        + extra
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
 
 
 def parse_head(head: bytes) -> RequestHead:
