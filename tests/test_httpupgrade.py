@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import time
@@ -17,12 +18,14 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
 from servers import ServerProcess
 from tajiri_live.realtime import httpupgrade
 from tajiri_live.realtime.encoders import PlainEncoder
 from tajiri_live.realtime.gateway import Gateway
-from tajiri_live.realtime.httpupgrade import FirstBytesProtocol
+from tajiri_live.realtime.httpupgrade import BoundedHttpProtocol, FirstBytesProtocol
 from tajiri_live.realtime.hub import Hub
 from tajiri_live.realtime.server import (
     WebSocketConnection,
@@ -126,6 +129,9 @@ class Transport:
     def close(self) -> None:
         self.closed = True
 
+    def is_closing(self) -> bool:
+        return self.closed
+
 
 class CountedHttpProtocol:
     """Stands in for uvicorn's protocol to count how often it is built and what it is fed."""
@@ -146,7 +152,7 @@ class CountedHttpProtocol:
 
 def opened(monkeypatch: pytest.MonkeyPatch) -> tuple[FirstBytesProtocol, Transport, Any]:
     """A first-bytes protocol on a fake transport; the gateway is in `app_state`."""
-    monkeypatch.setattr(httpupgrade, "HttpToolsProtocol", CountedHttpProtocol)
+    monkeypatch.setattr(httpupgrade, "BoundedHttpProtocol", CountedHttpProtocol)
     CountedHttpProtocol.built = []
     gateway = Gateway(Hub(encoders={"plain": PlainEncoder()}))  # type: ignore[dict-item]
     config = SimpleNamespace(ws_protocol_class=WebSocketConnection)
@@ -169,7 +175,16 @@ async def first_bytes(
     return transport, state, CountedHttpProtocol.built
 
 
-@pytest.mark.parametrize("parts", [(UPGRADE + b"early",), (UPGRADE[:40], UPGRADE[40:] + b"early")])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        (UPGRADE + b"early",),
+        (UPGRADE[:40], UPGRADE[40:] + b"early"),
+        (UPGRADE[:-1], UPGRADE[-1:]),  # split inside the final CRLF CRLF
+        (b"\r", b"\n\r\n" + UPGRADE),  # empty lines before the request line are ignored
+        (UPGRADE.replace(b"Host: x", b"Host: x\r\ncontent-length: 0"),),  # as Dart sends it
+    ],
+)
 async def test_a_whole_upgrade_is_handed_to_the_socket_protocol_with_no_http_protocol_built(
     parts: tuple[bytes, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,7 +206,13 @@ async def test_a_whole_upgrade_is_handed_to_the_socket_protocol_with_no_http_pro
         (b"POST /api/streams HTTP/1.1\r\nHo", b"st: x\r\nContent-Length: 2\r\n\r\n{}"),
         (b"GE", b"T /health HTTP/1.1\r\n\r\n"),
         (b"\x16\x03\x01",),  # not HTTP at all (TLS): uvicorn's parser answers it at once
-        (b"get / HTTP/1.1",),
+        (b" GET / HTTP/1.1",),
+        (b"GET /health HTTP/1.1\nHost: x\n\n",),  # bare line feeds: uvicorn's 400 at once
+        (UPGRADE.replace(b"Host: x", b"Host: x\r\nContent-Length: 5") + b"hello",),
+        (UPGRADE.replace(b"Host: x", b"Host: x\r\nTransfer-Encoding: chunked"),),
+        (UPGRADE.replace(b"Host: x", b"Content-Length: 0\r\nContent-length: 0"),),
+        (UPGRADE.replace(b"/streams/all", "/streams/allé".encode("latin-1")),),
+        (UPGRADE.replace(b"/streams/all", b"/streams/all\t"),),
     ],
 )
 async def test_anything_else_goes_to_uvicorns_protocol_with_the_same_bytes(
@@ -202,11 +223,39 @@ async def test_anything_else_goes_to_uvicorns_protocol_with_the_same_bytes(
     assert built[0].transport is transport and built[0].fed == [b"".join(parts)]
 
 
+async def test_a_target_urlsplit_cannot_read_is_refused_not_left_admitting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for target in (b"//[x/streams/all", b"http://[zz]/streams/all"):
+        transport, _, _ = await first_bytes(UPGRADE.replace(b"/streams/all", target), monkeypatch)
+        assert b"".join(transport.writes).startswith(b"HTTP/1.1 400 ") and transport.closed
+
+
+@pytest.mark.parametrize("split", [None, -1, -2, -3])
+async def test_the_size_limit_gives_the_same_answer_however_the_head_is_split(
+    split: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pad = b"\r\nX-Pad: " + b"a" * (16384 - len(UPGRADE) - 5)
+    for extra, refused in ((b"", False), (b"b", True)):
+        head = UPGRADE[:-4] + pad + extra + b"\r\n\r\n"
+        assert head.index(b"\r\n\r\n") == 16384 + len(extra)  # the end just at, past the limit
+        parts = (head,) if split is None else (head[:split], head[split:])
+        transport, _, built = await first_bytes(parts[0], monkeypatch, *parts[1:])
+        answer = b"".join(transport.writes)
+        assert answer.startswith(b"HTTP/1.1 431 ") == refused, (split, extra)
+        assert built == []
+
+
 async def test_a_head_that_does_not_come_whole_in_time_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(httpupgrade, "HEAD_TIMEOUT_SECONDS", 0.05)
-    for parts in [(), (b"GET /streams/all HTTP/1.1\r\nHost: x\r\n",)]:
+    for parts in [
+        (),
+        (b"GET /streams/all HTTP/1.1\r\nHost: x\r\n",),
+        (b"\r\n\r\n", b"\r\n"),  # empty lines do not start a request
+        (b"M-SEARCH * HTTP/1.1\r\n",),
+    ]:
         protocol, transport, state = opened(monkeypatch)
         for part in parts:
             protocol.data_received(part)
@@ -331,3 +380,51 @@ async def test_a_connection_that_sent_nothing_is_closed_when_the_server_stops(
         writer.close()
     assert server.process is not None and server.process.returncode is not None
     assert time.monotonic() - started < 10  # uvicorn did not wait on it
+
+
+async def test_a_later_head_on_a_kept_alive_connection_is_bounded_too(
+    server: ServerProcess,
+) -> None:
+    """httptools gathers a header's value whole whatever its size: past 16 KiB the server
+    answers 431 and closes (what it had not read makes that close a reset, which may take
+    the 431 with it), where it used to wait for the rest."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    answers = b""
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.write(b"GET /health HTTP/1.1\r\nX-Pad: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(40):  # 40 KiB of one header's value, never ended
+                writer.write(b"a" * 1024)
+                await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(reader.read(65536), 10):
+                answers += chunk
+    finally:
+        writer.close()
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert answers in (b"",) or b"HTTP/1.1 431 " in answers
+
+
+async def test_a_later_head_that_does_not_come_in_time_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(httpupgrade, "HEAD_TIMEOUT_SECONDS", 0.05)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = Config(app=app, lifespan="off")
+    config.load()
+    protocol = BoundedHttpProtocol(config, ServerState(), {})
+    transport = Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.01)  # answered
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 200 ")
+    transport.writes.clear()
+    protocol.data_received(b"GET / HTTP/1.1\r\nHo")
+    await asyncio.sleep(0.2)
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 408 ") and transport.closed

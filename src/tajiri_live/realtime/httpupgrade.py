@@ -36,7 +36,8 @@ from tajiri_live.realtime.server import (
 HEAD_TIMEOUT_SECONDS = 10.0
 HEAD_END = b"\r\n\r\n"
 # How a request line starts (a method, then a space), or the start of one
-_REQUEST_START = re.compile(rb"[A-Z]{1,20}(?: |\Z)")
+_REQUEST_START = re.compile(rb"\r?\Z|[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}(?: |\Z)")
+_BARE_LF_END = re.compile(rb"\n\r?\n")  # CRLF CRLF is found first; this is a malformed end
 
 
 class FirstBytesProtocol(asyncio.Protocol):
@@ -67,18 +68,27 @@ class FirstBytesProtocol(asyncio.Protocol):
         self._deadline = loop.call_later(HEAD_TIMEOUT_SECONDS, self._too_slow)
 
     def data_received(self, data: bytes) -> None:
-        if self._head:
+        if self.transport.is_closing():
+            return  # refused: what was already read when it closed is not a request
+        seen = len(self._head)
+        if seen:
             data = self._head + data
-        end = data.find(HEAD_END, max(0, len(self._head) - 3))
-        if end > MAX_HANDSHAKE_BYTES or (end < 0 and len(data) > MAX_HANDSHAKE_BYTES):
+        if data.startswith(b"\r\n"):  # empty lines before a request line are ignored
+            while data.startswith(b"\r\n"):
+                data = data[2:]
+            seen = 0
+        end = data.find(HEAD_END, max(0, seen - 3))
+        # The same answer however the head was split: past the limit once its end can no
+        # longer come within it
+        if end > MAX_HANDSHAKE_BYTES or (end < 0 and len(data) - 3 > MAX_HANDSHAKE_BYTES):
             self._refuse(431, "Request headers too large.")
-        elif end < 0 and _REQUEST_START.match(data):
-            self._head = data  # the rest of the head is still to come
-        elif end < 0:
-            self._hand_on(data)  # not HTTP: uvicorn's parser answers it at once
-        else:
+        elif end >= 0 or not _REQUEST_START.match(data) or _BARE_LF_END.search(data):
+            # A whole head; or bytes that cannot start a request, or a head ended with bare
+            # line feeds: uvicorn's parser answers those at once (400), as it did
             self._head = b""
             self._hand_on(data)
+        else:
+            self._head = data  # the rest of the head is still to come
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._settled()
@@ -108,7 +118,7 @@ class FirstBytesProtocol(asyncio.Protocol):
     def _hand_on(self, data: bytes) -> None:
         self._settled()  # the next protocol tracks it
         if not (data.startswith(b"GET ") and self._hand_to_websocket(data)):
-            http = HttpToolsProtocol(self._config, self._server_state, self._app_state)
+            http = BoundedHttpProtocol(self._config, self._server_state, self._app_state)
             http.connection_made(self.transport)
             self.transport.set_protocol(http)
             http.data_received(data)
@@ -128,3 +138,47 @@ class FirstBytesProtocol(asyncio.Protocol):
         self.transport.set_protocol(protocol)
         protocol.begin_handshake(request, early)
         return True
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with the same bounds on every later request's head on a
+    kept-alive connection: httptools takes a head of any size (a header's value is gathered
+    whole before uvicorn sees it) and uvicorn waits for one as long as it takes."""
+
+    _head_bytes = -1  # bytes read since a request began, until its head is whole; else -1
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = -1  # the head is whole: the body is the app's to bound
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_bytes < 0 or self.transport.is_closing():
+            return  # no head under way (these bytes were a body, or a whole request)
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HANDSHAKE_BYTES:
+            self._refuse(431, "Request headers too large.")
+        elif self._head_deadline is None:
+            self._head_deadline = asyncio.get_running_loop().call_later(
+                HEAD_TIMEOUT_SECONDS, self._refuse, 408, "The request's head did not come in time."
+            )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(refusal(status, message))
+            self.transport.close()

@@ -119,7 +119,7 @@ class WebSocketConnection(asyncio.Protocol):
         # A client waits for our 101 before it sends frames (RFC 6455, 4.1): read nothing
         # more until then, so what arrives meanwhile costs no memory here.
         self.transport.pause_reading()
-        self._gateway.spawn(self._handshake(*request), name="ws-handshake")
+        self._gateway.spawn(self._handshake_or_refuse(request), name="ws-handshake")
 
     def connection_lost(self, exc: Exception | None) -> None:
         # First: the transport closes the socket after this call, and its number may be reused.
@@ -146,6 +146,16 @@ class WebSocketConnection(asyncio.Protocol):
 
     # --- handshake -------------------------------------------------------------------------
 
+    async def _handshake_or_refuse(self, request: RequestHead) -> None:
+        """A handshake that fails unforeseen still ends: reading is paused until the 101, so a
+        connection left admitting would never even see its client leave."""
+        try:
+            await self._handshake(*request)
+        except Exception:
+            log.exception("websocket handshake failed")
+            if self.state == ADMITTING:
+                self._refuse(500, "Server error.")
+
     async def _handshake(self, method: str, target: str, headers: dict[str, str]) -> None:
         if method != "GET" or headers.get("upgrade", "").lower() != "websocket":
             self._refuse(426, "This endpoint speaks WebSocket: send an Upgrade request.")
@@ -154,7 +164,11 @@ class WebSocketConnection(asyncio.Protocol):
         if headers.get("sec-websocket-version") != "13" or not key:
             self._refuse(426, "WebSocket version 13 with a Sec-WebSocket-Key is required.")
             return
-        path, query_string = split_target(target)
+        try:
+            path, query_string = split_target(target)
+        except ValueError:  # `//[x/...`: an absolute form urlsplit cannot read
+            self._refuse(400, "Malformed request target.")
+            return
         query = dict(parse_qsl(query_string))
         try:
             session = await self._gateway.admit(unquote(path), query, headers, self._peer())
@@ -337,10 +351,19 @@ def websocket_upgrade(data: bytes) -> tuple[RequestHead, bytes] | None:
         request = parse_head(data[:end])
     except ValueError:
         return None
-    headers = request[2]
+    _, target, headers = request
     if headers.get("upgrade", "").lower() != "websocket":
         return None
     connection = headers.get("connection", "").lower().split(",")
     if "upgrade" not in (token.strip() for token in connection):
+        return None
+    # What uvicorn's parser refuses with a 400 and this one would let through is left to it:
+    # a target it does not take, and a body on the upgrade (the Dart client sends a
+    # `content-length: 0`, nothing more)
+    if not target.isascii() or "\t" in target or "transfer-encoding" in headers:
+        return None
+    if "content-length" in headers and (
+        headers["content-length"] != "0" or data[:end].lower().count(b"\ncontent-length:") > 1
+    ):
         return None
     return request, data[end + 4 :]
