@@ -8,7 +8,13 @@ import asyncio
 from typing import Any
 
 from tajiri_live.realtime.encoders import PlainEncoder, plain_frame
-from tajiri_live.realtime.frames import CLOSE_TRY_AGAIN_LATER, OP_CLOSE, OP_PING, close_frame
+from tajiri_live.realtime.frames import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_TRY_AGAIN_LATER,
+    OP_CLOSE,
+    OP_PING,
+    close_frame,
+)
 from tajiri_live.realtime.gateway import CloseCodes, Gateway, Handshake
 from tajiri_live.realtime.hub import Hub
 from tajiri_live.realtime.server import WebSocketConnection
@@ -21,6 +27,7 @@ SWITCHING = (
     b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"  # RFC 6455's example
 )
 WELCOME = plain_frame("connected", {"n": 1})
+OPENED: list[Session] = []  # every session opened, in order
 
 
 class Transport:
@@ -57,10 +64,15 @@ class Session:
     user_id = None
     close_codes = CloseCodes()
 
-    def __init__(self, refuse: bool) -> None:
+    def __init__(self, refuse: bool, fail: bool = False) -> None:
         self.refuse = refuse
+        self.fail = fail
+        self.closed_count = 0
 
     def opened(self, connection: WebSocketConnection) -> None:
+        OPENED.append(self)
+        if self.fail:
+            raise RuntimeError("a bug as the session opens")
         if self.refuse:  # as the Pusher app does for an unknown app key
             connection.write(b"refused")
             connection.close(4001, "no such app")
@@ -72,21 +84,23 @@ class Session:
         pass
 
     def closed(self, connection: WebSocketConnection) -> None:
-        pass
+        self.closed_count += 1
 
 
-async def admitted(refuse: bool = False) -> tuple[WebSocketConnection, Transport, Hub]:
+async def admitted(
+    refuse: bool = False, fail: bool = False, headers: dict[str, str] = HEADERS
+) -> tuple[WebSocketConnection, Transport, Hub]:
     hub = Hub(encoders={"plain": PlainEncoder()})  # type: ignore[dict-item]
     gateway = Gateway(hub)
 
     async def app(handshake: Handshake) -> Session:
-        return Session(refuse)
+        return Session(refuse, fail)
 
     gateway.route("/room", app)
     connection = WebSocketConnection(app_state={"realtime_gateway": gateway})
     transport = Transport()
     connection.connection_made(transport)
-    connection.begin_handshake(("GET", "/room", HEADERS))
+    connection.begin_handshake(("GET", "/room", headers))
     for _ in range(5):  # the handshake task, then the hub's step
         await asyncio.sleep(0)
     return connection, transport, hub
@@ -127,3 +141,20 @@ async def test_pings_from_a_client_that_does_not_read_are_answered_then_it_is_cl
     assert transport.writes[2:] == [close_frame(CLOSE_TRY_AGAIN_LATER, "slow consumer")]
     assert transport.closed and hub.stats.slow_closed == 1
     hub.close()
+
+
+async def test_a_session_that_fails_as_it_opens_is_closed_as_a_socket_is() -> None:
+    """Not left open with its reading paused (it would never see its client go)."""
+    _, transport, hub = await admitted(fail=True)
+    written = b"".join(transport.writes)
+    assert written == SWITCHING + close_frame(CLOSE_INTERNAL_ERROR, "server error")
+    assert transport.closed
+    assert OPENED[-1].closed_count == 1  # its viewer count and the like undone
+    hub.close()
+
+
+async def test_a_key_that_is_not_base64_of_16_bytes_is_refused() -> None:
+    for key in ("\xe9abcdefghijklmnopqrstu==", "c2hvcnQ=", KEY + "A"):
+        _, transport, hub = await admitted(headers={**HEADERS, "sec-websocket-key": key})
+        assert b"".join(transport.writes).startswith(b"HTTP/1.1 400 ") and transport.closed
+        hub.close()

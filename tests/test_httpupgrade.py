@@ -385,9 +385,9 @@ async def test_a_connection_that_sent_nothing_is_closed_when_the_server_stops(
 async def test_a_later_head_on_a_kept_alive_connection_is_bounded_too(
     server: ServerProcess,
 ) -> None:
-    """httptools gathers a header's value whole whatever its size: past 16 KiB the server
-    answers 431 and closes (what it had not read makes that close a reset, which may take
-    the 431 with it), where it used to wait for the rest."""
+    """httptools gathers a header's value whole whatever its size: past 16 KiB (counted from
+    the reads that are all head) the server answers 431 and closes (what it had not read
+    makes that close a reset, which may take the 431 with it); it used to wait for more."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     answers = b""
     try:
@@ -395,9 +395,10 @@ async def test_a_later_head_on_a_kept_alive_connection_is_bounded_too(
         first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         writer.write(b"GET /health HTTP/1.1\r\nX-Pad: ")
         with contextlib.suppress(ConnectionError):
-            for _ in range(40):  # 40 KiB of one header's value, never ended
+            for _ in range(40):  # 40 KiB of one header's value, never ended, in 40 reads
                 writer.write(b"a" * 1024)
                 await writer.drain()
+                await asyncio.sleep(0.005)
         with contextlib.suppress(ConnectionError):
             while chunk := await asyncio.wait_for(reader.read(65536), 10):
                 answers += chunk
@@ -428,3 +429,35 @@ async def test_a_later_head_that_does_not_come_in_time_is_refused(
     protocol.data_received(b"GET / HTTP/1.1\r\nHo")
     await asyncio.sleep(0.2)
     assert b"".join(transport.writes).startswith(b"HTTP/1.1 408 ") and transport.closed
+
+
+async def test_pipelined_requests_are_each_answered_and_never_counted_as_one_head(
+    server: ServerProcess,
+) -> None:
+    """Whole requests that came in one read before a head that is not whole yet."""
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b'{"title": "' + b"a" * 20000 + b'"}'
+    post = b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    post += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    answers = b""
+    try:
+        writer.write(health * 400 + post + health[:20])
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(health[20:])
+        while answers.count(b"HTTP/1.1 ") < 402:
+            answers += await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    statuses = re.findall(rb"HTTP/1.1 (\d+) ", answers)
+    assert statuses[:400] == [b"200"] * 400
+    assert statuses[400].startswith(b"4") and statuses[401] == b"200"
+
+
+async def test_a_flood_of_empty_lines_before_a_request_is_skipped_in_one_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    _, _, built = await first_bytes(b"\r\n" * 200_000, monkeypatch, b"\r\n" + head)
+    assert len(built) == 1 and built[0].fed == [head]

@@ -37,6 +37,7 @@ HEAD_TIMEOUT_SECONDS = 10.0
 HEAD_END = b"\r\n\r\n"
 # How a request line starts (a method, then a space), or the start of one
 _REQUEST_START = re.compile(rb"\r?\Z|[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}(?: |\Z)")
+_EMPTY_LINES = re.compile(rb"(?:\r\n)*")  # always matches: one pass, one copy
 _BARE_LF_END = re.compile(rb"\n\r?\n")  # CRLF CRLF is found first; this is a malformed end
 
 
@@ -74,8 +75,7 @@ class FirstBytesProtocol(asyncio.Protocol):
         if seen:
             data = self._head + data
         if data.startswith(b"\r\n"):  # empty lines before a request line are ignored
-            while data.startswith(b"\r\n"):
-                data = data[2:]
+            data = data[_EMPTY_LINES.match(data).end() :]  # type: ignore[union-attr]
             seen = 0
         end = data.find(HEAD_END, max(0, seen - 3))
         # The same answer however the head was split: past the limit once its end can no
@@ -147,9 +147,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     _head_bytes = -1  # bytes read since a request began, until its head is whole; else -1
     _head_deadline: asyncio.TimerHandle | None = None
+    _requests = 0  # requests begun on the connection
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
+        self._requests += 1
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -160,10 +162,16 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
+        # Only a read that comes while a head is under way is all head, up to its end: the
+        # read a head begins in may carry whole requests before it, the read that ends it a
+        # body after it. So a later head may pass 16 KiB by up to two reads (uvloop reads at
+        # most 256 KiB), and pipelined requests are never counted as one head.
+        under_way = self._requests if self._head_bytes >= 0 else -1
         super().data_received(data)
         if self._head_bytes < 0 or self.transport.is_closing():
-            return  # no head under way (these bytes were a body, or a whole request)
-        self._head_bytes += len(data)
+            return  # no head under way (these bytes were a body, or whole requests)
+        if under_way == self._requests:  # the same head before and after this read
+            self._head_bytes += len(data)
         if self._head_bytes > MAX_HANDSHAKE_BYTES:
             self._refuse(431, "Request headers too large.")
         elif self._head_deadline is None:

@@ -34,6 +34,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Header lines, all checked in one match: a token name, a colon, a value to the line's end
 _HEADER_LINE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*"
 _HEADERS = re.compile(f"{_HEADER_LINE}(?:\r\n{_HEADER_LINE})*")
+_KEY = re.compile(r"[A-Za-z0-9+/]{22}==")  # 16 bytes: 22 characters, then the padding
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # but tab (CRLF ends lines)
 
 
@@ -155,6 +156,8 @@ class WebSocketConnection(asyncio.Protocol):
             log.exception("websocket handshake failed")
             if self.state == ADMITTING:
                 self._refuse(500, "Server error.")
+            elif self.state == OPEN:  # the session opened: it is closed as any socket is
+                self.close(frames.CLOSE_INTERNAL_ERROR, "server error")
 
     async def _handshake(self, method: str, target: str, headers: dict[str, str]) -> None:
         if method != "GET" or headers.get("upgrade", "").lower() != "websocket":
@@ -163,6 +166,9 @@ class WebSocketConnection(asyncio.Protocol):
         key = headers.get("sec-websocket-key", "")
         if headers.get("sec-websocket-version") != "13" or not key:
             self._refuse(426, "WebSocket version 13 with a Sec-WebSocket-Key is required.")
+            return
+        if not _KEY.fullmatch(key):  # base64 of 16 bytes (RFC 6455, 4.1)
+            self._refuse(400, "The Sec-WebSocket-Key is not a base64-encoded 16-byte value.")
             return
         try:
             path, query_string = split_target(target)
