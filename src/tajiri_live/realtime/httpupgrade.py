@@ -25,7 +25,9 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tajiri_live.realtime.server import (
+    HEAD_END,
     MAX_HANDSHAKE_BYTES,
+    TOKEN_CHAR,
     WebSocketConnection,
     refusal,
     websocket_upgrade,
@@ -34,9 +36,10 @@ from tajiri_live.realtime.server import (
 # nginx waits 60 s for a request head by default; a phone's head comes in one segment, and
 # a proxy in front of `serve` sends the head it has read whole.
 HEAD_TIMEOUT_SECONDS = 10.0
-HEAD_END = b"\r\n\r\n"
+HEAD_TIMED_OUT = "The request's head did not come in time."
+HEAD_TOO_LARGE = "Request headers too large."
 # How a request line starts (a method, then a space), or the start of one
-_REQUEST_START = re.compile(rb"\r?\Z|[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}(?: |\Z)")
+_REQUEST_START = re.compile(rb"\r?\Z|" + TOKEN_CHAR.encode() + rb"{1,20}(?: |\Z)")
 _EMPTY_LINES = re.compile(rb"(?:\r\n)*")  # always matches: one pass, one copy
 _BARE_LF_END = re.compile(rb"\n\r?\n")  # CRLF CRLF is found first; this is a malformed end
 
@@ -81,7 +84,7 @@ class FirstBytesProtocol(asyncio.Protocol):
         # The same answer however the head was split: past the limit once its end can no
         # longer come within it
         if end > MAX_HANDSHAKE_BYTES or (end < 0 and len(data) - 3 > MAX_HANDSHAKE_BYTES):
-            self._refuse(431, "Request headers too large.")
+            self._refuse(431, HEAD_TOO_LARGE)
         elif end >= 0 or not _REQUEST_START.match(data) or _BARE_LF_END.search(data):
             # A whole head; or bytes that cannot start a request, or a head ended with bare
             # line feeds: uvicorn's parser answers those at once (400), as it did
@@ -108,12 +111,11 @@ class FirstBytesProtocol(asyncio.Protocol):
 
     def _too_slow(self) -> None:
         self._deadline = None
-        self._refuse(408, "The request's head did not come in time.")
+        self._refuse(408, HEAD_TIMED_OUT)
 
     def _refuse(self, status: int, message: str) -> None:
         self._settled()
-        self.transport.write(refusal(status, message))
-        self.transport.close()
+        _refuse(self.transport, status, message)
 
     def _hand_on(self, data: bytes) -> None:
         self._settled()  # the next protocol tracks it
@@ -156,9 +158,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = -1  # the head is whole: the body is the app's to bound
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        self._stop_deadline()
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
@@ -173,20 +173,27 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if under_way == self._requests:  # the same head before and after this read
             self._head_bytes += len(data)
         if self._head_bytes > MAX_HANDSHAKE_BYTES:
-            self._refuse(431, "Request headers too large.")
+            self._refuse(431, HEAD_TOO_LARGE)
         elif self._head_deadline is None:
             self._head_deadline = asyncio.get_running_loop().call_later(
-                HEAD_TIMEOUT_SECONDS, self._refuse, 408, "The request's head did not come in time."
+                HEAD_TIMEOUT_SECONDS, self._refuse, 408, HEAD_TIMED_OUT
             )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        self._stop_deadline()
         super().connection_lost(exc)
 
     def _refuse(self, status: int, message: str) -> None:
-        self._head_deadline = None
+        self._stop_deadline()
         if not self.transport.is_closing():
-            self.transport.write(refusal(status, message))
-            self.transport.close()
+            _refuse(self.transport, status, message)
+
+    def _stop_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+
+def _refuse(transport: Any, status: int, message: str) -> None:
+    transport.write(refusal(status, message))
+    transport.close()

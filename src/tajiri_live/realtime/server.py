@@ -27,12 +27,14 @@ log = logging.getLogger(__name__)
 
 MAX_HANDSHAKE_BYTES = 16 * 1024
 SLOW_ABORT_SECONDS = 5.0
+HEAD_END = b"\r\n\r\n"  # the blank line that ends a request's head
 HANDSHAKE, ADMITTING, OPEN, CLOSED = range(4)
 PLAIN_CLOSE_CODES = CloseCodes()
 RequestHead = tuple[str, str, dict[str, str]]  # method, target, headers
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TOKEN_CHAR = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"  # what a method or a header name is made of
+_TOKEN = re.compile(f"{TOKEN_CHAR}+")
 # Header lines, all checked in one match: a token name, a colon, a value to the line's end
-_HEADER_LINE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*"
+_HEADER_LINE = TOKEN_CHAR + r"+:[^\r\n]*"
 _HEADERS = re.compile(f"{_HEADER_LINE}(?:\r\n{_HEADER_LINE})*")
 _KEY = re.compile(r"[A-Za-z0-9+/]{22}==")  # 16 bytes: 22 characters, then the padding
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # but tab (CRLF ends lines)
@@ -98,7 +100,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._buffer += data
         if self.state != HANDSHAKE:
             return  # what came with the request's head, before our 101: kept until it opens
-        end = self._buffer.find(b"\r\n\r\n")
+        end = self._buffer.find(HEAD_END)
         if end < 0:
             if len(self._buffer) > MAX_HANDSHAKE_BYTES:
                 self._refuse(431, "Request headers too large.")
@@ -350,7 +352,7 @@ def websocket_upgrade(data: bytes) -> tuple[RequestHead, bytes] | None:
     """The head of a WebSocket upgrade request, complete in `data`, and what came after it;
     None for anything else (uvicorn's HTTP protocol reads that). Upgrade as uvicorn decides
     it: `Upgrade: websocket` and `upgrade` among the Connection header's tokens."""
-    end = data.find(b"\r\n\r\n")
+    end = data.find(HEAD_END)
     if end < 0 or end > MAX_HANDSHAKE_BYTES:
         return None
     try:
