@@ -39,6 +39,7 @@ from common import free_port, host_speed_line, write_doc_block  # noqa: E402
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
 from tajiri_live.realtime.broker_redis import encode_event  # noqa: E402
+from tajiri_live.realtime.encoders import PlainEncoder  # noqa: E402
 from tajiri_live.realtime.events import NEW_COMMENT, Event  # noqa: E402
 
 SECRET = "bench-secret-" + "b" * 40
@@ -89,6 +90,25 @@ def build_client(workdir: Path) -> Path:
     binary = workdir / "wsload"
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(ROOT / "bench" / "wsload.c")], check=True)
     return binary
+
+
+def send_floor(
+    workdir: Path, viewers: int, frames_per_write: float, rate: int, seconds: float
+) -> dict[str, Any]:
+    """What this host's kernel charges for the fan-out's writes with no server at all
+    (bench/sendfloor.c): the same sockets, frames per write and turn, from a C loop."""
+    binary = workdir / "sendfloor"
+    source = ROOT / "bench" / "sendfloor.c"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(source)], check=True)
+    frames = max(1, round(frames_per_write))
+    frame = PlainEncoder().encode(comment_event(1, 0), "")
+    assert frame is not None
+    gap_ms = 1000 * frames / rate  # a turn as often as the server's, so as many frames a write
+    command = [str(binary), str(viewers), str(frames), str(len(frame)), f"{gap_ms:.1f}"]
+    out = subprocess.run(
+        [*command, f"{min(seconds, 4.0):g}"], check=True, capture_output=True, text=True
+    ).stdout
+    return dict(json.loads(out.strip().splitlines()[-1]))
 
 
 @dataclass
@@ -174,10 +194,8 @@ def start_naive(env: dict[str, str], workdir: Path) -> Server:
     return Server("naive FastAPI", process, port)
 
 
-async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, seconds: float) -> int:
-    """Publish `rate` comment-sized events a second for `seconds`; returns how many."""
-    redis = Redis.from_url(redis_url)
-    channel = prefix + "events"
+def comment_event(stream_id: int, seq: int) -> Event:
+    """A comment as the service publishes it, numbered and stamped for the load client."""
     user = {
         "id": 5,
         "first_name": "Neema",
@@ -187,6 +205,25 @@ async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, second
         "avatar_url": None,
         "profile_photo_path": None,
     }
+    data = {
+        "seq": seq,
+        "ts": time.time_ns() // 1000,
+        "id": seq,
+        "stream_id": stream_id,
+        "user_id": 5,
+        "content": "Hongera sana! Tunakupenda kutoka Arusha",
+        "is_pinned": False,
+        "is_highlighted": False,
+        "user": user,
+        "created_at": "2026-11-25T12:00:00Z",
+    }
+    return Event(f"stream.{stream_id}", NEW_COMMENT, data)
+
+
+async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, seconds: float) -> int:
+    """Publish `rate` comment-sized events a second for `seconds`; returns how many."""
+    redis = Redis.from_url(redis_url)
+    channel = prefix + "events"
     total = int(rate * seconds)
     start = time.monotonic()
     for seq in range(total):
@@ -194,19 +231,7 @@ async def publish(redis_url: str, prefix: str, stream_id: int, rate: int, second
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        data = {
-            "seq": seq,
-            "ts": time.time_ns() // 1000,
-            "id": seq,
-            "stream_id": stream_id,
-            "user_id": 5,
-            "content": "Hongera sana! Tunakupenda kutoka Arusha",
-            "is_pinned": False,
-            "is_highlighted": False,
-            "user": user,
-            "created_at": "2026-11-25T12:00:00Z",
-        }
-        await redis.publish(channel, encode_event(Event(f"stream.{stream_id}", NEW_COMMENT, data)))
+        await redis.publish(channel, encode_event(comment_event(stream_id, seq)))
     await redis.aclose()
     return total
 
@@ -544,6 +569,12 @@ def main() -> None:
             end_live_stream(fresh.port, idle_stream)
         finally:
             fresh.stop()
+        written = [row["frames_per_write"] for row in rows if row.get("frames_per_write")]
+        floor = (
+            send_floor(workdir, args.viewers, written[0], args.rate, args.seconds)
+            if written
+            else None
+        )
         if not args.no_baseline:
             naive = start_naive(env, workdir)
             try:
@@ -592,6 +623,16 @@ def main() -> None:
                 f"{row['gc_seconds']:.2f} s in all, longest pause {row['gc_max_ms']:.1f} ms "
                 f"({row['gc_full']:,.0f} full collections).\n"
             )
+    if floor is not None:
+        report += (
+            f"Send floor (bench/sendfloor.c: a C sender and no server, {floor['connections']:,} "
+            f"loopback sockets, {floor['frames_per_write']} frames of {floor['frame_bytes']} "
+            f"bytes a write): {floor['cpu_us_per_send']:.1f} µs of CPU per send, at most "
+            f"{floor['frames_per_cpu_second']:,.0f} frames per CPU-second on this host.\n"
+        )
+        for row in ours:
+            share = row["frames_per_cpu_s"] / floor["frames_per_cpu_second"]
+            report += f"{row['server']}: {100 * share:.0f} % of the send floor.\n"
     report += bars(ours, naive, idle, args)
     report += budget_bars(ours, args)
     print(report)
