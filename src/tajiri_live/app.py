@@ -239,7 +239,7 @@ class Services:
         await self.profile_writer.close()
         await self.runtime.identity.close()
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.aclose(close_connection_pool=True)  # the pool is ours
         await self.runtime.reader.close()
         await self.runtime.engine.dispose()
 

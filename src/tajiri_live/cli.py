@@ -262,7 +262,7 @@ def wallet_credit(user_id: int, amount: int) -> None:
         finally:
             await services.runtime.engine.dispose()
             if services.redis is not None:
-                await services.redis.aclose()
+                await services.redis.aclose(close_connection_pool=True)
 
     click.echo(f"user {user_id} now has {asyncio.run(run())} coins")
 

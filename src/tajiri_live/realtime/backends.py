@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from tajiri_live.core.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from tajiri_live.core.redispacking import pack_with_hiredis
 from tajiri_live.core.settings import Settings
 from tajiri_live.realtime.broker import Broker
 from tajiri_live.realtime.broker_memory import MemoryBroker
@@ -50,6 +51,7 @@ def build_backends(settings: Settings) -> Backends:
         health_check_interval=15,
         retry_on_timeout=True,
     )
+    pack_with_hiredis(pool)
     redis = Redis(connection_pool=pool)
     prefix = settings.redis_prefix
     return Backends(
