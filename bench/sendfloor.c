@@ -1,6 +1,7 @@
 /* sendfloor: what this host's kernel charges a sender for the fan-out's writes, with no server.
  *
  * usage: sendfloor N FRAMES FRAME_BYTES GAP_MS SECONDS
+ * build: gcc -O2 -o sendfloor bench/sendfloor.c -lm   (bench/fanout.py builds and runs it)
  *
  * Opens N loopback TCP connections (a forked reader process holds the far ends and reads
  * them all from one epoll loop, as the load client does), then, for SECONDS, writes every
@@ -16,8 +17,10 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +31,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define MAX_FRAME_BYTES 65539       /* a 16-bit payload length and its 4-byte header */
+#define MAX_WRITE_BYTES (16 << 20) /* one turn's write to one socket */
 
 static double now(void) {
     struct timespec ts;
@@ -77,28 +83,66 @@ static void reader(struct sockaddr_in *address, int n, int ready_fd) {
     exit(0);
 }
 
+/* A whole number in [low, high], or -1 (with a message) for anything else. */
+static long whole(const char *text, const char *name, long low, long high) {
+    char *end;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < low || value > high) {
+        fprintf(stderr, "sendfloor: %s must be a whole number from %ld to %ld, not '%s'\n", name,
+                low, high, text);
+        return -1;
+    }
+    return value;
+}
+
+/* A finite number in [low, high], or NAN (with a message). */
+static double number(const char *text, const char *name, double low, double high) {
+    char *end;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(value) || value < low || value > high) {
+        fprintf(stderr, "sendfloor: %s must be a number from %g to %g, not '%s'\n", name, low,
+                high, text);
+        return NAN;
+    }
+    return value;
+}
+
 int main(int argc, char **argv) {
     if (argc != 6) {
         fprintf(stderr, "usage: %s N FRAMES FRAME_BYTES GAP_MS SECONDS\n", argv[0]);
         return 2;
     }
-    int n = atoi(argv[1]), frames = atoi(argv[2]), frame_bytes = atoi(argv[3]);
-    double gap = atof(argv[4]) / 1000.0, seconds = atof(argv[5]);
-    if (n <= 0 || frames <= 0 || frame_bytes < 2 || seconds <= 0) {
-        fprintf(stderr, "sendfloor: N, FRAMES, FRAME_BYTES and SECONDS must be positive\n");
+    long n = whole(argv[1], "N", 1, 1000000);
+    long frames = whole(argv[2], "FRAMES", 1, 100000);
+    long frame_bytes = whole(argv[3], "FRAME_BYTES", 2, MAX_FRAME_BYTES);
+    double gap = number(argv[4], "GAP_MS", 0, 60000) / 1000.0;
+    double seconds = number(argv[5], "SECONDS", 0.001, 3600);
+    if (n < 0 || frames < 0 || frame_bytes < 0 || isnan(gap) || isnan(seconds))
+        return 2;
+    size_t size = (size_t)frames * (size_t)frame_bytes;
+    if (size > MAX_WRITE_BYTES) {
+        fprintf(stderr, "sendfloor: a write of FRAMES × FRAME_BYTES = %zu bytes is over %d\n", size,
+                MAX_WRITE_BYTES);
         return 2;
     }
     struct rlimit limit;
     getrlimit(RLIMIT_NOFILE, &limit);
     if (limit.rlim_max < (rlim_t)n + 64) {
-        fprintf(stderr, "sendfloor: %d connections need %d descriptors in each process; the limit is %lu\n", n,
-                n + 64, (unsigned long)limit.rlim_max);
+        fprintf(stderr,
+                "sendfloor: %ld connections need %ld descriptors in each process; the limit is %lu\n",
+                n, n + 64, (unsigned long)limit.rlim_max);
         return 2;
     }
     limit.rlim_cur = limit.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
         die("setrlimit");
     signal(SIGPIPE, SIG_IGN);
+    int *fds = malloc(sizeof(int) * n);
+    unsigned char *data = malloc(size);
+    if (fds == NULL || data == NULL)
+        die("malloc");
 
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = 0};
@@ -112,28 +156,51 @@ int main(int argc, char **argv) {
     if (pipe(ready) < 0)
         die("pipe");
     pid_t child = fork();
+    if (child < 0)
+        die("fork");
     if (child == 0) {
         close(listener);
         close(ready[0]);
-        reader(&address, n, ready[1]);
+        reader(&address, (int)n, ready[1]);
     }
     close(ready[1]);
-    int *fds = malloc(sizeof(int) * n);
-    int one = 1;
-    for (int i = 0; i < n; i++) {
+    /* Accept while watching the reader: it writes one byte once every connection is made,
+       and its end of the pipe closes if it dies first (out of ports, say), which would
+       otherwise leave accept() waiting for ever. */
+    int one = 1, connected = 0;
+    for (long i = 0; i < n; i++) {
+        struct pollfd watch[2] = {{.fd = listener, .events = POLLIN}, {.fd = ready[0], .events = POLLIN}};
+        while (!connected) {
+            if (poll(watch, 2, -1) < 0 && errno != EINTR)
+                die("poll");
+            if (watch[1].revents) {
+                char signal_byte;
+                if (read(ready[0], &signal_byte, 1) != 1) {
+                    fprintf(stderr, "sendfloor: the reader ended after %ld of %ld connections\n", i, n);
+                    waitpid(child, NULL, 0);
+                    return 1;
+                }
+                connected = 1; /* every connection is made: the rest wait in the backlog */
+            }
+            if (watch[0].revents)
+                break;
+        }
         fds[i] = accept(listener, NULL, NULL);
         if (fds[i] < 0)
             die("accept");
         setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* as uvloop does */
     }
-    char signal_byte;
-    if (read(ready[0], &signal_byte, 1) != 1)
-        die("ready");
+    if (!connected) {
+        char signal_byte;
+        if (read(ready[0], &signal_byte, 1) != 1) {
+            fprintf(stderr, "sendfloor: the reader ended before it was ready\n");
+            waitpid(child, NULL, 0);
+            return 1;
+        }
+    }
 
     /* One turn's write: FRAMES unmasked text frames (2- or 4-byte headers) of FRAME_BYTES. */
-    size_t size = (size_t)frames * frame_bytes;
-    unsigned char *data = malloc(size);
-    for (int f = 0; f < frames; f++) {
+    for (long f = 0; f < frames; f++) {
         unsigned char *frame = data + (size_t)f * frame_bytes;
         memset(frame, 'x', frame_bytes);
         frame[0] = 0x81;
@@ -146,35 +213,43 @@ int main(int argc, char **argv) {
         }
     }
 
+    /* At least one turn; a turn that would start past SECONDS does not. */
     double user0, sys0, user1, sys1;
     cpu(&user0, &sys0);
     double start = now(), next = start;
-    long sends = 0, short_writes = 0;
-    while (now() - start < seconds) {
-        for (int i = 0; i < n; i++) {
+    long sends = 0, short_writes = 0, delivered = 0;
+    do {
+        for (long i = 0; i < n; i++) {
             ssize_t sent = send(fds[i], data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
             sends++;
-            if (sent != (ssize_t)size)
-                short_writes++; /* a full buffer: the reader fell behind */
+            if (sent == (ssize_t)size) {
+                delivered += frames;
+            } else {
+                short_writes++; /* a full buffer: the reader fell behind; its frames not counted */
+                if (sent > 0)
+                    delivered += sent / frame_bytes;
+            }
         }
         next += gap;
-        double wait = next - now();
+        double wait = fmin(next, start + seconds) - now();
         if (wait > 0) {
             struct timespec pause = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
             nanosleep(&pause, NULL);
         } else {
             next = now();
         }
-    }
+    } while (now() - start < seconds);
     double elapsed = now() - start;
     double used = cpu(&user1, &sys1) - user0 - sys0;
-    for (int i = 0; i < n; i++)
+    if (used <= 0)
+        used = 1e-6; /* below the clock's resolution: a bound, not a division by zero */
+    for (long i = 0; i < n; i++)
         close(fds[i]);
     waitpid(child, NULL, 0);
-    printf("{\"connections\": %d, \"frames_per_write\": %d, \"frame_bytes\": %d, \"seconds\": %.2f, "
+    printf("{\"connections\": %ld, \"frames_per_write\": %ld, \"frame_bytes\": %ld, \"seconds\": %.2f, "
            "\"sends\": %ld, \"short_writes\": %ld, \"frames\": %ld, \"cpu_user\": %.3f, "
            "\"cpu_system\": %.3f, \"cpu_us_per_send\": %.2f, \"frames_per_cpu_second\": %.0f}\n",
-           n, frames, frame_bytes, elapsed, sends, short_writes, sends * frames, user1 - user0,
-           sys1 - sys0, used * 1e6 / sends, sends * frames / used);
+           n, frames, frame_bytes, elapsed, sends, short_writes, delivered, user1 - user0,
+           sys1 - sys0, used * 1e6 / sends, delivered / used);
     return 0;
 }
