@@ -1,15 +1,27 @@
-"""What the benchmarks share: percentiles, free ports, and writing results into the docs."""
+"""What the benchmarks share: percentiles, free ports, the C clients' builds, and writing results
+into the docs."""
 
 from __future__ import annotations
 
 import functools
 import re
 import socket
+import subprocess
 import time
 import timeit
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+BENCH = Path(__file__).resolve().parent
+DOCS = BENCH.parent / "docs" / "benchmarks.md"
+
+
+def build_c(name: str, workdir: Path) -> Path:
+    """bench/NAME.c compiled with gcc into WORKDIR/NAME (once per folder)."""
+    binary = workdir / name
+    if not binary.exists():
+        source = BENCH / f"{name}.c"
+        subprocess.run(["gcc", "-O2", "-o", str(binary), str(source), "-lm"], check=True)
+    return binary
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from common import free_port, host_speed_line, write_doc_block  # noqa: E402
+from common import build_c, free_port, host_speed_line, write_doc_block  # noqa: E402
 
 from tajiri_live.core.auth import TokenCodec  # noqa: E402
 from tajiri_live.core.settings import Settings  # noqa: E402
@@ -87,9 +87,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def build_client(workdir: Path) -> Path:
-    binary = workdir / "wsload"
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(ROOT / "bench" / "wsload.c")], check=True)
-    return binary
+    return build_c("wsload", workdir)
 
 
 # The floor writes for at most this long (it measures a rate), and may take this long more to
@@ -104,9 +102,7 @@ def send_floor(
     """What this host's kernel charges for the fan-out's writes with no server at all
     (bench/sendfloor.c): the same sockets, frames per write and turn, from a C loop; or why
     it could not be measured (the server's run is reported either way)."""
-    binary = workdir / "sendfloor"
-    source = ROOT / "bench" / "sendfloor.c"
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(source), "-lm"], check=True)
+    binary = build_c("sendfloor", workdir)
     frames = max(1, round(frames_per_write))
     frame = PlainEncoder().encode(comment_event(1, 0), "")
     assert frame is not None

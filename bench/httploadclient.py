@@ -13,21 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-SOURCE = Path(__file__).resolve().parent / "httpload.c"
+from common import build_c
 
 
 def build(workdir: Path) -> Path:
-    binary = workdir / "httpload"
-    if not binary.exists():
-        subprocess.run(["gcc", "-O2", "-o", str(binary), str(SOURCE), "-lm"], check=True)
-    return binary
+    return build_c("httpload", workdir)
 
 
 def http_request(

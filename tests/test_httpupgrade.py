@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -294,17 +294,24 @@ def server(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
     process.stop()
 
 
-async def exchange(port: int, request: bytes) -> bytes:
-    """One answer, whole: its head and then its body (they may come in separate reads)."""
+@contextlib.asynccontextmanager
+async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A raw connection to the server, closed however the block ends."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
+        yield reader, writer
+    finally:
+        writer.close()
+
+
+async def exchange(port: int, request: bytes) -> bytes:
+    """One answer, whole: its head and then its body (they may come in separate reads)."""
+    async with connected(port) as (reader, writer):
         writer.write(request)
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
         body_size = int(length[1]) if length else 0
         return head + await asyncio.wait_for(reader.readexactly(body_size), 10)
-    finally:
-        writer.close()
 
 
 async def test_a_frame_sent_with_the_upgrade_is_read_after_the_101(
@@ -312,19 +319,17 @@ async def test_a_frame_sent_with_the_upgrade_is_read_after_the_101(
 ) -> None:
     """The client's first frame in the same segment as its request (what a hurried client
     may do): kept while the socket is admitted, then answered."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     ping = orjson.dumps({"event": "ping", "data": {"timestamp": 7}})
-    writer.write(UPGRADE + client_frame(ping))
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    assert head.startswith(b"HTTP/1.1 101 ")
-    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's example
-    try:
+    async with connected(server.port) as (reader, writer):
+        writer.write(UPGRADE + client_frame(ping))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        # the accept key of RFC 6455's example
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
         texts: list[bytes] = []
         while not any(b'"pong"' in text for text in texts):
             first = await asyncio.wait_for(reader.readexactly(2), 10)
             texts.append(await reader.readexactly(first[1] & 0x7F))
-    finally:
-        writer.close()
     assert any(b'"timestamp":7' in text for text in texts)
 
 
@@ -341,43 +346,34 @@ async def test_requests_that_are_not_upgrades_are_answered_as_before(
     # An upgrade as the second request of a kept-alive connection: uvicorn's own upgrade
     key = base64.b64encode(os.urandom(16))
     second = UPGRADE.replace(b"dGhlIHNhbXBsZSBub25jZQ==", key)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" + second)
         answers = b""
         while b"101 Switching" not in answers:  # the two answers may come in two reads
             answers += await asyncio.wait_for(reader.read(65536), 10)
-    finally:
-        writer.close()
     assert answers.startswith(b"HTTP/1.1 200 ")
 
 
 async def test_an_upgrade_whose_head_comes_in_two_segments_is_upgraded(
     server: ServerProcess,
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(UPGRADE[:40])
         await writer.drain()
         await asyncio.sleep(0.2)  # two reads on the server's side
         writer.write(UPGRADE[40:])
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-    finally:
-        writer.close()
     assert head.startswith(b"HTTP/1.1 101 ")
 
 
 async def test_a_connection_that_sent_nothing_is_closed_when_the_server_stops(
     server: ServerProcess,
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    await asyncio.sleep(0.2)  # accepted
-    started = time.monotonic()
-    await asyncio.to_thread(server.stop)
-    try:
+    async with connected(server.port) as (reader, _):
+        await asyncio.sleep(0.2)  # accepted
+        started = time.monotonic()
+        await asyncio.to_thread(server.stop)
         assert await asyncio.wait_for(reader.read(1), 5) == b""
-    finally:
-        writer.close()
     assert server.process is not None and server.process.returncode is not None
     assert time.monotonic() - started < 10  # uvicorn did not wait on it
 
@@ -388,9 +384,8 @@ async def test_a_later_head_on_a_kept_alive_connection_is_bounded_too(
     """httptools gathers a header's value whole whatever its size: past 16 KiB (counted from
     the reads that are all head) the server answers 431 and closes (what it had not read
     makes that close a reset, which may take the 431 with it); it used to wait for more."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     answers = b""
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
         writer.write(b"GET /health HTTP/1.1\r\nX-Pad: ")
@@ -402,8 +397,6 @@ async def test_a_later_head_on_a_kept_alive_connection_is_bounded_too(
         with contextlib.suppress(ConnectionError):
             while chunk := await asyncio.wait_for(reader.read(65536), 10):
                 answers += chunk
-    finally:
-        writer.close()
     assert first.startswith(b"HTTP/1.1 200 ")
     assert answers in (b"",) or b"HTTP/1.1 431 " in answers
 
@@ -439,17 +432,14 @@ async def test_pipelined_requests_are_each_answered_and_never_counted_as_one_hea
     body = b'{"title": "' + b"a" * 20000 + b'"}'
     post = b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     post += b"Content-Length: %d\r\n\r\n" % len(body) + body
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     answers = b""
-    try:
+    async with connected(server.port) as (reader, writer):
         writer.write(health * 400 + post + health[:20])
         await writer.drain()
         await asyncio.sleep(0.3)
         writer.write(health[20:])
         while answers.count(b"HTTP/1.1 ") < 402:
             answers += await asyncio.wait_for(reader.read(65536), 10)
-    finally:
-        writer.close()
     statuses = re.findall(rb"HTTP/1.1 (\d+) ", answers)
     assert statuses[:400] == [b"200"] * 400
     assert statuses[400].startswith(b"4") and statuses[401] == b"200"
